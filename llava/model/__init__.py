@@ -1,0 +1,10 @@
+"""LLaVA model classes; importing this package registers `llava_llama` with the transformers Auto classes."""
+
+from llava.model.language_model.llava_llama import (
+    LlavaConfig,
+    LlavaLlamaForCausalLM,
+    LlavaLlamaModel,
+    PruningRecord,
+)
+
+__all__ = ["LlavaConfig", "LlavaLlamaForCausalLM", "LlavaLlamaModel", "PruningRecord"]

@@ -1,0 +1,227 @@
+"""`load_pretrained_model`: LLaVA's loader, for original checkpoints, on transformers 5.
+
+The kind of checkpoint is read from its files and `config.model_type`, never guessed from the path:
+- a full LLaVA checkpoint (`model_type: llava_llama` + weights),
+- a projector-only stage-1 checkpoint (`mm_projector.*` + config) on top of `model_base`,
+- a LoRA checkpoint (`adapter_config.json`, optional `non_lora_trainables.bin`) on top of `model_base`,
+- a plain language model (any other model_type).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+from llava.constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_PATCH_TOKEN
+from llava.model.language_model.llava_llama import LlavaConfig, LlavaLlamaForCausalLM
+from llava.model.weights import find_weight_file, load_projector_state, load_state_file
+
+logger = logging.getLogger(__name__)
+
+LLAVA_MODEL_TYPES = ("llava_llama",)
+
+
+def resolve_device(device: str) -> str:
+    """`device` if usable, else "cpu" with a one-line notice (CUDA asked for on a machine without it)."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        logger.warning("CUDA is not available: running on the CPU")
+        return "cpu"
+    return device
+
+
+def default_dtype(device: str) -> torch.dtype:
+    """float16 on CUDA, float32 elsewhere (CPU kernels for half precision are slow or missing)."""
+    return torch.float16 if device.startswith("cuda") else torch.float32
+
+
+def _read_config(path: str):
+    if not os.path.isdir(path):
+        return AutoConfig.from_pretrained(path)  # a hub id: needs the network or the local HF cache
+    config_file = os.path.join(path, "config.json")
+    if not os.path.isfile(config_file):
+        raise FileNotFoundError(f"{path} has no config.json: not a model checkpoint directory")
+    with open(config_file) as f:
+        raw = json.load(f)
+    model_type = raw.get("model_type")
+    if model_type in LLAVA_MODEL_TYPES:
+        return LlavaConfig.from_pretrained(path)
+    return AutoConfig.from_pretrained(path)
+
+
+def resolve_vision_tower(config, model_path: str) -> None:
+    """Make a relative `mm_vision_tower` (as in our portable checkpoints) point inside the checkpoint dir."""
+    tower = getattr(config, "mm_vision_tower", None)
+    if tower and not os.path.isabs(tower) and os.path.isdir(model_path):
+        candidate = os.path.join(model_path, tower)
+        if os.path.isdir(candidate):
+            config.mm_vision_tower = os.path.abspath(candidate)
+
+
+def _quantization_kwargs(load_8bit: bool, load_4bit: bool, device: str) -> dict:
+    if not (load_8bit or load_4bit):
+        return {}
+    if not device.startswith("cuda"):
+        raise ValueError("--load-8bit / --load-4bit need a CUDA device (bitsandbytes kernels)")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as exc:
+        raise ImportError("--load-8bit / --load-4bit need bitsandbytes: pip install bitsandbytes") from exc
+    from transformers import BitsAndBytesConfig
+
+    if load_8bit:
+        return {"quantization_config": BitsAndBytesConfig(load_in_8bit=True)}
+    return {
+        "quantization_config": BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_compute_dtype=torch.float16,
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_quant_type="nf4",
+        )
+    }
+
+
+def _attn_implementation(attn_implementation: str | None, use_flash_attn: bool, device: str) -> str:
+    wanted = "flash_attention_2" if use_flash_attn else (attn_implementation or "sdpa")
+    if wanted == "flash_attention_2":
+        if not device.startswith("cuda"):
+            logger.warning("flash_attention_2 needs CUDA; using sdpa on %s", device)
+            return "sdpa"
+        try:
+            import flash_attn  # noqa: F401
+        except ImportError:
+            logger.warning("flash_attention_2 requested but flash-attn is not installed (pip install '.[flash]'); using sdpa")
+            return "sdpa"
+    if wanted not in ("eager", "sdpa", "flash_attention_2"):
+        raise ValueError(f"attn_implementation must be eager, sdpa or flash_attention_2, got {wanted!r}")
+    return wanted
+
+
+def _has_full_weights(path: str) -> bool:
+    if not os.path.isdir(path):
+        return True  # a hub id: let from_pretrained find its weights
+    names = os.listdir(path)
+    return any(n.startswith(("model", "pytorch_model")) and n.endswith((".safetensors", ".bin", ".index.json")) for n in names)
+
+
+def _strip_peft_prefixes(state: dict) -> dict:
+    """LLaVA saves non-LoRA trainables from the peft-wrapped model (`base_model.model.model.*`)."""
+    state = {k.removeprefix("base_model."): v for k, v in state.items()}
+    if any(k.startswith("model.model.") for k in state):
+        state = {k.removeprefix("model."): v for k, v in state.items()}
+    return state
+
+
+def _load_lora(model_path: str, model_base: str, config, **kwargs):
+    try:
+        from peft import PeftModel
+    except ImportError as exc:
+        raise ImportError("loading a LoRA checkpoint needs peft: pip install '.[train]'") from exc
+    logger.info("loading LLaVA base weights from %s", model_base)
+    model = LlavaLlamaForCausalLM.from_pretrained(model_base, config=config, **kwargs)
+    trainables = find_weight_file(model_path, "non_lora_trainables")
+    if trainables is not None:
+        state = _strip_peft_prefixes(load_state_file(trainables))
+        result = model.load_state_dict(state, strict=False)
+        logger.info("non-LoRA trainables loaded (%d tensors, %d unexpected)", len(state), len(result.unexpected_keys))
+    model = PeftModel.from_pretrained(model, model_path)
+    return model.merge_and_unload()
+
+
+def load_pretrained_model(
+    model_path: str,
+    model_base: str | None,
+    model_name: str | None = None,
+    load_8bit: bool = False,
+    load_4bit: bool = False,
+    device_map: str | dict | None = "auto",
+    device: str = "cuda",
+    use_flash_attn: bool = False,
+    attn_implementation: str | None = None,
+    torch_dtype: torch.dtype | None = None,
+    **kwargs,
+):
+    """Load a LLaVA (or plain LLaMA) checkpoint: returns `(tokenizer, model, image_processor, context_len)`.
+
+    model_path: a local directory in the original LLaVA format, or a hub id.
+    model_base: the base LLM for projector-only and LoRA checkpoints (as LLaVA's `--model-base`).
+    model_name: accepted for compatibility; the checkpoint kind comes from its files, not the name.
+    device: "cuda" falls back to "cpu" with a notice when CUDA is missing; dtype float16 on CUDA,
+        float32 on the CPU unless `torch_dtype` says otherwise.
+    """
+    device = resolve_device(device)
+    dtype = torch_dtype or default_dtype(device)
+    if not model_path or (not os.path.exists(model_path) and model_path.startswith(("/", ".", "~"))):
+        raise FileNotFoundError(f"model path {model_path!r} does not exist")
+    load_kwargs = {"dtype": dtype, **_quantization_kwargs(load_8bit, load_4bit, device), **kwargs}
+    load_kwargs["attn_implementation"] = _attn_implementation(attn_implementation, use_flash_attn, device)
+    if device.startswith("cuda") and device_map is not None:
+        # "auto" spreads over all visible GPUs only when no particular GPU was asked for.
+        load_kwargs["device_map"] = "auto" if (device_map == "auto" and device == "cuda") else (
+            {"": device} if device_map == "auto" else device_map
+        )
+
+    config = _read_config(model_path)
+    is_lora = os.path.isfile(os.path.join(model_path, "adapter_config.json")) if os.path.isdir(model_path) else False
+    if getattr(config, "model_type", None) in LLAVA_MODEL_TYPES:
+        resolve_vision_tower(config, model_path)
+        if is_lora:
+            if model_base is None:
+                raise ValueError(f"{model_path} is a LoRA checkpoint: pass the base model with --model-base")
+            model = _load_lora(model_path, model_base, config, **load_kwargs)
+            tokenizer_path = model_base
+        elif not _has_full_weights(model_path):
+            if model_base is None:
+                raise ValueError(
+                    f"{model_path} holds no language-model weights (a projector-only checkpoint?): pass --model-base"
+                )
+            logger.info("loading the language model from %s and the projector from %s", model_base, model_path)
+            model = LlavaLlamaForCausalLM.from_pretrained(model_base, config=config, **load_kwargs)
+            projector = load_projector_state(model_path)
+            model.get_model().mm_projector.load_state_dict(projector)
+            model.get_model().mm_projector.to(dtype=dtype)
+            tokenizer_path = model_base
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                model = LlavaLlamaForCausalLM.from_pretrained(model_path, config=config, **load_kwargs)
+            tokenizer_path = model_path
+    else:
+        source = model_base if (model_base is not None and not _has_full_weights(model_path)) else model_path
+        model = AutoModelForCausalLM.from_pretrained(source, **load_kwargs)
+        tokenizer_path = model_path if os.path.isfile(os.path.join(model_path, "tokenizer_config.json")) else source
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, use_fast=False)
+    image_processor = None
+    if isinstance(model, LlavaLlamaForCausalLM):
+        image_processor = _prepare_multimodal(model, tokenizer, device, dtype, load_kwargs.get("device_map"))
+    if "device_map" not in load_kwargs and not (load_8bit or load_4bit):
+        model.to(device)
+    model.eval()
+    context_len = getattr(model.config, "max_sequence_length", 2048)
+    return tokenizer, model, image_processor, context_len
+
+
+def _prepare_multimodal(model, tokenizer, device: str, dtype: torch.dtype, device_map):
+    """Add LLaVA's optional image tokens to the tokenizer and load the vision tower (not in the checkpoint)."""
+    config = model.config
+    new_tokens = []
+    if getattr(config, "mm_use_im_patch_token", False):
+        new_tokens.append(DEFAULT_IMAGE_PATCH_TOKEN)
+    if getattr(config, "mm_use_im_start_end", False):
+        new_tokens += [DEFAULT_IM_START_TOKEN, DEFAULT_IM_END_TOKEN]
+    if new_tokens:
+        tokenizer.add_tokens(new_tokens, special_tokens=True)
+        if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+            model.resize_token_embeddings(len(tokenizer))
+    vision_tower = model.get_vision_tower()
+    if vision_tower is None:
+        return None
+    if not vision_tower.is_loaded:
+        vision_tower.load_model(device_map=device_map if device.startswith("cuda") else None, dtype=dtype)
+    vision_tower.to(device=device, dtype=dtype)
+    return vision_tower.image_processor

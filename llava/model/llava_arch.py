@@ -1,0 +1,205 @@
+"""The LLaVA parts shared by every language-model backend: vision tower, projector, and splicing.
+
+`LlavaMetaModel` is mixed into the backend's base model (it owns `vision_tower` and `mm_projector`, so
+the weight names stay `model.mm_projector.*`); `LlavaMetaForCausalLM` is mixed into the causal-LM class
+and turns `input_ids` with `IMAGE_TOKEN_INDEX` placeholders into `inputs_embeds` with image features.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import torch
+from torch import nn
+
+from llava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from llava.model.multimodal_encoder.builder import build_vision_tower
+from llava.model.multimodal_projector.builder import build_vision_projector
+
+logger = logging.getLogger(__name__)
+
+ImageSpan = tuple[int, int]  # (start, length) of one image's tokens in the spliced sequence
+
+
+@dataclasses.dataclass
+class MultimodalInputs:
+    """The spliced batch. `image_spans[b]` lists sample b's image spans, in sequence order."""
+
+    inputs_embeds: torch.Tensor  # (B, L, D)
+    attention_mask: torch.Tensor  # (B, L) bool, False on padding
+    position_ids: torch.Tensor  # (B, L), 0 at each sample's first real token
+    labels: torch.Tensor | None  # (B, L) with IGNORE_INDEX on image tokens and padding
+    image_spans: list[list[ImageSpan]]
+
+
+class LlavaMetaModel:
+    """Mixin for the backend's base model: owns the vision tower and the projector."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        if getattr(config, "mm_vision_tower", None) is not None:
+            self.vision_tower = build_vision_tower(config, delay_load=True)
+            self.mm_projector = build_vision_projector(config)
+
+    def get_vision_tower(self):
+        return getattr(self, "vision_tower", None)
+
+    def initialize_vision_modules(self, model_args) -> None:
+        """Attach a vision tower and projector to a language model (training stage 1), as LLaVA does.
+
+        model_args: needs `vision_tower`, `mm_vision_select_layer`, `mm_vision_select_feature`,
+        `mm_projector_type`, and optionally `pretrain_mm_mlp_adapter` (a stage-1 projector file).
+        """
+        self.config.mm_vision_tower = model_args.vision_tower
+        self.config.mm_vision_select_layer = model_args.mm_vision_select_layer
+        self.config.mm_vision_select_feature = getattr(model_args, "mm_vision_select_feature", "patch")
+        self.config.mm_patch_merge_type = getattr(model_args, "mm_patch_merge_type", "flat")
+        if self.get_vision_tower() is None:
+            self.vision_tower = build_vision_tower(model_args)
+        elif not self.vision_tower.is_loaded:
+            self.vision_tower.load_model()
+        self.config.use_mm_proj = True
+        self.config.mm_projector_type = getattr(model_args, "mm_projector_type", "linear")
+        self.config.mm_hidden_size = self.vision_tower.hidden_size
+        if getattr(self, "mm_projector", None) is None:
+            self.mm_projector = build_vision_projector(self.config)
+        for p in self.mm_projector.parameters():
+            p.requires_grad = True
+        adapter = getattr(model_args, "pretrain_mm_mlp_adapter", None)
+        if adapter is not None:
+            from llava.model.weights import load_projector_state
+
+            self.mm_projector.load_state_dict(load_projector_state(adapter))
+
+
+class LlavaMetaForCausalLM:
+    """Mixin for the causal-LM class: image encoding and splicing image features into the sequence."""
+
+    def get_model(self):
+        return self.model
+
+    def get_vision_tower(self):
+        return self.get_model().get_vision_tower()
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) -> (N, num_patches, D) projected features."""
+        features = self.get_vision_tower()(images)
+        return self.get_model().mm_projector(features)
+
+    def image_features(self, images: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:
+        """One (n_i, D) feature matrix per image.
+
+        images: a (N, 3, H, W) tensor, or a list whose items are (3, H, W) images or (P, 3, H, W)
+        stacks of anyres crops; with `mm_patch_merge_type == "flat"` a stack's features are concatenated.
+        """
+        if isinstance(images, torch.Tensor) and images.ndim == 4:
+            return list(self.encode_images(images))
+        stacks = [img if img.ndim == 4 else img.unsqueeze(0) for img in images]
+        merge_type = getattr(self.config, "mm_patch_merge_type", "flat")
+        if merge_type != "flat" and any(s.shape[0] > 1 for s in stacks):
+            raise NotImplementedError(
+                f"mm_patch_merge_type {merge_type!r} is not supported yet; only 'flat' merging of anyres crops is"
+            )
+        encoded = self.encode_images(torch.cat(stacks))
+        features, offset = [], 0
+        for stack in stacks:
+            features.append(encoded[offset : offset + stack.shape[0]].flatten(0, 1))
+            offset += stack.shape[0]
+        return features
+
+    def prepare_multimodal_inputs(
+        self,
+        input_ids: torch.LongTensor,
+        images: torch.Tensor | list[torch.Tensor],
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        padding_side: str | None = None,
+    ) -> MultimodalInputs:
+        """Replace each IMAGE_TOKEN_INDEX in `input_ids` (B, L) by the next image's features.
+
+        Padding (attention_mask == 0) is stripped per sample, the samples are re-padded on
+        `padding_side` (default: the config's `tokenizer_padding_side`), and sequences longer than
+        `tokenizer_model_max_length` are truncated, as in LLaVA.
+        """
+        num_placeholders = int((input_ids == IMAGE_TOKEN_INDEX).sum())
+        features = self.image_features(images) if images is not None and len(images) > 0 else []
+        if num_placeholders != len(features):
+            raise ValueError(
+                f"the prompt has {num_placeholders} <image> placeholder(s) but {len(features)} image(s) were given; "
+                "put one <image> in the prompt per image"
+            )
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
+        attention_mask = attention_mask.bool()
+        embed_tokens = self.get_model().embed_tokens
+        max_length = getattr(self.config, "tokenizer_model_max_length", None)
+
+        samples, next_image = [], 0
+        for b in range(input_ids.shape[0]):
+            valid = attention_mask[b]
+            ids = input_ids[b][valid]
+            sample_labels = labels[b][valid] if labels is not None else None
+            sample = _splice_one(ids, sample_labels, features, next_image, embed_tokens)
+            next_image += len(sample[2])
+            if max_length is not None:
+                sample = _truncate(sample, max_length)
+            samples.append(sample)
+        return _pad_batch(samples, padding_side or getattr(self.config, "tokenizer_padding_side", "right"))
+
+
+def _splice_one(ids, labels, features, next_image, embed_tokens):
+    """One sample: (embeds (L, D), labels (L,) or None, spans) with features spliced at the placeholders."""
+    is_image = ids == IMAGE_TOKEN_INDEX
+    # One embedding call for all text; the placeholder ids are replaced by 0 and dropped below.
+    text_embeds = embed_tokens(ids.masked_fill(is_image, 0))
+    positions = is_image.nonzero().flatten().tolist()
+    embeds, label_parts, spans = [], [], []
+    cursor, length = 0, 0
+    for image_index, pos in enumerate(positions, start=next_image):
+        feature = features[image_index].to(text_embeds.dtype)
+        embeds += [text_embeds[cursor:pos], feature]
+        if labels is not None:
+            ignore = torch.full((feature.shape[0],), IGNORE_INDEX, dtype=labels.dtype, device=labels.device)
+            label_parts += [labels[cursor:pos], ignore]
+        length += pos - cursor
+        spans.append((length, feature.shape[0]))
+        length += feature.shape[0]
+        cursor = pos + 1
+    embeds.append(text_embeds[cursor:])
+    if labels is not None:
+        label_parts.append(labels[cursor:])
+    return torch.cat(embeds), (torch.cat(label_parts) if labels is not None else None), spans
+
+
+def _truncate(sample, max_length):
+    embeds, labels, spans = sample
+    if embeds.shape[0] <= max_length:
+        return sample
+    logger.warning("sequence of %d tokens truncated to tokenizer_model_max_length=%d", embeds.shape[0], max_length)
+    spans = [(s, min(n, max_length - s)) for s, n in spans if s < max_length]
+    return embeds[:max_length], (labels[:max_length] if labels is not None else None), spans
+
+
+def _pad_batch(samples, padding_side: str) -> MultimodalInputs:
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+    max_len = max(s[0].shape[0] for s in samples)
+    first = samples[0][0]
+    batch, dim = len(samples), first.shape[-1]
+    embeds = first.new_zeros((batch, max_len, dim))
+    mask = torch.zeros((batch, max_len), dtype=torch.bool, device=first.device)
+    position_ids = torch.zeros((batch, max_len), dtype=torch.long, device=first.device)
+    has_labels = samples[0][1] is not None
+    labels = torch.full((batch, max_len), IGNORE_INDEX, dtype=torch.long, device=first.device) if has_labels else None
+    all_spans = []
+    for b, (sample_embeds, sample_labels, spans) in enumerate(samples):
+        n = sample_embeds.shape[0]
+        offset = max_len - n if padding_side == "left" else 0
+        embeds[b, offset : offset + n] = sample_embeds
+        mask[b, offset : offset + n] = True
+        position_ids[b, offset : offset + n] = torch.arange(n, device=first.device)
+        if has_labels:
+            labels[b, offset : offset + n] = sample_labels
+        all_spans.append([(start + offset, length) for start, length in spans])
+    return MultimodalInputs(embeds, mask, position_ids, labels, all_spans)

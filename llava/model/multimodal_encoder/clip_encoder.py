@@ -1,0 +1,76 @@
+"""The CLIP vision tower: patch features from a chosen hidden layer, loaded lazily as in LLaVA."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModel
+
+logger = logging.getLogger(__name__)
+
+
+class CLIPVisionTower(nn.Module):
+    """Wraps `CLIPVisionModel`; `delay_load=True` keeps only the config until `load_model()`.
+
+    LLaVA checkpoints do not carry the tower's weights: they name it in `mm_vision_tower` and the loader
+    calls `load_model()` after the language model is built.
+    """
+
+    def __init__(self, vision_tower: str, args, delay_load: bool = False):
+        super().__init__()
+        self.is_loaded = False
+        self.vision_tower_name = vision_tower
+        self.select_layer = args.mm_vision_select_layer
+        self.select_feature = getattr(args, "mm_vision_select_feature", "patch")
+        if self.select_feature not in ("patch", "cls_patch"):
+            raise ValueError(f"mm_vision_select_feature must be 'patch' or 'cls_patch', got {self.select_feature!r}")
+        if not delay_load or getattr(args, "unfreeze_mm_vision_tower", False):
+            self.load_model()
+        else:
+            self.cfg_only = CLIPVisionConfig.from_pretrained(self.vision_tower_name)
+
+    def load_model(self, device_map=None, dtype: torch.dtype | None = None) -> None:
+        if self.is_loaded:
+            logger.info("%s is already loaded; skipping", self.vision_tower_name)
+            return
+        # The PIL processor reproduces LLaVA's original pixel values and needs no torchvision.
+        self.image_processor = CLIPImageProcessorPil.from_pretrained(self.vision_tower_name)
+        self.vision_tower = CLIPVisionModel.from_pretrained(self.vision_tower_name, device_map=device_map, dtype=dtype)
+        self.vision_tower.requires_grad_(False)
+        self.is_loaded = True
+
+    def feature_select(self, hidden_states: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        features = hidden_states[self.select_layer]
+        return features[:, 1:] if self.select_feature == "patch" else features
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images: (N, 3, H, W) -> (N, num_patches, hidden) in the input's dtype."""
+        outputs = self.vision_tower(images.to(device=self.device, dtype=self.dtype), output_hidden_states=True)
+        return self.feature_select(outputs.hidden_states).to(images.dtype)
+
+    @property
+    def config(self) -> CLIPVisionConfig:
+        return self.vision_tower.config if self.is_loaded else self.cfg_only
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.vision_tower.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.vision_tower.device
+
+    @property
+    def hidden_size(self) -> int:
+        return self.config.hidden_size
+
+    @property
+    def num_patches_per_side(self) -> int:
+        return self.config.image_size // self.config.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        return self.num_patches_per_side**2

@@ -1,0 +1,160 @@
+"""The user-facing `DART_config` dict, parsed once into a typed, validated dataclass.
+
+Users' scripts set `model.config.DART_config = {...}` with the historical keys of the DART release, so
+those names stay exactly as they are (including the `max_num_trunction` spelling).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping
+
+# The keys every DART_config dict must carry (DESIGN §4). `method` is ours and optional.
+REQUIRED_KEYS = (
+    "K",
+    "image_token_start_index",
+    "image_token_length",
+    "max_num_trunction",
+    "reduction_ratio",
+    "retain_token_num_for_llava_next",
+    "pivot_image_token",
+    "pivot_text_token",
+)
+OPTIONAL_KEYS = ("method", "seed")
+
+
+class PruningConfigError(ValueError):
+    """A DART_config that cannot be used; the message names the offending key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DARTConfig:
+    """Validated pruning settings.
+
+    K: prune after decoder layer K-1, so layers K..N-1 run on the shorter sequence (1 <= K < N).
+    image_token_start_index / image_token_length: optional explicit image span; the span is always taken
+        from where the image features were spliced in, these are only checked against it.
+    max_num_trunction: total budget M of selected (non-pivot) image tokens; None means
+        M = m * (1 - reduction_ratio) for m image tokens.
+    retain_token_num_for_llava_next: the budget for LLaVA-1.6 (anyres) sequences.
+    pivot_image_token / pivot_text_token: number of pivots taken among image / text tokens.
+    method: name of the selection function in `llava.model.pruning.PRUNING_METHODS`.
+    seed: seed for stochastic baselines (ignored by DART).
+    """
+
+    K: int = 2
+    image_token_start_index: int | None = None
+    image_token_length: int | None = None
+    max_num_trunction: int | None = 128
+    reduction_ratio: float = 0.778
+    retain_token_num_for_llava_next: int | None = None
+    pivot_image_token: int = 4
+    pivot_text_token: int = 4
+    method: str = "dart"
+    seed: int = 0
+
+    @property
+    def num_pivots(self) -> int:
+        return self.pivot_image_token + self.pivot_text_token
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def budget_per_pivot(self, num_image_tokens: int, llava_next: bool = False) -> int:
+        """T = floor(M / (pivot_image_token + pivot_text_token)) (DESIGN §5 step 2).
+
+        For LLaVA-1.5, M = max_num_trunction if set, else m * (1 - reduction_ratio).
+        For LLaVA-1.6 (`llava_next`), M = min(retain_token_num_for_llava_next, m - pivot_image_token).
+        """
+        m = num_image_tokens
+        if llava_next:
+            if self.retain_token_num_for_llava_next is None:
+                raise PruningConfigError(
+                    "DART_config['retain_token_num_for_llava_next'] must be set to prune LLaVA-1.6 (anyres) inputs"
+                )
+            total = min(self.retain_token_num_for_llava_next, m - self.pivot_image_token)
+        elif self.max_num_trunction is not None:
+            total = self.max_num_trunction
+        else:
+            total = m * (1 - self.reduction_ratio)
+        if self.num_pivots == 0:
+            return 0
+        return max(0, math.floor(total / self.num_pivots))
+
+
+def _check_int(cfg: Mapping[str, Any], key: str, *, allow_none: bool, minimum: int = 0) -> None:
+    value = cfg[key]
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PruningConfigError(f"DART_config[{key!r}] must be an integer{' or None' if allow_none else ''}, got {value!r}")
+    if value < minimum:
+        raise PruningConfigError(f"DART_config[{key!r}] must be >= {minimum}, got {value}")
+
+
+def parse_dart_config(raw: Mapping[str, Any] | DARTConfig, num_hidden_layers: int | None = None) -> DARTConfig:
+    """Validate a user's DART_config dict and return the typed settings.
+
+    Raises PruningConfigError naming the key for missing keys, unknown keys, wrong types or values
+    out of range (K outside 1..num_hidden_layers-1, negative counts, ratio outside [0, 1)).
+    """
+    if isinstance(raw, DARTConfig):
+        raw = raw.to_dict()
+    if not isinstance(raw, Mapping):
+        raise PruningConfigError(f"DART_config must be a dict or None, got {type(raw).__name__}")
+    missing = [k for k in REQUIRED_KEYS if k not in raw]
+    if missing:
+        raise PruningConfigError(f"DART_config is missing key(s) {missing}; required keys: {list(REQUIRED_KEYS)}")
+    unknown = sorted(set(raw) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
+    if unknown:
+        raise PruningConfigError(
+            f"DART_config has unknown key(s) {unknown}; allowed keys: {list(REQUIRED_KEYS + OPTIONAL_KEYS)}"
+        )
+
+    _check_int(raw, "K", allow_none=False, minimum=1)
+    if num_hidden_layers is not None and raw["K"] >= num_hidden_layers:
+        raise PruningConfigError(
+            f"DART_config['K']={raw['K']} must be in 1..{num_hidden_layers - 1}: pruning happens before layer K "
+            f"and the model has {num_hidden_layers} decoder layers"
+        )
+    for key in ("image_token_start_index", "image_token_length", "max_num_trunction", "retain_token_num_for_llava_next"):
+        _check_int(raw, key, allow_none=True)
+    for key in ("pivot_image_token", "pivot_text_token"):
+        _check_int(raw, key, allow_none=False)
+
+    ratio = raw["reduction_ratio"]
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
+        raise PruningConfigError(f"DART_config['reduction_ratio'] must be a number in [0, 1), got {ratio!r}")
+
+    method = raw.get("method", "dart")
+    from llava.model.pruning import PRUNING_METHODS  # late import: the registry imports the methods
+
+    if method not in PRUNING_METHODS:
+        raise PruningConfigError(f"DART_config['method']={method!r} is unknown; available: {sorted(PRUNING_METHODS)}")
+    seed = raw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise PruningConfigError(f"DART_config['seed'] must be an integer, got {seed!r}")
+
+    return DARTConfig(
+        K=raw["K"],
+        image_token_start_index=raw["image_token_start_index"],
+        image_token_length=raw["image_token_length"],
+        max_num_trunction=raw["max_num_trunction"],
+        reduction_ratio=float(ratio),
+        retain_token_num_for_llava_next=raw["retain_token_num_for_llava_next"],
+        pivot_image_token=raw["pivot_image_token"],
+        pivot_text_token=raw["pivot_text_token"],
+        method=method,
+        seed=seed,
+    )
+
+
+def make_dart_config(**overrides: Any) -> dict[str, Any]:
+    """A complete DART_config dict with the paper's defaults (K=2, 4+4 pivots, 128 kept), overridden by kwargs."""
+    cfg = {k: v for k, v in DARTConfig().to_dict().items()}
+    unknown = sorted(set(overrides) - set(cfg))
+    if unknown:
+        raise PruningConfigError(f"unknown DART setting(s) {unknown}; allowed: {sorted(cfg)}")
+    cfg.update(overrides)
+    return cfg

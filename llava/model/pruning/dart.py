@@ -1,0 +1,81 @@
+"""DART: Duplication-Aware Reduction of Tokens (arXiv 2502.11494), as a pure selection function.
+
+Given the state of one sample just before decoder layer K, keep a few "pivot" tokens and, for each pivot,
+the image tokens least similar to it (the least duplicated ones); drop the other image tokens.
+The step numbers below refer to DESIGN.md §5.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from llava.model.pruning.config import DARTConfig
+
+
+def select_pivots(key_norms: torch.Tensor, start: int, end: int, count: int) -> list[int]:
+    """Absolute indices of the `count` tokens of [start, end) with the largest key L1 norm.
+
+    Returned in descending order of norm, as `torch.topk` gives them; the order matters because the
+    reference iterates a Python set built from these lists.
+    """
+    count = min(count, max(0, end - start))
+    if count == 0:
+        return []
+    return (key_norms[start:end].topk(count).indices + start).tolist()
+
+
+def select_image_tokens(
+    normed: torch.Tensor,
+    keys: torch.Tensor,
+    image_span: tuple[int, int],
+    cfg: DARTConfig,
+    llava_next: bool = False,
+) -> torch.Tensor:
+    """Indices of the image tokens DART keeps for one sample, ascending.
+
+    normed: (L, D) hidden states after layer K-1, passed through the model's final RMSNorm.
+    keys:   (L, H*d) key states of layer K-1 after RoPE, heads concatenated. Repeating grouped KV heads
+            scales every L1 norm by the same factor, so un-repeated keys give the same pivots.
+    image_span: (s, m): the m image tokens occupy [s, s+m); the text after them is [s+m, L).
+    llava_next: use the LLaVA-1.6 budget (m = L - text_length, M = min(retain, m - pivot_image_token)).
+    """
+    start, length = image_span
+    end = start + length
+    seq_len = normed.shape[0]
+    key_norms = keys.float().abs().sum(dim=-1)
+
+    # Step 1: pivots. Image pivots are kept; text pivots only steer the selection.
+    image_pivots = select_pivots(key_norms, start, end, cfg.pivot_image_token)
+    text_pivots = select_pivots(key_norms, end, seq_len, cfg.pivot_text_token)
+
+    # Step 2: per-pivot budget.
+    per_pivot = cfg.budget_per_pivot(length, llava_next=llava_next)
+
+    # Step 3: candidates are the non-pivot image tokens. One batched cosine-similarity call gives
+    # every pivot's row; taken tokens are masked out instead of re-gathering the candidate list.
+    pivots = list(set(image_pivots + text_pivots))  # the reference's iteration order, on purpose
+    available = torch.ones(length, dtype=torch.bool, device=normed.device)
+    if image_pivots:
+        available[torch.tensor(image_pivots, device=normed.device) - start] = False
+    selected: list[torch.Tensor] = []
+    if pivots and per_pivot > 0:
+        image_states = normed[start:end].float()
+        pivot_states = normed[pivots].float()
+        similarity = F.cosine_similarity(pivot_states[:, None, :], image_states[None, :, :], dim=-1)
+        for row in range(len(pivots)):
+            remaining = int(available.sum())
+            take = min(per_pivot, remaining)
+            if take == 0:
+                break
+            # Lowest similarity first: the reference takes topk of the negated similarity.
+            score = (-similarity[row]).masked_fill(~available, float("-inf"))
+            chosen = score.topk(take).indices
+            available[chosen] = False
+            selected.append(chosen)
+
+    # Step 4: kept image tokens = image pivots + everything selected.
+    kept = torch.tensor(image_pivots, dtype=torch.long, device=normed.device)
+    if selected:
+        kept = torch.cat([kept, torch.cat(selected) + start])
+    return kept.sort().values

@@ -1,0 +1,43 @@
+"""Reading weight files: safetensors first (no pickle), LLaVA's torch `.bin` files as a fallback."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from safetensors.torch import load_file
+
+PROJECTOR_PREFIX = "mm_projector."
+
+
+def load_state_file(path: str) -> dict[str, torch.Tensor]:
+    """A state dict from a `.safetensors` file, or a `.bin` file read with `weights_only=True`."""
+    if path.endswith(".safetensors"):
+        return load_file(path)
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def find_weight_file(directory: str, stem: str) -> str | None:
+    """`<stem>.safetensors` if present, else `<stem>.bin`, else None."""
+    for suffix in (".safetensors", ".bin"):
+        candidate = os.path.join(directory, stem + suffix)
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def load_projector_state(path: str) -> dict[str, torch.Tensor]:
+    """The projector's own state dict from a stage-1 file (`mm_projector.bin` / `.safetensors`) or its directory.
+
+    Keys like `model.mm_projector.0.weight` become `0.weight`, ready for `mm_projector.load_state_dict`.
+    """
+    if os.path.isdir(path):
+        found = find_weight_file(path, "mm_projector")
+        if found is None:
+            raise FileNotFoundError(f"no mm_projector.safetensors or mm_projector.bin in {path}")
+        path = found
+    state = load_state_file(path)
+    projector = {k.split(PROJECTOR_PREFIX, 1)[1]: v for k, v in state.items() if PROJECTOR_PREFIX in k}
+    if not projector:
+        raise ValueError(f"{path} holds no '{PROJECTOR_PREFIX}*' weights (keys: {sorted(state)[:5]}...)")
+    return projector
