@@ -23,7 +23,9 @@ from llava.model.weights import find_weight_file, load_projector_state, load_sta
 
 logger = logging.getLogger(__name__)
 
-LLAVA_MODEL_TYPES = ("llava_llama",)
+# The released LLaVA-1.5 checkpoints say "llava" (older LLaVA code), ours and newer ones "llava_llama".
+# transformers' own "llava" (HF format) has a `vision_config` instead of `mm_vision_tower`.
+LLAVA_MODEL_TYPES = ("llava_llama", "llava")
 
 
 def resolve_device(device: str) -> str:
@@ -47,9 +49,9 @@ def _read_config(path: str):
         raise FileNotFoundError(f"{path} has no config.json: not a model checkpoint directory")
     with open(config_file) as f:
         raw = json.load(f)
-    model_type = raw.get("model_type")
-    if model_type in LLAVA_MODEL_TYPES:
-        return LlavaConfig.from_pretrained(path)
+    if raw.get("model_type") in LLAVA_MODEL_TYPES and "mm_vision_tower" in raw:
+        raw["model_type"] = LlavaConfig.model_type
+        return LlavaConfig.from_dict(raw)
     return AutoConfig.from_pretrained(path)
 
 
@@ -167,7 +169,7 @@ def load_pretrained_model(
 
     config = _read_config(model_path)
     is_lora = os.path.isfile(os.path.join(model_path, "adapter_config.json")) if os.path.isdir(model_path) else False
-    if getattr(config, "model_type", None) in LLAVA_MODEL_TYPES:
+    if isinstance(config, LlavaConfig):
         resolve_vision_tower(config, model_path)
         if is_lora:
             if model_base is None:

@@ -1,0 +1,48 @@
+"""Prompt building shared by the CLI, the eval workers and the demo."""
+
+from __future__ import annotations
+
+import re
+
+from llava.constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_TOKEN, IMAGE_PLACEHOLDER
+from llava.conversation import get_conv_template
+
+
+def infer_conv_mode(model_name: str) -> str:
+    """LLaVA's rule for picking a template from the checkpoint name, used only when --conv-mode is not given."""
+    name = model_name.lower()
+    if "llama-2" in name:
+        return "llava_llama_2"
+    if "mistral" in name:
+        return "mistral_instruct"
+    if "v1.6-34b" in name:
+        return "chatml_direct"
+    if "v1" in name:
+        return "llava_v1"
+    if "mpt" in name:
+        return "mpt"
+    return "llava_v0"
+
+
+def image_token(mm_use_im_start_end: bool) -> str:
+    return DEFAULT_IM_START_TOKEN + DEFAULT_IMAGE_TOKEN + DEFAULT_IM_END_TOKEN if mm_use_im_start_end else DEFAULT_IMAGE_TOKEN
+
+
+def insert_image_tokens(question: str, num_images: int, mm_use_im_start_end: bool) -> str:
+    """Put the image token where the question says `<image-placeholder>`, else one per image in front (LLaVA)."""
+    token = image_token(mm_use_im_start_end)
+    if num_images == 0:
+        return question
+    if IMAGE_PLACEHOLDER in question:
+        return re.sub(re.escape(IMAGE_PLACEHOLDER), token, question)
+    if DEFAULT_IMAGE_TOKEN in question:
+        return question.replace(DEFAULT_IMAGE_TOKEN, token) if mm_use_im_start_end else question
+    return (token + "\n") * num_images + question
+
+
+def build_prompt(question: str, conv_mode: str, num_images: int = 1, mm_use_im_start_end: bool = False) -> str:
+    """One user turn and an open assistant turn in the given template."""
+    conv = get_conv_template(conv_mode)
+    conv.append_message(conv.roles[0], insert_image_tokens(question, num_images, mm_use_im_start_end))
+    conv.append_message(conv.roles[1], None)
+    return conv.get_prompt()

@@ -1,0 +1,91 @@
+"""load_pretrained_model on checkpoints written in the original LLaVA on-disk format."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import CLIPImageProcessorPil
+
+from llava.model import LlavaLlamaForCausalLM
+from llava.model.builder import load_pretrained_model
+from llava.model.tiny_checkpoint import build_tiny_base_llm, build_tiny_checkpoint
+
+
+def logits(model, image):
+    ids = torch.tensor([[1, 20, 30, -200, 40, 50, 60]])
+    with torch.no_grad():
+        return model(input_ids=ids, images=image).logits
+
+
+def test_full_checkpoint_loads_every_weight(tiny_ckpt, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the relative mm_vision_tower must resolve against the checkpoint, not the cwd
+    tokenizer, model, processor, context_len = load_pretrained_model(str(tiny_ckpt), None, "llava-tiny", device="cpu")
+    assert isinstance(model, LlavaLlamaForCausalLM) and not model.training
+    assert model.dtype == torch.float32 and model.device.type == "cpu"
+    assert isinstance(processor, CLIPImageProcessorPil) and context_len == 2048
+    assert tokenizer.bos_token_id == 1 and tokenizer.eos_token_id == 2
+    on_disk = load_file(tiny_ckpt / "model.safetensors")
+    state = model.state_dict()
+    for name, tensor in on_disk.items():
+        assert torch.equal(state[name], tensor), name
+    tower = load_file(tiny_ckpt / "vision_tower" / "model.safetensors")
+    loaded_tower = model.get_vision_tower().vision_tower
+    assert torch.equal(
+        loaded_tower.embeddings.patch_embedding.weight,  # transformers 5 flattens the module tree
+        tower["vision_model.embeddings.patch_embedding.weight"],
+    )
+    assert model.get_vision_tower().num_patches == 576
+
+
+def test_projector_only_checkpoint_with_model_base_equals_full(tiny_ckpt, tmp_path):
+    projector_dir = build_tiny_checkpoint(tmp_path / "stage1", seed=0, layout="projector_only")
+    base_dir = build_tiny_base_llm(tmp_path / "base", seed=0)
+    image = torch.randn(1, 3, 336, 336, generator=torch.Generator().manual_seed(0))
+    _, full, _, _ = load_pretrained_model(str(tiny_ckpt), None, device="cpu")
+    _, combined, _, _ = load_pretrained_model(str(projector_dir), str(base_dir), device="cpu")
+    torch.testing.assert_close(logits(combined, image), logits(full, image), rtol=0, atol=0)
+
+
+def test_projector_bin_is_used_when_no_safetensors(tiny_ckpt, tmp_path):
+    projector_dir = build_tiny_checkpoint(tmp_path / "stage1", seed=0, layout="projector_only")
+    (projector_dir / "mm_projector.safetensors").unlink()
+    base_dir = build_tiny_base_llm(tmp_path / "base", seed=0)
+    _, model, _, _ = load_pretrained_model(str(projector_dir), str(base_dir), device="cpu")
+    on_disk = torch.load(projector_dir / "mm_projector.bin", weights_only=True)
+    assert torch.equal(model.get_model().mm_projector[0].weight, on_disk["model.mm_projector.0.weight"])
+
+
+def test_released_llava_model_type_is_accepted(tiny_ckpt, tmp_path):
+    """liuhaotian/llava-v1.5-* configs say model_type "llava" (older LLaVA code)."""
+    copy = tmp_path / "llava-v1.5-tiny"
+    shutil.copytree(tiny_ckpt, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["model_type"] = "llava"
+    (copy / "config.json").write_text(json.dumps(config))
+    _, model, _, _ = load_pretrained_model(str(copy), None, device="cpu")
+    assert isinstance(model, LlavaLlamaForCausalLM)
+
+
+def test_cuda_request_falls_back_to_cpu(tiny_ckpt, caplog, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    _, model, _, _ = load_pretrained_model(str(tiny_ckpt), None, device="cuda")
+    assert model.device.type == "cpu" and model.dtype == torch.float32
+    assert "CUDA is not available" in caplog.text
+
+
+def test_missing_path_and_missing_base_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_pretrained_model(str(tmp_path / "nope"), None, device="cpu")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        load_pretrained_model(str(tmp_path / "empty"), None, device="cpu")
+    projector_dir = build_tiny_checkpoint(tmp_path / "stage1", seed=0, layout="projector_only")
+    with pytest.raises(ValueError, match="--model-base"):
+        load_pretrained_model(str(projector_dir), None, device="cpu")
+
+
+def test_quantized_loading_needs_cuda(tiny_ckpt):
+    with pytest.raises(ValueError, match="need a CUDA device"):
+        load_pretrained_model(str(tiny_ckpt), None, load_4bit=True, device="cpu")
