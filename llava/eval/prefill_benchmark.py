@@ -1,0 +1,207 @@
+"""Prefill cost of vanilla vs pruned LLaVA, measured side by side in one run (DESIGN §6).
+
+    python -m llava.eval.prefill_benchmark                  # LLaVA-1.5-7B depth/heads, hidden 1024, CPU
+    python -m llava.eval.prefill_benchmark --hidden-size 4096 --intermediate-size 11008 --device cuda
+
+The model is random-init with LLaVA-1.5-7B's layer count and head layout but a narrower width, so the
+fraction of layers after K is realistic while it fits a laptop. The prompt is LLaVA-1.5's shape: a
+system prompt and `USER:` (35 tokens), 576 image tokens, a short question and `ASSISTANT:`.
+Variants run interleaved (one of each per round) so machine noise hits them alike; times are medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+
+import torch
+
+from llava.model import LlavaConfig, LlavaLlamaForCausalLM, PruningRecord
+from llava.model.pruning import make_dart_config
+from llava.model.pruning.random_baseline import dart_kept_count
+from llava.model.pruning import parse_dart_config
+
+
+@dataclasses.dataclass
+class Variant:
+    name: str
+    dart_config: dict | None
+
+
+@dataclasses.dataclass
+class Result:
+    name: str
+    seq_len_after_k: int
+    median_seconds: float
+    selection_seconds: float
+    kv_cache_bytes: int
+    ideal_speedup: float = 1.0
+    measured_speedup: float = 1.0
+
+
+def layer_flops(seq_len: int, hidden: int, intermediate: int, kv_dim: int) -> float:
+    """Multiply-adds x2 of one decoder layer over `seq_len` tokens with a causal mask.
+
+    q and o projections: 2*D*D each; k and v: 2*D*kv_dim each; SwiGLU MLP: 3 * 2*D*I;
+    scores and weighted values: 2 * 2*D per (query, visible key) pair, L(L+1)/2 pairs.
+    """
+    linear = seq_len * (4 * hidden * hidden + 4 * hidden * kv_dim + 6 * hidden * intermediate)
+    attention = 2 * hidden * seq_len * (seq_len + 1)
+    return float(linear + attention)
+
+
+def ideal_speedup(full_len: int, pruned_len: int, k: int, layers: int, hidden: int, intermediate: int, kv_dim: int) -> float:
+    """Layers 0..K-1 see all tokens, layers K..N-1 the pruned sequence: ratio of the FLOP counts."""
+    full = layers * layer_flops(full_len, hidden, intermediate, kv_dim)
+    pruned = k * layer_flops(full_len, hidden, intermediate, kv_dim) + (layers - k) * layer_flops(
+        pruned_len, hidden, intermediate, kv_dim
+    )
+    return full / pruned
+
+
+def kv_cache_bytes(cache) -> int:
+    return sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers)
+
+
+def build_model(args) -> LlavaLlamaForCausalLM:
+    config = LlavaConfig(
+        vocab_size=32000,
+        hidden_size=args.hidden_size,
+        intermediate_size=args.intermediate_size,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        num_key_value_heads=args.heads,
+        max_position_embeddings=4096,
+        rms_norm_eps=1e-5,
+        attn_implementation=args.attn_implementation,
+    )
+    torch.manual_seed(0)
+    dtype = torch.float16 if args.device.startswith("cuda") else torch.float32
+    return LlavaLlamaForCausalLM(config).to(device=args.device, dtype=dtype).eval()
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def prefill(model, embeds, spans, record) -> tuple[float, object]:
+    synchronize(str(embeds.device))
+    start = time.perf_counter()
+    out = model(inputs_embeds=embeds, image_spans=spans, pruning_record=record, use_cache=True, logits_to_keep=1)
+    synchronize(str(embeds.device))
+    return time.perf_counter() - start, out.past_key_values
+
+
+def run(args) -> list[Result]:
+    model = build_model(args)
+    seq_len = args.prefix_tokens + args.image_tokens + args.suffix_tokens
+    g = torch.Generator().manual_seed(1)
+    embeds = (torch.randn(1, seq_len, args.hidden_size, generator=g) * 0.02).to(device=args.device, dtype=model.dtype)
+    spans = [[(args.prefix_tokens, args.image_tokens)]]
+    variants = [Variant("vanilla", None)] + [
+        Variant(f"{method}-{kept}", make_dart_config(K=args.k, max_num_trunction=kept, method=method))
+        for kept in args.kept
+        for method in args.methods
+    ]
+    times = {v.name: [] for v in variants}
+    selection = {v.name: [] for v in variants}
+    results: dict[str, Result] = {}
+    with torch.inference_mode():
+        for round_index in range(args.warmup + args.repeats):
+            for variant in variants:
+                model.config.DART_config = variant.dart_config
+                record = PruningRecord()
+                seconds, cache = prefill(model, embeds, spans, record)
+                if round_index >= args.warmup:
+                    times[variant.name].append(seconds)
+                    selection[variant.name].append(record.selection_seconds)
+                pruned_len = record.keep.shape[1] if record.pruned else seq_len
+                results[variant.name] = Result(variant.name, pruned_len, 0.0, 0.0, kv_cache_bytes(cache))
+    kv_dim = args.hidden_size  # no grouped-query attention in LLaVA-1.5-7B
+    base = statistics.median(times["vanilla"])
+    for name, result in results.items():
+        result.median_seconds = statistics.median(times[name])
+        result.selection_seconds = statistics.median(selection[name])
+        result.measured_speedup = base / result.median_seconds
+        k = args.k if name != "vanilla" else args.layers
+        result.ideal_speedup = ideal_speedup(
+            seq_len, result.seq_len_after_k, k, args.layers, args.hidden_size, args.intermediate_size, kv_dim
+        )
+    return list(results.values())
+
+
+def format_table(results: list[Result], seq_len: int) -> str:
+    lines = [
+        f"{'variant':<12} {'tokens>=K':>9} {'prefill ms':>11} {'speed-up':>9} {'ideal':>7} {'meas/ideal':>10} "
+        f"{'select ms':>10} {'select %':>9} {'KV cache MiB':>13}"
+    ]
+    for r in results:
+        share = 100 * r.selection_seconds / r.median_seconds
+        lines.append(
+            f"{r.name:<12} {r.seq_len_after_k:>9} {1000 * r.median_seconds:>11.1f} {r.measured_speedup:>8.2f}x "
+            f"{r.ideal_speedup:>6.2f}x {r.measured_speedup / r.ideal_speedup:>10.2f} {1000 * r.selection_seconds:>10.2f} "
+            f"{share:>8.2f}% {r.kv_cache_bytes / 2**20:>13.1f}"
+        )
+    lines.append(f"(prompt: {seq_len} tokens; tokens>=K: sequence length seen by layers K..N-1)")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--layers", type=int, default=32)
+    parser.add_argument("--heads", type=int, default=32)
+    parser.add_argument("--hidden-size", type=int, default=1024)
+    parser.add_argument("--intermediate-size", type=int, default=2752, help="7B's 11008/4096 ratio at width 1024")
+    parser.add_argument("--k", type=int, default=2, help="DART's pruned layer K")
+    parser.add_argument("--kept", type=int, nargs="+", default=[128, 64], help="max_num_trunction values")
+    parser.add_argument("--methods", nargs="+", default=["dart", "random"])
+    parser.add_argument("--prefix-tokens", type=int, default=35)
+    parser.add_argument("--image-tokens", type=int, default=576)
+    parser.add_argument("--suffix-tokens", type=int, default=25)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--attn-implementation", default="sdpa", choices=["eager", "sdpa", "flash_attention_2"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("CUDA is not available: benchmarking on the CPU", file=sys.stderr)
+        args.device = "cpu"
+    parse_dart_config(make_dart_config(K=args.k), args.layers)  # fail early on an impossible K
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    seq_len = args.prefix_tokens + args.image_tokens + args.suffix_tokens
+    print(
+        f"prefill benchmark: {args.layers} layers, {args.heads} heads, hidden {args.hidden_size}, "
+        f"{args.attn_implementation}, {args.device}, torch threads {torch.get_num_threads()}, "
+        f"{args.repeats} timed rounds after {args.warmup} warm-up"
+    )
+    results = run(args)
+    print(format_table(results, seq_len))
+    by_name = {r.name: r for r in results}
+    headline = by_name.get(f"dart-{args.kept[0]}")
+    if headline is not None:
+        image_kept = args.image_tokens - (seq_len - headline.seq_len_after_k)
+        expected = dart_kept_count(args.image_tokens, parse_dart_config(make_dart_config(max_num_trunction=args.kept[0])))
+        print(
+            f"summary: DART keeping {image_kept}/{args.image_tokens} image tokens (expected {expected}): prefill "
+            f"{headline.measured_speedup:.2f}x faster (ideal {headline.ideal_speedup:.2f}x, ratio "
+            f"{headline.measured_speedup / headline.ideal_speedup:.2f}); selection "
+            f"{100 * headline.selection_seconds / headline.median_seconds:.2f}% of the pruned prefill"
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "results": [dataclasses.asdict(r) for r in results]}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""The prefill benchmark's cost model and a tiny end-to-end run (timings themselves are not asserted)."""
+
+import json
+
+import pytest
+
+from llava.eval.prefill_benchmark import ideal_speedup, layer_flops, main
+
+
+def test_layer_flops_by_hand():
+    # D=2, I=3, kv=2, L=2: linear 2*(4*4 + 4*4 + 6*6) = 136; attention 2*2*2*3 = 24
+    assert layer_flops(2, hidden=2, intermediate=3, kv_dim=2) == 160
+
+
+def test_ideal_speedup_is_the_flop_ratio():
+    full, pruned = layer_flops(100, 8, 16, 8), layer_flops(40, 8, 16, 8)
+    expected = 10 * full / (3 * full + 7 * pruned)
+    assert ideal_speedup(100, 40, k=3, layers=10, hidden=8, intermediate=16, kv_dim=8) == pytest.approx(expected)
+    assert ideal_speedup(100, 100, k=3, layers=10, hidden=8, intermediate=16, kv_dim=8) == pytest.approx(1.0)
+
+
+def test_tiny_run_reports_every_variant(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    argv = ["--layers", "4", "--heads", "4", "--hidden-size", "64", "--intermediate-size", "128",
+            "--kept", "16", "--repeats", "1", "--warmup", "0", "--json", str(out)]
+    assert main(argv) == 0
+    results = {r["name"]: r for r in json.loads(out.read_text())["results"]}
+    assert set(results) == {"vanilla", "dart-16", "random-16"}
+    assert results["vanilla"]["seq_len_after_k"] == 636
+    assert results["dart-16"]["seq_len_after_k"] == 35 + 25 + 4 + 8 * 2
+    # layers 0..1 cache all 636 tokens, layers 2..3 only the 80 kept: 4 layers x (keys + values) x 64 floats
+    assert results["dart-16"]["kv_cache_bytes"] == (2 * 636 + 2 * 80) * 2 * 64 * 4
+    assert "summary: DART keeping 20/576 image tokens (expected 20)" in capsys.readouterr().out
