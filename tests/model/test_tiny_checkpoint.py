@@ -23,7 +23,7 @@ from llava.model.tiny_checkpoint import (
     write_llm_weights,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SENTENCES = [
     "Hello",
     "What color is the circle?",
