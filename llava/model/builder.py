@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import warnings
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -41,16 +40,41 @@ def default_dtype(device: str) -> torch.dtype:
     return torch.float16 if device.startswith("cuda") else torch.float32
 
 
-def _read_config(path: str):
-    if not os.path.isdir(path):
-        return AutoConfig.from_pretrained(path)  # a hub id: needs the network or the local HF cache
-    config_file = os.path.join(path, "config.json")
-    if not os.path.isfile(config_file):
-        raise FileNotFoundError(f"{path} has no config.json: not a model checkpoint directory")
+def checkpoint_file(path: str, filename: str) -> str | None:
+    """Local path of `filename` in a checkpoint directory or hub repo (downloaded / from the HF cache), or None."""
+    if os.path.isdir(path):
+        candidate = os.path.join(path, filename)
+        return candidate if os.path.isfile(candidate) else None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    try:
+        return hf_hub_download(path, filename)
+    except LocalEntryNotFoundError as exc:  # (a subclass of EntryNotFoundError: check it first)
+        raise FileNotFoundError(
+            f"{path!r} is not a local directory, and the hub is unreachable with no cached copy of it "
+            "(download it once, or pass a local checkpoint directory)"
+        ) from exc
+    except EntryNotFoundError:
+        return None
+    except Exception as exc:  # unknown repo, no access, bad id: all end the same way for the user
+        raise FileNotFoundError(f"cannot read {filename} of {path!r}: not a local directory and the hub said: {exc}") from exc
+
+
+def read_config(path: str):
+    """The checkpoint's config: our `LlavaConfig` for original LLaVA checkpoints, else whatever AutoConfig says.
+
+    Original LLaVA configs carry `mm_vision_tower`; transformers' own "llava" type (HF format) does not.
+    """
+    config_file = checkpoint_file(path, "config.json")
+    if config_file is None:
+        raise FileNotFoundError(f"{path} has no config.json: not a model checkpoint")
     with open(config_file) as f:
         raw = json.load(f)
     if raw.get("model_type") in LLAVA_MODEL_TYPES and "mm_vision_tower" in raw:
         raw["model_type"] = LlavaConfig.model_type
+        if "rope_scaling" in raw and raw["rope_scaling"] is None:
+            del raw["rope_scaling"]  # LLaVA-1.5 wrote null; transformers 5 warns about the key itself
         return LlavaConfig.from_dict(raw)
     return AutoConfig.from_pretrained(path)
 
@@ -105,9 +129,16 @@ def _attn_implementation(attn_implementation: str | None, use_flash_attn: bool, 
 
 def _has_full_weights(path: str) -> bool:
     if not os.path.isdir(path):
-        return True  # a hub id: let from_pretrained find its weights
+        return True  # a hub id: from_pretrained finds its weights
     names = os.listdir(path)
     return any(n.startswith(("model", "pytorch_model")) and n.endswith((".safetensors", ".bin", ".index.json")) for n in names)
+
+
+def _projector_file(path: str) -> str:
+    found = checkpoint_file(path, "mm_projector.safetensors") or checkpoint_file(path, "mm_projector.bin")
+    if found is None:
+        raise FileNotFoundError(f"{path} has neither mm_projector.safetensors nor mm_projector.bin")
+    return found
 
 
 def _strip_peft_prefixes(state: dict) -> dict:
@@ -118,13 +149,16 @@ def _strip_peft_prefixes(state: dict) -> dict:
     return state
 
 
-def _load_lora(model_path: str, model_base: str, config, **kwargs):
+def _load_lora(model_path: str, model_base: str, config: LlavaConfig | None, **kwargs):
     try:
         from peft import PeftModel
     except ImportError as exc:
         raise ImportError("loading a LoRA checkpoint needs peft: pip install '.[train]'") from exc
-    logger.info("loading LLaVA base weights from %s", model_base)
-    model = LlavaLlamaForCausalLM.from_pretrained(model_base, config=config, **kwargs)
+    logger.info("loading base weights from %s", model_base)
+    if config is None:
+        model = AutoModelForCausalLM.from_pretrained(model_base, **kwargs)
+    else:
+        model = LlavaLlamaForCausalLM.from_pretrained(model_base, config=config, **kwargs)
     trainables = find_weight_file(model_path, "non_lora_trainables")
     if trainables is not None:
         state = _strip_peft_prefixes(load_state_file(trainables))
@@ -167,35 +201,30 @@ def load_pretrained_model(
             {"": device} if device_map == "auto" else device_map
         )
 
-    config = _read_config(model_path)
-    is_lora = os.path.isfile(os.path.join(model_path, "adapter_config.json")) if os.path.isdir(model_path) else False
+    config = read_config(model_path)
+    is_lora = checkpoint_file(model_path, "adapter_config.json") is not None
+    if is_lora and model_base is None:
+        raise ValueError(f"{model_path} is a LoRA checkpoint: pass the base model with --model-base")
     if isinstance(config, LlavaConfig):
         resolve_vision_tower(config, model_path)
         if is_lora:
-            if model_base is None:
-                raise ValueError(f"{model_path} is a LoRA checkpoint: pass the base model with --model-base")
             model = _load_lora(model_path, model_base, config, **load_kwargs)
-            tokenizer_path = model_base
-        elif not _has_full_weights(model_path):
-            if model_base is None:
-                raise ValueError(
-                    f"{model_path} holds no language-model weights (a projector-only checkpoint?): pass --model-base"
-                )
+        elif model_base is not None:
+            # As in LLaVA: a non-LoRA checkpoint with a base is a projector-only (stage-1) checkpoint.
             logger.info("loading the language model from %s and the projector from %s", model_base, model_path)
             model = LlavaLlamaForCausalLM.from_pretrained(model_base, config=config, **load_kwargs)
-            projector = load_projector_state(model_path)
-            model.get_model().mm_projector.load_state_dict(projector)
+            model.get_model().mm_projector.load_state_dict(load_projector_state(_projector_file(model_path)))
             model.get_model().mm_projector.to(dtype=dtype)
-            tokenizer_path = model_base
+        elif not _has_full_weights(model_path):
+            raise ValueError(f"{model_path} holds no language-model weights (a projector-only checkpoint?): pass --model-base")
         else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                model = LlavaLlamaForCausalLM.from_pretrained(model_path, config=config, **load_kwargs)
-            tokenizer_path = model_path
+            model = LlavaLlamaForCausalLM.from_pretrained(model_path, config=config, **load_kwargs)
+    elif is_lora:
+        model = _load_lora(model_path, model_base, None, **load_kwargs)
     else:
-        source = model_base if (model_base is not None and not _has_full_weights(model_path)) else model_path
-        model = AutoModelForCausalLM.from_pretrained(source, **load_kwargs)
-        tokenizer_path = model_path if os.path.isfile(os.path.join(model_path, "tokenizer_config.json")) else source
+        model = AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs)
+    has_tokenizer = checkpoint_file(model_path, "tokenizer_config.json") is not None
+    tokenizer_path = model_path if has_tokenizer or model_base is None else model_base
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, use_fast=False)
     image_processor = None

@@ -89,3 +89,12 @@ def test_missing_path_and_missing_base_are_clear_errors(tmp_path):
 def test_quantized_loading_needs_cuda(tiny_ckpt):
     with pytest.raises(ValueError, match="need a CUDA device"):
         load_pretrained_model(str(tiny_ckpt), None, load_4bit=True, device="cpu")
+
+
+def test_unreachable_hub_id_is_a_clear_error(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))  # an empty cache
+    with pytest.raises(FileNotFoundError, match="hub is unreachable with no cached copy"):
+        load_pretrained_model("liuhaotian/llava-v1.5-7b", None, device="cpu")
