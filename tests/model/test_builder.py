@@ -98,3 +98,37 @@ def test_unreachable_hub_id_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))  # an empty cache
     with pytest.raises(FileNotFoundError, match="hub is unreachable with no cached copy"):
         load_pretrained_model("liuhaotian/llava-v1.5-7b", None, device="cpu")
+
+
+def test_lora_checkpoint_with_model_base_equals_merged_weights(tiny_ckpt, tmp_path):
+    """LLaVA's LoRA layout: adapter files + non_lora_trainables.bin (projector) + the LLaVA config."""
+    from peft import LoraConfig, get_peft_model
+
+    base_dir = build_tiny_base_llm(tmp_path / "base", seed=0)
+    _, model, _, _ = load_pretrained_model(str(tiny_ckpt), None, device="cpu")
+    # Language-model layers only, as LLaVA's training targets them (the CLIP tower has q_proj/v_proj too).
+    targets = r".*model\.layers\.\d+\.self_attn\.(q_proj|v_proj)"
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=targets))
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_" in name:
+                param.copy_(torch.randn(param.shape, generator=g) * 0.1)
+        projector = peft_model.base_model.model.model.mm_projector
+        for param in projector.parameters():
+            param.copy_(torch.randn(param.shape, generator=g) * 0.1)
+    lora_dir = tmp_path / "llava-lora"
+    peft_model.save_pretrained(lora_dir)
+    torch.save(
+        {f"base_model.model.model.mm_projector.{k}": v.clone() for k, v in projector.state_dict().items()},
+        lora_dir / "non_lora_trainables.bin",
+    )
+    shutil.copy(tiny_ckpt / "config.json", lora_dir / "config.json")
+    shutil.copytree(tiny_ckpt / "vision_tower", lora_dir / "vision_tower")
+    merged = peft_model.merge_and_unload()
+
+    _, loaded, _, _ = load_pretrained_model(str(lora_dir), str(base_dir), device="cpu")
+    image = torch.randn(1, 3, 336, 336, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(logits(loaded, image), logits(merged, image), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="LoRA checkpoint: pass the base model"):
+        load_pretrained_model(str(lora_dir), None, device="cpu")
