@@ -35,3 +35,11 @@ def test_bad_dart_setting_is_an_error(tiny_ckpt, tmp_path, capsys):
     Image.new("RGB", (64, 64)).save(image)
     assert run(tiny_ckpt, image, "--sparse", "--pruned_layer", "9") == 2
     assert "must be in 1..3" in capsys.readouterr().err
+
+
+def test_unpruned_run_reports_all_image_tokens(tiny_ckpt, tmp_path, caplog):
+    image = tmp_path / "img.png"
+    Image.new("RGB", (200, 300), (10, 20, 230)).save(image)
+    with caplog.at_level(logging.INFO):
+        assert run(tiny_ckpt, image) == 0
+    assert "no pruning: 576 image tokens" in caplog.text

@@ -107,8 +107,11 @@ def test_keys_from_cache_equal_recomputed_keys(eager, inputs):
 def test_pruning_changes_the_output_and_off_means_off(eager, inputs):
     _, model, _ = eager
     ids, images = inputs
+    record = PruningRecord()
     with torch.no_grad():
-        full = model(input_ids=ids, images=images).logits[:, -1]
+        full = model(input_ids=ids, images=images, pruning_record=record).logits[:, -1]
+    assert not record.pruned and record.num_image_tokens() == record.num_kept_image_tokens() == 576
+    with torch.no_grad():
         set_dart(model, max_num_trunction=16)
         pruned = model(input_ids=ids, images=images).logits[:, -1]
     assert not torch.allclose(full, pruned, atol=1e-4)

@@ -136,6 +136,8 @@ class LlavaLlamaModel(LlavaMetaModel, LlamaModel):
             position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_length
             position_ids = position_ids.unsqueeze(0)
         record = pruning_record if pruning_record is not None else PruningRecord()
+        if image_spans is not None and past_length == 0:
+            record.image_spans = image_spans
 
         causal_mask = create_causal_mask(
             config=self.config,
@@ -238,7 +240,6 @@ class LlavaLlamaModel(LlavaMetaModel, LlamaModel):
                 )
             keep = torch.stack(rows)
         record.keep, record.layer, record.prefill_length = keep, cfg.K, length
-        record.image_spans = image_spans
         record.selection_seconds = time.perf_counter() - start_time
         return keep
 
