@@ -303,3 +303,36 @@ def test_training_loss_with_pruning_uses_the_kept_labels(eager, inputs):
         set_dart(model)
         out = model(input_ids=ids, images=images, labels=labels)
     assert torch.isfinite(out.loss)
+
+
+def test_beam_search_with_pruning(eager, inputs):
+    _, model, _ = eager
+    ids, images = inputs
+    set_dart(model, max_num_trunction=32)
+    record = PruningRecord()
+    with torch.no_grad():
+        beams = model.generate(ids, images=images, num_beams=3, max_new_tokens=4, min_new_tokens=4, pruning_record=record)
+    assert beams.shape == (1, 4)
+    assert record.keep.shape[0] == 3 and all(torch.equal(row, record.keep[0]) for row in record.keep)
+
+
+def test_hidden_states_show_the_shorter_sequence_after_k(eager, inputs):
+    _, model, _ = eager
+    ids, images = inputs
+    set_dart(model, max_num_trunction=32)
+    with torch.no_grad():
+        out = model(input_ids=ids, images=images, output_hidden_states=True)
+    full, kept = ids.shape[1] - 1 + 576, ids.shape[1] - 1 + 36
+    # embeddings, then the output of each layer: layers 0 and 1 see everything, 2 and 3 the kept tokens
+    assert [h.shape[1] for h in out.hidden_states] == [full, full, full, kept, kept]
+
+
+def test_registered_with_auto_classes():
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from llava.model import LlavaConfig, LlavaLlamaForCausalLM
+
+    config = AutoConfig.for_model("llava_llama", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                  num_attention_heads=2, vocab_size=64)
+    assert isinstance(config, LlavaConfig)
+    assert isinstance(AutoModelForCausalLM.from_config(config), LlavaLlamaForCausalLM)

@@ -95,6 +95,16 @@ def _post_rope_keys(layer, layer_input: torch.Tensor, position_embeddings) -> to
     return (keys * cos + rotate_half(keys) * sin).flatten(2)
 
 
+def _spans_per_row(image_spans: list[list[ImageSpan]], batch: int) -> list[list[ImageSpan]]:
+    """One span list per batch row. Beam search / num_return_sequences repeat each prompt in place
+    (repeat_interleave) after the spans were computed, so the spans are repeated the same way."""
+    if len(image_spans) == batch:
+        return image_spans
+    if len(image_spans) == 0 or batch % len(image_spans):
+        raise ValueError(f"got image spans for {len(image_spans)} samples but the batch has {batch} rows")
+    return [spans for spans in image_spans for _ in range(batch // len(image_spans))]
+
+
 class LlavaLlamaModel(LlavaMetaModel, LlamaModel):
     config_class = LlavaConfig
 
@@ -137,6 +147,7 @@ class LlavaLlamaModel(LlavaMetaModel, LlamaModel):
             position_ids = position_ids.unsqueeze(0)
         record = pruning_record if pruning_record is not None else PruningRecord()
         if image_spans is not None and past_length == 0:
+            image_spans = _spans_per_row(image_spans, inputs_embeds.shape[0])
             record.image_spans = image_spans
 
         causal_mask = create_causal_mask(
