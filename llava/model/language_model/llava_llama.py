@@ -276,6 +276,13 @@ class LlavaLlamaModel(LlavaMetaModel, LlamaModel):
                 f"DART_config gives image_token_start_index={explicit[0]}, image_token_length={explicit[1]} but the "
                 f"image features were spliced at start={start}, length={count}; using the spliced span"
             )
+        # LLaVA-1.6 scripts of the DART release set config.text_length (tokens after the image) per sample.
+        text_length = getattr(self.config, "text_length", None)
+        if text_length is not None and text_length != length - start - count:
+            _warn_once(
+                f"config.text_length={text_length} but {length - start - count} tokens follow the spliced image; "
+                "using the spliced span"
+            )
         return (start, count)
 
 
