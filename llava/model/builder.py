@@ -111,7 +111,8 @@ def _quantization_kwargs(load_8bit: bool, load_4bit: bool, device: str) -> dict:
     }
 
 
-def _attn_implementation(attn_implementation: str | None, use_flash_attn: bool, device: str) -> str:
+def choose_attn_implementation(attn_implementation: str | None, use_flash_attn: bool, device: str) -> str:
+    """The requested backend if it can run here, else sdpa with a notice (flash-attn needs CUDA and the package)."""
     wanted = "flash_attention_2" if use_flash_attn else (attn_implementation or "sdpa")
     if wanted == "flash_attention_2":
         if not device.startswith("cuda"):
@@ -194,7 +195,7 @@ def load_pretrained_model(
     if not model_path or (not os.path.exists(model_path) and model_path.startswith(("/", ".", "~"))):
         raise FileNotFoundError(f"model path {model_path!r} does not exist")
     load_kwargs = {"dtype": dtype, **_quantization_kwargs(load_8bit, load_4bit, device), **kwargs}
-    load_kwargs["attn_implementation"] = _attn_implementation(attn_implementation, use_flash_attn, device)
+    load_kwargs["attn_implementation"] = choose_attn_implementation(attn_implementation, use_flash_attn, device)
     if device.startswith("cuda") and device_map is not None:
         # "auto" spreads over all visible GPUs only when no particular GPU was asked for.
         load_kwargs["device_map"] = "auto" if (device_map == "auto" and device == "cuda") else (

@@ -1,0 +1,219 @@
+"""LLaVA training: stage 1 (projector pretraining, `--version plain`) and stage 2 (instruction tuning).
+
+    python -m llava.train.train --model_name_or_path LLM --version v1 --data_path data.json \
+        --image_folder IMAGES --vision_tower openai/clip-vit-large-patch14-336 --mm_projector_type mlp2x_gelu \
+        --output_dir OUT [--deepspeed scripts/zero2.json] [--lora_enable True] ...
+
+Runs on the CPU without DeepSpeed (no --bf16/--fp16 there); on GPUs through `deepspeed llava/train/train_mem.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+
+import torch
+import transformers
+
+from llava.constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_PATCH_TOKEN
+from llava.conversation import get_conv_template
+from llava.model import LlavaConfig, LlavaLlamaForCausalLM
+from llava.train.arguments import DataArguments, ModelArguments, TrainingArguments
+from llava.train.dataset import make_supervised_data_module
+from llava.model.builder import read_config, resolve_vision_tower
+from llava.train.llava_trainer import LLaVATrainer, gather_state_dict, save_projector
+
+logger = logging.getLogger(__name__)
+
+# Modules LoRA never wraps: the vision side is frozen (or trained in full) and the head stays dense.
+_NOT_LORA = ("mm_projector", "vision_tower", "vision_resampler", "lm_head")
+
+
+def lora_target_modules(model) -> list[str]:
+    """Names of the language model's Linear layers (LLaVA's `find_all_linear_names`)."""
+    names = {name.split(".")[-1] for name, module in model.named_modules()
+             if isinstance(module, torch.nn.Linear) and not any(k in name for k in _NOT_LORA)}
+    return sorted(names)
+
+
+def _compute_dtype(args: TrainingArguments) -> torch.dtype:
+    return torch.float16 if args.fp16 else (torch.bfloat16 if args.bf16 else torch.float32)
+
+
+def _quantization_kwargs(args: TrainingArguments) -> dict:
+    if args.bits not in (4, 8):
+        return {}
+    try:
+        from transformers import BitsAndBytesConfig
+        import bitsandbytes  # noqa: F401
+    except ImportError as exc:
+        raise ImportError("--bits 4/8 needs bitsandbytes (and a CUDA GPU): pip install bitsandbytes") from exc
+    return {
+        "quantization_config": BitsAndBytesConfig(
+            load_in_4bit=args.bits == 4,
+            load_in_8bit=args.bits == 8,
+            bnb_4bit_compute_dtype=_compute_dtype(args),
+            bnb_4bit_use_double_quant=args.double_quant,
+            bnb_4bit_quant_type=args.quant_type,
+        )
+    }
+
+
+def llava_config(model_args: ModelArguments) -> LlavaConfig:
+    """The LLaVA config for training from a plain LLM (stage 1) or from a LLaVA checkpoint (stage 2)."""
+    path = model_args.model_name_or_path
+    config = read_config(path)
+    if isinstance(config, LlavaConfig):
+        resolve_vision_tower(config, path)
+        return config
+    return LlavaConfig.from_dict({**config.to_dict(), "model_type": LlavaConfig.model_type})
+
+
+def build_model(model_args: ModelArguments, training_args: TrainingArguments, attn_implementation: str | None):
+    kwargs = {
+        "cache_dir": training_args.cache_dir,
+        "dtype": _compute_dtype(training_args),
+        "attn_implementation": attn_implementation or training_args.attn_implementation,
+        **_quantization_kwargs(training_args),
+    }
+    if model_args.vision_tower is not None:
+        model = LlavaLlamaForCausalLM.from_pretrained(model_args.model_name_or_path, config=llava_config(model_args), **kwargs)
+    else:
+        model = transformers.AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **kwargs)
+    model.config.use_cache = False
+    if model_args.freeze_backbone:
+        model.model.requires_grad_(False)
+    if training_args.gradient_checkpointing:
+        model.enable_input_require_grads()
+    return model
+
+
+def apply_lora(model, training_args: TrainingArguments):
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as exc:
+        raise ImportError("--lora_enable needs peft: pip install '.[train]'") from exc
+    config = LoraConfig(
+        r=training_args.lora_r,
+        lora_alpha=training_args.lora_alpha,
+        target_modules=lora_target_modules(model),
+        lora_dropout=training_args.lora_dropout,
+        bias=training_args.lora_bias,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def setup_vision(model, tokenizer, model_args, data_args, training_args) -> None:
+    """Attach tower + projector, decide what trains, and record the multimodal settings in the config."""
+    base = model.get_model()
+    base.initialize_vision_modules(model_args)
+    tower = model.get_vision_tower()
+    tower.to(dtype=_compute_dtype(training_args), device=training_args.device)
+    data_args.image_processor = tower.image_processor
+    data_args.is_multimodal = True
+    data_args.mm_use_im_start_end = model_args.mm_use_im_start_end
+
+    config = model.config
+    config.image_aspect_ratio = data_args.image_aspect_ratio
+    config.tokenizer_padding_side = tokenizer.padding_side
+    config.tokenizer_model_max_length = tokenizer.model_max_length
+    config.tune_mm_mlp_adapter = training_args.tune_mm_mlp_adapter = model_args.tune_mm_mlp_adapter
+    if model_args.tune_mm_mlp_adapter:
+        model.requires_grad_(False)
+        base.mm_projector.requires_grad_(True)
+    config.freeze_mm_mlp_adapter = training_args.freeze_mm_mlp_adapter
+    if training_args.freeze_mm_mlp_adapter:
+        base.mm_projector.requires_grad_(False)
+    config.mm_use_im_start_end = training_args.use_im_start_end = model_args.mm_use_im_start_end
+    config.mm_projector_lr = training_args.mm_projector_lr
+    config.mm_use_im_patch_token = model_args.mm_use_im_patch_token
+    add_image_tokens(model, tokenizer, model_args)
+
+
+def add_image_tokens(model, tokenizer, model_args) -> None:
+    """LLaVA's optional `<im_patch>` / `<im_start>`, `<im_end>` tokens; new rows start at the mean embedding."""
+    new_tokens = [DEFAULT_IMAGE_PATCH_TOKEN] if model_args.mm_use_im_patch_token else []
+    if model_args.mm_use_im_start_end:
+        new_tokens += [DEFAULT_IM_START_TOKEN, DEFAULT_IM_END_TOKEN]
+    added = tokenizer.add_tokens(new_tokens, special_tokens=True) if new_tokens else 0
+    if added == 0:
+        return
+    model.resize_token_embeddings(len(tokenizer))
+    with torch.no_grad():
+        for embeddings in (model.get_input_embeddings().weight, model.get_output_embeddings().weight):
+            embeddings[-added:] = embeddings[:-added].mean(dim=0, keepdim=True)
+    if model_args.tune_mm_mlp_adapter:
+        model.get_input_embeddings().requires_grad_(True)
+        model.get_output_embeddings().requires_grad_(False)
+
+
+def load_tokenizer(model_args: ModelArguments, training_args: TrainingArguments):
+    tokenizer = transformers.AutoTokenizer.from_pretrained(
+        model_args.model_name_or_path,
+        cache_dir=training_args.cache_dir,
+        model_max_length=training_args.model_max_length,
+        padding_side="right",
+        use_fast=False,
+    )
+    if tokenizer.pad_token is None:
+        # LLaVA (v1 and later) pads with <unk>; padding is masked out of attention and labels.
+        tokenizer.pad_token = tokenizer.unk_token
+    return tokenizer
+
+
+def save_trained_model(trainer: LLaVATrainer, model, tokenizer, training_args: TrainingArguments) -> None:
+    """Stage 1: the projector only. LoRA: adapter + `non_lora_trainables.bin`. Otherwise the full model
+    in LLaVA's layout, without the vision tower's weights (the config names the tower, as LLaVA's do)."""
+    output_dir = training_args.output_dir
+    model.config.use_cache = True
+    if training_args.tune_mm_mlp_adapter:
+        save_projector(model, output_dir, training_args)
+        return
+    if training_args.lora_enable:
+        # The projector always goes in: the base LLM on disk has none, whether it was trained here or not.
+        non_lora = gather_state_dict(
+            model, lambda name, p: "lora_" not in name and (p.requires_grad or "mm_projector" in name)
+        )
+        if training_args.local_rank in (0, -1):
+            model.config.save_pretrained(output_dir)
+            model.save_pretrained(output_dir)
+            torch.save(non_lora, os.path.join(output_dir, "non_lora_trainables.bin"))
+        return
+    trainer.accelerator.wait_for_everyone()
+    if trainer.args.should_save:
+        state = {k: v for k, v in trainer.model.state_dict().items() if "vision_tower" not in k}
+        trainer.model.save_pretrained(output_dir, state_dict=state)
+        tokenizer.save_pretrained(output_dir)
+
+
+def train(attn_implementation: str | None = None) -> None:
+    parser = transformers.HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses()
+    run(model_args, data_args, training_args, attn_implementation)
+
+
+def run(model_args, data_args, training_args, attn_implementation: str | None = None) -> LLaVATrainer:
+    """Build, train and save; returns the trainer (tests read its state)."""
+    get_conv_template(model_args.version)  # fail now, not after loading the model, on an unknown template
+    model = build_model(model_args, training_args, attn_implementation)
+    tokenizer = load_tokenizer(model_args, training_args)
+    if model_args.vision_tower is not None:
+        setup_vision(model, tokenizer, model_args, data_args, training_args)
+    if training_args.lora_enable:
+        model = apply_lora(model, training_args)
+        if model_args.vision_tower is not None and not training_args.freeze_mm_mlp_adapter:
+            model.get_model().mm_projector.requires_grad_(True)  # peft froze it; LLaVA trains it beside LoRA
+    data_module = make_supervised_data_module(tokenizer, data_args, model_args.version)
+    trainer = LLaVATrainer(model=model, processing_class=tokenizer, args=training_args, **data_module)
+    resume = any(pathlib.Path(training_args.output_dir).glob("checkpoint-*"))
+    trainer.train(resume_from_checkpoint=resume or None)
+    trainer.save_state()
+    save_trained_model(trainer, model, tokenizer, training_args)
+    return trainer
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    train()

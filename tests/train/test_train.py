@@ -1,0 +1,154 @@
+"""Training: label masking, a two-stage smoke run on the CPU, loss going down, LoRA round trip."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from llava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from llava.model.builder import load_pretrained_model
+from llava.model.tiny_checkpoint import build_tiny_base_llm
+from llava.train.arguments import DataArguments, ModelArguments, TrainingArguments
+from llava.train.preprocess import move_image_token_first, tokenize_conversation
+from llava.train.train import run
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_ckpt):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(tiny_ckpt), use_fast=False)
+
+
+def labelled_segments(labels):
+    """Runs of labelled (not IGNORE_INDEX) token ids."""
+    segments, current = [], []
+    for token in labels.tolist():
+        if token == IGNORE_INDEX:
+            if current:
+                segments.append(current)
+            current = []
+        else:
+            current.append(token)
+    return segments + ([current] if current else [])
+
+
+def test_v1_labels_cover_exactly_the_answers(tokenizer):
+    conversations = move_image_token_first([
+        {"from": "human", "value": "What colour is the circle?\n<image>"},
+        {"from": "gpt", "value": "red"},
+        {"from": "human", "value": "How many shapes are there?"},
+        {"from": "gpt", "value": "two shapes"},
+    ])
+    assert conversations[0]["value"].startswith("<image>\n")
+    item = tokenize_conversation(conversations, tokenizer, "v1", has_image=True)
+    ids, labels = item["input_ids"], item["labels"]
+    assert (ids == IMAGE_TOKEN_INDEX).sum() == 1 and labels[0] == IGNORE_INDEX
+    segments = labelled_segments(labels)
+    decoded = [tokenizer.decode(s, skip_special_tokens=False).strip() for s in segments]
+    assert decoded == ["red</s>", "two shapes</s>"]
+    # the labels are the input ids themselves where set
+    mask = labels != IGNORE_INDEX
+    assert torch.equal(labels[mask], ids[mask])
+
+
+def test_plain_labels_cover_the_caption_and_newline(tokenizer):
+    conversations = [{"from": "human", "value": "<image>"}, {"from": "gpt", "value": "a red circle."}]
+    item = tokenize_conversation(conversations, tokenizer, "plain", has_image=True)
+    assert item["input_ids"][:2].tolist() == [tokenizer.bos_token_id, IMAGE_TOKEN_INDEX]
+    assert item["labels"][:2].tolist() == [IGNORE_INDEX, IGNORE_INDEX]
+    assert tokenizer.decode(item["labels"][2:]) == "a red circle.\n"
+
+
+def test_text_only_v1_sample(tokenizer):
+    conversations = [{"from": "human", "value": "Say yes."}, {"from": "gpt", "value": "yes"}]
+    item = tokenize_conversation(conversations, tokenizer, "v1", has_image=False)
+    assert [tokenizer.decode(s).strip() for s in labelled_segments(item["labels"])] == ["yes</s>"]
+
+
+def test_turns_must_alternate(tokenizer):
+    with pytest.raises(ValueError, match="alternate"):
+        tokenize_conversation(
+            [{"from": "human", "value": "a"}, {"from": "human", "value": "b"}], tokenizer, "v1", has_image=False
+        )
+
+
+def write_dataset(root, stage):
+    images = root / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    samples = []
+    for i, (name, rgb) in enumerate([("red", (220, 20, 20)), ("blue", (20, 20, 220))]):
+        Image.new("RGB", (336, 336), rgb).save(images / f"{name}.png")
+        if stage == 1:
+            turns = [{"from": "human", "value": "<image>"}, {"from": "gpt", "value": f"a {name} image."}]
+        else:
+            turns = [{"from": "human", "value": "<image>\nWhat colour is it?"}, {"from": "gpt", "value": name}]
+        samples.append({"id": str(i), "image": f"{name}.png", "conversations": turns})
+    path = root / f"stage{stage}.json"
+    path.write_text(json.dumps(samples))
+    return path
+
+
+def args_for(tmp_path, base, tower, data, out, version, **training):
+    model = ModelArguments(model_name_or_path=str(base), version=version, vision_tower=str(tower),
+                           mm_vision_select_layer=-2, mm_projector_type="mlp2x_gelu", mm_use_im_patch_token=False,
+                           tune_mm_mlp_adapter=training.pop("tune_mm_mlp_adapter", False),
+                           pretrain_mm_mlp_adapter=training.pop("pretrain_mm_mlp_adapter", None))
+    data_args = DataArguments(data_path=str(data), image_folder=str(tmp_path / "data" / "images"), image_aspect_ratio="pad")
+    defaults = dict(output_dir=str(out), use_cpu=True, per_device_train_batch_size=2, learning_rate=1e-3,
+                    max_steps=2, logging_steps=1, save_strategy="no", report_to=[], model_max_length=2048, seed=0,
+                    dataloader_num_workers=0)
+    return model, data_args, TrainingArguments(**{**defaults, **training})
+
+
+@pytest.fixture(scope="module")
+def base_llm(tmp_path_factory):
+    return build_tiny_base_llm(tmp_path_factory.mktemp("base") / "llm", seed=0)
+
+
+def test_two_stage_smoke_run_writes_loadable_checkpoints(tmp_path, tiny_ckpt, base_llm):
+    tower = tiny_ckpt / "vision_tower"
+    stage1 = run(*args_for(tmp_path, base_llm, tower, write_dataset(tmp_path / "data", 1), tmp_path / "s1", "plain",
+                           tune_mm_mlp_adapter=True))
+    assert (tmp_path / "s1" / "mm_projector.bin").is_file() and stage1.state.global_step == 2
+    saved = torch.load(tmp_path / "s1" / "mm_projector.bin", weights_only=True)
+    assert set(saved) == {f"model.mm_projector.{i}.{p}" for i in (0, 2) for p in ("weight", "bias")}
+
+    run(*args_for(tmp_path, base_llm, tower, write_dataset(tmp_path / "data", 2), tmp_path / "s2", "v1",
+                  pretrain_mm_mlp_adapter=str(tmp_path / "s1" / "mm_projector.bin")))
+    tokenizer, model, processor, _ = load_pretrained_model(str(tmp_path / "s2"), None, device="cpu")
+    from safetensors.torch import load_file
+
+    saved_keys = load_file(tmp_path / "s2" / "model.safetensors").keys()
+    assert "model.mm_projector.0.weight" in saved_keys and "lm_head.weight" in saved_keys
+    assert not any("vision_tower" in k for k in saved_keys)  # LLaVA layout: the config names the tower
+    image = torch.zeros(1, 3, 336, 336)
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([[1, IMAGE_TOKEN_INDEX, 5, 6]]), images=image)
+    assert out.logits.shape[1] == 3 + 576
+
+
+def test_loss_decreases_on_a_repeated_batch(tmp_path, tiny_ckpt, base_llm):
+    args = args_for(tmp_path, base_llm, tiny_ckpt / "vision_tower", write_dataset(tmp_path / "data", 2),
+                    tmp_path / "out", "v1", max_steps=12, learning_rate=3e-3)
+    trainer = run(*args)
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) == 12 and losses[-1] < 0.75 * losses[0]
+
+
+def test_lora_checkpoint_loads_through_model_base_and_matches_merged(tmp_path, tiny_ckpt, base_llm):
+    model_args, data_args, training_args = args_for(
+        tmp_path, base_llm, tiny_ckpt / "vision_tower", write_dataset(tmp_path / "data", 2), tmp_path / "lora", "v1",
+        lora_enable=True, lora_r=4, lora_alpha=8, max_steps=3, learning_rate=1e-2,
+    )
+    trainer = run(model_args, data_args, training_args)
+    assert (tmp_path / "lora" / "adapter_config.json").is_file()
+    assert (tmp_path / "lora" / "non_lora_trainables.bin").is_file()
+    merged = trainer.model.merge_and_unload().eval()
+    _, loaded, _, _ = load_pretrained_model(str(tmp_path / "lora"), str(base_llm), device="cpu")
+    ids = torch.tensor([[1, 20, IMAGE_TOKEN_INDEX, 30, 40]])
+    image = torch.randn(1, 3, 336, 336, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(input_ids=ids, images=image).logits, merged(input_ids=ids, images=image).logits,
+                                   rtol=0, atol=1e-5)
