@@ -7,6 +7,7 @@
 import argparse
 
 from llava.model.builder import load_pretrained_model
+from llava.model.weights import save_llava_checkpoint
 
 
 def main() -> None:
@@ -17,9 +18,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="where to merge (cpu needs RAM for the full model)")
     args = parser.parse_args()
     tokenizer, model, _, _ = load_pretrained_model(args.model_path, args.model_base, device=args.device)
-    state = {k: v for k, v in model.state_dict().items() if "vision_tower" not in k}
-    model.save_pretrained(args.save_model_path, state_dict=state)
-    tokenizer.save_pretrained(args.save_model_path)
+    save_llava_checkpoint(model, tokenizer, args.save_model_path)
     print(f"merged {args.model_path} into {args.model_base}: saved to {args.save_model_path}")
 
 

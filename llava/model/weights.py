@@ -41,3 +41,11 @@ def load_projector_state(path: str) -> dict[str, torch.Tensor]:
     if not projector:
         raise ValueError(f"{path} holds no '{PROJECTOR_PREFIX}*' weights (keys: {sorted(state)[:5]}...)")
     return projector
+
+
+def save_llava_checkpoint(model, tokenizer, output_dir: str) -> None:
+    """Save in LLaVA's layout: language model + projector weights; the vision tower is named by the config
+    (`mm_vision_tower`) and loaded from there, so its weights are left out."""
+    state = {k: v for k, v in model.state_dict().items() if "vision_tower" not in k}
+    model.save_pretrained(output_dir, state_dict=state)
+    tokenizer.save_pretrained(output_dir)

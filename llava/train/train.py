@@ -22,6 +22,7 @@ from llava.model import LlavaConfig, LlavaLlamaForCausalLM
 from llava.train.arguments import DataArguments, ModelArguments, TrainingArguments
 from llava.train.dataset import make_supervised_data_module
 from llava.model.builder import read_config, resolve_vision_tower
+from llava.model.weights import save_llava_checkpoint
 from llava.train.llava_trainer import LLaVATrainer, gather_state_dict, save_projector
 
 logger = logging.getLogger(__name__)
@@ -183,9 +184,7 @@ def save_trained_model(trainer: LLaVATrainer, model, tokenizer, training_args: T
         return
     trainer.accelerator.wait_for_everyone()
     if trainer.args.should_save:
-        state = {k: v for k, v in trainer.model.state_dict().items() if "vision_tower" not in k}
-        trainer.model.save_pretrained(output_dir, state_dict=state)
-        tokenizer.save_pretrained(output_dir)
+        save_llava_checkpoint(trainer.model, tokenizer, output_dir)
 
 
 def train(attn_implementation: str | None = None) -> None:
