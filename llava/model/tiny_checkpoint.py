@@ -180,8 +180,11 @@ def make_vision_model(spec: TinySpec) -> CLIPVisionModel:
     return model.eval()
 
 
-def write_vision_tower(out_dir: Path, spec: TinySpec) -> Path:
-    """`vision_tower/` laid out like openai/clip-vit-large-patch14-336 (vision weights only, original names)."""
+def write_vision_tower(out_dir: Path, spec: TinySpec, model: CLIPVisionModel | None = None) -> Path:
+    """`vision_tower/` laid out like openai/clip-vit-large-patch14-336 (vision weights only, original names).
+
+    model: the tower to write (e.g. a pretrained one); default: the seeded random `make_vision_model(spec)`.
+    """
     tower_dir = out_dir / VISION_TOWER_DIR
     tower_dir.mkdir(parents=True, exist_ok=True)
     width = spec.vision_hidden_size
@@ -225,7 +228,7 @@ def write_vision_tower(out_dir: Path, spec: TinySpec) -> Path:
     # the openai checkpoints name them `vision_model.*`, which is what we write.
     state = {
         f"vision_model.{name}": tensor.detach().clone().contiguous()
-        for name, tensor in make_vision_model(spec).state_dict().items()
+        for name, tensor in (model if model is not None else make_vision_model(spec)).state_dict().items()
     }
     path = tower_dir / "model.safetensors"
     save_file(state, str(path), metadata={"format": "pt"})

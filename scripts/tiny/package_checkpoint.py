@@ -1,0 +1,61 @@
+"""Turn a trained stage-2 output into the portable, committed tiny checkpoint.
+
+    python scripts/tiny/package_checkpoint.py --trained WORK/stage2 --vision-tower WORK/vision_tower \
+        --out checkpoints/llava-v1.5-tiny [--dtype float16]
+
+The result is the original LLaVA layout with the tower inside it: `mm_vision_tower: "vision_tower"` is
+resolved against the checkpoint directory by the loader, so the directory works wherever it is cloned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+WEIGHT_FILES = ("model.safetensors", "vision_tower/model.safetensors")
+COPIED = ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "tokenizer.json",
+          "generation_config.json")
+
+
+def convert(path: Path, dtype: torch.dtype) -> None:
+    state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in load_file(path).items()}
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata={"format": "pt"})
+
+
+def package(trained: Path, vision_tower: Path, out: Path, dtype: str) -> int:
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for name in COPIED + ("model.safetensors",):
+        if (trained / name).is_file():
+            shutil.copy(trained / name, out / name)
+    shutil.copytree(vision_tower, out / "vision_tower")
+    config = json.loads((trained / "config.json").read_text())
+    config["mm_vision_tower"] = "vision_tower"
+    config["torch_dtype"] = dtype
+    config.pop("dtype", None)
+    config.pop("_name_or_path", None)
+    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    for name in WEIGHT_FILES:
+        convert(out / name, getattr(torch, dtype))
+    return sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trained", type=Path, required=True)
+    parser.add_argument("--vision-tower", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
+    args = parser.parse_args(argv)
+    size = package(args.trained, args.vision_tower, args.out, args.dtype)
+    print(f"packaged {args.trained} + {args.vision_tower} into {args.out} ({size / 2**20:.1f} MiB, {args.dtype})")
+
+
+if __name__ == "__main__":
+    main()
