@@ -1,0 +1,125 @@
+"""Training data for the tiny LLaVA: images plus JSON in LLaVA's conversation format.
+
+Stage 1 (pretraining, as LLaVA-Pretrain's blip_laion_cc_sbu_558k.json): one human turn holding `<image>` and a
+short instruction, one gpt turn with the caption. Stage 2 (instruction tuning, as llava_v1_5_mix665k.json):
+several question/answer turns per image, `<image>` only in the first human turn, plus a few text-only
+conversations (no "image" key) as the real mix has.
+
+Scene i of a seed depends only on (seed, i), so stage 1 and stage 2 with the same seed share their images
+(`images/seed<seed>/<i>.png`), and a larger set extends a smaller one. Text uses its own per-stage stream.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from llava.constants import DEFAULT_IMAGE_TOKEN
+from llava.data.questions import (
+    CAPTION_INSTRUCTIONS, QA, QUESTION_TYPES, caption, knowledge_question, prompt, qa_pairs,
+)
+from llava.data.scenes import Scene, sample_scene
+from llava.data.shapes import encode, render
+
+STAGE_FILES = {1: "llava_tiny_pretrain.json", 2: "llava_tiny_finetune.json"}
+
+
+def scene_rng(seed: int, index: int) -> random.Random:
+    # String seeds are hashed with SHA-512 by `random`, so this is stable across runs and platforms.
+    return random.Random(f"scene/{seed}/{index}")
+
+
+def text_rng(seed: int, index: int, stage: int) -> random.Random:
+    return random.Random(f"text/{seed}/{index}/{stage}")
+
+
+def training_scene(seed: int, index: int) -> Scene:
+    return sample_scene(scene_rng(seed, index), split="train")
+
+
+def pretrain_record(record_id: str, image: str, scene: Scene, rng: random.Random) -> dict:
+    """Stage 1: `<image>` with a short instruction (before or after it, as in LLaVA-Pretrain), then the caption."""
+    instruction = rng.choice(CAPTION_INSTRUCTIONS)
+    human = f"{DEFAULT_IMAGE_TOKEN}\n{instruction}" if rng.random() < 0.5 else f"{instruction}\n{DEFAULT_IMAGE_TOKEN}"
+    return {
+        "id": record_id,
+        "image": image,
+        "conversations": [{"from": "human", "value": human}, {"from": "gpt", "value": caption(scene, rng)}],
+    }
+
+
+def _turns(qas: list[QA], context_style: str) -> list[dict]:
+    turns = []
+    for qa in qas:
+        turns.append({"from": "human", "value": prompt(qa, context_style)})
+        turns.append({"from": "gpt", "value": qa.answer})
+    return turns
+
+
+def finetune_record(
+    record_id: str, image: str, scene: Scene, rng: random.Random, types=None, turns: tuple[int, int] = (2, 5)
+) -> dict | None:
+    """Stage 2: `turns` = (min, max) question/answer rounds; `<image>` leads the first human turn only."""
+    qas = qa_pairs(scene, rng, types=types, k=rng.randint(*turns))
+    if not qas:
+        return None
+    conversation = _turns(qas, rng.choice(("sqa", "mmbench")))
+    conversation[0]["value"] = f"{DEFAULT_IMAGE_TOKEN}\n{conversation[0]['value']}"
+    return {"id": record_id, "image": image, "conversations": conversation}
+
+
+def text_only_record(record_id: str, rng: random.Random) -> dict:
+    """A conversation without image (no "image" key), as the real instruction mix has."""
+    return {"id": record_id, "conversations": _turns([knowledge_question(rng)], "sqa")}
+
+
+def write_training_set(
+    out_dir: str | Path,
+    n_images: int,
+    seed: int = 0,
+    stage: int = 2,
+    types: tuple[str, ...] | list[str] | None = None,
+    turns: tuple[int, int] = (2, 5),
+    text_only_fraction: float = 0.02,
+    write_images: bool = True,
+) -> Path:
+    """Write `n_images` PNGs under out_dir/images/seed<seed>/ and the stage's JSON; return the JSON's path.
+
+    stage 1: captions (llava_tiny_pretrain.json); stage 2: multi-turn QA (llava_tiny_finetune.json) with
+    question `types` (default: all of QUESTION_TYPES) and `turns` = (min, max) questions per image, plus
+    round(n_images * text_only_fraction) text-only conversations. Also writes scenes_seed<seed>.jsonl, the
+    ground truth of every image (e.g. for pretraining the vision tower on colour/shape labels).
+    Image paths in the JSON are relative to out_dir (pass out_dir as --image_folder).
+    write_images=False skips rendering, for a second stage whose images the first one already wrote (the
+    images of a seed are the same for both stages). Same arguments -> byte-identical files.
+    """
+    if stage not in STAGE_FILES:
+        raise ValueError(f"stage must be 1 or 2, got {stage}")
+    if types is not None and set(types) - set(QUESTION_TYPES):
+        raise ValueError(f"unknown question types {sorted(set(types) - set(QUESTION_TYPES))}")
+    out_dir = Path(out_dir)
+    image_dir = out_dir / "images" / f"seed{seed}"
+    image_dir.mkdir(parents=True, exist_ok=True)
+    records, scene_lines = [], []
+    for i in range(n_images):
+        scene = training_scene(seed, i)
+        image = f"images/seed{seed}/{i:06d}.png"
+        if write_images:
+            (out_dir / image).write_bytes(encode(render(scene), "png"))
+        scene_lines.append(json.dumps({"id": f"{seed}-{i:06d}", "image": image, "scene": scene.to_dict()}))
+        rng = text_rng(seed, i, stage)
+        record_id = f"{seed}-{i:06d}"
+        record = (
+            pretrain_record(record_id, image, scene, rng) if stage == 1
+            else finetune_record(record_id, image, scene, rng, types=types, turns=turns)
+        )
+        if record is not None:
+            records.append(record)
+    if stage == 2:
+        rng = random.Random(f"text-only/{seed}")
+        records += [text_only_record(f"{seed}-text-{j:05d}", rng) for j in range(round(n_images * text_only_fraction))]
+    (out_dir / f"scenes_seed{seed}.jsonl").write_text("\n".join(scene_lines) + "\n")
+    path = out_dir / STAGE_FILES[stage]
+    path.write_text(json.dumps(records, indent=1) + "\n")
+    return path

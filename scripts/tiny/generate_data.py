@@ -1,0 +1,56 @@
+"""Generate the synthetic data of the embedded default (DESIGN.md section 7).
+
+    python scripts/tiny/generate_data.py                       # training data + eval sets, default sizes
+    python scripts/tiny/generate_data.py --skip-eval --n-images 8000 --seed 1
+    python scripts/tiny/generate_data.py --skip-train          # only rewrite playground/data/eval
+
+Training data (not committed; regenerate it) goes to --out: images/seed<seed>/*.png, llava_tiny_pretrain.json
+(stage 1, captions), llava_tiny_finetune.json (stage 2, multi-turn QA) and scenes_seed<seed>.jsonl (ground
+truth). The held-out benchmarks (committed) go to --eval-root in the official LLaVA layouts. Deterministic:
+the same arguments write byte-identical files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from llava.data import DEFAULT_EVAL_SEED, QUESTION_TYPES, write_eval_sets, write_training_set  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=str(REPO / "playground" / "data" / "tiny_train"))
+    parser.add_argument("--n-images", type=int, default=4000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stages", type=int, nargs="+", default=[1, 2], choices=[1, 2])
+    parser.add_argument("--types", nargs="+", default=None, choices=sorted(QUESTION_TYPES),
+                        help="stage-2 question types (default: all)")
+    parser.add_argument("--eval-root", default=str(REPO / "playground" / "data" / "eval"))
+    parser.add_argument("--eval-seed", type=int, default=DEFAULT_EVAL_SEED)
+    parser.add_argument("--eval-n", type=int, default=60, help="about this many questions per benchmark")
+    parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--skip-eval", action="store_true")
+    args = parser.parse_args(argv)
+
+    if not args.skip_train:
+        for i, stage in enumerate(args.stages):
+            start = time.perf_counter()
+            path = write_training_set(
+                args.out, args.n_images, seed=args.seed, stage=stage, types=args.types, write_images=i == 0
+            )
+            print(f"stage {stage}: {path} ({args.n_images} images, {time.perf_counter() - start:.1f}s)")
+    if not args.skip_eval:
+        start = time.perf_counter()
+        for s in write_eval_sets(args.eval_root, seed=args.eval_seed, n=args.eval_n):
+            print(f"{s.name}: {s.n_questions} questions, {s.n_images} images")
+        print(f"eval sets: {args.eval_root} ({time.perf_counter() - start:.1f}s)")
+
+
+if __name__ == "__main__":
+    main()

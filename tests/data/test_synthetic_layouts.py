@@ -1,0 +1,228 @@
+"""The synthetic benchmarks: official layouts, scorer-facing fields, ground truth, disjointness from training."""
+
+import base64
+import csv
+import io
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from llava.data import write_eval_sets
+from llava.data.layouts import DEFAULT_EVAL_SEED, SCENES_FILE
+from llava.data.layouts.mmbench import MMBENCH_COLUMNS
+from llava.data.questions import LETTERS, OPTION_PROMPT, SHORT_ANSWER_PROMPT
+from llava.data.scenes import COLORS, Scene, scene_split
+from llava.data.shapes import render
+from llava.data.synthetic import training_scene
+
+from test_synthetic import expected_answer
+
+COMMITTED = Path(__file__).resolve().parents[2] / "playground" / "data" / "eval"
+TEXT_SUFFIXES = {".json", ".jsonl", ".txt", ".md"}
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    write_eval_sets(root, seed=DEFAULT_EVAL_SEED, n=60)
+    return root
+
+
+@pytest.fixture(scope="module")
+def truth(root):
+    rows = [json.loads(line) for line in (root / SCENES_FILE).read_text().splitlines()]
+    return {row["image"]: Scene.from_dict(row["scene"]) for row in rows}
+
+
+def jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def files(path):
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def tsv_rows(path):
+    return list(csv.DictReader(io.StringIO(path.read_text()), delimiter="\t"))
+
+
+def test_deterministic_and_seeded(root, tmp_path):
+    write_eval_sets(tmp_path / "same", seed=DEFAULT_EVAL_SEED, n=60)
+    write_eval_sets(tmp_path / "other", seed=DEFAULT_EVAL_SEED + 1, n=60)
+    same, other = files(tmp_path / "same"), files(tmp_path / "other")
+    assert same == files(root)
+    assert other["pope/llava_pope_test.jsonl"] != same["pope/llava_pope_test.jsonl"]
+
+
+GENERATED_DIRS = ("textvqa/train_images/", "pope/val2014/", "pope/coco/", "MME/MME_Benchmark_release_version/",
+                  "gqa/data/images/", "scienceqa/images/")
+
+
+def test_committed_sets_are_current(root):
+    """playground/data/eval holds what the generator writes now: text files byte for byte (the MMBench TSV
+    up to its base64 images), images by name, and nothing stale in the generated folders."""
+    fresh, committed = files(root), files(COMMITTED)
+    assert set(fresh) <= set(committed), sorted(set(fresh) - set(committed))[:5]
+    stale = [k for k in committed if k.startswith(GENERATED_DIRS) and k not in fresh]
+    assert not stale, stale[:5]
+    for name, data in fresh.items():
+        if Path(name).suffix in TEXT_SUFFIXES:
+            assert committed[name] == data, name
+    tsv = "mmbench/mmbench_dev_20230712.tsv"
+    assert [{k: v for k, v in r.items() if k != "image"} for r in tsv_rows(root / tsv)] == \
+        [{k: v for k, v in r.items() if k != "image"} for r in tsv_rows(COMMITTED / tsv)]
+
+
+def test_small_enough_to_commit(root):
+    assert sum(len(v) for v in files(root).values()) < 8 * 2**20
+
+
+def test_scenes_are_held_out_and_rendered_faithfully(root, truth):
+    images = {k for k in files(root) if k.endswith((".jpg", ".png"))}
+    assert images == {k for k in truth if "#" not in k}
+    train = {training_scene(0, i).signature() for i in range(3000)}
+    train |= {training_scene(1, i).signature() for i in range(1000)}
+    for name, scene in truth.items():
+        assert scene_split(scene) == "eval" and scene.signature() not in train
+        if "#" in name:
+            continue
+        image = Image.open(root / name).convert("RGB")
+        for s in scene.shapes:  # JPEG: close, not exact
+            assert max(abs(a - b) for a, b in zip(image.getpixel((s.cx, s.cy)), COLORS[s.color])) <= 12, name
+
+
+def test_textvqa(root, truth):
+    base = root / "textvqa"
+    annotation = json.loads((base / "TextVQA_0.5.1_val.json").read_text())
+    assert annotation["dataset_version"] == "0.5.1"
+    # eval_textvqa keys annotations by (image_id, question.lower()) and looks results up by question_id.
+    by_key = {(a["image_id"], a["question"].lower()): a for a in annotation["data"]}
+    lines = jsonl(base / "llava_textvqa_val_v051_ocr.jsonl")
+    assert len(lines) == len(by_key) == 60
+    for line in lines:
+        question, ocr, instruction = line["text"].split("\n")
+        assert ocr.startswith("Reference OCR token: ") and instruction == SHORT_ANSWER_PROMPT
+        entry = by_key[(line["question_id"], question.lower())]
+        assert line["image"] == f"{entry['image_id']}.jpg" and (base / "train_images" / line["image"]).is_file()
+        assert len(entry["answers"]) == 10 and isinstance(entry["question_id"], int)
+        scene = truth[f"textvqa/train_images/{line['image']}"]
+        assert entry["answers"][0] == expected_answer(scene, question)
+        tokens = ocr[len("Reference OCR token: "):].split(", ")
+        assert scene.word.text in tokens and 2 <= len(tokens) <= 3
+
+
+def test_pope(root, truth):
+    base = root / "pope"
+    questions = jsonl(base / "llava_pope_test.jsonl")
+    assert len({q["question_id"] for q in questions}) == len(questions) == 60
+    assert sorted(p.name for p in (base / "coco").iterdir()) == [
+        f"coco_pope_{c}.json" for c in ("adversarial", "popular", "random")]
+    for label_file in (base / "coco").iterdir():
+        category = label_file.name[len("coco_pope_"):-len(".json")]
+        labels = jsonl(label_file)
+        # eval_pope pairs the k-th answer of a category with the k-th label line.
+        ours = [q for q in questions if q["category"] == category]
+        assert [q["question_id"] for q in ours] == [x["question_id"] for x in labels]
+        assert Counter(x["label"] for x in labels) == {"yes": 10, "no": 10}
+        for q, x in zip(ours, labels):
+            assert q["text"] == f"{x['text']}\n{SHORT_ANSWER_PROMPT}" and q["image"] == x["image"]
+            assert q["image"].startswith("COCO_val2014_") and (base / "val2014" / q["image"]).is_file()
+            assert x["label"] == expected_answer(truth[f"pope/val2014/{q['image']}"], x["text"])
+
+
+def test_mme(root, truth):
+    base = root / "MME" / "MME_Benchmark_release_version"
+    gt, per_file = {}, defaultdict(list)  # read as convert_answer_to_mme.get_gt does
+    for category_dir in base.iterdir():
+        for txt in category_dir.glob("*.txt"):
+            for line in txt.read_text().splitlines():
+                question, answer = line.split("\t")
+                gt[(category_dir.name, txt.name, question)] = answer
+                per_file[(category_dir.name, txt.name)].append(answer)
+    assert sorted(p.name for p in base.iterdir()) == sorted(["existence", "count", "position", "color", "OCR"])
+    assert all(sorted(v) == ["No", "Yes"] for v in per_file.values())  # acc+ pairs
+    lines = jsonl(root / "MME" / "llava_mme.jsonl")
+    assert len(lines) == 2 * len(per_file) == 60
+    for line in lines:
+        category, name = line["question_id"].split("/")
+        assert line["image"] == line["question_id"] and (base / line["image"]).is_file()
+        prompt = line["text"].replace(SHORT_ANSWER_PROMPT, "").strip() + " Please answer yes or no."
+        answer = gt[(category, name.split(".")[0] + ".txt", prompt)]
+        scene = truth[f"MME/MME_Benchmark_release_version/{line['image']}"]
+        assert answer.lower() == expected_answer(scene, line["text"].split("\n")[0])
+
+
+def test_gqa(root, truth):
+    base = root / "gqa"
+    questions = json.loads((base / "data" / "testdev_balanced_questions.json").read_text())
+    lines = jsonl(base / "llava_gqa_testdev_balanced.jsonl")
+    assert [line["question_id"] for line in lines] == list(questions) and len(lines) == 60
+    for line in lines:
+        q = questions[line["question_id"]]
+        assert isinstance(line["question_id"], str) and line["image"] == f"{q['imageId']}.jpg"
+        assert line["text"] == f"{q['question']}\n{SHORT_ANSWER_PROMPT}"
+        assert (base / "data" / "images" / line["image"]).is_file()
+        assert q["isBalanced"] is True and q["types"]["structural"] in ("query", "verify", "choose")
+        assert all({"operation", "argument", "dependencies"} <= set(op) for op in q["semantic"])
+        assert q["answer"] == expected_answer(truth[f"gqa/data/images/{line['image']}"], q["question"])
+    assert any(q["groups"]["global"] for q in questions.values())  # eval.py's chi-square needs one group
+    binary = Counter(q["answer"] for q in questions.values() if q["types"]["structural"] == "verify")
+    assert abs(binary["yes"] - binary["no"]) <= 1
+
+
+def test_scienceqa(root, truth):
+    base = root / "scienceqa"
+    problems = json.loads((base / "problems.json").read_text())
+    test_ids = json.loads((base / "pid_splits.json").read_text())["test"]
+    entries = json.loads((base / "llava_test_CQM-A.json").read_text())
+    assert [e["id"] for e in entries] == test_ids == list(problems) and len(entries) == 60
+    text_only = 0
+    for entry in entries:
+        problem = problems[entry["id"]]
+        human, gpt = entry["conversations"]
+        assert (human["from"], gpt["from"]) == ("human", "gpt")
+        assert gpt["value"] == LETTERS[problem["answer"]] and 2 <= len(problem["choices"]) <= 4
+        lines = human["value"].split("\n")
+        options = [f"{LETTERS[i]}. {c}" for i, c in enumerate(problem["choices"])]
+        assert lines[-len(options):] == options and OPTION_PROMPT not in human["value"]
+        if problem["image"] is None:
+            text_only += 1
+            assert "image" not in entry and "<image>" not in human["value"]
+            continue
+        assert entry["image"] == f"{entry['id']}/image.png" and (base / "images" / "test" / entry["image"]).is_file()
+        assert lines[0] == "<image>" and human["value"].count("<image>") == 1
+        context = [f"Context: {problem['hint']}"] if problem["hint"] else []
+        assert lines[1:-len(options)] == context + [problem["question"]]
+        scene = truth[f"scienceqa/images/test/{entry['image']}"]
+        assert problem["choices"][problem["answer"]] == expected_answer(scene, problem["question"])
+    assert text_only == 10
+
+
+def test_mmbench(root, truth):
+    path = root / "mmbench" / "mmbench_dev_20230712.tsv"
+    assert path.read_text().split("\n", 1)[0].split("\t") == list(MMBENCH_COLUMNS)
+    rows = {int(r["index"]): r for r in tsv_rows(path)}
+    bases = [i for i in rows if i < 1_000_000]
+    assert len(rows) == 4 * len(bases) == 60
+    for i in bases:
+        group = [rows[i + k * 1_000_000] for k in range(4)]
+        scene = truth[f"mmbench/mmbench_dev_20230712.tsv#{i}"]
+        image = Image.open(io.BytesIO(base64.b64decode(group[0]["image"])))
+        assert image.size == (336, 336) and image.convert("RGB").tobytes() == render(scene).tobytes()
+        truth_text = expected_answer(scene, group[0]["question"])
+        for k, row in enumerate(group):
+            options = [row[c] for c in "ABCD"]
+            assert options == [group[0][c] for c in "ABCD"][k:] + [group[0][c] for c in "ABCD"][:k]
+            assert row[row["answer"]] == truth_text and row["question"] == group[0]["question"]
+            assert row["split"] == "dev" and row["category"] == group[0]["category"]
+        assert sorted(r["answer"] for r in group) == ["A", "B", "C", "D"]
+
+
+def test_readme_documents_every_set(root):
+    text = (root / "SYNTHETIC_README.md").read_text()
+    for name in ("TextVQA", "POPE", "MME", "GQA", "ScienceQA", "MMBench"):
+        assert f"## {name}" in text
+    assert text.count("chance level") == 6
