@@ -4,7 +4,8 @@ Run once (the output is committed):
 
     python scripts/tiny/make_tokenizer.py [--out llava/model/tiny_assets/tokenizer.model] [--vocab-size 512]
 
-The output is deterministic: the corpus is enumerated from fixed word lists (no randomness), training is
+The output is deterministic: the corpus is enumerated from fixed word lists and the synthetic data's templates
+(no randomness), training is
 single-threaded, and the corpus is passed as an iterator so no temporary file path ends up in the model's
 trainer spec. The trainer settings mirror LLaMA-1/2's `tokenizer.model`: BPE, byte fallback (ids 3..258
 are `<0x00>`..`<0xFF>`, so "\\n" is id 13 as in LLaMA), digits split, identity normalization, no whitespace
@@ -74,8 +75,11 @@ PROMPTS = [
 
 
 def corpus() -> list[str]:
-    """Fixed, enumerated sentences: prompts, question/answer templates filled from the word lists."""
-    lines = list(PROMPTS)
+    """Fixed, enumerated sentences: the prompts, the synthetic data's own text (every template filled with
+    every vocabulary item, `llava.data.questions.corpus`), and generic question/answer templates."""
+    from llava.data.questions import corpus as synthetic_corpus
+
+    lines = list(PROMPTS) + list(synthetic_corpus())
     for i, (color, shape) in enumerate(itertools.product(COLORS, SHAPES)):
         fill = {
             "color": color,
