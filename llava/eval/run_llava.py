@@ -9,15 +9,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 
 import torch
 
-from llava.eval.pruning_args import add_pruning_args, dart_config_from_args
+from llava.eval.common import generate_answer, generation_kwargs, load_model
+from llava.eval.pruning_args import add_pruning_args
 from llava.eval.prompting import build_prompt, infer_conv_mode
 from llava.mm_utils import get_model_name_from_path, load_image, process_images, tokenizer_image_token
 from llava.model import PruningRecord
-from llava.model.builder import load_pretrained_model
 
 logger = logging.getLogger("llava.run_llava")
 
@@ -40,45 +39,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def generation_kwargs(args: argparse.Namespace) -> dict:
-    """LLaVA's convention: temperature 0 means greedy decoding."""
-    sampling = args.temperature > 0
-    kwargs = {"do_sample": sampling, "num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens, "use_cache": True}
-    if sampling:
-        kwargs.update(temperature=args.temperature, top_p=args.top_p)
-    return kwargs
-
-
 def answer(args: argparse.Namespace) -> tuple[str, PruningRecord, float]:
     """Load the model, ask the question; returns (answer, pruning record, seconds spent generating)."""
     images = [load_image(path) for path in args.image_file.split(args.sep)]
-    model_name = get_model_name_from_path(args.model_path)
-    tokenizer, model, image_processor, _ = load_pretrained_model(
-        args.model_path, args.model_base, model_name, device=args.device, attn_implementation=args.attn_implementation
-    )
-    model.config.DART_config = dart_config_from_args(args, model.config.num_hidden_layers)
-    conv_mode = args.conv_mode or infer_conv_mode(model_name)
+    tokenizer, model, image_processor = load_model(args, args.device)
+    conv_mode = args.conv_mode or infer_conv_mode(get_model_name_from_path(args.model_path))
     prompt = build_prompt(args.query, conv_mode, len(images), getattr(model.config, "mm_use_im_start_end", False))
-    input_ids = tokenizer_image_token(prompt, tokenizer, return_tensors="pt").unsqueeze(0).to(model.device)
-    image_tensor = process_images(images, image_processor, model.config)
-    image_tensor = (
-        image_tensor.to(model.device, dtype=model.dtype)
-        if isinstance(image_tensor, torch.Tensor)
-        else [t.to(model.device, dtype=model.dtype) for t in image_tensor]
-    )
+    input_ids = tokenizer_image_token(prompt, tokenizer, return_tensors="pt")
     torch.manual_seed(args.seed)
-    record = PruningRecord()
-    start = time.perf_counter()
-    output_ids = model.generate(
-        input_ids,
-        images=image_tensor,
-        image_sizes=[img.size for img in images],
-        pruning_record=record,
-        pad_token_id=tokenizer.pad_token_id,
-        **generation_kwargs(args),
+    answer = generate_answer(
+        model, tokenizer, input_ids, process_images(images, image_processor, model.config),
+        [img.size for img in images], generation_kwargs(args),
     )
-    seconds = time.perf_counter() - start
-    return tokenizer.batch_decode(output_ids, skip_special_tokens=True)[0].strip(), record, seconds
+    return answer.text, answer.record, answer.seconds
 
 
 def main(argv=None) -> int:

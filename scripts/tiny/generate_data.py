@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stages", type=int, nargs="+", default=[1, 2], choices=[1, 2])
     parser.add_argument("--types", nargs="+", default=None, choices=sorted(QUESTION_TYPES),
                         help="stage-2 question types (default: all)")
+    parser.add_argument("--turns", type=int, nargs=2, default=(2, 5), metavar=("MIN", "MAX"),
+                        help="stage-2 question/answer rounds per image (more rounds amortise the 576 image tokens)")
     parser.add_argument("--eval-root", default=str(REPO / "playground" / "data" / "eval"))
     parser.add_argument("--eval-seed", type=int, default=DEFAULT_EVAL_SEED)
     parser.add_argument("--eval-n", type=int, default=60, help="about this many questions per benchmark")
@@ -42,7 +44,8 @@ def main(argv: list[str] | None = None) -> None:
         for i, stage in enumerate(args.stages):
             start = time.perf_counter()
             path = write_training_set(
-                args.out, args.n_images, seed=args.seed, stage=stage, types=args.types, write_images=i == 0
+                args.out, args.n_images, seed=args.seed, stage=stage, types=args.types, write_images=i == 0,
+                turns=tuple(args.turns),
             )
             print(f"stage {stage}: {path} ({args.n_images} images, {time.perf_counter() - start:.1f}s)")
     if not args.skip_eval:

@@ -1,0 +1,354 @@
+"""The eval core shared by every worker (`model_vqa_loader`, `model_vqa`, `model_vqa_science`, `model_vqa_mmbench`).
+
+A worker is a `Task`: how its question file is read and how a question becomes the user turn (and images)
+and the fields of its answer line. Everything else lives here: the flags (LLaVA's and DART's), model loading
+with the DART config, prompt building, image loading, chunking, resumable answer writing, progress and the
+final summary.
+
+    run:  read questions -> this chunk -> items -> skip those already answered -> load the model (only if
+          anything is left) -> for each item: prompt + images -> generate -> one answer line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import shortuuid
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from llava.conversation import get_conv_template
+from llava.eval.answers import AnswerFile, ErrorLog, errors_path, merge_chunks, settings_id
+from llava.eval.chunking import Chunk, chunk_answers_path, get_chunk, local_device, resolve_chunk, wait_for_all_ranks
+from llava.eval.prompting import build_prompt
+from llava.eval.pruning_args import add_pruning_args, dart_config_from_args
+from llava.eval.questions import Item, Row
+from llava.mm_utils import get_model_name_from_path, process_images, tokenizer_image_token
+from llava.model import PruningRecord
+from llava.model.builder import load_pretrained_model
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """What a worker adds to the core.
+
+    read_questions: question file path -> rows (see `llava.eval.questions`).
+    to_items: (row, args) -> the items (answer lines) of that row.
+    key_fields: answer-line fields that tell questions apart, for resuming.
+    max_new_tokens: the worker's default (LLaVA: 128 for model_vqa_loader, 1024 for the others).
+    num_workers: DataLoader worker processes on CUDA (the CPU uses 0: workers would compete with the model
+        for the same cores).
+    add_arguments: the worker's own flags.
+    model_text: (text, model config, args) -> text; a per-model variant of the user turn, applied once the
+        model is loaded (the recorded `prompt` keeps the question file's text, which scorers parse).
+    """
+
+    description: str
+    read_questions: Callable[[str], list[Row]]
+    to_items: Callable[[Row, argparse.Namespace], list[Item]]
+    key_fields: tuple[str, ...] = ("question_id", "prompt")
+    max_new_tokens: int = 1024
+    num_workers: int = 0
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    model_text: Callable[[str, Any, argparse.Namespace], str] | None = None
+
+
+# -- flags ---------------------------------------------------------------------------------------------
+
+
+def build_parser(task: Task) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=task.description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-path", default="facebook/opt-350m")
+    parser.add_argument("--model-base", default=None)
+    parser.add_argument("--image-folder", default="")
+    parser.add_argument("--question-file", default="tables/question.jsonl")
+    parser.add_argument("--answers-file", default="answer.jsonl")
+    parser.add_argument("--conv-mode", default="llava_v1")
+    parser.add_argument("--num-chunks", type=int, default=None, help="default 1, or WORLD_SIZE under torchrun")
+    parser.add_argument("--chunk-idx", type=int, default=None, help="default 0, or RANK under torchrun")
+    parser.add_argument("--temperature", type=float, default=0.2, help="0 means greedy decoding")
+    parser.add_argument("--top_p", type=float, default=None)
+    parser.add_argument("--num_beams", type=int, default=1)
+    parser.add_argument("--max_new_tokens", type=int, default=task.max_new_tokens)
+    parser.add_argument("--overwrite", action="store_true", help="start the answers file over instead of resuming it")
+    parser.add_argument("--device", default="cuda", help="cuda (falls back to the CPU when unavailable) or cpu")
+    parser.add_argument("--num-workers", type=int, default=None,
+                        help=f"DataLoader worker processes (default {task.num_workers} on CUDA, 0 on the CPU)")
+    parser.add_argument("--seed", type=int, default=0, help="torch seed, for sampling (temperature > 0)")
+    add_pruning_args(parser)
+    if task.add_arguments is not None:
+        task.add_arguments(parser)
+    return parser
+
+
+# Flags that change where or how fast answers are made, not what they are: left out of the settings
+# fingerprint so that chunked, resumed and single runs agree (the attention backend only adds float noise).
+_RUN_ONLY_FLAGS = frozenset({
+    "question_file", "answers_file", "image_folder", "num_chunks", "chunk_idx", "overwrite", "device",
+    "num_workers", "attn_implementation",
+})
+
+
+def _canonical_path(path: str | None) -> str | None:
+    return os.path.abspath(path) if path and os.path.exists(path) else path
+
+
+def run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Everything that determines the answers; the DART flags enter as the DART_config they produce."""
+    pruning_flags = set(vars(add_pruning_args(argparse.ArgumentParser()).parse_args([])))
+    settings = {k: v for k, v in vars(args).items() if k not in _RUN_ONLY_FLAGS | pruning_flags}
+    settings.update(
+        model_path=_canonical_path(args.model_path),
+        model_base=_canonical_path(args.model_base),
+        DART_config=dart_config_from_args(args),
+    )
+    return settings
+
+
+def generation_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """LLaVA's convention: temperature 0 means greedy decoding."""
+    sampling = args.temperature > 0
+    kwargs = {"do_sample": sampling, "num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens, "use_cache": True}
+    if sampling:
+        kwargs.update(temperature=args.temperature, top_p=args.top_p)
+    return kwargs
+
+
+# -- prompts and images --------------------------------------------------------------------------------
+
+
+def images_to_model(images: torch.Tensor | list[torch.Tensor], model) -> torch.Tensor | list[torch.Tensor]:
+    """Pixel values (a tensor, or a list for anyres images with different patch counts) on the model's device and dtype."""
+    if isinstance(images, torch.Tensor):
+        return images.to(model.device, dtype=model.dtype)
+    return [t.to(model.device, dtype=model.dtype) for t in images]
+
+
+@dataclasses.dataclass
+class Prepared:
+    """One item ready for generate: `input_ids` (L,), `pixels` (images, ...) or None; or an `error`."""
+
+    index: int
+    input_ids: torch.Tensor | None = None
+    pixels: torch.Tensor | list[torch.Tensor] | None = None
+    image_sizes: list[tuple[int, int]] | None = None
+    error: str | None = None
+
+
+class PromptDataset(Dataset):
+    """Prompt tokens and pixel values per item; the loading work DataLoader workers can do in parallel.
+
+    An unreadable image is not fatal: the item comes back with `error` set and is skipped by the caller.
+    """
+
+    def __init__(self, items: Sequence[Item], tokenizer, image_processor, model_config, conv_mode: str):
+        self.items = items
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.model_config = model_config
+        self.conv_mode = conv_mode
+        self.mm_use_im_start_end = getattr(model_config, "mm_use_im_start_end", False)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Prepared:
+        item = self.items[index]
+        try:
+            images = [ref.open() for ref in item.images]
+        except (FileNotFoundError, ValueError) as exc:
+            return Prepared(index, error=str(exc))
+        prompt = build_prompt(item.text, self.conv_mode, len(images), self.mm_use_im_start_end)
+        input_ids = tokenizer_image_token(prompt, self.tokenizer, return_tensors="pt")
+        if not images:
+            return Prepared(index, input_ids)
+        pixels = process_images(images, self.image_processor, self.model_config)
+        return Prepared(index, input_ids, pixels, [image.size for image in images])
+
+
+def _single(batch: list[Prepared]) -> Prepared:
+    return batch[0]  # batch size 1, as in LLaVA: prompts differ in length
+
+
+# -- the run -------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Generation:
+    """One answer: its text, the pruning record of the call, how many tokens it took and how long."""
+
+    text: str
+    record: PruningRecord
+    num_tokens: int
+    seconds: float
+
+
+def generate_answer(model, tokenizer, input_ids: torch.Tensor, pixels, image_sizes, gen_kwargs: dict) -> Generation:
+    """Answer one prompt: `input_ids` (L,) with image placeholders, `pixels` as `process_images` gives them (or None)."""
+    record = PruningRecord()
+    pixels = images_to_model(pixels, model) if pixels is not None else None
+    start = time.perf_counter()
+    with torch.inference_mode():
+        output_ids = model.generate(
+            input_ids.unsqueeze(0).to(model.device), images=pixels, image_sizes=image_sizes, pruning_record=record,
+            pad_token_id=tokenizer.pad_token_id, **gen_kwargs,
+        )
+    seconds = time.perf_counter() - start
+    # generate returns only the new tokens (it starts from embeddings, as in LLaVA).
+    text = tokenizer.batch_decode(output_ids, skip_special_tokens=True)[0].strip()
+    return Generation(text, record, int(output_ids.shape[-1]), seconds)
+
+
+@dataclasses.dataclass
+class RunStats:
+    """What a run did, for its one-line summary."""
+
+    answered: int = 0
+    already_answered: int = 0
+    skipped: int = 0
+    errors_file: str = ""
+    kept_image_tokens: list[int] = dataclasses.field(default_factory=list)
+    image_tokens: list[int] = dataclasses.field(default_factory=list)
+    generated_tokens: int = 0
+    generation_seconds: float = 0.0
+    seconds: float = 0.0
+
+    def add(self, answer: Generation) -> None:
+        self.answered += 1
+        self.generated_tokens += answer.num_tokens
+        self.generation_seconds += answer.seconds
+        if answer.record.num_image_tokens():  # text-only questions have nothing to prune
+            self.kept_image_tokens.append(answer.record.num_kept_image_tokens())
+            self.image_tokens.append(answer.record.num_image_tokens())
+
+    def summary(self) -> str:
+        parts = [f"answered {self.answered} questions"]
+        if self.already_answered:
+            parts[0] += f" ({self.already_answered} already answered)"
+        if self.skipped:
+            parts.append(f"skipped {self.skipped} (see {self.errors_file})")
+        if self.kept_image_tokens:
+            kept = sum(self.kept_image_tokens) / len(self.kept_image_tokens)
+            total = sum(self.image_tokens) / len(self.image_tokens)
+            parts.append(f"image tokens kept per question {kept:.1f} of {total:.1f}")
+        if self.generation_seconds > 0:
+            parts.append(f"{self.generated_tokens / self.generation_seconds:.1f} tokens/s")
+        parts.append(f"{self.seconds:.1f} s")
+        return "; ".join(parts)
+
+
+def load_model(args: argparse.Namespace, device: str):
+    """(tokenizer, model, image_processor) with `model.config.DART_config` set from the flags."""
+    tokenizer, model, image_processor, _ = load_pretrained_model(
+        os.path.expanduser(args.model_path), args.model_base, get_model_name_from_path(args.model_path),
+        device=device, attn_implementation=args.attn_implementation,
+    )
+    model.config.DART_config = dart_config_from_args(args, model.config.num_hidden_layers)
+    return tokenizer, model, image_processor
+
+
+def _check_image_folder(folder: str, items: Sequence[Item]) -> None:
+    """Fail once, up front, rather than skipping every question of a mistyped --image-folder."""
+    if folder and not os.path.isdir(folder) and any(ref.path is not None for item in items for ref in item.images):
+        raise FileNotFoundError(f"image folder not found: {folder}")
+
+
+def _answers_path(args: argparse.Namespace, chunk: Chunk) -> str:
+    """Explicit chunk flags: the given file (LLaVA's scripts name one per chunk). Ranks: one file each."""
+    answers = os.path.expanduser(args.answers_file)
+    return chunk_answers_path(answers, chunk.n, chunk.k) if chunk.from_rank and chunk.n > 1 else answers
+
+
+def run(task: Task, args: argparse.Namespace) -> RunStats:
+    start = time.perf_counter()
+    chunk = resolve_chunk(args.num_chunks, args.chunk_idx)
+    get_conv_template(args.conv_mode)  # an unknown template fails here, listing the valid ones
+    rows = get_chunk(task.read_questions(os.path.expanduser(args.question_file)), chunk.n, chunk.k)
+    items = [item for row in rows for item in task.to_items(row, args)]
+    answers_path = _answers_path(args, chunk)
+    answers = AnswerFile(answers_path, task.key_fields, settings_id(run_settings(args)), args.overwrite)
+    errors = ErrorLog(errors_path(answers_path))
+    stats = RunStats(errors_file=errors.path)
+    try:
+        pending = answers.pending(items)
+        stats.already_answered = len(items) - len(pending)
+        if pending:
+            _check_image_folder(os.path.expanduser(args.image_folder), pending)
+            _answer(task, args, chunk, pending, answers, errors, stats)
+    finally:
+        answers.close()
+        errors.close()
+    stats.skipped = errors.count
+    if chunk.from_rank and chunk.n > 1:
+        _merge_rank_files(args, chunk)
+    stats.seconds = time.perf_counter() - start
+    return stats
+
+
+def _answer(task: Task, args: argparse.Namespace, chunk: Chunk, pending: list[Item], answers: AnswerFile,
+            errors: ErrorLog, stats: RunStats) -> None:
+    """Load the model and answer `pending`, writing each answer (or error) as it comes."""
+    device = local_device(args.device, chunk)
+    tokenizer, model, image_processor = load_model(args, device)
+    if task.model_text is not None:
+        pending = [dataclasses.replace(it, text=task.model_text(it.text, model.config, args)) for it in pending]
+    model_id = get_model_name_from_path(args.model_path)
+    gen_kwargs = generation_kwargs(args)
+    torch.manual_seed(args.seed)
+    num_workers = args.num_workers if args.num_workers is not None else (task.num_workers if model.device.type == "cuda" else 0)
+    dataset = PromptDataset(pending, tokenizer, image_processor, model.config, args.conv_mode)
+    loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=num_workers, collate_fn=_single)
+    with logging_redirect_tqdm(), tqdm(total=len(pending), disable=not chunk.is_first, desc="answering") as bar:
+        for prepared in loader:
+            item = pending[prepared.index]
+            if prepared.error is not None:
+                errors.add(item, prepared.error)
+            else:
+                answer = generate_answer(model, tokenizer, prepared.input_ids, prepared.pixels, prepared.image_sizes, gen_kwargs)
+                answers.write(answer_line(item, answer, model_id, answers.settings))
+                stats.add(answer)
+            bar.update()
+
+
+def answer_line(item: Item, answer: Generation, model_id: str, settings: str) -> dict[str, Any]:
+    """LLaVA's answer line, plus the image tokens the pruning kept and the settings fingerprint."""
+    metadata = {
+        "image_tokens_kept": answer.record.num_kept_image_tokens(),
+        "image_tokens": answer.record.num_image_tokens(),
+        "settings_id": settings,
+    }
+    return {**item.record, "text": answer.text, "answer_id": shortuuid.uuid(), "model_id": model_id, "metadata": metadata}
+
+
+def _merge_rank_files(args: argparse.Namespace, chunk: Chunk) -> None:
+    """Under torchrun: once every rank is done, rank 0 concatenates the rank files in rank order."""
+    answers = os.path.expanduser(args.answers_file)
+    parts = [chunk_answers_path(answers, chunk.n, k) for k in range(chunk.n)]
+    if not wait_for_all_ranks():
+        logger.info("no launcher rendezvous (MASTER_ADDR): merge %s ... in rank order into %s yourself", parts[0], answers)
+    elif chunk.k == 0:
+        merge_chunks(parts, answers)
+        logger.info("merged %d rank files into %s", chunk.n, answers)
+
+
+def main(task: Task, argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser(task).parse_args(argv)
+    try:
+        stats = run(task, args)
+    except (FileNotFoundError, ValueError) as exc:  # bad input: one clear line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(stats.summary())
+    return 0

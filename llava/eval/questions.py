@@ -1,0 +1,147 @@
+"""Question files in the layouts LLaVA's workers read, and the items the eval core answers.
+
+A reader returns `Row`s: the raw record plus where it came from ("file:line"), so that every error about a
+question names the line to fix. A worker turns a row into one or more `Item`s (MMBench with --all-rounds
+asks each question once per rotation of its options); each item becomes one answer line.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import sys
+from typing import Any
+
+from PIL import Image
+
+from llava.mm_utils import load_image, load_image_from_base64
+
+
+class QuestionFileError(ValueError):
+    """A question file or one of its records is unusable; the message names the file and line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One record of a question file; `location` is "path:line" (or "path[i]" for a JSON list)."""
+
+    location: str
+    data: dict[str, Any]
+
+    def require(self, *fields: str) -> None:
+        missing = [f for f in fields if f not in self.data]
+        if missing:
+            raise QuestionFileError(f"{self.location}: missing field(s) {', '.join(map(repr, missing))}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageRef:
+    """An image of a question: a file (path or URL) or base64 bytes embedded in the question file (MMBench)."""
+
+    path: str | None = None
+    base64: str | None = None
+
+    def describe(self) -> str:
+        return self.path if self.path is not None else "<base64 image>"
+
+    def open(self) -> Image.Image:
+        """The RGB image; FileNotFoundError / ValueError with a message naming it when it cannot be read."""
+        if self.path is not None:
+            return load_image(self.path)
+        try:
+            return load_image_from_base64(self.base64 or "").convert("RGB")
+        except (OSError, SyntaxError, ValueError) as exc:  # binascii.Error is a ValueError
+            raise ValueError(f"cannot decode the base64 image: {exc}") from exc
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """One question to answer.
+
+    record: the answer line's fields known before generation, in output order (`question_id`, `prompt`,
+        and worker extras such as MMBench's `round_id`, `options`, `option_char`).
+    text: the user turn as the model sees it, without image tokens (the core inserts those).
+    """
+
+    record: dict[str, Any]
+    text: str
+    images: tuple[ImageRef, ...] = ()
+
+
+def _check_file(path: str) -> None:
+    if not os.path.isfile(path):
+        raise QuestionFileError(f"question file not found: {path}")
+
+
+def _object_row(location: str, data: Any) -> Row:
+    if not isinstance(data, dict):
+        raise QuestionFileError(f"{location}: expected a JSON object, got {type(data).__name__}")
+    return Row(location, data)
+
+
+def read_jsonl(path: str) -> list[Row]:
+    """LLaVA's question JSONL: one JSON object per line; blank lines are ignored."""
+    _check_file(path)
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(_object_row(f"{path}:{lineno}", json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    raise QuestionFileError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    return rows
+
+
+def read_json_list(path: str) -> list[Row]:
+    """A JSON list of objects (ScienceQA's llava_test_CQM-A.json)."""
+    _check_file(path)
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as exc:
+            raise QuestionFileError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    if not isinstance(data, list):
+        raise QuestionFileError(f"{path}: expected a JSON list of questions, got {type(data).__name__}")
+    return [_object_row(f"{path}[{i}]", entry) for i, entry in enumerate(data)]
+
+
+# LLaVA reads the MMBench TSVs with pandas.read_table, whose default missing-value strings these are; a cell
+# holding one of them is "no value" (e.g. a question without hint, or option D of a 3-option question).
+PANDAS_NA_VALUES = frozenset({
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+})
+
+
+def _tsv_value(text: str) -> str | None:
+    """None for pandas' missing values, else the cell's text."""
+    return None if text in PANDAS_NA_VALUES else text
+
+
+def read_tsv(path: str, required_columns: tuple[str, ...] = ()) -> list[Row]:
+    """A tab-separated table with a header row (MMBench); cells are strings, or None where pandas sees NaN."""
+    _check_file(path)
+    # Base64 images make cells far larger than csv's default 128 KiB field limit.
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    rows = []
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter="\t")
+        header = next(reader, None)
+        if header is None:
+            raise QuestionFileError(f"{path}: empty file (expected a header row)")
+        missing = [c for c in required_columns if c not in header]
+        if missing:
+            raise QuestionFileError(f"{path}:1: missing column(s) {', '.join(missing)}")
+        line_start = reader.line_num + 1
+        for cells in reader:
+            location = f"{path}:{line_start}"
+            line_start = reader.line_num + 1
+            if not any(cells):
+                continue
+            if len(cells) != len(header):
+                raise QuestionFileError(f"{location}: {len(cells)} cells, the header has {len(header)}")
+            rows.append(Row(location, {name: _tsv_value(cell) for name, cell in zip(header, cells)}))
+    return rows

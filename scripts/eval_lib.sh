@@ -1,0 +1,164 @@
+# shellcheck shell=bash
+# What every scripts/v1_5/eval/<bench>.sh shares: settings, "split over the GPUs, run, merge", scoring.
+# A benchmark script sources this with its arguments and then says only what is specific to it:
+#
+#     source "$(dirname "${BASH_SOURCE[0]}")/../../eval_lib.sh" "$@"     # [RATIO] [MAX_KEPT]
+#     eval_answers llava.eval.model_vqa_loader "$DATA_ROOT/textvqa/answers/$NAME.jsonl" --question-file ...
+#     "$PY" -m llava.eval.eval_textvqa ...
+#
+# Arguments: RATIO (DART --reduction_ratio, default 0.778) and MAX_KEPT (--max_num_trunction, default 128).
+# Environment (all optional):
+#   CKPT        model path or hub id; unset: the embedded default $DEFAULT_CKPT (built on first use)
+#   DATA_ROOT   benchmark data in LLaVA's layout (default ./playground/data/eval)
+#   NAME        experiment name in the answer file names (default <checkpoint name>-dart-RATIO-MAX_KEPT,
+#               or <checkpoint name> with DART=0); a new name starts new answer files, the same name resumes
+#   CUDA_VISIBLE_DEVICES  GPUs to split the questions over, one worker per GPU; unset: one worker (CUDA if
+#               available, else the CPU)
+#   DART=0      evaluate without pruning
+#   CONV_MODE   conversation template (default vicuna_v1)
+#   EVAL_ARGS   extra worker flags, e.g. "--overwrite" or "--num-workers 8"
+#   PYTHON      interpreter (default .venv/bin/python, else python)
+
+set -euo pipefail
+
+# The checkpoint used when CKPT is unset. Until the trained tiny model lands this is a seeded random-init
+# LLaVA in the original format, written here on first use (its answers are noise; timings and pruning are real).
+DEFAULT_CKPT=checkpoints/llava-v1.5-tiny-random
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+RATIO=${1:-0.778}
+MAX_KEPT=${2:-128}
+
+# Paths the user gave are relative to where they ran the script; make them absolute before moving to the
+# repository root (a CKPT that is not a local path is a hub id and stays as it is).
+if [[ -n ${DATA_ROOT:-} && $DATA_ROOT != /* ]]; then DATA_ROOT=$PWD/$DATA_ROOT; fi
+if [[ -n ${CKPT:-} && -e $CKPT && $CKPT != /* ]]; then CKPT=$PWD/$CKPT; fi
+if [[ -n ${PYTHON:-} && $PYTHON == */* && $PYTHON != /* ]]; then PYTHON=$PWD/$PYTHON; fi
+cd "$REPO_ROOT"
+
+if [[ -n ${PYTHON:-} ]]; then
+    PY=$PYTHON
+elif [[ -x .venv/bin/python ]]; then
+    PY=$REPO_ROOT/.venv/bin/python
+else
+    PY=python
+fi
+# A bare `python` (no editable install) still finds the package.
+export PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}"
+
+DATA_ROOT=${DATA_ROOT:-./playground/data/eval}
+CONV_MODE=${CONV_MODE:-vicuna_v1}
+
+if [[ -z ${CKPT:-} ]]; then
+    CKPT=$DEFAULT_CKPT
+    if [[ ! -f $CKPT/config.json ]]; then
+        echo "CKPT is unset: writing the embedded default checkpoint to $CKPT" >&2
+        "$PY" -m llava.model.tiny_checkpoint "$CKPT" >&2
+    fi
+fi
+
+MODEL_NAME=$(basename "${CKPT%/}")
+if [[ ${DART:-1} == 0 ]]; then
+    DART_ARGS=()
+    NAME=${NAME:-$MODEL_NAME}
+else
+    # The paper's LLaVA-1.5 setting: prune after layer 1 (K=2), 4 image + 4 text pivots.
+    DART_ARGS=(--sparse --pruned_layer 2 --pivot_image_token 4 --pivot_text_token 4 --attn_implementation sdpa
+               --reduction_ratio "$RATIO" --max_num_trunction "$MAX_KEPT")
+    NAME=${NAME:-$MODEL_NAME-dart-$RATIO-$MAX_KEPT}
+fi
+
+IFS=',' read -ra GPUS <<< "${CUDA_VISIBLE_DEVICES:-}"
+read -ra EXTRA_ARGS <<< "${EVAL_ARGS:-}"
+WORKER_PIDS=()
+
+_stop_workers() {
+    local pid
+    for pid in "${WORKER_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+}
+# Background workers do not get the terminal's Ctrl-C: pass it on (their answers so far are kept).
+trap '_stop_workers; exit 130' INT TERM
+
+# _wait_workers DIR N: wait for WORKER_PIDS; on the first failure stop the others, show the failed worker's
+# log and exit with its status, so that a partial set of chunks is never merged.
+_wait_workers() {
+    local dir=$1 n=$2 left=$2 idx rc
+    local -a finished=()
+    while ((left > 0)); do
+        for idx in "${!WORKER_PIDS[@]}"; do
+            [[ -n ${finished[idx]:-} ]] && continue
+            kill -0 "${WORKER_PIDS[idx]}" 2>/dev/null && continue
+            rc=0
+            wait "${WORKER_PIDS[idx]}" || rc=$?
+            finished[idx]=1
+            left=$((left - 1))
+            if ((rc != 0)); then
+                _stop_workers
+                echo "error: worker $idx of $n (CUDA_VISIBLE_DEVICES=${GPUS[idx]}) failed with exit status $rc;" \
+                    "the end of its log $dir/${n}_${idx}.log:" >&2
+                tail -n 40 "$dir/${n}_${idx}.log" >&2
+                echo "(answers written so far are kept: run the same command again to resume)" >&2
+                exit "$rc"
+            fi
+        done
+        if ((left > 0)); then sleep 0.2; fi
+    done
+}
+
+# _merge_chunks OUT CHUNK...: concatenate in chunk order (= the question file's order), and the chunks'
+# errors sidecars (questions skipped for unreadable images) into OUT's.
+_merge_chunks() {
+    local out=$1 chunk errors=()
+    shift
+    cat "$@" > "$out.tmp.$$"
+    mv "$out.tmp.$$" "$out"
+    for chunk in "$@"; do
+        if [[ -f ${chunk%.jsonl}.errors.jsonl ]]; then errors+=("${chunk%.jsonl}.errors.jsonl"); fi
+    done
+    rm -f "${out%.jsonl}.errors.jsonl"
+    if ((${#errors[@]} > 0)); then
+        cat "${errors[@]}" > "${out%.jsonl}.errors.jsonl"
+        echo "warning: $(wc -l < "${out%.jsonl}.errors.jsonl") questions skipped (unreadable images):" \
+            "see ${out%.jsonl}.errors.jsonl" >&2
+    fi
+    echo "merged $# chunks into $out" >&2
+}
+
+# eval_answers MODULE ANSWERS_FILE [worker flags...]: answer a question file with one worker per GPU in
+# CUDA_VISIBLE_DEVICES (else one worker), then merge. Workers resume existing answer files.
+eval_answers() {
+    local module=$1 answers=$2
+    shift 2
+    local args=(--model-path "$CKPT" --conv-mode "$CONV_MODE" --temperature 0 "${DART_ARGS[@]}" "$@" "${EXTRA_ARGS[@]}")
+    local n=${#GPUS[@]}
+    mkdir -p "$(dirname "$answers")"
+    if ((n <= 1)); then
+        "$PY" -m "$module" "${args[@]}" --answers-file "$answers"
+        return
+    fi
+    # Chunk files sit in a folder of their own, as llava.eval.chunking.chunk_answers_path lays them out.
+    local dir=${answers%.jsonl}.chunks idx chunks=()
+    mkdir -p "$dir"
+    # Where the "GPUs" are really CPU cores (no CUDA), n workers share them; torchrun does the same.
+    local cores
+    cores=$(getconf _NPROCESSORS_ONLN)
+    local threads=${OMP_NUM_THREADS:-$((cores / n > 0 ? cores / n : 1))}
+    WORKER_PIDS=()
+    for idx in $(seq 0 $((n - 1))); do
+        chunks+=("$dir/${n}_${idx}.jsonl")
+        local cmd=(env CUDA_VISIBLE_DEVICES="${GPUS[idx]}" OMP_NUM_THREADS="$threads"
+                   "$PY" -m "$module" "${args[@]}" --answers-file "${chunks[idx]}" --num-chunks "$n" --chunk-idx "$idx")
+        if ((idx == 0)); then  # chunk 0 shows its progress bar here too
+            "${cmd[@]}" > >(tee "$dir/${n}_${idx}.log") 2>&1 &
+        else
+            "${cmd[@]}" > "$dir/${n}_${idx}.log" 2>&1 &
+        fi
+        WORKER_PIDS+=($!)
+    done
+    echo "$n workers (CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES), logs in $dir/" >&2
+    _wait_workers "$dir" "$n"
+    _merge_chunks "$answers" "${chunks[@]}"
+}

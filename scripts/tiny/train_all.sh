@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Reproduces the embedded default checkpoint (checkpoints/llava-v1.5-tiny) from nothing, on the CPU:
+#   1. synthetic training data (scripts/tiny/generate_data.py; the eval sets are committed separately)
+#   2. the tiny CLIP tower, pretrained on dense per-patch targets, then frozen (pretrain_vision_tower.py)
+#   3. a random-init 4-layer LLaMA in the original format (llava.model.tiny_checkpoint --layout base)
+#   4. stage 1: captions with the `plain` template (projector + LLM: the LLM starts from random weights,
+#      so unlike real LLaVA it must learn language here too)
+#   5. stage 2: multi-turn question answering with the `v1` template
+#   6. packaging: fp16 safetensors, the tower inside the checkpoint (package_checkpoint.py)
+# About an hour on 2 cores. Each step is skipped when its output exists (delete WORK to start over).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+py="${PYTHON:-.venv/bin/python}"
+work="${WORK:-checkpoints/tiny-work}"
+out="${OUT:-checkpoints/llava-v1.5-tiny}"
+data=playground/data/tiny_train
+n_images="${N_IMAGES:-6000}"
+vision_steps="${VISION_STEPS:-1000}"
+stage1_steps="${STAGE1_STEPS:-150}"
+stage2_steps="${STAGE2_STEPS:-900}"
+llm_sizes=(--hidden-size 128 --intermediate-size 344 --num-attention-heads 4 --num-key-value-heads 4 --num-layers 4)
+mkdir -p "$work"
+
+[ -f "$data/llava_tiny_finetune.json" ] ||
+    "$py" scripts/tiny/generate_data.py --skip-eval --n-images "$n_images" --turns 6 10
+[ -f "$work/vision_tower/model.safetensors" ] ||
+    "$py" scripts/tiny/pretrain_vision_tower.py --out "$work" --steps "$vision_steps"
+[ -f "$work/base/model.safetensors" ] ||
+    "$py" -m llava.model.tiny_checkpoint "$work/base" --layout base "${llm_sizes[@]}"
+
+common=(--vision_tower "$work/vision_tower" --mm_vision_select_layer -2 --mm_projector_type mlp2x_gelu
+        --mm_use_im_start_end False --mm_use_im_patch_token False --image_aspect_ratio pad
+        --image_folder "$data" --per_device_train_batch_size 16 --lr_scheduler_type cosine --warmup_ratio 0.03
+        --weight_decay 0.0 --logging_steps 10 --save_strategy no --model_max_length 1024 --use_cpu True
+        --report_to none --dataloader_num_workers 1 --seed 0)
+[ -f "$work/stage1/model.safetensors" ] ||
+    "$py" -m llava.train.train --model_name_or_path "$work/base" --version plain \
+        --data_path "$data/llava_tiny_pretrain.json" --output_dir "$work/stage1" \
+        --max_steps "$stage1_steps" --learning_rate 2e-3 "${common[@]}"
+[ -f "$work/stage2/model.safetensors" ] ||
+    "$py" -m llava.train.train --model_name_or_path "$work/stage1" --version v1 \
+        --data_path "$data/llava_tiny_finetune.json" --output_dir "$work/stage2" \
+        --max_steps "$stage2_steps" --learning_rate 1e-3 "${common[@]}"
+"$py" scripts/tiny/package_checkpoint.py --trained "$work/stage2" --vision-tower "$work/vision_tower" --out "$out"

@@ -1,0 +1,192 @@
+"""scripts/eval_lib.sh and scripts/v1_5/eval/*.sh: the commands they run, splitting over (fake) GPUs, merging."""
+
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from llava.eval import model_vqa_loader
+from worker_helpers import DART_FLAGS, GENERATION_FLAGS, read_answers, write_textvqa_set
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPTS = REPO / "scripts" / "v1_5" / "eval"
+
+
+def fake_python(path: Path, body: str) -> Path:
+    path.write_text("#!/usr/bin/env bash\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return path
+
+
+def run_script(name, env, *args, timeout=300):
+    clean = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "CKPT", "NAME", "DART", "EVAL_ARGS")}
+    return subprocess.run(["bash", str(SCRIPTS / f"{name}.sh"), *args], env={**clean, **env},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+# -- the commands of every script (a recording fake python: fast, no model) ------------------------------
+
+DART = ("--sparse --pruned_layer 2 --pivot_image_token 4 --pivot_text_token 4 --attn_implementation sdpa "
+        "--reduction_ratio 0.778 --max_num_trunction 128")
+WORKER = "--model-path /ckpt/llava-v1.5-7b --conv-mode vicuna_v1 --temperature 0 " + DART
+NAME = "llava-v1.5-7b-dart-0.778-128"
+
+# Per script: the worker call, then the scorer calls, with {D} the data root (LLaVA's layout and commands).
+EXPECTED = {
+    "textvqa": [
+        "-m llava.eval.model_vqa_loader {W} --question-file {D}/textvqa/llava_textvqa_val_v051_ocr.jsonl "
+        "--image-folder {D}/textvqa/train_images --is_textvqa --answers-file {D}/textvqa/answers/{N}.jsonl",
+        "-m llava.eval.eval_textvqa --annotation-file {D}/textvqa/TextVQA_0.5.1_val.json "
+        "--result-file {D}/textvqa/answers/{N}.jsonl",
+    ],
+    "pope": [
+        "-m llava.eval.model_vqa_loader {W} --question-file {D}/pope/llava_pope_test.jsonl "
+        "--image-folder {D}/pope/val2014 --answers-file {D}/pope/answers/{N}.jsonl",
+        "-m llava.eval.eval_pope --annotation-dir {D}/pope/coco --question-file {D}/pope/llava_pope_test.jsonl "
+        "--result-file {D}/pope/answers/{N}.jsonl",
+    ],
+    "mme": [
+        "-m llava.eval.model_vqa_loader {W} --question-file {D}/MME/llava_mme.jsonl "
+        "--image-folder {D}/MME/MME_Benchmark_release_version --answers-file {D}/MME/answers/{N}.jsonl",
+        "-m llava.eval.convert_answer_to_mme --data-dir {D}/MME --experiment {N}",
+        "-m llava.eval.calculate_mme --results_dir {D}/MME/eval_tool/answers/{N}",
+    ],
+    "gqa": [
+        "-m llava.eval.model_vqa_loader {W} --question-file {D}/gqa/llava_gqa_testdev_balanced.jsonl "
+        "--image-folder {D}/gqa/data/images --answers-file {D}/gqa/answers/llava_gqa_testdev_balanced/{N}/merge.jsonl",
+        "-m llava.eval.convert_gqa_for_eval --src {D}/gqa/answers/llava_gqa_testdev_balanced/{N}/merge.jsonl "
+        "--dst {D}/gqa/data/testdev_balanced_predictions.json",
+        "-m llava.eval.eval_gqa --data-dir {D}/gqa/data --tier testdev_balanced",
+    ],
+    "sqa": [
+        "-m llava.eval.model_vqa_science {W} --question-file {D}/scienceqa/llava_test_CQM-A.json "
+        "--image-folder {D}/scienceqa/images/test --single-pred-prompt --answers-file {D}/scienceqa/answers/{N}.jsonl",
+        "-m llava.eval.eval_science_qa --base-dir {D}/scienceqa --result-file {D}/scienceqa/answers/{N}.jsonl "
+        "--output-file {D}/scienceqa/answers/{N}_output.jsonl --output-result {D}/scienceqa/answers/{N}_result.json",
+    ],
+    "mmbench": [
+        "-m llava.eval.model_vqa_mmbench {W} --question-file {D}/mmbench/mmbench_dev_20230712.tsv --lang en "
+        "--single-pred-prompt --answers-file {D}/mmbench/answers/mmbench_dev_20230712/{N}.jsonl",
+        "-m llava.eval.convert_mmbench_for_submission --annotation-file {D}/mmbench/mmbench_dev_20230712.tsv "
+        "--result-dir {D}/mmbench/answers/mmbench_dev_20230712 --upload-dir {D}/mmbench/answers_upload/mmbench_dev_20230712 "
+        "--experiment {N}",
+    ],
+    "mmbench_cn": [
+        "-m llava.eval.model_vqa_mmbench {W} --question-file {D}/mmbench_cn/mmbench_dev_cn_20231003.tsv --lang cn "
+        "--single-pred-prompt --answers-file {D}/mmbench_cn/answers/mmbench_dev_cn_20231003/{N}.jsonl",
+        "-m llava.eval.convert_mmbench_for_submission --annotation-file {D}/mmbench_cn/mmbench_dev_cn_20231003.tsv "
+        "--result-dir {D}/mmbench_cn/answers/mmbench_dev_cn_20231003 "
+        "--upload-dir {D}/mmbench_cn/answers_upload/mmbench_dev_cn_20231003 --experiment {N}",
+    ],
+    "seed": [
+        "-m llava.eval.model_vqa_loader {W} --question-file {D}/seed_bench/llava-seed-bench.jsonl "
+        "--image-folder {D}/seed_bench --answers-file {D}/seed_bench/answers/{N}/merge.jsonl",
+        "-m llava.eval.convert_seed_for_submission --annotation-file {D}/seed_bench/SEED-Bench.json "
+        "--result-file {D}/seed_bench/answers/{N}/merge.jsonl --result-upload-file {D}/seed_bench/answers_upload/{N}.jsonl",
+    ],
+    "vqav2": [
+        "-m llava.eval.model_vqa_loader {W} --question-file {D}/vqav2/llava_vqav2_mscoco_test-dev2015.jsonl "
+        "--image-folder {D}/vqav2/test2015 --answers-file {D}/vqav2/answers/llava_vqav2_mscoco_test-dev2015/{N}/merge.jsonl",
+        "-m llava.eval.convert_vqav2_for_submission --dir {D}/vqav2 --split llava_vqav2_mscoco_test-dev2015 --ckpt {N}",
+    ],
+    "vizwiz": [
+        "-m llava.eval.model_vqa_loader {W} --question-file {D}/vizwiz/llava_test.jsonl "
+        "--image-folder {D}/vizwiz/test --answers-file {D}/vizwiz/answers/{N}.jsonl",
+        "-m llava.eval.convert_vizwiz_for_submission --annotation-file {D}/vizwiz/llava_test.jsonl "
+        "--result-file {D}/vizwiz/answers/{N}.jsonl --result-upload-file {D}/vizwiz/answers_upload/{N}.json",
+    ],
+    "mmvet": [
+        "-m llava.eval.model_vqa {W} --question-file {D}/mm-vet/llava-mm-vet.jsonl "
+        "--image-folder {D}/mm-vet/images --answers-file {D}/mm-vet/answers/{N}.jsonl",
+        "-m llava.eval.convert_mmvet_for_eval --src {D}/mm-vet/answers/{N}.jsonl --dst {D}/mm-vet/results/{N}.json",
+    ],
+    "llavabench": [  # the GPT-4 review needs OPENAI_API_KEY
+        "-m llava.eval.model_vqa {W} --question-file {D}/llava-bench-in-the-wild/questions.jsonl "
+        "--image-folder {D}/llava-bench-in-the-wild/images --answers-file {D}/llava-bench-in-the-wild/answers/{N}.jsonl",
+    ],
+}
+
+
+def test_every_benchmark_has_a_script():
+    assert sorted(p.stem for p in SCRIPTS.glob("*.sh")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_script_runs_llavas_commands(name, tmp_path):
+    log = tmp_path / "calls.log"
+    recorder = fake_python(tmp_path / "python", f'echo "$*" >> {log}\n')
+    env = {"PYTHON": str(recorder), "CKPT": "/ckpt/llava-v1.5-7b", "DATA_ROOT": str(tmp_path / "data"),
+           "OPENAI_API_KEY": ""}
+    proc = run_script(name, env)
+    assert proc.returncode == 0, proc.stderr
+    expected = [line.format(W=WORKER, D=tmp_path / "data", N=NAME) for line in EXPECTED[name]]
+    assert log.read_text().splitlines() == expected
+    for call in expected[1:]:  # the scorers exist
+        assert (REPO / (call.split()[1].replace(".", "/") + ".py")).is_file(), call
+
+
+def test_embedded_default_checkpoint_and_no_pruning(tmp_path):
+    log = tmp_path / "calls.log"
+    recorder = fake_python(tmp_path / "python", f'echo "$*" >> {log}\n')
+    proc = run_script("pope", {"PYTHON": str(recorder), "DATA_ROOT": str(tmp_path), "DART": "0"})
+    assert proc.returncode == 0, proc.stderr
+    calls = log.read_text().splitlines()
+    default = "checkpoints/llava-v1.5-tiny-random"
+    if not (REPO / default / "config.json").exists():  # written on first use
+        assert calls.pop(0) == f"-m llava.model.tiny_checkpoint {default}"
+    assert calls[0].startswith(f"-m llava.eval.model_vqa_loader --model-path {default} --conv-mode vicuna_v1 "
+                               "--temperature 0 --question-file")
+    assert calls[0].endswith(f"--answers-file {tmp_path}/pope/answers/llava-v1.5-tiny-random.jsonl")
+
+
+def test_a_failed_worker_stops_the_others_and_nothing_is_merged(tmp_path):
+    pids = tmp_path / "pids"
+    worker = fake_python(tmp_path / "python", f"""
+case " $* " in
+  *" --chunk-idx 1 "*) echo "CUDA out of memory" >&2; exit 3 ;;
+  *) echo $$ >> {pids}; exec sleep 60 ;;
+esac
+""")
+    start = time.monotonic()
+    proc = run_script("pope", {"PYTHON": str(worker), "CKPT": "/ckpt/m", "DATA_ROOT": str(tmp_path),
+                               "CUDA_VISIBLE_DEVICES": "4,5,6"})
+    assert proc.returncode == 3
+    assert "worker 1 of 3 (CUDA_VISIBLE_DEVICES=5) failed with exit status 3" in proc.stderr
+    assert "CUDA out of memory" in proc.stderr
+    assert time.monotonic() - start < 30  # the sleeping workers were stopped, not waited for
+    time.sleep(0.5)
+    for pid in (pids.read_text() if pids.exists() else "").split():  # (a worker may be stopped before it wrote)
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    assert not (tmp_path / "pope" / "answers" / "m-dart-0.778-128.jsonl").exists()
+
+
+# -- end to end: three fake GPUs on the CPU, the real worker and scorer ----------------------------------
+
+
+def test_textvqa_on_three_fake_gpus_equals_a_single_run(tiny_ckpt, tmp_path):
+    questions, images = write_textvqa_set(tmp_path / "textvqa")
+    proc = run_script("textvqa", {
+        "PYTHON": sys.executable, "CKPT": str(tiny_ckpt), "DATA_ROOT": str(tmp_path), "CUDA_VISIBLE_DEVICES": "0,1,2",
+        "EVAL_ARGS": "--max_new_tokens 3", "OMP_NUM_THREADS": "1",
+    }, "0.778", "64")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    answers = tmp_path / "textvqa" / "answers" / "llava-tiny-dart-0.778-64.jsonl"
+    chunks = [answers.with_suffix(".chunks") / f"3_{k}.jsonl" for k in range(3)]
+    assert [len(read_answers(c)) for c in chunks] == [3, 3, 1]
+    assert "accuracy" in proc.stdout  # the scorer ran on the merged file
+
+    single = tmp_path / "single.jsonl"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the workers ran
+    try:
+        assert model_vqa_loader.main([
+            "--model-path", str(tiny_ckpt), "--question-file", str(questions), "--image-folder", str(images),
+            "--answers-file", str(single), "--is_textvqa", *GENERATION_FLAGS, *DART_FLAGS]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert read_answers(answers) == read_answers(single)
