@@ -163,12 +163,18 @@ def write_submission(upload_dir: str, experiment: str, header: list[str], table:
             writer.writerow(header)
             writer.writerows([["" if v is None else v for v in r] for r in table])
         return path
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    def cell(value):
+        # Excel cells cannot hold control characters, which a (badly trained) model may well produce.
+        return ILLEGAL_CHARACTERS_RE.sub("", value) if isinstance(value, str) else value
+
     path = os.path.join(upload_dir, f"{experiment}.xlsx")
     workbook = openpyxl.Workbook()
     sheet = workbook.active
     sheet.append(header)
     for r in table:
-        sheet.append(r)
+        sheet.append([cell(v) for v in r])
     workbook.save(path)
     return path
 

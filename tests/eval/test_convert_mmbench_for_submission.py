@@ -118,9 +118,20 @@ def test_cli_all_rounds_answers_use_round_zero(tmp_path, capsys, monkeypatch):
 
 
 def test_cli_with_openpyxl_writes_xlsx(tmp_path, capsys):
-    openpyxl = pytest.importorskip("openpyxl")
+    import openpyxl  # in the test extra
+
     answers = [{"question_id": int(k), "prompt": "p", "text": v} for k, v in PREDICTIONS.items()]
     assert run_cli(tmp_path, answers) == 0
     sheet = openpyxl.load_workbook(tmp_path / "upload" / "exp.xlsx").active
     values = list(sheet.values)
     assert values[0][6] == "prediction" and values[1][6] == "A"
+
+
+def test_xlsx_drops_control_characters_a_model_may_emit(tmp_path):
+    import openpyxl
+
+    answers = [{"question_id": int(k), "prompt": "p", "text": v} for k, v in PREDICTIONS.items()]
+    answers[0]["text"] = "A\x01\x1b"
+    assert run_cli(tmp_path, answers) == 0
+    values = list(openpyxl.load_workbook(tmp_path / "upload" / "exp.xlsx").active.values)
+    assert values[1][6] == "A"
