@@ -15,6 +15,7 @@
 #   CUDA_VISIBLE_DEVICES  GPUs to split the questions over, one worker per GPU; unset: one worker (CUDA if
 #               available, else the CPU)
 #   DART=0      evaluate without pruning
+#   PRUNING_METHOD  dart (default) or random (the baseline keeping as many tokens, chosen at random)
 #   CONV_MODE   conversation template (default vicuna_v1)
 #   EVAL_ARGS   extra worker flags, e.g. "--overwrite" or "--num-workers 8"
 #   PYTHON      interpreter (default .venv/bin/python, else python)
@@ -64,9 +65,11 @@ if [[ ${DART:-1} == 0 ]]; then
     NAME=${NAME:-$MODEL_NAME}
 else
     # The paper's LLaVA-1.5 setting: prune after layer 1 (K=2), 4 image + 4 text pivots.
+    METHOD=${PRUNING_METHOD:-dart}
     DART_ARGS=(--sparse --pruned_layer 2 --pivot_image_token 4 --pivot_text_token 4 --attn_implementation sdpa
                --reduction_ratio "$RATIO" --max_num_trunction "$MAX_KEPT")
-    NAME=${NAME:-$MODEL_NAME-dart-$RATIO-$MAX_KEPT}
+    if [[ $METHOD != dart ]]; then DART_ARGS+=(--pruning_method "$METHOD"); fi
+    NAME=${NAME:-$MODEL_NAME-$METHOD-$RATIO-$MAX_KEPT}
 fi
 
 IFS=',' read -ra GPUS <<< "${CUDA_VISIBLE_DEVICES:-}"
