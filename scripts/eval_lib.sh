@@ -8,7 +8,7 @@
 #
 # Arguments: RATIO (DART --reduction_ratio, default 0.778) and MAX_KEPT (--max_num_trunction, default 128).
 # Environment (all optional):
-#   CKPT        model path or hub id; unset: the embedded default $DEFAULT_CKPT (built on first use)
+#   CKPT        model path or hub id; unset: the embedded default $DEFAULT_CKPT
 #   DATA_ROOT   benchmark data in LLaVA's layout (default ./playground/data/eval)
 #   NAME        experiment name in the answer file names (default <checkpoint name>-dart-RATIO-MAX_KEPT,
 #               or <checkpoint name> with DART=0); a new name starts new answer files, the same name resumes
@@ -22,9 +22,9 @@
 
 set -euo pipefail
 
-# The checkpoint used when CKPT is unset. Until the trained tiny model lands this is a seeded random-init
-# LLaVA in the original format, written here on first use (its answers are noise; timings and pruning are real).
-DEFAULT_CKPT=checkpoints/llava-v1.5-tiny-random
+# The checkpoint used when CKPT is unset: the embedded default, a tiny LLaVA trained by our own code on
+# generated data (scripts/tiny/train_all.sh; its card: checkpoints/llava-v1.5-tiny/README.md).
+DEFAULT_CKPT=checkpoints/llava-v1.5-tiny
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -54,8 +54,8 @@ CONV_MODE=${CONV_MODE:-vicuna_v1}
 if [[ -z ${CKPT:-} ]]; then
     CKPT=$DEFAULT_CKPT
     if [[ ! -f $CKPT/config.json ]]; then
-        echo "CKPT is unset: writing the embedded default checkpoint to $CKPT" >&2
-        "$PY" -m llava.model.tiny_checkpoint "$CKPT" >&2
+        echo "error: the embedded default checkpoint $CKPT is missing (rebuild it: bash scripts/tiny/train_all.sh)" >&2
+        exit 1
     fi
 fi
 

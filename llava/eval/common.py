@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from llava.constants import DEFAULT_MODEL_PATH
 from llava.conversation import get_conv_template
 from llava.eval.answers import AnswerFile, ErrorLog, errors_path, merge_chunks, settings_id
 from llava.eval.chunking import Chunk, chunk_answers_path, get_chunk, local_device, resolve_chunk, wait_for_all_ranks
@@ -69,7 +70,7 @@ class Task:
 
 def build_parser(task: Task) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=task.description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-path", default="facebook/opt-350m")
+    parser.add_argument("--model-path", default=DEFAULT_MODEL_PATH, help="default: the embedded tiny model")
     parser.add_argument("--model-base", default=None)
     parser.add_argument("--image-folder", default="")
     parser.add_argument("--question-file", default="tables/question.jsonl")

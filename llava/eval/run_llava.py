@@ -12,6 +12,7 @@ import sys
 
 import torch
 
+from llava.constants import DEFAULT_MODEL_PATH
 from llava.eval.common import generate_answer, generation_kwargs, load_model
 from llava.eval.pruning_args import add_pruning_args
 from llava.eval.prompting import build_prompt, infer_conv_mode
@@ -23,7 +24,7 @@ logger = logging.getLogger("llava.run_llava")
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-path", required=True)
+    parser.add_argument("--model-path", default=DEFAULT_MODEL_PATH, help="default: the embedded tiny model")
     parser.add_argument("--model-base", default=None)
     parser.add_argument("--image-file", required=True, help="an image path or URL; several separated by --sep")
     parser.add_argument("--query", required=True)

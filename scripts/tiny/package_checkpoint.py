@@ -27,13 +27,16 @@ def convert(path: Path, dtype: torch.dtype) -> None:
     save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata={"format": "pt"})
 
 
-def package(trained: Path, vision_tower: Path, out: Path, dtype: str) -> int:
+def package(trained: Path, vision_tower: Path, out: Path, dtype: str, tokenizer_model: Path | None = None) -> int:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     for name in COPIED + ("model.safetensors",):
         if (trained / name).is_file():
             shutil.copy(trained / name, out / name)
+    if tokenizer_model is not None and not (out / "tokenizer.model").exists():
+        # transformers 5 saves tokenizer.json only; LLaVA checkpoints carry the SentencePiece model too.
+        shutil.copy(tokenizer_model, out / "tokenizer.model")
     shutil.copytree(vision_tower, out / "vision_tower")
     config = json.loads((trained / "config.json").read_text())
     config["mm_vision_tower"] = "vision_tower"
@@ -51,9 +54,10 @@ def main(argv=None) -> None:
     parser.add_argument("--trained", type=Path, required=True)
     parser.add_argument("--vision-tower", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--tokenizer-model", type=Path, default=None, help="SentencePiece model to ship beside")
     parser.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
     args = parser.parse_args(argv)
-    size = package(args.trained, args.vision_tower, args.out, args.dtype)
+    size = package(args.trained, args.vision_tower, args.out, args.dtype, args.tokenizer_model)
     print(f"packaged {args.trained} + {args.vision_tower} into {args.out} ({size / 2**20:.1f} MiB, {args.dtype})")
 
 

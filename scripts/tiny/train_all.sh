@@ -41,4 +41,5 @@ common=(--vision_tower "$work/vision_tower" --mm_vision_select_layer -2 --mm_pro
     "$py" -m llava.train.train --model_name_or_path "$work/stage1" --version v1 \
         --data_path "$data/llava_tiny_finetune.json" --output_dir "$work/stage2" \
         --max_steps "$stage2_steps" --learning_rate 1e-3 "${common[@]}"
-"$py" scripts/tiny/package_checkpoint.py --trained "$work/stage2" --vision-tower "$work/vision_tower" --out "$out"
+"$py" scripts/tiny/package_checkpoint.py --trained "$work/stage2" --vision-tower "$work/vision_tower" --out "$out" \
+    --tokenizer-model "$work/base/tokenizer.model"

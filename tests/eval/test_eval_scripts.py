@@ -136,12 +136,11 @@ def test_embedded_default_checkpoint_and_no_pruning(tmp_path):
     proc = run_script("pope", {"PYTHON": str(recorder), "DATA_ROOT": str(tmp_path), "DART": "0"})
     assert proc.returncode == 0, proc.stderr
     calls = log.read_text().splitlines()
-    default = "checkpoints/llava-v1.5-tiny-random"
-    if not (REPO / default / "config.json").exists():  # written on first use
-        assert calls.pop(0) == f"-m llava.model.tiny_checkpoint {default}"
+    default = "checkpoints/llava-v1.5-tiny"  # committed: the trained embedded default
+    assert (REPO / default / "config.json").is_file()
     assert calls[0].startswith(f"-m llava.eval.model_vqa_loader --model-path {default} --conv-mode vicuna_v1 "
                                "--temperature 0 --question-file")
-    assert calls[0].endswith(f"--answers-file {tmp_path}/pope/answers/llava-v1.5-tiny-random.jsonl")
+    assert calls[0].endswith(f"--answers-file {tmp_path}/pope/answers/llava-v1.5-tiny.jsonl")
 
 
 def test_a_failed_worker_stops_the_others_and_nothing_is_merged(tmp_path):

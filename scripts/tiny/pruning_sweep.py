@@ -1,0 +1,156 @@
+"""Accuracy of the tiny model on every generated benchmark, unpruned and pruned (DART vs random).
+
+    python scripts/tiny/pruning_sweep.py [--ckpt checkpoints/llava-v1.5-tiny] [--budgets 192 128 64 32]
+
+Runs the real per-benchmark scripts (scripts/v1_5/eval/*.sh: workers + official scorers) once per setting,
+reads the scorers' result JSON, and writes docs/tiny_model_results.{json,md} and the plot
+docs/tiny_pruning.png (accuracy against image tokens kept, DART vs random).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "playground" / "data" / "eval"
+PIVOTS = 8  # 4 image + 4 text pivots; every pivot selects floor(M / 8) tokens
+
+
+def kept_tokens(budget: int | None) -> int:
+    """Image tokens kept for max_num_trunction = budget (None: unpruned): 4 image pivots + 8 * floor(M / 8)."""
+    return 576 if budget is None else 4 + PIVOTS * (budget // PIVOTS)
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+# Per benchmark: the headline metric (0..100) read from its official scorer's result file, and the chance
+# level of the generated set (playground/data/eval/SYNTHETIC_README.md).
+def pope(name):
+    categories = _json(DATA / "pope" / "answers" / f"{name}.score.json")["categories"].values()
+    return 100 * statistics.mean(c["accuracy"] for c in categories if c["samples"])
+
+
+def mme(name):
+    perception = _json(DATA / "MME" / "eval_tool" / "answers" / name / "mme_score.json")["perception"]["subtasks"]
+    return 100 * statistics.mean(s["acc"] for s in perception.values())
+
+
+def gqa(name):
+    return _json(DATA / "gqa" / "data" / "testdev_balanced_predictions.score.json")["accuracy"]
+
+
+def textvqa(name):
+    return _json(DATA / "textvqa" / "answers" / f"{name}.score.json")["accuracy"]
+
+
+def sqa(name):
+    return _json(DATA / "scienceqa" / "answers" / f"{name}.score.json")["accuracy"]
+
+
+def mmbench(name):
+    return _json(DATA / "mmbench" / "answers" / "mmbench_dev_20230712" / f"{name}.score.json")["circular"]["accuracy"]
+
+
+BENCHMARKS = {
+    # name: (read metric, metric label, chance level in %)
+    "pope": (pope, "accuracy (mean of 3 splits)", 50.0),
+    "mme": (mme, "accuracy (mean of 5 subtasks)", 50.0),
+    "gqa": (gqa, "accuracy", 35.0),
+    "textvqa": (textvqa, "VQA accuracy", 8.3),
+    "sqa": (sqa, "accuracy", 36.8),
+    "mmbench": (mmbench, "circular accuracy", 0.4),
+}
+
+
+def run(bench: str, ckpt: str, method: str | None, budget: int | None) -> tuple[float, float]:
+    """One scripted evaluation; returns (metric, seconds)."""
+    label = "vanilla" if method is None else f"{method}-{budget}"
+    name = f"sweep-{label}"
+    env = {**os.environ, "CKPT": ckpt, "NAME": name, "EVAL_ARGS": "--overwrite"}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    if method is None:
+        env["DART"] = "0"
+    else:
+        env["PRUNING_METHOD"] = method
+    start = time.time()
+    proc = subprocess.run(["bash", f"scripts/v1_5/eval/{bench}.sh", "0.778", str(budget or 128)], cwd=REPO, env=env,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"{bench} {label} failed:\n{proc.stderr[-3000:]}")
+    return BENCHMARKS[bench][0](name), time.time() - start
+
+
+def plot(results: dict, budgets: list[int], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    benches = list(results)
+    fig, axes = plt.subplots(1, len(benches), figsize=(3.2 * len(benches), 3.2), sharex=True)
+    xs = [kept_tokens(b) for b in budgets] + [576]
+    for ax, bench in zip(axes, benches):
+        r = results[bench]
+        for method, style in (("dart", "o-"), ("random", "s--")):
+            ax.plot(xs, [r[f"{method}-{b}"] for b in budgets] + [r["vanilla"]], style, label=method.upper() if method == "dart" else "random")
+        ax.axhline(BENCHMARKS[bench][2], color="gray", lw=0.8, ls=":", label="chance")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, [str(x) for x in xs], fontsize=7)
+        ax.set_title(bench, fontsize=10)
+        ax.set_xlabel("image tokens kept", fontsize=8)
+    axes[0].set_ylabel("score (%)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Tiny LLaVA on the generated benchmarks: DART vs random pruning", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def markdown(results: dict, budgets: list[int]) -> str:
+    settings = ["vanilla"] + [f"{m}-{b}" for b in budgets for m in ("dart", "random")]
+    head = "| benchmark (metric) | chance | " + " | ".join(
+        "576 (unpruned)" if s == "vanilla" else f"{s.split('-')[0].upper() if s.startswith('dart') else 'random'} "
+        f"{kept_tokens(int(s.split('-')[1]))}" for s in settings) + " |"
+    lines = [head, "|" + "---|" * (len(settings) + 2)]
+    for bench, r in results.items():
+        _, label, chance = BENCHMARKS[bench]
+        lines.append(f"| {bench} ({label}) | {chance:.1f} | " + " | ".join(f"{r[s]:.1f}" for s in settings) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ckpt", default="checkpoints/llava-v1.5-tiny")
+    parser.add_argument("--benchmarks", nargs="+", default=list(BENCHMARKS), choices=list(BENCHMARKS))
+    parser.add_argument("--budgets", nargs="+", type=int, default=[192, 128, 64, 32], help="max_num_trunction values")
+    parser.add_argument("--out", default="docs/tiny_model_results")
+    args = parser.parse_args(argv)
+    results: dict[str, dict[str, float]] = {}
+    for bench in args.benchmarks:
+        results[bench] = {}
+        for method, budget in [(None, None)] + [(m, b) for b in args.budgets for m in ("dart", "random")]:
+            key = "vanilla" if method is None else f"{method}-{budget}"
+            score, seconds = run(bench, args.ckpt, method, budget)
+            results[bench][key] = score
+            print(f"{bench:8s} {key:12s} {score:6.1f}  ({seconds:.0f}s)", flush=True)
+    out = REPO / args.out
+    out.with_suffix(".json").write_text(json.dumps({"ckpt": args.ckpt, "budgets": args.budgets, "results": results}, indent=2) + "\n")
+    table = markdown(results, args.budgets)
+    out.with_suffix(".md").write_text(table + "\n")
+    plot(results, args.budgets, REPO / "docs" / "tiny_pruning.png")
+    print(table)
+    dart128 = statistics.mean(r["dart-128"] for r in results.values()) if 128 in args.budgets else float("nan")
+    print(f"summary: mean score unpruned {statistics.mean(r['vanilla'] for r in results.values()):.1f}, "
+          f"DART-132 {dart128:.1f} over {len(results)} benchmarks; plot docs/tiny_pruning.png")
+
+
+if __name__ == "__main__":
+    main()
