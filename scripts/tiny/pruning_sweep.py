@@ -75,7 +75,8 @@ def run(bench: str, ckpt: str, method: str | None, budget: int | None) -> tuple[
     """One scripted evaluation; returns (metric, seconds)."""
     label = "vanilla" if method is None else f"{method}-{budget}"
     name = f"sweep-{label}"
-    env = {**os.environ, "CKPT": ckpt, "NAME": name, "EVAL_ARGS": "--overwrite"}
+    # Answers are a word or a letter: 32 new tokens bound the time a wrong, rambling answer can take.
+    env = {**os.environ, "CKPT": ckpt, "NAME": name, "EVAL_ARGS": "--overwrite --max_new_tokens 32"}
     env.pop("CUDA_VISIBLE_DEVICES", None)
     if method is None:
         env["DART"] = "0"
@@ -97,11 +98,13 @@ def plot(results: dict, budgets: list[int], path: Path) -> None:
 
     benches = list(results)
     fig, axes = plt.subplots(1, len(benches), figsize=(3.2 * len(benches), 3.2), sharex=True)
-    xs = [kept_tokens(b) for b in budgets] + [576]
+    order = sorted(budgets)
+    xs = [kept_tokens(b) for b in order] + [576]
     for ax, bench in zip(axes, benches):
         r = results[bench]
         for method, style in (("dart", "o-"), ("random", "s--")):
-            ax.plot(xs, [r[f"{method}-{b}"] for b in budgets] + [r["vanilla"]], style, label=method.upper() if method == "dart" else "random")
+            ys = [r[f"{method}-{b}"] for b in order] + [r["vanilla"]]
+            ax.plot(xs, ys, style, label="DART" if method == "dart" else "random")
         ax.axhline(BENCHMARKS[bench][2], color="gray", lw=0.8, ls=":", label="chance")
         ax.set_xscale("log", base=2)
         ax.set_xticks(xs, [str(x) for x in xs], fontsize=7)
@@ -132,7 +135,12 @@ def main(argv=None) -> None:
     parser.add_argument("--benchmarks", nargs="+", default=list(BENCHMARKS), choices=list(BENCHMARKS))
     parser.add_argument("--budgets", nargs="+", type=int, default=[192, 128, 64, 32], help="max_num_trunction values")
     parser.add_argument("--out", default="docs/tiny_model_results")
+    parser.add_argument("--replot", action="store_true", help="only redraw the plot from OUT.json")
     args = parser.parse_args(argv)
+    if args.replot:
+        saved = json.loads((REPO / args.out).with_suffix(".json").read_text())
+        plot(saved["results"], saved["budgets"], REPO / "docs" / "tiny_pruning.png")
+        return
     results: dict[str, dict[str, float]] = {}
     for bench in args.benchmarks:
         results[bench] = {}

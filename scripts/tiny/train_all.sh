@@ -5,7 +5,7 @@
 #   3. a random-init 4-layer LLaMA in the original format (llava.model.tiny_checkpoint --layout base)
 #   4. stage 1: captions with the `plain` template (projector + LLM: the LLM starts from random weights,
 #      so unlike real LLaVA it must learn language here too)
-#   5. stage 2: multi-turn question answering with the `v1` template
+#   5. stage 2: multi-turn question answering with the `v1` template, then a second pass at half the lr
 #   6. packaging: fp16 safetensors, the tower inside the checkpoint (package_checkpoint.py)
 # About an hour on 2 cores. Each step is skipped when its output exists (delete WORK to start over).
 set -euo pipefail
@@ -18,6 +18,7 @@ n_images="${N_IMAGES:-6000}"
 vision_steps="${VISION_STEPS:-1000}"
 stage1_steps="${STAGE1_STEPS:-150}"
 stage2_steps="${STAGE2_STEPS:-900}"
+stage2b_steps="${STAGE2B_STEPS:-600}"  # a second, lower-lr pass over the stage-2 data (0 skips it)
 llm_sizes=(--hidden-size 128 --intermediate-size 344 --num-attention-heads 4 --num-key-value-heads 4 --num-layers 4)
 mkdir -p "$work"
 
@@ -41,5 +42,13 @@ common=(--vision_tower "$work/vision_tower" --mm_vision_select_layer -2 --mm_pro
     "$py" -m llava.train.train --model_name_or_path "$work/stage1" --version v1 \
         --data_path "$data/llava_tiny_finetune.json" --output_dir "$work/stage2" \
         --max_steps "$stage2_steps" --learning_rate 1e-3 "${common[@]}"
-"$py" scripts/tiny/package_checkpoint.py --trained "$work/stage2" --vision-tower "$work/vision_tower" --out "$out" \
+final="$work/stage2"
+if ((stage2b_steps > 0)); then
+    [ -f "$work/stage2b/model.safetensors" ] ||
+        "$py" -m llava.train.train --model_name_or_path "$work/stage2" --version v1 \
+            --data_path "$data/llava_tiny_finetune.json" --output_dir "$work/stage2b" \
+            --max_steps "$stage2b_steps" --learning_rate 5e-4 "${common[@]}" --seed 1  # (the last --seed wins)
+    final="$work/stage2b"
+fi
+"$py" scripts/tiny/package_checkpoint.py --trained "$final" --vision-tower "$work/vision_tower" --out "$out" \
     --tokenizer-model "$work/base/tokenizer.model"

@@ -1,0 +1,67 @@
+"""Regression guard for the committed embedded default (checkpoints/llava-v1.5-tiny): it loads through the
+real loader and still answers held-out GQA questions it answered right when it was committed, unpruned
+and with DART keeping 132 image tokens. (Retraining the model means re-picking these questions.)"""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from llava.constants import DEFAULT_MODEL_PATH
+from llava.eval.prompting import build_prompt
+from llava.mm_utils import load_image, process_images, tokenizer_image_token
+from llava.model import PruningRecord
+from llava.model.builder import load_pretrained_model
+from llava.model.pruning import make_dart_config
+
+GQA = Path(__file__).resolve().parents[2] / "playground" / "data" / "eval" / "gqa"
+# Open (not yes/no) questions of the held-out set; the expected answers are the ground truth.
+KNOWN = ["20000014", "20000015", "20000023", "20000032", "20000039", "20000054", "20000056", "20000057"]
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    tokenizer, model, processor, _ = load_pretrained_model(DEFAULT_MODEL_PATH, None, device="cpu")
+    return tokenizer, model, processor
+
+
+@pytest.fixture(scope="module")
+def known_questions():
+    truth = json.loads((GQA / "data" / "testdev_balanced_questions.json").read_text())
+    rows = {}
+    for line in (GQA / "llava_gqa_testdev_balanced.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        rows[str(row["question_id"])] = row
+    return [(rows[qid], truth[qid]["answer"]) for qid in KNOWN]
+
+
+def answer(default_model, row, dart: bool):
+    tokenizer, model, processor = default_model
+    model.config.DART_config = make_dart_config(max_num_trunction=128) if dart else None
+    ids = tokenizer_image_token(build_prompt(row["text"], "vicuna_v1"), tokenizer, return_tensors="pt")[None]
+    pixels = process_images([load_image(str(GQA / "data" / "images" / row["image"]))], processor, model.config)
+    record = PruningRecord()
+    with torch.inference_mode():
+        out = model.generate(ids, images=pixels, max_new_tokens=8, do_sample=False, pruning_record=record,
+                             pad_token_id=tokenizer.pad_token_id)
+    model.config.DART_config = None
+    return tokenizer.decode(out[0], skip_special_tokens=True).strip().lower().rstrip("."), record
+
+
+def test_loads_in_the_original_format(default_model):
+    _, model, _ = default_model
+    config = json.loads((Path(DEFAULT_MODEL_PATH) / "config.json").read_text())
+    assert config["model_type"] == "llava_llama" and config["mm_vision_tower"] == "vision_tower"
+    assert model.get_vision_tower().num_patches == 576 and model.config.num_hidden_layers >= 4
+    assert (Path(DEFAULT_MODEL_PATH) / "tokenizer.model").is_file()
+    size = sum(f.stat().st_size for f in Path(DEFAULT_MODEL_PATH).rglob("*") if f.is_file())
+    assert size <= 10 * 2**20
+
+
+@pytest.mark.parametrize("dart", [False, True], ids=["unpruned", "dart-132"])
+def test_answers_known_held_out_questions(default_model, known_questions, dart):
+    results = [answer(default_model, row, dart) for row, _ in known_questions]
+    assert [text for text, _ in results] == [truth for _, truth in known_questions]
+    if dart:
+        assert all(record.num_kept_image_tokens() == 132 for _, record in results)
