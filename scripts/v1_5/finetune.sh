@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Stage 2 of LLaVA-1.5 (GPUs, DeepSpeed ZeRO-3): instruction tuning on llava_v1_5_mix665k.json.
+# Extra arguments are appended and win over the flags below (finetune_lora.sh uses this).
 set -euo pipefail
 deepspeed llava/train/train_mem.py \
     --deepspeed ./scripts/zero3.json \
@@ -35,4 +36,5 @@ deepspeed llava/train/train_mem.py \
     --gradient_checkpointing True \
     --dataloader_num_workers 4 \
     --lazy_preprocess True \
-    --report_to "${REPORT_TO:-none}"
+    --report_to "${REPORT_TO:-none}" \
+    "$@"

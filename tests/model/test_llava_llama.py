@@ -336,3 +336,13 @@ def test_registered_with_auto_classes():
                                   num_attention_heads=2, vocab_size=64)
     assert isinstance(config, LlavaConfig)
     assert isinstance(AutoModelForCausalLM.from_config(config), LlavaLlamaForCausalLM)
+
+
+def test_decoding_a_pruned_cache_without_its_record_is_a_clear_error(eager, inputs):
+    _, model, _ = eager
+    ids, images = inputs
+    set_dart(model, max_num_trunction=32)
+    with torch.no_grad():
+        cache = model(input_ids=ids, images=images, use_cache=True).past_key_values
+        with pytest.raises(ValueError, match="no pruning_record was passed"):
+            model(input_ids=torch.tensor([[5]]), past_key_values=cache, use_cache=True)

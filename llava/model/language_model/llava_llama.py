@@ -187,12 +187,11 @@ class LlavaLlamaModel(LlavaMetaModel, LlamaModel):
             return cfg.K
         if record.pruned:
             return record.layer
-        # A cache from a pruned prefill whose record was not passed: find where the lengths drop.
-        lengths = [cache.get_seq_length(i) for i in range(len(cache.layers))]
-        drop = next((i for i, n in enumerate(lengths) if n != lengths[0]), None)
-        if drop is not None:
+        # A cache from a pruned prefill whose record was not passed. Pruning shortens layers K..N-1, so the
+        # last layer alone tells (one check per step, not one per layer).
+        if cache.get_seq_length(len(cache.layers) - 1) != past_length:
             raise ValueError(
-                f"the KV cache was pruned before layer {drop} but no pruning_record was passed; pass the "
+                "the KV cache was pruned at prefill but no pruning_record was passed; pass the "
                 "PruningRecord of the prefill call to every decoding step"
             )
         return None
