@@ -1,0 +1,339 @@
+"""Streaming generation with per-call DART settings, shared by the model worker and the CLI.
+
+    inputs = prepare_inputs(prompt, images, tokenizer, image_processor, model, context_len)
+    gen = StreamedGeneration(model, tokenizer, inputs, SamplingParams(...), dart_config, gate)
+    gen.start()
+    for delta in gen: ...        # text pieces as the model writes them
+    gen.report                   # answer, tokens, prefill time, the call's PruningRecord
+
+`model.generate` runs in a thread and hands tokens to a `TextIteratorStreamer`. The model reads
+`model.config.DART_config` when it prefills, so calls that overlap must agree on it: `DartSettingGate`
+lets calls with equal settings run together and makes a call with other settings wait its turn (FIFO).
+The kept indices themselves travel in each call's own `PruningRecord`.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+from PIL import Image
+from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+from llava.constants import DEFAULT_IMAGE_TOKEN
+from llava.mm_utils import KeywordsStoppingCriteria, process_images, tokenizer_image_token
+from llava.model import PruningRecord
+
+logger = logging.getLogger(__name__)
+
+
+class PromptError(ValueError):
+    """A prompt / image combination the model cannot take (the client's fault: a 4xx in the worker)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingParams:
+    """LLaVA's convention: temperature 0 means greedy decoding."""
+
+    temperature: float = 0.2
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    stop: str | None = None
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "use_cache": True, "num_beams": 1}
+        if self.temperature > 0:
+            kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
+        else:
+            kwargs.update(do_sample=False)
+        return kwargs
+
+
+@dataclasses.dataclass
+class PreparedInputs:
+    """input_ids: (L,) with IMAGE_TOKEN_INDEX placeholders; pixels as `process_images` returns them (or None).
+
+    sequence_length: L after splicing the image features in; max_new_tokens: what fits after it.
+    """
+
+    input_ids: torch.Tensor
+    pixels: torch.Tensor | list[torch.Tensor] | None
+    image_sizes: list[tuple[int, int]]
+    sequence_length: int
+    max_new_tokens: int
+
+
+def _image_token_counts(pixels, tokens_per_crop: int) -> list[int]:
+    """Image tokens per image after splicing ('flat' merge: every anyres crop contributes a full grid)."""
+    if pixels is None:
+        return []
+    if isinstance(pixels, torch.Tensor) and pixels.ndim == 4:
+        return [tokens_per_crop] * pixels.shape[0]
+    return [tokens_per_crop * (p.shape[0] if p.ndim == 4 else 1) for p in pixels]
+
+
+def prepare_inputs(prompt: str, images: Sequence[Image.Image], tokenizer, image_processor, model,
+                   context_len: int, max_new_tokens: int = 256) -> PreparedInputs:
+    """Tokenize and preprocess; PromptError if the image count or the length does not fit the model.
+
+    The prompt must hold one `<image>` per image (LLaVA's contract). It must fit in the model's
+    `tokenizer_model_max_length` (LLaVA would silently truncate it, cutting the question off) with room for
+    at least one new token; `max_new_tokens` is lowered to what fits in `context_len`, as LLaVA's worker does.
+    """
+    placeholders = prompt.count(DEFAULT_IMAGE_TOKEN)
+    if placeholders != len(images):
+        raise PromptError(
+            f"the prompt has {placeholders} {DEFAULT_IMAGE_TOKEN} token(s) but {len(images)} image(s) were sent; "
+            f"put one {DEFAULT_IMAGE_TOKEN} in the prompt per image"
+        )
+    input_ids = tokenizer_image_token(prompt, tokenizer, return_tensors="pt")
+    pixels = process_images(list(images), image_processor, model.config) if images else None
+    tokens_per_crop = model.get_vision_tower().num_patches if images else 0
+    image_tokens = sum(_image_token_counts(pixels, tokens_per_crop))
+    length = int(input_ids.shape[0]) - len(images) + image_tokens
+    prompt_limit = min(context_len, getattr(model.config, "tokenizer_model_max_length", None) or context_len)
+    if length >= prompt_limit:
+        raise PromptError(
+            f"the prompt is {length} tokens ({image_tokens} of them image tokens); this model takes prompts of at "
+            f"most {prompt_limit - 1} tokens"
+        )
+    return PreparedInputs(
+        input_ids, pixels, [image.size for image in images], length, min(max_new_tokens, context_len - length)
+    )
+
+
+def freeze_dart_config(dart_config: dict[str, Any] | None) -> str:
+    """A hashable, order-independent key for a DART_config dict (or None)."""
+    return json.dumps(dart_config, sort_keys=True)
+
+
+class DartSettingGate:
+    """Serializes *different* DART settings on one model, lets equal ones overlap.
+
+    `model.config.DART_config` is model-wide, and the model reads it at prefill. A call enters when it is at
+    the head of the FIFO queue and either nothing runs or what runs uses the same settings; the first call
+    of a group installs its settings. FIFO order means a call with other settings is not starved by a
+    stream of calls with the current ones.
+    """
+
+    def __init__(self, model):
+        self._model = model
+        self._cond = threading.Condition()
+        self._queue: collections.deque[object] = collections.deque()
+        self._active = 0
+        self._current: str | None = None
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+    @contextlib.contextmanager
+    def use(self, dart_config: dict[str, Any] | None):
+        key = freeze_dart_config(dart_config)
+        me = object()
+        with self._cond:
+            self._queue.append(me)
+            while not (self._queue[0] is me and (self._active == 0 or key == self._current)):
+                self._cond.wait()
+            self._queue.popleft()
+            if self._active == 0:
+                self._model.config.DART_config = dart_config
+                self._current = key
+            self._active += 1
+            self._cond.notify_all()  # the next in line may share these settings
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                self._cond.notify_all()
+
+
+class _CancelCriteria(StoppingCriteria):
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class _TimedStreamer(TextIteratorStreamer):
+    """Also records when the first new token arrived (end of prefill) and counts the new tokens."""
+
+    def __init__(self, tokenizer, **kwargs):
+        super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True, **kwargs)
+        self.first_token_time: float | None = None
+        self.num_tokens = 0
+        self._ended = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.next_tokens_are_prompt:
+            if self.first_token_time is None:
+                self.first_token_time = time.perf_counter()
+            self.num_tokens += int(value.numel())
+        super().put(value)
+
+    def end(self) -> None:
+        if not self._ended:  # called by generate, and again by our cleanup after an error
+            self._ended = True
+            super().end()
+
+
+@dataclasses.dataclass
+class GenerationReport:
+    """What one call did. prefill_seconds: from the start of generate to the first new token (vision tower +
+    prefill, pruning included); selection_seconds (in `pruning()`): the pruning method's share of it."""
+
+    text: str
+    num_tokens: int
+    finish_reason: str  # "stop", "length" or "cancelled"
+    prefill_seconds: float | None
+    seconds: float
+    record: PruningRecord
+    dart_config: dict[str, Any] | None
+    patches_per_side: int | None = None
+    image_aspect_ratio: str | None = None
+
+    def pruning(self) -> dict[str, Any]:
+        """The pruning summary a client shows: counts, timings, kept patch indices per image (row-major)."""
+        kept = [positions.tolist() for positions in self.record.kept_image_positions(0)]
+        side = self.patches_per_side
+        grid = [side, side] if side and all(n == side * side for _, n in (self.record.image_spans or [[]])[0]) else None
+        return {
+            "enabled": self.dart_config is not None,
+            "pruned": self.record.pruned,
+            "kept_image_tokens": self.record.num_kept_image_tokens(),
+            "image_tokens": self.record.num_image_tokens(),
+            "kept_indices": kept,
+            "patch_grid": grid,
+            "image_aspect_ratio": self.image_aspect_ratio,
+            "selection_seconds": self.record.selection_seconds,
+            "prefill_seconds": self.prefill_seconds,
+            "config": self.dart_config,
+        }
+
+
+class StreamedGeneration:
+    """One `model.generate` call in a thread; iterate it for text deltas, then read `report` (or `error`).
+
+    on_finish: called in the generation thread once generate has returned or failed (the worker frees its
+    concurrency slot there, so a slot is held exactly as long as the model is busy).
+    """
+
+    def __init__(self, model, tokenizer, inputs: PreparedInputs, params: SamplingParams,
+                 dart_config: dict[str, Any] | None, gate: DartSettingGate,
+                 on_finish: Callable[[], None] | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.inputs = inputs
+        self.params = params
+        self.dart_config = dart_config
+        self.gate = gate
+        self.on_finish = on_finish
+        self.record = PruningRecord()
+        self.streamer = _TimedStreamer(tokenizer)
+        self.report: GenerationReport | None = None
+        self.error: BaseException | None = None
+        self._cancel = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="llava-generate", daemon=True)
+        self._start_time: float | None = None
+        self._end_time: float | None = None
+
+    def start(self) -> StreamedGeneration:
+        self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        """Stop after the current token (e.g. the client went away)."""
+        self._cancel.set()
+
+    def _stopping_criteria(self) -> StoppingCriteriaList:
+        criteria = [_CancelCriteria(self._cancel)]
+        if self.params.stop:
+            # generate returns only new tokens here (it starts from embeddings): the keyword check starts at 0.
+            criteria.append(KeywordsStoppingCriteria([self.params.stop], self.tokenizer, torch.empty(1, 0)))
+        return StoppingCriteriaList(criteria)
+
+    def _run(self) -> None:
+        model = self.model
+        try:
+            with self.gate.use(self.dart_config), torch.inference_mode():
+                if self._cancel.is_set():
+                    return
+                pixels = self.inputs.pixels
+                if pixels is not None:
+                    pixels = (pixels.to(model.device, dtype=model.dtype) if isinstance(pixels, torch.Tensor)
+                              else [p.to(model.device, dtype=model.dtype) for p in pixels])
+                kwargs = dataclasses.replace(self.params, max_new_tokens=self.inputs.max_new_tokens).generate_kwargs()
+                self._start_time = time.perf_counter()
+                model.generate(
+                    self.inputs.input_ids.unsqueeze(0).to(model.device),
+                    images=pixels,
+                    image_sizes=self.inputs.image_sizes or None,
+                    pruning_record=self.record,
+                    streamer=self.streamer,
+                    stopping_criteria=self._stopping_criteria(),
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    **kwargs,
+                )
+        except Exception as exc:  # handed to the consumer, which reports it instead of crashing the server
+            logger.exception("generation failed")
+            self.error = exc
+        finally:
+            self._end_time = time.perf_counter()
+            self.streamer.end()
+            if self.on_finish is not None:
+                self.on_finish()
+
+    def _trim(self, text: str) -> str:
+        stop = self.params.stop
+        if stop and stop in text:
+            return text[: text.index(stop)]
+        return text
+
+    def __iter__(self) -> Iterator[str]:
+        """Text deltas of the answer (the stop string and anything after it left out)."""
+        text = ""
+        sent = 0
+        for piece in self.streamer:
+            text += piece
+            visible = self._trim(text)
+            if len(visible) > sent:
+                yield visible[sent:]
+                sent = len(visible)
+        self._thread.join()
+        if self.error is None:
+            self._finish(self._trim(text))
+
+    def _finish(self, text: str) -> None:
+        streamer = self.streamer
+        if streamer.num_tokens >= self.inputs.max_new_tokens:
+            reason = "length"
+        elif self._cancel.is_set():
+            reason = "cancelled"
+        else:
+            reason = "stop"
+        start = self._start_time or self._end_time
+        prefill = streamer.first_token_time - start if streamer.first_token_time and start else None
+        side = None
+        if self.inputs.pixels is not None:
+            side = self.model.get_vision_tower().num_patches_per_side
+        self.report = GenerationReport(
+            text=text.strip(),
+            num_tokens=streamer.num_tokens,
+            finish_reason=reason,
+            prefill_seconds=prefill,
+            seconds=(self._end_time or start) - start if start else 0.0,
+            record=self.record,
+            dart_config=self.dart_config,
+            patches_per_side=side,
+            image_aspect_ratio=getattr(self.model.config, "image_aspect_ratio", None),
+        )

@@ -1,0 +1,56 @@
+"""Draw which image patches DART kept, on the image as the model saw it.
+
+The model sees a 336 x 336 view of the image (LLaVA-1.5: padded to a square with the processor's mean
+colour, then resized; `square`: shortest side resized, then centre-cropped) cut into a 24 x 24 grid of
+14-pixel patches, image token i = patch (i // 24, i % 24). The overlay shows that view, dims the dropped
+patches and outlines the kept ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from PIL import Image, ImageDraw, ImageEnhance
+
+# CLIP's normalisation mean, the colour LLaVA pads with (`expand2square(image, mean * 255)`).
+CLIP_MEAN_RGB = (122, 116, 104)
+KEPT_OUTLINE = (255, 214, 0)
+
+
+def model_view(image: Image.Image, image_aspect_ratio: str | None, size: int,
+               background: Sequence[int] = CLIP_MEAN_RGB) -> Image.Image:
+    """The square `size` x `size` RGB view the vision tower gets (geometry only, no normalisation)."""
+    image = image.convert("RGB")
+    width, height = image.size
+    if image_aspect_ratio == "pad":
+        side = max(width, height)
+        square = Image.new("RGB", (side, side), tuple(background))
+        square.paste(image, ((side - width) // 2, (side - height) // 2))
+        return square.resize((size, size), Image.Resampling.BICUBIC)
+    # CLIP processor: resize the shortest side to `size`, centre-crop `size` x `size`.
+    scale = size / min(width, height)
+    resized = image.resize((max(size, round(width * scale)), max(size, round(height * scale))), Image.Resampling.BICUBIC)
+    left = (resized.width - size) // 2
+    top = (resized.height - size) // 2
+    return resized.crop((left, top, left + size, top + size))
+
+
+def draw_kept_patches(image: Image.Image, kept: Iterable[int], grid: Sequence[int],
+                      image_aspect_ratio: str | None = "pad", cell: int = 21, dim: float = 0.3) -> Image.Image:
+    """The model's view of `image` at `cell` pixels per patch: dropped patches darkened to `dim` of their
+    brightness, kept ones (row-major indices into the `grid` = (rows, cols)) at full brightness and outlined."""
+    rows, cols = grid
+    if rows != cols:
+        raise ValueError(f"the patch grid must be square, got {rows}x{cols}")
+    kept = sorted(set(int(i) for i in kept))
+    if kept and (kept[0] < 0 or kept[-1] >= rows * cols):
+        raise ValueError(f"kept patch indices must be in [0, {rows * cols}), got {kept[0]}..{kept[-1]}")
+    view = model_view(image, image_aspect_ratio, rows * cell)
+    result = ImageEnhance.Brightness(view).enhance(dim)
+    draw = ImageDraw.Draw(result)
+    for index in kept:
+        row, col = divmod(index, cols)
+        box = (col * cell, row * cell, (col + 1) * cell, (row + 1) * cell)
+        result.paste(view.crop(box), box[:2])
+        draw.rectangle((box[0], box[1], box[2] - 1, box[3] - 1), outline=KEPT_OUTLINE, width=1)
+    return result
