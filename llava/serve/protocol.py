@@ -112,7 +112,7 @@ def decode_image(data: str, limits: ImageLimits, index: int = 0) -> Image.Image:
     except (binascii.Error, ValueError):
         raise BadImage(f"{name} is not valid base64") from None
     if len(raw) > limits.max_bytes:
-        raise BadImage(f"{name} is {len(raw)} bytes, more than the limit of {limits.max_bytes}", status=413)
+        raise BadImage(f"{name} is {len(raw)} bytes, larger than the limit of {limits.max_bytes} bytes", status=413)
     if not raw:
         raise BadImage(f"{name} is empty")
     try:

@@ -1,0 +1,286 @@
+"""The controller: model workers register here, send heartbeats, and clients ask it which worker to use.
+
+    python -m llava.serve.controller [--host 127.0.0.1] [--port 10000] [--dispatch-method shortest_queue]
+
+Endpoints (POST, JSON; names as in LLaVA):
+    /register_worker      {worker_name, check_heart_beat, worker_status?}  (status fetched from the worker if absent)
+    /receive_heart_beat   {worker_name, queue_length} -> {exist}; exist=false tells the worker to register again
+    /refresh_all_workers  re-reads every worker's status, dropping those that do not answer
+    /list_models          -> {models}
+    /get_worker_address   {model} -> {address}; "" when no worker serves the model (as LLaVA)
+    /worker_get_status    -> {model_names, speed, queue_length} summed over all workers
+    /worker_generate_stream  forwards a generation to a worker (same body and NDJSON stream as the worker's
+                          endpoint); a worker that cannot be reached is removed and the request goes to the
+                          next one; 503 with the reason when none is left
+
+Workers whose last heartbeat is older than `--heart-beat-expiration` seconds are removed.
+Dispatch: `shortest_queue` picks the worker with the smallest queue_length / speed (and counts the request
+against it until its next heartbeat); `lottery` picks at random, weighted by speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import json
+import logging
+import random
+import time
+
+import httpx
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from llava.constants import CONTROLLER_HEART_BEAT_EXPIRATION
+from llava.serve.http_utils import BodySizeLimit, configure_logging, readable_validation_errors, run_app
+from llava.serve.protocol import (
+    DEFAULT_CONTROLLER_PORT,
+    DEFAULT_HOST,
+    NDJSON_MEDIA_TYPE,
+    HeartBeatRequest,
+    ModelRequest,
+    RegisterWorkerRequest,
+    WorkerStatus,
+)
+
+logger = logging.getLogger("llava.serve.controller")
+
+# A generation request carries base64 images: allow a few of the workers' 10 MiB images.
+MAX_REQUEST_BYTES = 64 * 1024 * 1024
+
+
+class DispatchMethod(str, enum.Enum):
+    LOTTERY = "lottery"
+    SHORTEST_QUEUE = "shortest_queue"
+
+
+@dataclasses.dataclass
+class WorkerInfo:
+    model_names: list[str]
+    speed: float
+    queue_length: int
+    check_heart_beat: bool
+    last_heart_beat: float
+
+
+class Controller:
+    """The worker registry. Used from the event loop only, so it needs no locks."""
+
+    def __init__(self, dispatch_method: DispatchMethod, heart_beat_expiration: float, client: httpx.AsyncClient,
+                 rng: random.Random | None = None):
+        self.dispatch_method = DispatchMethod(dispatch_method)
+        self.heart_beat_expiration = heart_beat_expiration
+        self.client = client
+        self.rng = rng or random.Random()
+        self.workers: dict[str, WorkerInfo] = {}
+
+    async def fetch_worker_status(self, worker_name: str) -> WorkerStatus | None:
+        try:
+            response = await self.client.post(f"{worker_name}/worker_get_status", timeout=5)
+            response.raise_for_status()
+            return WorkerStatus.model_validate(response.json())
+        except (httpx.HTTPError, ValueError) as exc:
+            logger.warning("cannot get the status of worker %s: %s", worker_name, exc)
+            return None
+
+    async def register_worker(self, worker_name: str, check_heart_beat: bool, status: WorkerStatus | None) -> bool:
+        if status is None:
+            status = await self.fetch_worker_status(worker_name)
+            if status is None:
+                return False
+        known = worker_name in self.workers
+        self.workers[worker_name] = WorkerInfo(
+            status.model_names, status.speed, status.queue_length, check_heart_beat, time.monotonic()
+        )
+        if not known:
+            logger.info("registered worker %s serving %s", worker_name, status.model_names)
+        return True
+
+    def remove_worker(self, worker_name: str, reason: str) -> None:
+        if self.workers.pop(worker_name, None) is not None:
+            logger.info("removed worker %s: %s", worker_name, reason)
+
+    async def refresh_all_workers(self) -> None:
+        for name, info in list(self.workers.items()):
+            if not await self.register_worker(name, info.check_heart_beat, None):
+                self.remove_worker(name, "it does not answer /worker_get_status")
+
+    def list_models(self) -> list[str]:
+        return sorted({model for info in self.workers.values() for model in info.model_names})
+
+    def receive_heart_beat(self, worker_name: str, queue_length: int) -> bool:
+        info = self.workers.get(worker_name)
+        if info is None:
+            logger.info("heartbeat from unknown worker %s: asking it to register", worker_name)
+            return False
+        info.queue_length = queue_length
+        info.last_heart_beat = time.monotonic()
+        return True
+
+    def remove_stale_workers(self, now: float | None = None) -> list[str]:
+        now = time.monotonic() if now is None else now
+        stale = [
+            name for name, info in self.workers.items()
+            if info.check_heart_beat and now - info.last_heart_beat > self.heart_beat_expiration
+        ]
+        for name in stale:
+            self.remove_worker(name, f"no heartbeat for more than {self.heart_beat_expiration:g} s")
+        return stale
+
+    def get_worker_address(self, model: str, exclude: set[str] = frozenset()) -> str:
+        """The worker to send a `model` request to, or "" if none serves it."""
+        candidates = [
+            (name, info) for name, info in self.workers.items() if model in info.model_names and name not in exclude
+        ]
+        if not candidates:
+            return ""
+        if self.dispatch_method is DispatchMethod.LOTTERY:
+            weights = [info.speed for _, info in candidates]
+            return self.rng.choices([name for name, _ in candidates], weights=weights)[0]
+        name, info = min(candidates, key=lambda item: item[1].queue_length / item[1].speed)
+        info.queue_length += 1  # until the worker's next heartbeat says otherwise
+        return name
+
+    def aggregated_status(self) -> dict:
+        return {
+            "model_names": self.list_models(),
+            "speed": sum(info.speed for info in self.workers.values()),
+            "queue_length": sum(info.queue_length for info in self.workers.values()),
+        }
+
+
+def create_app(dispatch_method: DispatchMethod = DispatchMethod.SHORTEST_QUEUE,
+               heart_beat_expiration: float = CONTROLLER_HEART_BEAT_EXPIRATION) -> FastAPI:
+    state: dict[str, Controller] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=None)) as client:
+            controller = Controller(dispatch_method, heart_beat_expiration, client)
+            state["controller"] = controller
+            sweeper = asyncio.create_task(_expire_workers(controller))
+            try:
+                yield
+            finally:
+                sweeper.cancel()
+
+    app = FastAPI(title="LLaVA-DART controller", lifespan=lifespan)
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_REQUEST_BYTES)
+    readable_validation_errors(app)
+
+    @app.post("/register_worker")
+    async def register_worker(request: RegisterWorkerRequest):
+        if not await state["controller"].register_worker(request.worker_name, request.check_heart_beat, request.worker_status):
+            raise HTTPException(502, f"could not reach worker {request.worker_name} for its status")
+        return {"registered": True}
+
+    @app.post("/receive_heart_beat")
+    async def receive_heart_beat(request: HeartBeatRequest):
+        return {"exist": state["controller"].receive_heart_beat(request.worker_name, request.queue_length)}
+
+    @app.post("/refresh_all_workers")
+    async def refresh_all_workers():
+        await state["controller"].refresh_all_workers()
+        return {"models": state["controller"].list_models()}
+
+    @app.post("/list_models")
+    async def list_models():
+        return {"models": state["controller"].list_models()}
+
+    @app.post("/list_workers")
+    async def list_workers():
+        return {"workers": {name: dataclasses.asdict(info) for name, info in state["controller"].workers.items()}}
+
+    @app.post("/get_worker_address")
+    async def get_worker_address(request: ModelRequest):
+        return {"address": state["controller"].get_worker_address(request.model)}
+
+    @app.post("/worker_get_status")
+    async def worker_get_status():
+        return state["controller"].aggregated_status()
+
+    @app.post("/worker_generate_stream")
+    async def worker_generate_stream(request: Request):
+        return await _forward_generation(state["controller"], await request.body())
+
+    return app
+
+
+async def _expire_workers(controller: Controller) -> None:
+    """Sweep often enough that a dead worker is gone within about 1.25 expiration intervals."""
+    period = min(max(controller.heart_beat_expiration / 4, 0.1), 5.0)
+    while True:
+        await asyncio.sleep(period)
+        controller.remove_stale_workers()
+
+
+async def _forward_generation(controller: Controller, body: bytes) -> Response:
+    """Send the request to a worker of its model; on a connection failure drop that worker and try the next."""
+    try:
+        model = ModelRequest.model_validate({"model": _model_field(body)}).model
+    except ValueError as exc:
+        return JSONResponse({"detail": f"model: {exc}"}, status_code=422)
+    tried: set[str] = set()
+    while True:
+        address = controller.get_worker_address(model, exclude=tried)
+        if not address:
+            reason = "no live worker is left" if tried else "no worker is registered"
+            return JSONResponse({"detail": f"cannot serve model {model!r}: {reason}"}, status_code=503)
+        tried.add(address)
+        upstream_request = controller.client.build_request(
+            "POST", f"{address}/worker_generate_stream", content=body, headers={"content-type": "application/json"}
+        )
+        try:
+            upstream = await controller.client.send(upstream_request, stream=True)
+        except httpx.TransportError as exc:
+            controller.remove_worker(address, f"unreachable ({exc.__class__.__name__})")
+            continue
+        if upstream.status_code != 200:
+            content = await upstream.aread()
+            await upstream.aclose()
+            return Response(content, status_code=upstream.status_code, media_type=upstream.headers.get("content-type"))
+        return StreamingResponse(_relay(upstream), media_type=NDJSON_MEDIA_TYPE)
+
+
+async def _relay(upstream: httpx.Response):
+    try:
+        async for piece in upstream.aiter_raw():
+            yield piece
+    finally:
+        await upstream.aclose()
+
+
+def _model_field(body: bytes) -> object:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise ValueError("the body is not JSON") from None
+    if not isinstance(payload, dict) or "model" not in payload:
+        raise ValueError("the request must name the model")
+    return payload["model"]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="LLaVA-DART controller")
+    parser.add_argument("--host", default=DEFAULT_HOST, help="interface to bind (default: loopback only)")
+    parser.add_argument("--port", type=int, default=DEFAULT_CONTROLLER_PORT)
+    parser.add_argument("--dispatch-method", choices=[m.value for m in DispatchMethod], default="shortest_queue")
+    parser.add_argument("--heart-beat-expiration", type=float, default=CONTROLLER_HEART_BEAT_EXPIRATION,
+                        help="seconds without a heartbeat after which a worker is removed")
+    parser.add_argument("--log-level", default="info")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    configure_logging(args.log_level)
+    logger.info("controller on http://%s:%d (dispatch %s, heartbeat expiration %g s)",
+                args.host, args.port, args.dispatch_method, args.heart_beat_expiration)
+    run_app(create_app(DispatchMethod(args.dispatch_method), args.heart_beat_expiration), args.host, args.port, args.log_level)
+
+
+if __name__ == "__main__":
+    main()

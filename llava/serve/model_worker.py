@@ -1,0 +1,412 @@
+"""A model worker: loads one LLaVA checkpoint and streams answers, with DART pruning per request.
+
+    python -m llava.serve.model_worker --controller-address http://127.0.0.1:10000 --port 40000 \
+        --model-path PATH [--sparse --pruned_layer 2 --max_num_trunction 128 ...] [--limit-model-concurrency 5]
+
+Endpoints (POST, JSON):
+    /worker_generate_stream  a `GenerateRequest` (see `llava.serve.protocol`) -> NDJSON stream:
+        {"text": answer so far, "error_code": 0}                                     per new piece of text
+        {"text": answer, "error_code": 0, "finished": true, "finish_reason", "usage", "queue_seconds",
+         "pruning": {"enabled", "pruned", "kept_image_tokens", "image_tokens", "kept_indices" (per image,
+                     row-major patch indices), "patch_grid", "selection_seconds", "prefill_seconds", "config"}}
+        a failure after streaming started ends the stream with {"error_code": 1, "error": ..., "finished": true}
+        Bad requests are refused before streaming: 422 (fields: types, ranges, unknown names), 400 (image not
+        decodable, <image> count mismatch, prompt too long, invalid DART settings), 413 (too large).
+    /worker_get_status       {model_names, speed, queue_length}  queue_length = running + waiting requests
+    /worker_get_concurrency  {limit_model_concurrency, running, waiting, queue_length}
+    /model_details           {context_length, image_tokens, dart_defaults, limits}
+
+DART: `--sparse` and the DART flags set the worker's defaults; a request's `dart` object overrides any of
+`sparse, pruned_layer, reduction_ratio, max_num_trunction, pivot_image_token, pivot_text_token,
+pruning_method`, validated against the loaded model. Images arrive base64-encoded in the request; the
+worker never opens a path a client sends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import iterate_in_threadpool
+
+from llava.constants import DEFAULT_MODEL_PATH, WORKER_HEART_BEAT_INTERVAL
+from llava.eval.pruning_args import add_pruning_args
+from llava.mm_utils import get_model_name_from_path
+from llava.model.builder import load_pretrained_model
+from llava.model.pruning import PruningConfigError, make_dart_config, parse_dart_config
+from llava.serve.http_utils import BodySizeLimit, configure_logging, readable_validation_errors, run_app
+from llava.serve.inference import DartSettingGate, PromptError, SamplingParams, StreamedGeneration, prepare_inputs
+from llava.serve.protocol import (
+    DEFAULT_CONTROLLER_PORT,
+    DEFAULT_HOST,
+    DEFAULT_WORKER_PORT,
+    NDJSON_MEDIA_TYPE,
+    BadImage,
+    ErrorCode,
+    GenerateRequest,
+    ImageLimits,
+    decode_image,
+    encode_chunk,
+)
+
+logger = logging.getLogger("llava.serve.model_worker")
+
+# The request fields a client may override, with the DART_config keys they set.
+_DART_FIELDS = {
+    "pruned_layer": "K",
+    "reduction_ratio": "reduction_ratio",
+    "max_num_trunction": "max_num_trunction",
+    "pivot_image_token": "pivot_image_token",
+    "pivot_text_token": "pivot_text_token",
+    "pruning_method": "method",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestLimits:
+    """What one request may ask for; anything beyond is a 4xx."""
+
+    images: ImageLimits = ImageLimits()
+    max_prompt_chars: int = 16384
+    max_new_tokens: int = 1024
+
+    @property
+    def max_body_bytes(self) -> int:
+        # base64 grows 4/3; plus the prompt and a little JSON
+        return self.images.max_images * ((self.images.max_bytes * 4) // 3 + 4) + 4 * self.max_prompt_chars + 65536
+
+
+class ConcurrencySlots:
+    """At most `limit` generations at once; the others wait in FIFO order (asyncio.Semaphore).
+
+    Counts what LLaVA reports as queue_length (running + waiting) without reading the semaphore's private
+    fields. Mutated on the event loop only; other threads just read the counters.
+    """
+
+    def __init__(self, limit: int):
+        if limit < 1:
+            raise ValueError(f"--limit-model-concurrency must be >= 1, got {limit}")
+        self.limit = limit
+        self.running = 0
+        self.waiting = 0
+        self._semaphore: asyncio.Semaphore | None = None
+
+    @property
+    def queue_length(self) -> int:
+        return self.running + self.waiting
+
+    async def acquire(self) -> None:
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.limit)
+        self.waiting += 1
+        try:
+            await self._semaphore.acquire()
+        finally:
+            self.waiting -= 1
+        self.running += 1
+
+    def release(self) -> None:
+        self.running -= 1
+        self._semaphore.release()
+
+
+class ModelWorker:
+    """The loaded model plus what the endpoints need: request checking, DART settings, concurrency."""
+
+    def __init__(self, model_path: str, model_base: str | None = None, model_name: str | None = None,
+                 device: str = "cuda", load_8bit: bool = False, load_4bit: bool = False,
+                 attn_implementation: str | None = None, dart_defaults: dict[str, Any] | None = None,
+                 limit_model_concurrency: int = 5, limits: RequestLimits = RequestLimits()):
+        self.model_name = model_name or get_model_name_from_path(model_path.rstrip("/"))
+        logger.info("loading %s from %s", self.model_name, model_path)
+        self.tokenizer, self.model, self.image_processor, self.context_len = load_pretrained_model(
+            os.path.expanduser(model_path), model_base, self.model_name, load_8bit=load_8bit, load_4bit=load_4bit,
+            device=device, attn_implementation=attn_implementation,
+        )
+        self.num_layers = self.model.config.num_hidden_layers
+        self.dart_defaults = dict(dart_defaults or {"sparse": False})
+        self.default_dart_config = self.resolve_dart({})  # fails at start-up on bad flags, not per request
+        self.limits = limits
+        self.slots = ConcurrencySlots(limit_model_concurrency)
+        self.gate = DartSettingGate(self.model)
+        self.model.config.DART_config = self.default_dart_config
+
+    # -- settings and checks ---------------------------------------------------------------------------
+
+    def resolve_dart(self, overrides: dict[str, Any]) -> dict[str, Any] | None:
+        """The DART_config for a request: the worker's defaults updated by `overrides`; None = no pruning.
+
+        Raises PruningConfigError (naming the setting) for values the model cannot use, e.g. K >= depth.
+        """
+        settings = {**self.dart_defaults, **overrides}
+        if not settings.get("sparse"):
+            return None
+        raw = make_dart_config(**{key: settings[field] for field, key in _DART_FIELDS.items() if field in settings})
+        return parse_dart_config(raw, self.num_layers).to_dict()
+
+    def prepare(self, request: GenerateRequest) -> tuple[StreamedGeneration, dict[str, Any]]:
+        """Check everything about the request before anything streams; HTTPException(4xx) naming the problem."""
+        limits = self.limits
+        if request.model is not None and request.model != self.model_name:
+            raise HTTPException(400, f"model: this worker serves {self.model_name!r}, not {request.model!r}")
+        if len(request.prompt) > limits.max_prompt_chars:
+            raise HTTPException(
+                413, f"prompt: {len(request.prompt)} characters, more than the limit of {limits.max_prompt_chars}"
+            )
+        if request.max_new_tokens > limits.max_new_tokens:
+            raise HTTPException(
+                422, f"max_new_tokens: {request.max_new_tokens} is more than this worker's limit of {limits.max_new_tokens}"
+            )
+        if len(request.images) > limits.images.max_images:
+            raise HTTPException(413, f"images: {len(request.images)} images, more than the limit of {limits.images.max_images}")
+        try:
+            images = [decode_image(data, limits.images, i) for i, data in enumerate(request.images)]
+        except BadImage as exc:
+            raise HTTPException(exc.status, str(exc)) from None
+        overrides = request.dart.model_dump(exclude_unset=True) if request.dart is not None else {}
+        try:
+            dart_config = self.resolve_dart(overrides)
+        except PruningConfigError as exc:
+            raise HTTPException(400, f"dart: {exc}") from None
+        if dart_config is not None and len(images) > 1:
+            raise HTTPException(400, f"dart: DART prunes one image per prompt and this request has {len(images)}; "
+                                     "send one image or turn pruning off (dart.sparse = false)")
+        params = SamplingParams(request.temperature, request.top_p, request.max_new_tokens, request.stop)
+        try:
+            inputs = prepare_inputs(request.prompt, images, self.tokenizer, self.image_processor, self.model,
+                                    self.context_len, request.max_new_tokens)
+        except PromptError as exc:
+            raise HTTPException(400, f"prompt: {exc}") from None
+        usage = {"prompt_tokens": inputs.sequence_length}
+        return StreamedGeneration(self.model, self.tokenizer, inputs, params, dart_config, self.gate), usage
+
+    # -- status ------------------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {"model_names": [self.model_name], "speed": 1, "queue_length": self.slots.queue_length}
+
+    def concurrency(self) -> dict[str, int]:
+        slots = self.slots
+        return {"limit_model_concurrency": slots.limit, "running": slots.running, "waiting": slots.waiting,
+                "queue_length": slots.queue_length}
+
+    def details(self) -> dict[str, Any]:
+        tower = self.model.get_vision_tower()
+        return {
+            "model_name": self.model_name,
+            "context_length": self.context_len,
+            "num_hidden_layers": self.num_layers,
+            "image_tokens": tower.num_patches,
+            "patch_grid": [tower.num_patches_per_side] * 2,
+            "image_aspect_ratio": getattr(self.model.config, "image_aspect_ratio", None),
+            "dart_defaults": self.dart_defaults,
+            "dart_config": self.default_dart_config,
+            "limits": {**dataclasses.asdict(self.limits.images), "max_prompt_chars": self.limits.max_prompt_chars,
+                       "max_new_tokens": self.limits.max_new_tokens},
+        }
+
+    # -- streaming ---------------------------------------------------------------------------------------
+
+    async def stream(self, generation: StreamedGeneration, usage: dict[str, Any]):
+        """NDJSON chunks of one generation; waits for a concurrency slot first."""
+        queued_at = time.perf_counter()
+        await self.slots.acquire()
+        loop = asyncio.get_running_loop()
+        generation.on_finish = lambda: loop.call_soon_threadsafe(self.slots.release)
+        queue_seconds = time.perf_counter() - queued_at
+        try:
+            generation.start()
+        except BaseException:
+            self.slots.release()
+            raise
+        text = ""
+        try:
+            async for delta in iterate_in_threadpool(iter(generation)):
+                text += delta
+                yield encode_chunk({"text": text, "error_code": ErrorCode.OK})
+            if generation.error is not None:
+                yield encode_chunk({"text": text, "error_code": ErrorCode.GENERATION_FAILED, "finished": True,
+                                    "error": f"generation failed: {generation.error}"})
+                return
+            report = generation.report
+            yield encode_chunk({
+                "text": report.text,
+                "error_code": ErrorCode.OK,
+                "finished": True,
+                "finish_reason": report.finish_reason,
+                "usage": {**usage, "completion_tokens": report.num_tokens},
+                "queue_seconds": queue_seconds,
+                "generation_seconds": report.seconds,
+                "pruning": report.pruning(),
+            })
+        finally:
+            generation.cancel()  # no-op when it finished; stops the model when the client went away
+
+
+def create_app(worker: ModelWorker) -> FastAPI:
+    app = FastAPI(title="LLaVA-DART model worker")
+    app.add_middleware(BodySizeLimit, max_bytes=worker.limits.max_body_bytes)
+    readable_validation_errors(app)
+
+    @app.post("/worker_generate_stream")
+    async def worker_generate_stream(request: GenerateRequest):
+        # Decoding images and tokenizing take a moment: keep them off the event loop.
+        generation, usage = await asyncio.to_thread(worker.prepare, request)
+        return StreamingResponse(worker.stream(generation, usage), media_type=NDJSON_MEDIA_TYPE)
+
+    @app.post("/worker_get_status")
+    async def worker_get_status():
+        return worker.status()
+
+    @app.post("/worker_get_concurrency")
+    async def worker_get_concurrency():
+        return worker.concurrency()
+
+    @app.post("/model_details")
+    async def model_details():
+        return worker.details()
+
+    return app
+
+
+class HeartBeat:
+    """Registers the worker with the controller once its own port answers, then sends heartbeats.
+
+    A heartbeat answered with exist=false (e.g. the controller restarted) triggers a new registration;
+    an unreachable controller is retried at the next beat.
+    """
+
+    def __init__(self, worker: ModelWorker, controller_address: str, worker_address: str, interval: float):
+        self.worker = worker
+        self.controller_address = controller_address.rstrip("/")
+        self.worker_address = worker_address.rstrip("/")
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="llava-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _wait_until_listening(self, client: httpx.Client) -> None:
+        while not self._stop.is_set():
+            try:
+                client.post(f"{self.worker_address}/worker_get_status", timeout=2)
+                return
+            except httpx.HTTPError:
+                self._stop.wait(0.1)
+
+    def _register(self, client: httpx.Client) -> bool:
+        payload = {"worker_name": self.worker_address, "check_heart_beat": True, "worker_status": self.worker.status()}
+        try:
+            client.post(f"{self.controller_address}/register_worker", json=payload, timeout=5).raise_for_status()
+        except httpx.HTTPError as exc:
+            logger.warning("cannot register with the controller at %s: %s", self.controller_address, exc)
+            return False
+        logger.info("registered %s with the controller at %s", self.worker_address, self.controller_address)
+        return True
+
+    def _beat(self, client: httpx.Client) -> bool:
+        """True if the controller knows this worker."""
+        payload = {"worker_name": self.worker_address, "queue_length": self.worker.slots.queue_length}
+        response = client.post(f"{self.controller_address}/receive_heart_beat", json=payload, timeout=5)
+        response.raise_for_status()
+        return bool(response.json().get("exist"))
+
+    def _loop(self) -> None:
+        with httpx.Client() as client:
+            self._wait_until_listening(client)
+            registered = self._register(client)
+            while not self._stop.wait(self.interval):
+                try:
+                    registered = self._beat(client) if registered else False
+                except httpx.HTTPError as exc:
+                    logger.warning("heartbeat to %s failed: %s", self.controller_address, exc)
+                    continue
+                if not registered:
+                    registered = self._register(client)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="LLaVA-DART model worker")
+    parser.add_argument("--host", default=DEFAULT_HOST, help="interface to bind (default: loopback only)")
+    parser.add_argument("--port", type=int, default=DEFAULT_WORKER_PORT)
+    parser.add_argument("--worker-address", default=None, help="how the controller reaches this worker "
+                        "(default http://HOST:PORT, with 127.0.0.1 for a wildcard HOST)")
+    parser.add_argument("--controller-address", default=f"http://{DEFAULT_HOST}:{DEFAULT_CONTROLLER_PORT}")
+    parser.add_argument("--no-register", action="store_true", help="serve without a controller")
+    parser.add_argument("--model-path", default=DEFAULT_MODEL_PATH, help="default: the embedded tiny model")
+    parser.add_argument("--model-base", default=None)
+    parser.add_argument("--model-name", default=None, help="name to serve under (default: from the path)")
+    parser.add_argument("--device", default="cuda", help="cuda (falls back to the CPU when unavailable) or cpu")
+    parser.add_argument("--load-8bit", action="store_true", help="bitsandbytes 8-bit weights (CUDA only)")
+    parser.add_argument("--load-4bit", action="store_true", help="bitsandbytes 4-bit weights (CUDA only)")
+    parser.add_argument("--limit-model-concurrency", type=int, default=5, help="generations running at once")
+    parser.add_argument("--heart-beat-interval", type=float, default=WORKER_HEART_BEAT_INTERVAL)
+    parser.add_argument("--max-image-bytes", type=int, default=ImageLimits.max_bytes)
+    parser.add_argument("--max-image-pixels", type=int, default=ImageLimits.max_pixels)
+    parser.add_argument("--max-images", type=int, default=ImageLimits.max_images)
+    parser.add_argument("--max-prompt-chars", type=int, default=RequestLimits.max_prompt_chars)
+    parser.add_argument("--max-new-tokens-limit", type=int, default=RequestLimits.max_new_tokens)
+    parser.add_argument("--log-level", default="info")
+    add_pruning_args(parser)
+    return parser.parse_args(argv)
+
+
+def describe_dart(config: dict[str, Any] | None) -> str:
+    """One line for logs and the UI: "DART K=2, 4+4 pivots, 128 selected" or "no pruning"."""
+    if config is None:
+        return "no pruning"
+    budget = (f"{config['max_num_trunction']} selected" if config["max_num_trunction"] is not None
+              else f"reduction ratio {config['reduction_ratio']:g}")
+    method = "" if config["method"] == "dart" else f" ({config['method']} selection)"
+    return f"DART K={config['K']}, {config['pivot_image_token']}+{config['pivot_text_token']} pivots, {budget}{method}"
+
+
+def dart_defaults_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    defaults = {"sparse": args.sparse}
+    defaults.update({field: getattr(args, field) for field in _DART_FIELDS if field != "pruning_method"})
+    defaults["pruning_method"] = args.pruning_method
+    return defaults
+
+
+def worker_address(args: argparse.Namespace) -> str:
+    if args.worker_address:
+        return args.worker_address
+    host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+    return f"http://{host}:{args.port}"
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    configure_logging(args.log_level)
+    limits = RequestLimits(
+        ImageLimits(args.max_image_bytes, args.max_image_pixels, args.max_images),
+        args.max_prompt_chars, args.max_new_tokens_limit,
+    )
+    worker = ModelWorker(
+        args.model_path, args.model_base, args.model_name, args.device, args.load_8bit, args.load_4bit,
+        args.attn_implementation, dart_defaults_from_args(args), args.limit_model_concurrency, limits,
+    )
+    address = worker_address(args)
+    if not args.no_register:
+        HeartBeat(worker, args.controller_address, address, args.heart_beat_interval).start()
+    logger.info("worker serving %s on %s (%s, concurrency %d, controller %s)",
+                worker.model_name, address, describe_dart(worker.default_dart_config), args.limit_model_concurrency,
+                "none" if args.no_register else args.controller_address)
+    run_app(create_app(worker), args.host, args.port, args.log_level)
+
+
+if __name__ == "__main__":
+    main()

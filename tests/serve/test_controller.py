@@ -1,0 +1,144 @@
+"""The controller: dispatch rules in-process, then heartbeats, expiry and re-dispatch with real processes."""
+
+import asyncio
+import random
+import time
+from collections import Counter
+
+import httpx
+import pytest
+from serve_helpers import (
+    HEART_BEAT_EXPIRATION,
+    free_port,
+    generate_payload,
+    registered_workers,
+    start_controller,
+    start_worker,
+    stream_chunks,
+    wait_until,
+)
+
+from llava.serve.controller import Controller, DispatchMethod
+from llava.serve.protocol import WorkerStatus
+
+
+def _controller(method: DispatchMethod, seed: int = 0) -> Controller:
+    return Controller(method, heart_beat_expiration=2.0, client=None, rng=random.Random(seed))
+
+
+def _register(controller: Controller, name: str, models: list[str], queue: int = 0, speed: float = 1.0,
+              check_heart_beat: bool = True) -> None:
+    status = WorkerStatus(model_names=models, speed=speed, queue_length=queue)
+    assert asyncio.run(controller.register_worker(name, check_heart_beat, status))
+
+
+def test_shortest_queue_picks_the_smallest_queue_per_speed_and_counts_the_dispatch():
+    controller = _controller(DispatchMethod.SHORTEST_QUEUE)
+    _register(controller, "a", ["m"], queue=3)             # 3 / 1 = 3.0
+    _register(controller, "b", ["m"], queue=1)             # 1 / 1 = 1.0
+    _register(controller, "c", ["m"], queue=6, speed=4)    # 6 / 4 = 1.5
+    _register(controller, "d", ["other"], queue=0)
+    # b (1.0) -> b is 2.0; c (1.5) -> c is 1.75; c (1.75) -> c is 2.0; tie b / c at 2.0 -> the first registered.
+    assert [controller.get_worker_address("m") for _ in range(4)] == ["b", "c", "c", "b"]
+    assert controller.get_worker_address("m", exclude={"a", "b", "c"}) == ""
+    assert controller.get_worker_address("unknown") == ""
+    assert controller.list_models() == ["m", "other"]
+
+
+def test_lottery_draws_in_proportion_to_speed():
+    controller = _controller(DispatchMethod.LOTTERY, seed=1)
+    _register(controller, "slow", ["m"], speed=1)
+    _register(controller, "fast", ["m"], speed=3)
+    counts = Counter(controller.get_worker_address("m") for _ in range(4000))
+    assert abs(counts["fast"] / 4000 - 0.75) < 0.03
+    assert controller.workers["fast"].queue_length == 0  # the lottery does not count dispatches
+
+
+def test_stale_workers_expire_unless_they_opted_out_of_heartbeats():
+    controller = _controller(DispatchMethod.SHORTEST_QUEUE)
+    _register(controller, "beating", ["m"])
+    _register(controller, "silent", ["m"])
+    _register(controller, "static", ["m"], check_heart_beat=False)
+    now = time.monotonic()
+    assert controller.receive_heart_beat("beating", queue_length=5)
+    controller.workers["beating"].last_heart_beat = now - 1.0
+    controller.workers["silent"].last_heart_beat = now - 2.5
+    controller.workers["static"].last_heart_beat = now - 100
+    assert controller.remove_stale_workers(now) == ["silent"]
+    assert set(controller.workers) == {"beating", "static"}
+    assert controller.workers["beating"].queue_length == 5
+    assert not controller.receive_heart_beat("silent", 0)  # unknown now: told to register again
+    assert controller.aggregated_status() == {"model_names": ["m"], "speed": 2.0, "queue_length": 5}
+
+
+# -- with processes --------------------------------------------------------------------------------------
+
+
+def test_a_killed_worker_disappears_and_its_model_gets_a_clear_503(serve_logs, controller, tiny_ckpt):
+    proc, url = start_worker(serve_logs, controller, tiny_ckpt, model_name="doomed")
+    try:
+        assert "doomed" in httpx.post(f"{controller}/list_models").json()["models"]
+        heartbeat = registered_workers(controller)[url]["last_heart_beat"]
+        wait_until(lambda: registered_workers(controller)[url]["last_heart_beat"] > heartbeat, 5, what="a heartbeat")
+        proc.kill()  # SIGKILL: no goodbye, the heartbeats just stop
+        killed_at = time.monotonic()
+        wait_until(lambda: url not in registered_workers(controller), HEART_BEAT_EXPIRATION + 5,
+                   what="the dead worker to expire")
+        assert time.monotonic() - killed_at >= HEART_BEAT_EXPIRATION - 0.6  # not before its heartbeats went stale
+    finally:
+        proc.stop()
+    assert "doomed" not in httpx.post(f"{controller}/list_models").json()["models"]
+    assert httpx.post(f"{controller}/get_worker_address", json={"model": "doomed"}).json() == {"address": ""}
+    response = httpx.post(f"{controller}/worker_generate_stream", json=generate_payload(model="doomed"))
+    assert response.status_code == 503
+    assert response.json()["detail"] == "cannot serve model 'doomed': no worker is registered"
+
+
+def test_requests_skip_an_unreachable_worker(serve_logs, worker):
+    """A second controller (lottery) knows a dead worker with 1000x the speed of the live one: the forwarded
+    request still succeeds, and the dead worker is dropped on the way."""
+    proc, controller = start_controller(serve_logs, expiration=60, dispatch="lottery")
+    try:
+        dead = f"http://127.0.0.1:{free_port()}"
+        status = {"model_names": ["tiny"], "speed": 1000, "queue_length": 0}
+        assert httpx.post(f"{controller}/register_worker",
+                          json={"worker_name": dead, "check_heart_beat": False, "worker_status": status}).status_code == 200
+        # Without a status the controller asks the worker for it.
+        assert httpx.post(f"{controller}/register_worker", json={"worker_name": worker, "check_heart_beat": False}).status_code == 200
+        assert set(registered_workers(controller)) == {dead, worker}
+
+        chunks = stream_chunks(controller, generate_payload(max_new_tokens=3))
+        assert chunks[-1]["finished"] and chunks[-1]["error_code"] == 0
+        assert set(registered_workers(controller)) == {worker}
+
+        # A worker that does not answer its status is refused at registration, and dropped by a refresh.
+        other_dead = f"http://127.0.0.1:{free_port()}"
+        response = httpx.post(f"{controller}/register_worker", json={"worker_name": other_dead})
+        assert response.status_code == 502 and other_dead in response.json()["detail"]
+        httpx.post(f"{controller}/register_worker",
+                   json={"worker_name": other_dead, "check_heart_beat": False, "worker_status": status})
+        assert httpx.post(f"{controller}/refresh_all_workers").json() == {"models": ["tiny"]}
+        assert set(registered_workers(controller)) == {worker}
+    finally:
+        proc.stop()
+
+
+@pytest.mark.parametrize(
+    "endpoint, body, message",
+    [
+        ("/register_worker", {"check_heart_beat": True}, "worker_name: Field required"),
+        ("/receive_heart_beat", {"worker_name": "x", "queue_length": -1}, "queue_length: Input should be greater than or equal to 0"),
+        ("/get_worker_address", {"model": ""}, "model: String should have at least 1 character"),
+        ("/get_worker_address", {"model": "m", "extra": 1}, "extra: Extra inputs are not permitted"),
+    ],
+)
+def test_controller_answers_bad_requests_with_422_naming_the_field(controller, endpoint, body, message):
+    response = httpx.post(f"{controller}{endpoint}", json=body)
+    assert response.status_code == 422
+    assert message in response.json()["detail"]
+
+
+def test_forwarding_needs_a_model_name(controller):
+    response = httpx.post(f"{controller}/worker_generate_stream", json={"prompt": "hi"})
+    assert response.status_code == 422
+    assert "the request must name the model" in response.json()["detail"]
