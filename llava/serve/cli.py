@@ -1,0 +1,127 @@
+"""Chat about an image in the terminal, with DART pruning.
+
+    python -m llava.serve.cli --image-file view.jpg [--model-path PATH] [--conv-mode llava_v1] \
+        [--sparse --pruned_layer 2 --max_num_trunction 128 --pivot_image_token 4 --pivot_text_token 4]
+
+Type a question after the prompt; the answer streams in, followed by a line with the image tokens DART
+kept and the prefill time. An empty line or end of input (Ctrl-D) ends the chat. The image goes with the
+first question; later questions continue the same conversation (as LLaVA's CLI), and each turn's prompt,
+image included, is prefilled (and pruned) again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import torch
+
+from llava.constants import DEFAULT_MODEL_PATH
+from llava.conversation import get_conv_template
+from llava.eval.prompting import infer_conv_mode, insert_image_tokens
+from llava.eval.pruning_args import add_pruning_args, dart_config_from_args
+from llava.mm_utils import get_model_name_from_path, load_image
+from llava.model.builder import load_pretrained_model
+from llava.serve.inference import (
+    DartSettingGate,
+    PromptError,
+    SamplingParams,
+    StreamedGeneration,
+    prepare_inputs,
+)
+from llava.serve.protocol import stop_string
+
+logger = logging.getLogger("llava.serve.cli")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-path", default=DEFAULT_MODEL_PATH, help="default: the embedded tiny model")
+    parser.add_argument("--model-base", default=None)
+    parser.add_argument("--image-file", required=True, help="an image path or http(s) URL")
+    parser.add_argument("--device", default="cuda", help="cuda (falls back to the CPU when unavailable) or cpu")
+    parser.add_argument("--conv-mode", default=None, help="conversation template (default: from the model name)")
+    parser.add_argument("--temperature", type=float, default=0.2, help="0 means greedy decoding")
+    parser.add_argument("--top_p", type=float, default=1.0)
+    parser.add_argument("--max-new-tokens", type=int, default=512)
+    parser.add_argument("--load-8bit", action="store_true")
+    parser.add_argument("--load-4bit", action="store_true")
+    parser.add_argument("--seed", type=int, default=0, help="torch seed, for sampling")
+    parser.add_argument("--debug", action="store_true", help="also print each prompt")
+    add_pruning_args(parser)
+    return parser.parse_args(argv)
+
+
+def pruning_line(pruning: dict) -> str:
+    kept, total = pruning["kept_image_tokens"], pruning["image_tokens"]
+    prefill = pruning["prefill_seconds"]
+    timing = f", prefill {prefill:.3f} s" if prefill is not None else ""
+    if pruning["pruned"]:
+        return f"[DART kept {kept} of {total} image tokens ({100 * (1 - kept / max(total, 1)):.1f}% pruned){timing}]"
+    return f"[no pruning: {total} image tokens{timing}]"
+
+
+def chat(args: argparse.Namespace, stdin=sys.stdin, stdout=sys.stdout) -> int:
+    image = load_image(args.image_file)
+    model_name = get_model_name_from_path(args.model_path.rstrip("/"))
+    tokenizer, model, image_processor, context_len = load_pretrained_model(
+        args.model_path, args.model_base, model_name, load_8bit=args.load_8bit, load_4bit=args.load_4bit,
+        device=args.device, attn_implementation=args.attn_implementation,
+    )
+    dart_config = dart_config_from_args(args, model.config.num_hidden_layers)
+    gate = DartSettingGate(model)
+    conv = get_conv_template(args.conv_mode or infer_conv_mode(model_name))
+    params = SamplingParams(args.temperature, args.top_p, args.max_new_tokens, stop_string(conv))
+    mm_use_im_start_end = getattr(model.config, "mm_use_im_start_end", False)
+    torch.manual_seed(args.seed)
+
+    first = True
+    while True:
+        stdout.write(f"{conv.roles[0]}: ")
+        stdout.flush()
+        line = stdin.readline()
+        question = line.strip()
+        if not question:
+            stdout.write("\n" if not line else "")
+            return 0
+        conv.append_message(conv.roles[0], insert_image_tokens(question, 1, mm_use_im_start_end) if first else question)
+        conv.append_message(conv.roles[1], None)
+        prompt = conv.get_prompt()
+        if args.debug:
+            stdout.write(f"\n[prompt] {prompt}\n")
+        try:
+            # The image stays in the first turn, so every turn's prompt carries it (as in LLaVA's CLI).
+            inputs = prepare_inputs(prompt, [image], tokenizer, image_processor, model, context_len,
+                                    args.max_new_tokens)
+        except PromptError as exc:
+            stdout.write(f"\nerror: {exc}; start a new chat\n")
+            return 2
+        stdout.write(f"{conv.roles[1]}: ")
+        generation = StreamedGeneration(model, tokenizer, inputs, params, dart_config, gate).start()
+        for delta in generation:
+            stdout.write(delta)
+            stdout.flush()
+        if generation.error is not None:
+            stdout.write(f"\nerror: generation failed: {generation.error}\n")
+            return 1
+        report = generation.report
+        conv.messages[-1][-1] = report.text
+        stdout.write("\n" + pruning_line(report.pruning()) + "\n")
+        first = False
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        return chat(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

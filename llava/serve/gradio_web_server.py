@@ -1,0 +1,479 @@
+"""The Gradio web UI: chat about an image, with DART controls and a view of the patches DART kept.
+
+    python -m llava.serve.gradio_web_server --controller-url http://127.0.0.1:10000 [--port 7860] \
+        [--model-list-mode once|reload] [--log-dir logs]
+
+Like LLaVA's demo: image upload + chat, conversation templates, temperature / top-p / max tokens,
+regenerate / clear and upvote / downvote / flag, conversations logged as JSON lines under `--log-dir`
+(`YYYY-MM-DD-conv.json`, images under `serve_images/`). Beyond LLaVA: a DART switch with budget (max kept
+or ratio), layer K and pivot settings sent with each request, and, next to the chat, the image as the model
+saw it with the kept patches highlighted, plus the prefill time and the number of image tokens kept.
+
+The page talks to the controller (which worker serves the model) and then streams from that worker
+(NDJSON, see `llava.serve.protocol`). A worker that cannot be reached is dropped by a controller refresh
+and the request is tried once more on another worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from PIL import Image
+
+from llava.conversation import Conversation, conv_templates, get_conv_template
+from llava.eval.prompting import infer_conv_mode
+from llava.serve.client import ServeError, get_worker_address, list_models, model_details, stream_generate
+from llava.serve.http_utils import configure_logging
+from llava.serve.overlay import draw_kept_patches
+from llava.serve.protocol import DEFAULT_CONTROLLER_PORT, DEFAULT_HOST, DEFAULT_WEB_PORT, encode_image, stop_string
+
+logger = logging.getLogger("llava.serve.gradio_web_server")
+
+AUTO_TEMPLATE = "auto (from the model name)"
+BUDGET_MAX_KEPT = "max kept"
+BUDGET_RATIO = "reduction ratio"
+IMAGE_MODES = ["Crop", "Resize", "Pad", "Default"]
+MAX_TEXT_CHARS = 1536  # LLaVA's demo cut: 1536 characters, 1200 with an image
+MAX_TEXT_CHARS_WITH_IMAGE = 1200
+CURSOR = "▌"
+
+
+@dataclasses.dataclass
+class ServerConfig:
+    controller_url: str
+    log_dir: Path
+    model_list_mode: str = "once"
+    request_timeout: float = 120.0
+
+
+@dataclasses.dataclass
+class ChatState:
+    """One browser session: the conversation (LLaVA's `Conversation`, images inside the first user message)
+    and whether its last answer failed (a failed exchange is dropped before the next question)."""
+
+    conv: Conversation | None = None
+    skip_next: bool = False
+    failed: bool = False
+    last_pruning: dict[str, Any] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationSettings:
+    """The sidebar's values, in the order of the `settings` components."""
+
+    temperature: float = 0.2
+    top_p: float = 0.7
+    max_new_tokens: int = 512
+    dart_on: bool = True
+    budget_mode: str = BUDGET_MAX_KEPT
+    max_kept: int = 128
+    reduction_ratio: float = 0.778
+    pruned_layer: int = 2
+    pivot_image_token: int = 4
+    pivot_text_token: int = 4
+
+    def dart_request(self) -> dict[str, Any]:
+        """The request's `dart` object."""
+        if not self.dart_on:
+            return {"sparse": False}
+        return {
+            "sparse": True,
+            "pruned_layer": int(self.pruned_layer),
+            "reduction_ratio": float(self.reduction_ratio),
+            "max_num_trunction": int(self.max_kept) if self.budget_mode == BUDGET_MAX_KEPT else None,
+            "pivot_image_token": int(self.pivot_image_token),
+            "pivot_text_token": int(self.pivot_text_token),
+        }
+
+
+# -- conversation -> chatbot ---------------------------------------------------------------------------
+
+
+def _message_text(message) -> str:
+    text = message[0] if isinstance(message, tuple) else message
+    return (text or "").replace("<image>", "").strip()
+
+
+def to_chatbot(state: ChatState) -> list[dict[str, str]]:
+    """Gradio 6 `Chatbot` messages ({role, content}) for the conversation after its template's examples."""
+    conv = state.conv
+    if conv is None:
+        return []
+    messages = []
+    for i, (_, message) in enumerate(conv.messages[conv.offset:]):
+        role = "user" if i % 2 == 0 else "assistant"
+        if role == "assistant" and message is None:
+            continue
+        text = _message_text(message)
+        if role == "user" and isinstance(message, tuple) and not text:
+            text = "(image)"
+        if role == "assistant" and not text:
+            text = "*(empty answer)*"
+        messages.append({"role": role, "content": text})
+    return messages
+
+
+def template_name(choice: str, model: str | None) -> str:
+    return infer_conv_mode(model or "") if choice == AUTO_TEMPLATE else choice
+
+
+def format_stats(final: dict[str, Any]) -> str:
+    """The per-answer line under the overlay: kept tokens, prefill time, pruning time, tokens written."""
+    pruning = final.get("pruning") or {}
+    kept, total = pruning.get("kept_image_tokens", 0), pruning.get("image_tokens", 0)
+    parts = []
+    if total:
+        pruned = 100 * (1 - kept / total)
+        mode = "DART on" if pruning.get("pruned") else "DART off"
+        parts.append(f"**{mode}**: kept **{kept} / {total}** image tokens ({pruned:.1f}% pruned)")
+    else:
+        parts.append("no image tokens in this prompt")
+    if pruning.get("prefill_seconds") is not None:
+        parts.append(f"prefill **{pruning['prefill_seconds']:.3f} s**")
+    if pruning.get("pruned"):
+        parts.append(f"selection {1000 * pruning.get('selection_seconds', 0.0):.1f} ms")
+    usage = final.get("usage") or {}
+    if "completion_tokens" in usage:
+        parts.append(f"{usage['completion_tokens']} new tokens")
+    return " · ".join(parts)
+
+
+def overlay_for(state: ChatState, pruning: dict[str, Any] | None) -> Image.Image | None:
+    """The kept-patch view of the conversation's image, or None (no image, or no square patch grid)."""
+    if state.conv is None or not pruning or not pruning.get("patch_grid") or not pruning.get("kept_indices"):
+        return None
+    images = state.conv.get_images(return_pil=True)
+    if not images:
+        return None
+    return draw_kept_patches(images[0], pruning["kept_indices"][0], pruning["patch_grid"], pruning.get("image_aspect_ratio"))
+
+
+# -- logs ------------------------------------------------------------------------------------------------
+
+
+class ConversationLog:
+    """JSON lines per day (`YYYY-MM-DD-conv.json`), images saved once under `serve_images/DATE/MD5.png`."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = Path(log_dir)
+
+    def path(self) -> Path:
+        return self.log_dir / f"{datetime.date.today().isoformat()}-conv.json"
+
+    def save_images(self, state: ChatState) -> list[str]:
+        hashes = []
+        for image in state.conv.get_images(return_pil=True) if state.conv else []:
+            digest = hashlib.md5(image.tobytes()).hexdigest()
+            target = self.log_dir / "serve_images" / datetime.date.today().isoformat() / f"{digest}.png"
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                image.save(target)
+            hashes.append(digest)
+        return hashes
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.path(), "a", encoding="utf-8") as f:
+            f.write(json.dumps({"tstamp": round(time.time(), 4), **record}, ensure_ascii=False) + "\n")
+
+
+def _client_ip(request: gr.Request | None) -> str | None:
+    return getattr(getattr(request, "client", None), "host", None)
+
+
+# -- the app ---------------------------------------------------------------------------------------------
+
+
+class WebServer:
+    """The handlers, as methods so that tests can drive them without a browser."""
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.log = ConversationLog(config.log_dir)
+
+    # models
+
+    def fetch_models(self, refresh: bool = True) -> list[str]:
+        try:
+            return list_models(self.config.controller_url, refresh=refresh)
+        except ServeError as exc:
+            logger.warning("cannot list models: %s", exc)
+            return []
+
+    def model_choices(self, current: str | None = None):
+        models = self.fetch_models()
+        value = current if current in models else (models[0] if models else None)
+        return gr.update(choices=models, value=value)
+
+    # chat
+
+    def add_text(self, state: ChatState, text: str, image: Image.Image | None, image_mode: str, template: str,
+                 model: str | None):
+        """Append the user's turn; a new image starts a new conversation (as in LLaVA)."""
+        text = (text or "").strip()
+        if not text and image is None:
+            state.skip_next = True
+            return (state, to_chatbot(state), "", None) + (gr.update(),) * 5
+        if state.failed and state.conv is not None:  # drop the exchange that failed
+            del state.conv.messages[-2:]
+            state.failed = False
+        if image is not None:
+            text = text[:MAX_TEXT_CHARS_WITH_IMAGE]
+            if "<image>" not in text:
+                text = text + "\n<image>"
+            message = (text, image, image_mode)
+            state.conv = get_conv_template(template_name(template, model))
+        else:
+            message = text[:MAX_TEXT_CHARS]
+            if state.conv is None:
+                state.conv = get_conv_template(template_name(template, model))
+        state.conv.append_message(state.conv.roles[0], message)
+        state.conv.append_message(state.conv.roles[1], None)
+        state.skip_next = False
+        return (state, to_chatbot(state), "", None) + self._buttons(False)
+
+    def regenerate(self, state: ChatState, image_mode: str):
+        if state.conv is None or len(state.conv.messages) - state.conv.offset < 2:
+            state.skip_next = True
+            return (state, to_chatbot(state)) + (gr.update(),) * 5
+        user = state.conv.messages[-2]
+        if isinstance(user[1], tuple):
+            user[1] = (*user[1][:2], image_mode)
+        state.conv.messages[-1][-1] = None
+        state.failed = False
+        state.skip_next = False
+        return (state, to_chatbot(state)) + self._buttons(False)
+
+    def clear(self):
+        return (ChatState(), [], "", None, None, "") + self._buttons(False)
+
+    def vote(self, vote_type: str, state: ChatState, model: str | None, request: gr.Request | None = None):
+        self.log.write({"type": vote_type, "model": model, "state": state.conv.dict() if state.conv else None,
+                        "ip": _client_ip(request)})
+        return ("",) + (gr.update(interactive=False),) * 3
+
+    def http_bot(self, state: ChatState, model: str | None, temperature: float, top_p: float, max_new_tokens: int,
+                 dart_on: bool, budget_mode: str, max_kept: int, reduction_ratio: float, pruned_layer: int,
+                 pivot_image_token: int, pivot_text_token: int, request: gr.Request | None = None):
+        """Stream the answer into the chat; finally show the kept-patch overlay and the statistics.
+
+        The settings arrive one argument per sidebar component (Gradio passes component values positionally
+        and injects `request` by its annotation)."""
+        settings = GenerationSettings(temperature, top_p, max_new_tokens, dart_on, budget_mode, max_kept,
+                                      reduction_ratio, pruned_layer, pivot_image_token, pivot_text_token)
+        no_change = (gr.update(), gr.update())
+        if state.skip_next or state.conv is None:
+            yield (state, to_chatbot(state)) + no_change + (gr.update(),) * 5
+            return
+        conv = state.conv
+        start = time.time()
+        images = conv.get_images(return_pil=True)
+        payload = {
+            "model": model,
+            "prompt": conv.get_prompt(),
+            "images": [encode_image(image) for image in images],
+            "temperature": float(settings.temperature),
+            "top_p": float(settings.top_p),
+            "max_new_tokens": int(settings.max_new_tokens),
+            "stop": stop_string(conv),
+            "dart": settings.dart_request(),
+        }
+        conv.messages[-1][-1] = CURSOR
+        yield (state, to_chatbot(state)) + no_change + self._buttons(False)
+
+        final = None
+        try:
+            if not model:
+                raise ServeError("no model is available: is a model worker registered with the controller?")
+            for chunk in self._stream_with_retry(model, payload):
+                if chunk.get("error_code", 0) != 0:
+                    raise ServeError(chunk.get("error", "the worker failed"))
+                if chunk.get("finished"):
+                    final = chunk
+                    break
+                conv.messages[-1][-1] = chunk["text"] + CURSOR
+                yield (state, to_chatbot(state)) + no_change + self._buttons(False)
+            if final is None:
+                raise ServeError("the worker closed the stream before the answer was complete")
+        except ServeError as exc:
+            logger.warning("request for %s failed: %s", model, exc)
+            conv.messages[-1][-1] = f"**Error:** {exc}"
+            state.failed = True
+            yield (state, to_chatbot(state), None, f"**Error:** {exc}", *self._error_buttons())
+            return
+
+        conv.messages[-1][-1] = final["text"]
+        pruning = final.get("pruning")
+        state.last_pruning = pruning
+        overlay = overlay_for(state, pruning)
+        yield (state, to_chatbot(state), overlay, format_stats(final)) + self._buttons(True)
+        self.log.write({
+            "type": "chat", "model": model, "start": round(start, 4), "finish": round(time.time(), 4),
+            "state": conv.dict(), "images": self.log.save_images(state), "dart": payload["dart"],
+            "pruning": pruning, "usage": final.get("usage"), "ip": _client_ip(request),
+        })
+
+    def _stream_with_retry(self, model: str, payload: dict[str, Any]):
+        """Stream from the controller's pick; if that worker cannot be reached, refresh and try once more."""
+        for attempt in range(2):
+            address = get_worker_address(self.config.controller_url, model)
+            if not address:
+                raise ServeError(f"no worker serves {model!r} right now")
+            try:
+                yield from stream_generate(address, payload, self.config.request_timeout)
+                return
+            except ServeError as exc:
+                if exc.status is not None or attempt == 1:
+                    raise
+                logger.warning("worker %s unreachable (%s); refreshing the worker list", address, exc)
+                self.fetch_models(refresh=True)
+
+    @staticmethod
+    def _buttons(enabled: bool):
+        """upvote, downvote, flag, regenerate, clear."""
+        return tuple(gr.update(interactive=enabled) for _ in range(5))
+
+    @staticmethod
+    def _error_buttons():
+        return (gr.update(interactive=False),) * 3 + (gr.update(interactive=True),) * 2
+
+    # model details -> slider ranges
+
+    def slider_ranges(self, model: str | None):
+        """K in 1..layers-1 and max kept up to the image token count, from the worker's /model_details."""
+        try:
+            address = get_worker_address(self.config.controller_url, model) if model else ""
+            if not address:
+                return gr.update(), gr.update()
+            details = model_details(address)
+        except ServeError as exc:
+            logger.warning("cannot read the details of %s: %s", model, exc)
+            return gr.update(), gr.update()
+        return (gr.update(maximum=max(1, details["num_hidden_layers"] - 1)),
+                gr.update(maximum=details["image_tokens"]))
+
+    def build(self, models: list[str]) -> gr.Blocks:
+        with gr.Blocks(title="LLaVA + DART", analytics_enabled=False) as demo:
+            state = gr.State(ChatState())
+            gr.Markdown(
+                "# LLaVA with DART visual-token pruning\n"
+                "Upload an image, ask about it. With DART on, the model keeps a few pivot tokens and the image "
+                "tokens least duplicated with them after layer K-1; the view on the right shows which patches "
+                "it kept (bright, outlined) and how long the prefill took."
+            )
+            with gr.Row():
+                with gr.Column(scale=3):
+                    model_selector = gr.Dropdown(choices=models, value=models[0] if models else None,
+                                                 label="Model", interactive=True, elem_id="model_selector")
+                    imagebox = gr.Image(type="pil", label="Image", sources=["upload", "clipboard"], elem_id="imagebox")
+                    image_mode = gr.Radio(IMAGE_MODES, value="Default", label="Preprocess for non-square image")
+                    template = gr.Dropdown([AUTO_TEMPLATE, *sorted(conv_templates)], value=AUTO_TEMPLATE,
+                                           label="Conversation template")
+                    with gr.Accordion("DART pruning", open=True):
+                        dart_on = gr.Checkbox(value=True, label="DART on", elem_id="dart_on")
+                        budget_mode = gr.Radio([BUDGET_MAX_KEPT, BUDGET_RATIO], value=BUDGET_MAX_KEPT,
+                                               label="Budget from")
+                        max_kept = gr.Slider(0, 576, value=128, step=1, label="Max kept (selected besides the pivots)",
+                                             elem_id="max_kept")
+                        ratio = gr.Slider(0.0, 0.99, value=0.778, step=0.001, label="Reduction ratio")
+                        layer = gr.Slider(1, 31, value=2, step=1, label="Prune after layer K-1 (K)")
+                        pivot_image = gr.Slider(0, 16, value=4, step=1, label="Image pivots")
+                        pivot_text = gr.Slider(0, 16, value=4, step=1, label="Text pivots")
+                    with gr.Accordion("Parameters", open=False):
+                        temperature = gr.Slider(0.0, 1.0, value=0.2, step=0.1, label="Temperature")
+                        top_p = gr.Slider(0.0, 1.0, value=0.7, step=0.1, label="Top P")
+                        max_tokens = gr.Slider(1, 1024, value=512, step=1, label="Max output tokens")
+                with gr.Column(scale=6):
+                    chatbot = gr.Chatbot(label="LLaVA-DART", height=520, elem_id="chatbot")
+                    with gr.Row():
+                        textbox = gr.Textbox(show_label=False, placeholder="Ask about the image and press Enter",
+                                             container=False, scale=8, elem_id="textbox")
+                        send_btn = gr.Button("Send", variant="primary", scale=1, elem_id="send_btn")
+                    with gr.Row():
+                        upvote = gr.Button("Upvote", interactive=False)
+                        downvote = gr.Button("Downvote", interactive=False)
+                        flag = gr.Button("Flag", interactive=False)
+                        regenerate = gr.Button("Regenerate", interactive=False)
+                        clear = gr.Button("Clear", interactive=False)
+                with gr.Column(scale=4):
+                    overlay = gr.Image(label="Kept patches (bright, outlined) in the model's view", type="pil",
+                                       interactive=False, format="png", elem_id="overlay")
+                    stats = gr.Markdown(elem_id="prune_stats")
+
+            settings = [temperature, top_p, max_tokens, dart_on, budget_mode, max_kept, ratio, layer,
+                        pivot_image, pivot_text]
+            buttons = [upvote, downvote, flag, regenerate, clear]
+            bot_inputs = [state, model_selector, *settings]
+            bot_outputs = [state, chatbot, overlay, stats, *buttons]
+
+            for vote_type, button in (("upvote", upvote), ("downvote", downvote), ("flag", flag)):
+                button.click(_vote_handler(self, vote_type), [state, model_selector], [textbox, upvote, downvote, flag])
+            for trigger in (textbox.submit, send_btn.click):
+                trigger(
+                    self.add_text, [state, textbox, imagebox, image_mode, template, model_selector],
+                    [state, chatbot, textbox, imagebox, *buttons],
+                ).then(self.http_bot, bot_inputs, bot_outputs)
+            regenerate.click(self.regenerate, [state, image_mode], [state, chatbot, *buttons]).then(
+                self.http_bot, bot_inputs, bot_outputs
+            )
+            clear.click(self.clear, None, [state, chatbot, textbox, imagebox, overlay, stats, *buttons])
+            model_selector.change(self.slider_ranges, [model_selector], [layer, max_kept])
+            if self.config.model_list_mode == "reload":
+                demo.load(self.model_choices, [model_selector], [model_selector]).then(
+                    self.slider_ranges, [model_selector], [layer, max_kept]
+                )
+            else:
+                demo.load(self.slider_ranges, [model_selector], [layer, max_kept])
+        return demo
+
+
+def _vote_handler(server: WebServer, vote_type: str):
+    def handler(state: ChatState, model: str | None, request: gr.Request):
+        return server.vote(vote_type, state, model, request)
+
+    return handler
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="LLaVA-DART Gradio web server")
+    parser.add_argument("--host", default=DEFAULT_HOST, help="interface to bind (default: loopback only)")
+    parser.add_argument("--port", type=int, default=DEFAULT_WEB_PORT)
+    parser.add_argument("--controller-url", default=f"http://{DEFAULT_HOST}:{DEFAULT_CONTROLLER_PORT}")
+    parser.add_argument("--concurrency-count", type=int, default=16, help="requests the page handles at once")
+    parser.add_argument("--model-list-mode", choices=["once", "reload"], default="once",
+                        help="read the model list at start-up only, or on every page load")
+    parser.add_argument("--share", action="store_true", help="Gradio share link (needs network)")
+    parser.add_argument("--log-dir", default="logs", help="conversation logs (JSON lines) and images")
+    parser.add_argument("--max-upload-size", default="10mb", help="largest file the page accepts")
+    parser.add_argument("--request-timeout", type=float, default=120.0, help="seconds to wait for the next chunk")
+    parser.add_argument("--log-level", default="info")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    configure_logging(args.log_level)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry calls from the demo
+    config = ServerConfig(args.controller_url.rstrip("/"), Path(args.log_dir), args.model_list_mode, args.request_timeout)
+    server = WebServer(config)
+    models = server.fetch_models()
+    logger.info("web server on http://%s:%d (controller %s, models %s, logs in %s)",
+                args.host, args.port, config.controller_url, models or "none yet", config.log_dir)
+    demo = server.build(models)
+    demo.queue(default_concurrency_limit=args.concurrency_count)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True, ssr_mode=False,
+                max_file_size=args.max_upload_size, quiet=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""The web server's handlers, driven without a browser against the real controller and worker."""
+
+import dataclasses
+import json
+
+import pytest
+from serve_helpers import scene_image
+
+from llava.conversation import get_conv_template
+from llava.serve.gradio_web_server import (
+    AUTO_TEMPLATE,
+    BUDGET_RATIO,
+    CURSOR,
+    ChatState,
+    GenerationSettings,
+    ServerConfig,
+    WebServer,
+    to_chatbot,
+)
+from llava.serve.overlay import KEPT_OUTLINE
+
+CELL = 21  # overlay pixels per patch
+
+
+@pytest.fixture
+def server(controller, worker, tmp_path):
+    return WebServer(ServerConfig(controller, tmp_path / "logs"))
+
+
+def _ask(server, state, text, image=None, model="tiny", **settings):
+    server.add_text(state, text, image, "Default", AUTO_TEMPLATE, model)
+    values = dataclasses.astuple(GenerationSettings(**{"temperature": 0, "max_new_tokens": 4, **settings}))
+    return list(server.http_bot(state, model, *values))
+
+
+def _outlined_patches(overlay) -> int:
+    """Kept patches carry an outline whose top-left pixel is the outline colour; dimmed ones cannot."""
+    return sum(overlay.getpixel((c * CELL, r * CELL)) == KEPT_OUTLINE for r in range(24) for c in range(24))
+
+
+def _log_records(server) -> list[dict]:
+    return [json.loads(line) for line in server.log.path().read_text().splitlines()]
+
+
+def test_a_chat_turn_streams_the_answer_shows_kept_patches_and_is_logged(server):
+    state = ChatState()
+    image = scene_image()
+    outputs = _ask(server, state, "What is in the picture?", image, max_kept=64)
+
+    first, final = outputs[0], outputs[-1]
+    assert first[1][-1] == {"role": "assistant", "content": CURSOR}  # the answer box opens at once
+    state, chatbot, overlay, stats = final[:4]
+    answer = state.conv.messages[-1][-1]
+    assert CURSOR not in answer
+    assert chatbot[0] == {"role": "user", "content": "What is in the picture?"}
+    assert chatbot[-1] == {"role": "assistant", "content": answer or "*(empty answer)*"}
+    assert "kept **68 / 576** image tokens (88.2% pruned)" in stats and "prefill" in stats
+
+    # The overlay is the model's 24 x 24 patch view with exactly the kept patches outlined.
+    assert overlay.size == (24 * CELL, 24 * CELL)
+    assert _outlined_patches(overlay) == state.last_pruning["kept_image_tokens"] == 68
+
+    (record,) = _log_records(server)
+    assert record["type"] == "chat" and record["model"] == "tiny"
+    assert record["dart"]["sparse"] is True and record["dart"]["max_num_trunction"] == 64
+    assert record["pruning"]["kept_image_tokens"] == 68
+    assert record["state"]["messages"][-1] == [state.conv.roles[1], answer]
+    (digest,) = record["images"]
+    assert (server.log.log_dir / "serve_images").rglob(f"{digest}.png").__next__().exists()
+
+    server.vote("upvote", state, "tiny")
+    assert [r["type"] for r in _log_records(server)] == ["chat", "upvote"]
+
+
+def test_follow_up_questions_continue_the_conversation_with_its_image(server):
+    state = ChatState()
+    _ask(server, state, "What is in the picture?", scene_image())
+    outputs = _ask(server, state, "And what colour is it?", dart_on=False)
+    state, chatbot, overlay, stats = outputs[-1][:4]
+    assert [m["role"] for m in chatbot] == ["user", "assistant", "user", "assistant"]
+    assert state.conv.get_prompt().count("<image>") == 1
+    assert "**DART off**: kept **576 / 576**" in stats
+    assert _outlined_patches(overlay) == 576
+
+
+def test_ratio_budget_and_pivots_reach_the_worker(server):
+    state = ChatState()
+    outputs = _ask(server, state, "Describe it.", scene_image(), budget_mode=BUDGET_RATIO, reduction_ratio=0.5,
+                   pivot_image_token=2, pivot_text_token=2)
+    # M = 576 * 0.5 = 288 over 4 pivots -> 72 each; kept = 2 image pivots + 4 * 72.
+    assert "kept **290 / 576**" in outputs[-1][3]
+
+
+def test_a_refused_request_is_shown_then_dropped_or_regenerated(server):
+    state = ChatState()
+    outputs = _ask(server, state, "What is in the picture?", scene_image(), pruned_layer=9)
+    state, chatbot, overlay, stats = outputs[-1][:4]
+    assert chatbot[-1]["content"].startswith("**Error:** dart: DART_config['K']=9 must be in 1..3")
+    assert state.failed and overlay is None and stats.startswith("**Error:**")
+    regenerate, clear = outputs[-1][-2:]
+    assert regenerate["interactive"] and clear["interactive"]
+
+    # Regenerate retries the same question (with valid settings now).
+    server.regenerate(state, "Default")
+    values = dataclasses.astuple(GenerationSettings(temperature=0, max_new_tokens=3))
+    final = list(server.http_bot(state, "tiny", *values))[-1]
+    assert not state.failed and "kept **132 / 576**" in final[3]
+
+    # A new question after a failure drops the failed exchange from the conversation.
+    _ask(server, state, "Again?", pruned_layer=9)
+    assert state.failed
+    _ask(server, state, "Once more?")
+    texts = [m for _, m in state.conv.messages]
+    assert not any("Again?" == t for t in texts) and not any(isinstance(t, str) and "Error" in t for t in texts)
+    assert texts[-2] == "Once more?" and len(texts) == 4
+
+
+def test_a_model_without_worker_gets_a_clear_message(server):
+    state = ChatState()
+    final = _ask(server, state, "Hello?", scene_image(), model="ghost")[-1]
+    assert final[1][-1]["content"] == "**Error:** no worker serves 'ghost' right now"
+
+
+def test_empty_input_is_ignored(server):
+    state = ChatState()
+    outputs = _ask(server, state, "   ")
+    assert len(outputs) == 1 and outputs[0][1] == [] and state.conv is None
+
+
+def test_sliders_follow_the_models_depth_and_image_tokens(server):
+    layer, max_kept = server.slider_ranges("tiny")
+    assert layer["maximum"] == 3 and max_kept["maximum"] == 576
+    assert server.fetch_models() == ["tiny"]
+
+
+def test_chatbot_messages_hide_the_image_token():
+    state = ChatState(conv=get_conv_template("llava_v1"))
+    state.conv.append_message("USER", ("<image>\n", scene_image(), "Default"))
+    state.conv.append_message("ASSISTANT", "")
+    state.conv.append_message("USER", "why?")
+    state.conv.append_message("ASSISTANT", None)
+    assert to_chatbot(state) == [
+        {"role": "user", "content": "(image)"},
+        {"role": "assistant", "content": "*(empty answer)*"},
+        {"role": "user", "content": "why?"},
+    ]
