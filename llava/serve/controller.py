@@ -35,10 +35,9 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from llava.constants import CONTROLLER_HEART_BEAT_EXPIRATION
-from llava.serve.http_utils import BodySizeLimit, configure_logging, readable_validation_errors, run_app
+from llava.serve import DEFAULT_CONTROLLER_PORT, DEFAULT_HOST, configure_logging
+from llava.serve.http_utils import BodySizeLimit, readable_validation_errors, run_app
 from llava.serve.protocol import (
-    DEFAULT_CONTROLLER_PORT,
-    DEFAULT_HOST,
     NDJSON_MEDIA_TYPE,
     HeartBeatRequest,
     ModelRequest,
@@ -173,7 +172,8 @@ def create_app(dispatch_method: DispatchMethod = DispatchMethod.SHORTEST_QUEUE,
 
     @app.post("/register_worker")
     async def register_worker(request: RegisterWorkerRequest):
-        if not await state["controller"].register_worker(request.worker_name, request.check_heart_beat, request.worker_status):
+        controller = state["controller"]
+        if not await controller.register_worker(request.worker_name, request.check_heart_beat, request.worker_status):
             raise HTTPException(502, f"could not reach worker {request.worker_name} for its status")
         return {"registered": True}
 
@@ -279,7 +279,8 @@ def main(argv=None) -> None:
     configure_logging(args.log_level)
     logger.info("controller on http://%s:%d (dispatch %s, heartbeat expiration %g s)",
                 args.host, args.port, args.dispatch_method, args.heart_beat_expiration)
-    run_app(create_app(DispatchMethod(args.dispatch_method), args.heart_beat_expiration), args.host, args.port, args.log_level)
+    app = create_app(DispatchMethod(args.dispatch_method), args.heart_beat_expiration)
+    run_app(app, args.host, args.port, args.log_level)
 
 
 if __name__ == "__main__":

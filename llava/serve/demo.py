@@ -11,6 +11,7 @@ SIGTERM, or when any of them exits.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import signal
 import subprocess
@@ -18,11 +19,14 @@ import sys
 import time
 from collections.abc import Callable
 
-import httpx
-
 from llava.constants import DEFAULT_MODEL_PATH
-from llava.serve.http_utils import configure_logging
-from llava.serve.protocol import DEFAULT_CONTROLLER_PORT, DEFAULT_HOST, DEFAULT_WEB_PORT, DEFAULT_WORKER_PORT
+from llava.serve import (
+    DEFAULT_CONTROLLER_PORT,
+    DEFAULT_HOST,
+    DEFAULT_WEB_PORT,
+    DEFAULT_WORKER_PORT,
+    configure_logging,
+)
 
 logger = logging.getLogger("llava.serve.demo")
 
@@ -75,6 +79,8 @@ def _client_host(host: str) -> str:
 
 
 def _wait_for(name: str, process: subprocess.Popen, ready: Callable[[], bool], timeout: float) -> None:
+    import httpx
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -101,7 +107,16 @@ def _stop(processes: dict[str, subprocess.Popen]) -> None:
             process.wait()
 
 
+SERVE_PACKAGES = ("fastapi", "uvicorn", "httpx", "gradio")
+
+
+def missing_packages() -> list[str]:
+    return [name for name in SERVE_PACKAGES if importlib.util.find_spec(name) is None]
+
+
 def run(args: argparse.Namespace) -> int:
+    import httpx  # after the check in main(): a clear hint beats an ImportError
+
     cmds = commands(args)
     controller = f"http://{_client_host(args.host)}:{args.controller_port}"
     page = f"http://{_client_host(args.host)}:{args.port}"
@@ -139,7 +154,13 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv=None) -> int:
     configure_logging()
-    return run(parse_args(argv))
+    args = parse_args(argv)
+    missing = missing_packages()
+    if missing:
+        logger.error("the demo needs %s: install the serve extra (bash scripts/setup_env.sh serve, or "
+                     "pip install -e '.[serve]')", ", ".join(missing))
+        return 2
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -32,10 +32,10 @@ from PIL import Image
 
 from llava.conversation import Conversation, conv_templates, get_conv_template
 from llava.eval.prompting import infer_conv_mode
+from llava.serve import DEFAULT_CONTROLLER_PORT, DEFAULT_HOST, DEFAULT_WEB_PORT, configure_logging
 from llava.serve.client import ServeError, get_worker_address, list_models, model_details, stream_generate
-from llava.serve.http_utils import configure_logging
 from llava.serve.overlay import draw_kept_patches
-from llava.serve.protocol import DEFAULT_CONTROLLER_PORT, DEFAULT_HOST, DEFAULT_WEB_PORT, encode_image, stop_string
+from llava.serve.protocol import encode_image, stop_string
 
 logger = logging.getLogger("llava.serve.gradio_web_server")
 
@@ -155,7 +155,8 @@ def overlay_for(state: ChatState, pruning: dict[str, Any] | None) -> Image.Image
     images = state.conv.get_images(return_pil=True)
     if not images:
         return None
-    return draw_kept_patches(images[0], pruning["kept_indices"][0], pruning["patch_grid"], pruning.get("image_aspect_ratio"))
+    return draw_kept_patches(images[0], pruning["kept_indices"][0], pruning["patch_grid"],
+                             pruning.get("image_aspect_ratio"))
 
 
 # -- logs ------------------------------------------------------------------------------------------------
@@ -464,7 +465,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     configure_logging(args.log_level)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry calls from the demo
-    config = ServerConfig(args.controller_url.rstrip("/"), Path(args.log_dir), args.model_list_mode, args.request_timeout)
+    config = ServerConfig(args.controller_url.rstrip("/"), Path(args.log_dir), args.model_list_mode,
+                          args.request_timeout)
     server = WebServer(config)
     models = server.fetch_models()
     logger.info("web server on http://%s:%d (controller %s, models %s, logs in %s)",

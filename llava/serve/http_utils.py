@@ -1,9 +1,7 @@
-"""Pieces the controller and the model worker share: logging set-up, request-size limit, 4xx for bad
-requests, and running a FastAPI app under uvicorn."""
+"""Pieces the controller and the model worker share: request-size limit, 4xx for bad requests, and running
+a FastAPI app under uvicorn."""
 
 from __future__ import annotations
-
-import logging
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -11,14 +9,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from llava.serve.protocol import validation_message
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per heartbeat otherwise
-
 
 class BodySizeLimit:
     """ASGI middleware: a request body must announce its size in Content-Length and stay under `max_bytes`
@@ -54,10 +44,8 @@ def readable_validation_errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _handler(request: Request, exc: RequestValidationError):  # noqa: ARG001 (FastAPI's signature)
         errors = exc.errors()
-        return JSONResponse(
-            {"detail": validation_message(errors), "errors": [{"loc": e.get("loc"), "msg": e.get("msg")} for e in errors]},
-            status_code=422,
-        )
+        listed = [{"loc": e.get("loc"), "msg": e.get("msg")} for e in errors]
+        return JSONResponse({"detail": validation_message(errors), "errors": listed}, status_code=422)
 
 
 def run_app(app: FastAPI, host: str, port: int, log_level: str = "info") -> None:

@@ -29,6 +29,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import sys
 import threading
 import time
 from typing import Any
@@ -43,12 +44,10 @@ from llava.eval.pruning_args import add_pruning_args
 from llava.mm_utils import get_model_name_from_path
 from llava.model.builder import load_pretrained_model
 from llava.model.pruning import PruningConfigError, make_dart_config, parse_dart_config
-from llava.serve.http_utils import BodySizeLimit, configure_logging, readable_validation_errors, run_app
+from llava.serve import DEFAULT_CONTROLLER_PORT, DEFAULT_HOST, DEFAULT_WORKER_PORT, configure_logging
+from llava.serve.http_utils import BodySizeLimit, readable_validation_errors, run_app
 from llava.serve.inference import DartSettingGate, PromptError, SamplingParams, StreamedGeneration, prepare_inputs
 from llava.serve.protocol import (
-    DEFAULT_CONTROLLER_PORT,
-    DEFAULT_HOST,
-    DEFAULT_WORKER_PORT,
     NDJSON_MEDIA_TYPE,
     BadImage,
     ErrorCode,
@@ -163,11 +162,12 @@ class ModelWorker:
                 413, f"prompt: {len(request.prompt)} characters, more than the limit of {limits.max_prompt_chars}"
             )
         if request.max_new_tokens > limits.max_new_tokens:
-            raise HTTPException(
-                422, f"max_new_tokens: {request.max_new_tokens} is more than this worker's limit of {limits.max_new_tokens}"
-            )
+            raise HTTPException(422, f"max_new_tokens: {request.max_new_tokens} is more than this worker's limit "
+                                     f"of {limits.max_new_tokens}")
         if len(request.images) > limits.images.max_images:
-            raise HTTPException(413, f"images: {len(request.images)} images, more than the limit of {limits.images.max_images}")
+            raise HTTPException(
+                413, f"images: {len(request.images)} images, more than the limit of {limits.images.max_images}"
+            )
         try:
             images = [decode_image(data, limits.images, i) for i, data in enumerate(request.images)]
         except BadImage as exc:
@@ -395,10 +395,14 @@ def main(argv=None) -> None:
         ImageLimits(args.max_image_bytes, args.max_image_pixels, args.max_images),
         args.max_prompt_chars, args.max_new_tokens_limit,
     )
-    worker = ModelWorker(
-        args.model_path, args.model_base, args.model_name, args.device, args.load_8bit, args.load_4bit,
-        args.attn_implementation, dart_defaults_from_args(args), args.limit_model_concurrency, limits,
-    )
+    try:
+        worker = ModelWorker(
+            args.model_path, args.model_base, args.model_name, args.device, args.load_8bit, args.load_4bit,
+            args.attn_implementation, dart_defaults_from_args(args), args.limit_model_concurrency, limits,
+        )
+    except (FileNotFoundError, ImportError, ValueError) as exc:  # bad flags or checkpoint: one clear line
+        logger.error("cannot start the worker: %s", exc)
+        sys.exit(2)
     address = worker_address(args)
     if not args.no_register:
         HeartBeat(worker, args.controller_address, address, args.heart_beat_interval).start()

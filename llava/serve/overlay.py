@@ -29,7 +29,8 @@ def model_view(image: Image.Image, image_aspect_ratio: str | None, size: int,
         return square.resize((size, size), Image.Resampling.BICUBIC)
     # CLIP processor: resize the shortest side to `size`, centre-crop `size` x `size`.
     scale = size / min(width, height)
-    resized = image.resize((max(size, round(width * scale)), max(size, round(height * scale))), Image.Resampling.BICUBIC)
+    target = (max(size, round(width * scale)), max(size, round(height * scale)))
+    resized = image.resize(target, Image.Resampling.BICUBIC)
     left = (resized.width - size) // 2
     top = (resized.height - size) // 2
     return resized.crop((left, top, left + size, top + size))

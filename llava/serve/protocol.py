@@ -30,12 +30,6 @@ from llava.conversation import Conversation, SeparatorStyle
 
 NDJSON_MEDIA_TYPE = "application/x-ndjson"
 
-# LLaVA's default ports: controller 10000, model worker 40000 (its docs), Gradio 7860.
-DEFAULT_CONTROLLER_PORT = 10000
-DEFAULT_WORKER_PORT = 40000
-DEFAULT_WEB_PORT = 7860
-DEFAULT_HOST = "127.0.0.1"  # loopback unless told otherwise
-
 # Image formats a worker decodes; anything else is refused before a decoder runs.
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 

@@ -115,3 +115,13 @@ def test_sigterm_stops_all_three_servers(demo):
 
     for name, port in demo["ports"].items():
         wait_until(lambda: closed(port), 15, what=f"the {name} port to close")
+
+
+def test_demo_without_the_serve_extra_says_what_to_install(monkeypatch, caplog):
+    from llava.serve import demo as demo_module
+
+    real_find_spec = demo_module.importlib.util.find_spec
+    monkeypatch.setattr(demo_module.importlib.util, "find_spec",
+                        lambda name: None if name in ("gradio", "uvicorn") else real_find_spec(name))
+    assert demo_module.main([]) == 2
+    assert "the demo needs uvicorn, gradio: install the serve extra (bash scripts/setup_env.sh serve" in caplog.text

@@ -194,3 +194,13 @@ def test_a_failure_during_generation_ends_the_stream_with_an_error_chunk(tiny_ck
         with client.stream("POST", "/worker_generate_stream", json=generate_payload(max_new_tokens=2)) as response:
             final = json.loads([line for line in response.iter_lines() if line][-1])
         assert final["error_code"] == 0 and final["usage"]["completion_tokens"] == 2
+
+
+def test_a_worker_with_bad_dart_flags_refuses_to_start(tiny_ckpt, caplog):
+    from llava.serve import model_worker
+
+    with pytest.raises(SystemExit) as info:
+        model_worker.main(["--model-path", str(tiny_ckpt), "--device", "cpu", "--no-register", "--sparse",
+                           "--pruned_layer", "4"])
+    assert info.value.code == 2
+    assert "cannot start the worker: DART_config['K']=4 must be in 1..3" in caplog.text
