@@ -33,6 +33,7 @@ import time
 import httpx
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
 
 from llava.constants import CONTROLLER_HEART_BEAT_EXPIRATION
 from llava.serve import DEFAULT_CONTROLLER_PORT, DEFAULT_HOST, configure_logging
@@ -43,6 +44,7 @@ from llava.serve.protocol import (
     ModelRequest,
     RegisterWorkerRequest,
     WorkerStatus,
+    validation_message,
 )
 
 logger = logging.getLogger("llava.serve.controller")
@@ -221,8 +223,10 @@ async def _forward_generation(controller: Controller, body: bytes) -> Response:
     """Send the request to a worker of its model; on a connection failure drop that worker and try the next."""
     try:
         model = ModelRequest.model_validate({"model": _model_field(body)}).model
+    except ValidationError as exc:
+        return JSONResponse({"detail": validation_message(exc.errors())}, status_code=422)
     except ValueError as exc:
-        return JSONResponse({"detail": f"model: {exc}"}, status_code=422)
+        return JSONResponse({"detail": str(exc)}, status_code=422)
     tried: set[str] = set()
     while True:
         address = controller.get_worker_address(model, exclude=tried)

@@ -325,16 +325,20 @@ class WebServer:
         })
 
     def _stream_with_retry(self, model: str, payload: dict[str, Any]):
-        """Stream from the controller's pick; if that worker cannot be reached, refresh and try once more."""
+        """Stream from the controller's pick. If that worker cannot be reached (no answer at all, not a
+        refusal, nothing received yet), refresh the controller's list and try once more."""
         for attempt in range(2):
             address = get_worker_address(self.config.controller_url, model)
             if not address:
                 raise ServeError(f"no worker serves {model!r} right now")
+            received = False
             try:
-                yield from stream_generate(address, payload, self.config.request_timeout)
+                for chunk in stream_generate(address, payload, self.config.request_timeout):
+                    received = True
+                    yield chunk
                 return
             except ServeError as exc:
-                if exc.status is not None or attempt == 1:
+                if exc.status is not None or received or attempt == 1:
                     raise
                 logger.warning("worker %s unreachable (%s); refreshing the worker list", address, exc)
                 self.fetch_models(refresh=True)

@@ -1,6 +1,7 @@
 """The controller: dispatch rules in-process, then heartbeats, expiry and re-dispatch with real processes."""
 
 import asyncio
+import json
 import random
 import time
 from collections import Counter
@@ -138,7 +139,17 @@ def test_controller_answers_bad_requests_with_422_naming_the_field(controller, e
     assert message in response.json()["detail"]
 
 
-def test_forwarding_needs_a_model_name(controller):
-    response = httpx.post(f"{controller}/worker_generate_stream", json={"prompt": "hi"})
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"prompt": "hi"}, "the request must name the model"),
+        ({"model": 3, "prompt": "hi"}, "model: Input should be a valid string"),
+        ("[]", "the request must name the model"),
+        ("{oops", "the body is not JSON"),
+    ],
+)
+def test_forwarding_needs_a_model_name(controller, body, message):
+    content = body if isinstance(body, str) else json.dumps(body)
+    response = httpx.post(f"{controller}/worker_generate_stream", content=content)
     assert response.status_code == 422
-    assert "the request must name the model" in response.json()["detail"]
+    assert response.json()["detail"] == message

@@ -3,8 +3,9 @@
 import dataclasses
 import json
 
+import httpx
 import pytest
-from serve_helpers import scene_image
+from serve_helpers import free_port, registered_workers, scene_image
 
 from llava.conversation import get_conv_template
 from llava.serve.gradio_web_server import (
@@ -119,6 +120,18 @@ def test_a_model_without_worker_gets_a_clear_message(server):
     state = ChatState()
     final = _ask(server, state, "Hello?", scene_image(), model="ghost")[-1]
     assert final[1][-1]["content"] == "**Error:** no worker serves 'ghost' right now"
+
+
+def test_an_unreachable_worker_is_dropped_and_the_user_told(server, controller):
+    dead = f"http://127.0.0.1:{free_port()}"
+    status = {"model_names": ["ghost2"], "speed": 1, "queue_length": 0}
+    httpx.post(f"{controller}/register_worker",
+               json={"worker_name": dead, "check_heart_beat": False, "worker_status": status}).raise_for_status()
+    final = _ask(server, ChatState(), "Hello?", scene_image(), model="ghost2")[-1]
+    # The connection failed, the web server had the controller refresh its list (dropping the dead worker)
+    # and asked again: nobody serves the model now.
+    assert final[1][-1]["content"] == "**Error:** no worker serves 'ghost2' right now"
+    assert dead not in registered_workers(controller)
 
 
 def test_empty_input_is_ignored(server):
