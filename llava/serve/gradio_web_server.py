@@ -58,13 +58,24 @@ class ServerConfig:
 
 @dataclasses.dataclass
 class ChatState:
-    """One browser session: the conversation (LLaVA's `Conversation`, images inside the first user message)
-    and whether its last answer failed (a failed exchange is dropped before the next question)."""
+    """One browser session: the conversation (LLaVA's `Conversation`, images inside the first user message),
+    whether its last answer failed (a failed exchange is dropped before the next question), and each
+    answer's pruning line, shown under it but never part of the prompt (keyed by message index)."""
 
     conv: Conversation | None = None
     skip_next: bool = False
     failed: bool = False
     last_pruning: dict[str, Any] | None = None
+    answer_notes: dict[int, str] = dataclasses.field(default_factory=dict)
+
+    def new_conversation(self, conv: Conversation) -> None:
+        self.conv = conv
+        self.answer_notes = {}
+        self.last_pruning = None
+
+    def drop_last_exchange(self) -> None:
+        del self.conv.messages[-2:]
+        self.answer_notes = {i: note for i, note in self.answer_notes.items() if i < len(self.conv.messages)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,8 +121,8 @@ def to_chatbot(state: ChatState) -> list[dict[str, str]]:
     if conv is None:
         return []
     messages = []
-    for i, (_, message) in enumerate(conv.messages[conv.offset:]):
-        role = "user" if i % 2 == 0 else "assistant"
+    for i, (_, message) in enumerate(conv.messages[conv.offset:], start=conv.offset):
+        role = "user" if (i - conv.offset) % 2 == 0 else "assistant"
         if role == "assistant" and message is None:
             continue
         text = _message_text(message)
@@ -119,6 +130,8 @@ def to_chatbot(state: ChatState) -> list[dict[str, str]]:
             text = "(image)"
         if role == "assistant" and not text:
             text = "*(empty answer)*"
+        if i in state.answer_notes:
+            text += f"\n\n*{state.answer_notes[i]}*"
         messages.append({"role": role, "content": text})
     return messages
 
@@ -145,6 +158,18 @@ def format_stats(final: dict[str, Any]) -> str:
     usage = final.get("usage") or {}
     if "completion_tokens" in usage:
         parts.append(f"{usage['completion_tokens']} new tokens")
+    return " · ".join(parts)
+
+
+def answer_note(final: dict[str, Any]) -> str:
+    """The short line under an answer: "DART kept 132/576 image tokens · prefill 0.093 s"."""
+    pruning = final.get("pruning") or {}
+    parts = []
+    if pruning.get("image_tokens"):
+        verb = "DART kept" if pruning.get("pruned") else "no pruning:"
+        parts.append(f"{verb} {pruning['kept_image_tokens']}/{pruning['image_tokens']} image tokens")
+    if pruning.get("prefill_seconds") is not None:
+        parts.append(f"prefill {pruning['prefill_seconds']:.3f} s")
     return " · ".join(parts)
 
 
@@ -226,18 +251,18 @@ class WebServer:
             state.skip_next = True
             return (state, to_chatbot(state), "", None) + (gr.update(),) * 5
         if state.failed and state.conv is not None:  # drop the exchange that failed
-            del state.conv.messages[-2:]
+            state.drop_last_exchange()
             state.failed = False
         if image is not None:
             text = text[:MAX_TEXT_CHARS_WITH_IMAGE]
             if "<image>" not in text:
                 text = text + "\n<image>"
             message = (text, image, image_mode)
-            state.conv = get_conv_template(template_name(template, model))
+            state.new_conversation(get_conv_template(template_name(template, model)))
         else:
             message = text[:MAX_TEXT_CHARS]
             if state.conv is None:
-                state.conv = get_conv_template(template_name(template, model))
+                state.new_conversation(get_conv_template(template_name(template, model)))
         state.conv.append_message(state.conv.roles[0], message)
         state.conv.append_message(state.conv.roles[1], None)
         state.skip_next = False
@@ -251,6 +276,7 @@ class WebServer:
         if isinstance(user[1], tuple):
             user[1] = (*user[1][:2], image_mode)
         state.conv.messages[-1][-1] = None
+        state.answer_notes.pop(len(state.conv.messages) - 1, None)
         state.failed = False
         state.skip_next = False
         return (state, to_chatbot(state)) + self._buttons(False)
@@ -314,6 +340,7 @@ class WebServer:
             return
 
         conv.messages[-1][-1] = final["text"]
+        state.answer_notes[len(conv.messages) - 1] = answer_note(final)
         pruning = final.get("pruning")
         state.last_pruning = pruning
         overlay = overlay_for(state, pruning)

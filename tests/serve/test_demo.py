@@ -82,7 +82,7 @@ def test_browser_chat_with_dart_shows_the_kept_patch_overlay(demo, tmp_path):
             size = overlay.evaluate("img => [img.naturalWidth, img.naturalHeight]")
             assert size == [504, 504]  # 24 x 24 patches, 21 px each
             chat = page.inner_text("#chatbot")
-            assert "What shapes are in the picture?" in chat
+            assert "What shapes are in the picture?" in chat and "DART kept 132/576 image tokens" in chat
             page.screenshot(path=str(ARTIFACTS / "browser_demo_dart_on.png"), full_page=True)
 
             # The switch turns pruning off for the next answer.

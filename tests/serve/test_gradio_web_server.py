@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 
 import httpx
 import pytest
@@ -54,7 +55,11 @@ def test_a_chat_turn_streams_the_answer_shows_kept_patches_and_is_logged(server)
     answer = state.conv.messages[-1][-1]
     assert CURSOR not in answer
     assert chatbot[0] == {"role": "user", "content": "What is in the picture?"}
-    assert chatbot[-1] == {"role": "assistant", "content": answer or "*(empty answer)*"}
+    # The answer, then its pruning line (shown, never sent back to the model).
+    assert chatbot[-1]["role"] == "assistant"
+    assert re.fullmatch(re.escape(answer or "*(empty answer)*") + r"\n\n\*DART kept 68/576 image tokens · prefill "
+                        r"\d+\.\d{3} s\*", chatbot[-1]["content"])
+    assert "DART kept" not in state.conv.get_prompt()
     assert "kept **68 / 576** image tokens (88.2% pruned)" in stats and "prefill" in stats
 
     # The overlay is the model's 24 x 24 patch view with exactly the kept patches outlined.
@@ -79,6 +84,8 @@ def test_follow_up_questions_continue_the_conversation_with_its_image(server):
     outputs = _ask(server, state, "And what colour is it?", dart_on=False)
     state, chatbot, overlay, stats = outputs[-1][:4]
     assert [m["role"] for m in chatbot] == ["user", "assistant", "user", "assistant"]
+    assert "*DART kept 132/576 image tokens" in chatbot[1]["content"]
+    assert "*no pruning: 576/576 image tokens" in chatbot[3]["content"]
     assert state.conv.get_prompt().count("<image>") == 1
     assert "**DART off**: kept **576 / 576**" in stats
     assert _outlined_patches(overlay) == 576
@@ -146,14 +153,15 @@ def test_sliders_follow_the_models_depth_and_image_tokens(server):
     assert server.fetch_models() == ["tiny"]
 
 
-def test_chatbot_messages_hide_the_image_token():
-    state = ChatState(conv=get_conv_template("llava_v1"))
-    state.conv.append_message("USER", ("<image>\n", scene_image(), "Default"))
-    state.conv.append_message("ASSISTANT", "")
-    state.conv.append_message("USER", "why?")
-    state.conv.append_message("ASSISTANT", None)
+def test_chatbot_messages_hide_the_image_token_and_skip_template_examples():
+    state = ChatState(conv=get_conv_template("v0"))  # vicuna_v0 starts with an example exchange (offset 2)
+    state.conv.append_message("Human", ("<image>\n", scene_image(), "Default"))
+    state.conv.append_message("Assistant", "")
+    state.conv.append_message("Human", "why?")
+    state.conv.append_message("Assistant", None)
+    state.answer_notes[3] = "DART kept 1/576 image tokens"
     assert to_chatbot(state) == [
         {"role": "user", "content": "(image)"},
-        {"role": "assistant", "content": "*(empty answer)*"},
+        {"role": "assistant", "content": "*(empty answer)*\n\n*DART kept 1/576 image tokens*"},
         {"role": "user", "content": "why?"},
     ]
