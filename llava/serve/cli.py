@@ -24,7 +24,6 @@ from llava.eval.pruning_args import add_pruning_args, dart_config_from_args
 from llava.mm_utils import get_model_name_from_path, load_image
 from llava.model.builder import load_pretrained_model
 from llava.serve.inference import (
-    DartSettingGate,
     PromptError,
     SamplingParams,
     StreamedGeneration,
@@ -70,7 +69,6 @@ def chat(args: argparse.Namespace, stdin=sys.stdin, stdout=sys.stdout) -> int:
         device=args.device, attn_implementation=args.attn_implementation,
     )
     dart_config = dart_config_from_args(args, model.config.num_hidden_layers)
-    gate = DartSettingGate(model)
     conv = get_conv_template(args.conv_mode or infer_conv_mode(model_name))
     params = SamplingParams(args.temperature, args.top_p, args.max_new_tokens, stop_string(conv))
     mm_use_im_start_end = getattr(model.config, "mm_use_im_start_end", False)
@@ -98,7 +96,7 @@ def chat(args: argparse.Namespace, stdin=sys.stdin, stdout=sys.stdout) -> int:
             stdout.write(f"\nerror: {exc}; start a new chat\n")
             return 2
         stdout.write(f"{conv.roles[1]}: ")
-        generation = StreamedGeneration(model, tokenizer, inputs, params, dart_config, gate).start()
+        generation = StreamedGeneration(model, tokenizer, inputs, params, dart_config).start()
         for delta in generation:
             stdout.write(delta)
             stdout.flush()

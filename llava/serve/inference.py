@@ -1,23 +1,19 @@
 """Streaming generation with per-call DART settings, shared by the model worker and the CLI.
 
     inputs = prepare_inputs(prompt, images, tokenizer, image_processor, model, context_len)
-    gen = StreamedGeneration(model, tokenizer, inputs, SamplingParams(...), dart_config, gate)
+    gen = StreamedGeneration(model, tokenizer, inputs, SamplingParams(...), dart_config)
     gen.start()
     for delta in gen: ...        # text pieces as the model writes them
     gen.report                   # answer, tokens, prefill time, the call's PruningRecord
 
-`model.generate` runs in a thread and hands tokens to a `TextIteratorStreamer`. The model reads
-`model.config.DART_config` when it prefills, so calls that overlap must agree on it: `DartSettingGate`
-lets calls with equal settings run together and makes a call with other settings wait its turn (FIFO).
-The kept indices themselves travel in each call's own `PruningRecord`.
+`model.generate` runs in a thread and hands tokens to a `TextIteratorStreamer`. The call's DART settings
+ride in its own `PruningRecord(dart_config=...)` (None: no pruning), as do the kept indices, so calls with
+different settings run at the same time; `model.config.DART_config` is neither read nor written here.
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import dataclasses
-import json
 import logging
 import threading
 import time
@@ -110,53 +106,6 @@ def prepare_inputs(prompt: str, images: Sequence[Image.Image], tokenizer, image_
     )
 
 
-def freeze_dart_config(dart_config: dict[str, Any] | None) -> str:
-    """A hashable, order-independent key for a DART_config dict (or None)."""
-    return json.dumps(dart_config, sort_keys=True)
-
-
-class DartSettingGate:
-    """Serializes *different* DART settings on one model, lets equal ones overlap.
-
-    `model.config.DART_config` is model-wide, and the model reads it at prefill. A call enters when it is at
-    the head of the FIFO queue and either nothing runs or what runs uses the same settings; the first call
-    of a group installs its settings. FIFO order means a call with other settings is not starved by a
-    stream of calls with the current ones.
-    """
-
-    def __init__(self, model):
-        self._model = model
-        self._cond = threading.Condition()
-        self._queue: collections.deque[object] = collections.deque()
-        self._active = 0
-        self._current: str | None = None
-
-    @property
-    def active(self) -> int:
-        return self._active
-
-    @contextlib.contextmanager
-    def use(self, dart_config: dict[str, Any] | None):
-        key = freeze_dart_config(dart_config)
-        me = object()
-        with self._cond:
-            self._queue.append(me)
-            while not (self._queue[0] is me and (self._active == 0 or key == self._current)):
-                self._cond.wait()
-            self._queue.popleft()
-            if self._active == 0:
-                self._model.config.DART_config = dart_config
-                self._current = key
-            self._active += 1
-            self._cond.notify_all()  # the next in line may share these settings
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._active -= 1
-                self._cond.notify_all()
-
-
 class _CancelCriteria(StoppingCriteria):
     def __init__(self, event: threading.Event):
         self.event = event
@@ -224,21 +173,23 @@ class GenerationReport:
 class StreamedGeneration:
     """One `model.generate` call in a thread; iterate it for text deltas, then read `report` (or `error`).
 
+    dart_config: this call's DART_config dict (validated, e.g. by `parse_dart_config(...).to_dict()`) or None
+    for no pruning; it goes into the call's `PruningRecord`, so overlapping calls never wait on each other.
+
     on_finish: called in the generation thread once generate has returned or failed (the worker frees its
     concurrency slot there, so a slot is held exactly as long as the model is busy).
     """
 
     def __init__(self, model, tokenizer, inputs: PreparedInputs, params: SamplingParams,
-                 dart_config: dict[str, Any] | None, gate: DartSettingGate,
-                 on_finish: Callable[[], None] | None = None):
+                 dart_config: dict[str, Any] | None, on_finish: Callable[[], None] | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.inputs = inputs
         self.params = params
         self.dart_config = dart_config
-        self.gate = gate
         self.on_finish = on_finish
-        self.record = PruningRecord()
+        # The settings travel with the call: None means no pruning here, whatever model.config says.
+        self.record = PruningRecord(dart_config=dart_config)
         self.streamer = _TimedStreamer(tokenizer)
         self.report: GenerationReport | None = None
         self.error: BaseException | None = None
@@ -265,7 +216,7 @@ class StreamedGeneration:
     def _run(self) -> None:
         model = self.model
         try:
-            with self.gate.use(self.dart_config), torch.inference_mode():
+            with torch.inference_mode():
                 if self._cancel.is_set():
                     return
                 pixels = self.inputs.pixels

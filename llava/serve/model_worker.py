@@ -46,7 +46,7 @@ from llava.model.builder import load_pretrained_model
 from llava.model.pruning import PruningConfigError, make_dart_config, parse_dart_config
 from llava.serve import DEFAULT_CONTROLLER_PORT, DEFAULT_HOST, DEFAULT_WORKER_PORT, configure_logging
 from llava.serve.http_utils import BodySizeLimit, readable_validation_errors, run_app
-from llava.serve.inference import DartSettingGate, PromptError, SamplingParams, StreamedGeneration, prepare_inputs
+from llava.serve.inference import PromptError, SamplingParams, StreamedGeneration, prepare_inputs
 from llava.serve.protocol import (
     NDJSON_MEDIA_TYPE,
     BadImage,
@@ -136,13 +136,14 @@ class ModelWorker:
         self.default_dart_config = self.resolve_dart({})  # fails at start-up on bad flags, not per request
         self.limits = limits
         self.slots = ConcurrencySlots(limit_model_concurrency)
-        self.gate = DartSettingGate(self.model)
-        self.model.config.DART_config = self.default_dart_config
 
     # -- settings and checks ---------------------------------------------------------------------------
 
     def resolve_dart(self, overrides: dict[str, Any]) -> dict[str, Any] | None:
         """The DART_config for a request: the worker's defaults updated by `overrides`; None = no pruning.
+
+        It travels in the request's own PruningRecord (see StreamedGeneration), so requests with different
+        settings run side by side; the worker never writes `model.config.DART_config`.
 
         Raises PruningConfigError (naming the setting) for values the model cannot use, e.g. K >= depth.
         """
@@ -187,7 +188,7 @@ class ModelWorker:
         except PromptError as exc:
             raise HTTPException(400, f"prompt: {exc}") from None
         usage = {"prompt_tokens": inputs.sequence_length}
-        return StreamedGeneration(self.model, self.tokenizer, inputs, params, dart_config, self.gate), usage
+        return StreamedGeneration(self.model, self.tokenizer, inputs, params, dart_config), usage
 
     # -- status ------------------------------------------------------------------------------------------
 

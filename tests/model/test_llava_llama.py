@@ -1,6 +1,7 @@
 """The LLaVA model with the pruning hook, checked against transformers' own Llama and against full forwards."""
 
 import logging
+import threading
 
 import pytest
 import torch
@@ -9,10 +10,10 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from llava.constants import IMAGE_TOKEN_INDEX
 from llava.conversation import conv_templates
 from llava.mm_utils import process_images, tokenizer_image_token
-from llava.model import PruningRecord
+from llava.model import USE_MODEL_CONFIG, PruningRecord
 from llava.model.language_model import llava_llama
 from llava.model.builder import load_pretrained_model
-from llava.model.pruning import PruningConfigError, make_dart_config
+from llava.model.pruning import DARTConfig, PruningConfigError, make_dart_config, parse_dart_config
 
 
 def load(ckpt, attn="eager"):
@@ -346,3 +347,105 @@ def test_decoding_a_pruned_cache_without_its_record_is_a_clear_error(eager, inpu
         cache = model(input_ids=ids, images=images, use_cache=True).past_key_values
         with pytest.raises(ValueError, match="no pruning_record was passed"):
             model(input_ids=torch.tensor([[5]]), past_key_values=cache, use_cache=True)
+
+
+# -- per-call settings in the PruningRecord --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("as_type", [dict, DARTConfig], ids=["dict", "DARTConfig"])
+def test_record_settings_prune_when_model_config_is_off(eager, inputs, as_type):
+    _, model, _ = eager
+    ids, images = inputs
+    settings = make_dart_config(max_num_trunction=32)
+    per_call = PruningRecord(dart_config=settings if as_type is dict else parse_dart_config(settings))
+    with torch.no_grad():
+        ours = model(input_ids=ids, images=images, pruning_record=per_call).logits
+        set_dart(model, max_num_trunction=32)  # the same settings model-wide: the historical interface
+        model_wide = PruningRecord()
+        reference = model(input_ids=ids, images=images, pruning_record=model_wide).logits
+    assert per_call.layer == 2 and per_call.num_kept_image_tokens() == 4 + 8 * (32 // 8)
+    assert torch.equal(per_call.keep, model_wide.keep)
+    torch.testing.assert_close(ours, reference, rtol=0, atol=0)
+
+
+def test_record_saying_no_pruning_overrides_model_config(eager, inputs):
+    _, model, _ = eager
+    ids, images = inputs
+    with torch.no_grad():
+        unpruned = model(input_ids=ids, images=images).logits
+        set_dart(model, max_num_trunction=16)
+        off = PruningRecord(dart_config=None)
+        ours = model(input_ids=ids, images=images, pruning_record=off).logits
+        # The default (USE_MODEL_CONFIG) still reads model.config, so this call prunes.
+        default = PruningRecord()
+        model(input_ids=ids, images=images, pruning_record=default)
+    assert PruningRecord().dart_config is USE_MODEL_CONFIG
+    assert not off.pruned and off.num_kept_image_tokens() == 576
+    torch.testing.assert_close(ours, unpruned, rtol=0, atol=0)
+    assert default.pruned and default.num_kept_image_tokens() == 4 + 8 * 2
+
+
+def test_concurrent_generates_with_different_settings_equal_sequential_ones(eager, inputs):
+    _, model, _ = eager
+    ids, images = inputs
+    set_dart(model, K=3, max_num_trunction=8)  # what the USE_MODEL_CONFIG call must see, and nothing else
+    settings = [None, make_dart_config(max_num_trunction=64), make_dart_config(K=1, max_num_trunction=16),
+                USE_MODEL_CONFIG]
+
+    def generate(setting):
+        record = PruningRecord(dart_config=setting)
+        with torch.no_grad():
+            tokens = model.generate(ids, images=images, max_new_tokens=5, min_new_tokens=5, do_sample=False,
+                                    pruning_record=record)
+        return tokens[0].tolist(), record
+
+    sequential = [generate(s) for s in settings]
+    assert [r.num_kept_image_tokens() for _, r in sequential] == [576, 4 + 64, 4 + 16, 4 + 8]
+
+    # Every call waits after its own prefill until all calls have prefilled, so they are all in flight at once
+    # (each prefilled with its own settings while the others hold theirs) before any of them decodes.
+    barrier, calls = threading.Barrier(len(settings)), threading.local()
+
+    def wait_after_prefill(module, args, output):
+        calls.count = getattr(calls, "count", 0) + 1
+        if calls.count == 1:
+            barrier.wait(timeout=60)
+
+    results: list = [None] * len(settings)
+
+    def run(i):
+        try:
+            results[i] = generate(settings[i])
+        except BaseException as exc:  # re-raised below; the barrier is broken so the others do not hang
+            barrier.abort()
+            results[i] = exc
+
+    handle = model.lm_head.register_forward_hook(wait_after_prefill)
+    try:
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(settings))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    finally:
+        handle.remove()
+    for (tokens, record), result in zip(sequential, results):
+        assert not isinstance(result, BaseException), result
+        assert result[0] == tokens
+        assert (record.keep is None and result[1].keep is None) or torch.equal(record.keep, result[1].keep)
+        assert result[1].layer == record.layer
+    assert model.config.DART_config == make_dart_config(K=3, max_num_trunction=8)  # never written by a call
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"pivot_image_tokens": 4}, r"unknown key\(s\) \['pivot_image_tokens'\]"),
+    ({"K": 4}, r"DART_config\['K'\]=4 must be in 1..3"),
+    ({"reduction_ratio": 1.5}, r"DART_config\['reduction_ratio'\] must be a number in \[0, 1\)"),
+], ids=["unknown key", "K too deep", "bad ratio"])
+def test_invalid_record_settings_are_a_clear_error_naming_the_key(eager, inputs, change, message):
+    _, model, _ = eager
+    ids, images = inputs
+    record = PruningRecord(dart_config={**make_dart_config(), **change})
+    with pytest.raises(ValueError, match=message):
+        model.generate(ids, images=images, max_new_tokens=2, pruning_record=record)
+    assert model.config.DART_config is None and not record.pruned

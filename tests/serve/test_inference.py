@@ -10,7 +10,7 @@ from llava.eval.common import generate_answer, generation_kwargs
 from llava.eval.prompting import build_prompt
 from llava.model.builder import load_pretrained_model
 from llava.model.pruning import make_dart_config, parse_dart_config
-from llava.serve.inference import DartSettingGate, PromptError, SamplingParams, StreamedGeneration, prepare_inputs
+from llava.serve.inference import PromptError, SamplingParams, StreamedGeneration, prepare_inputs
 
 DART_64 = parse_dart_config(make_dart_config(K=2, max_num_trunction=64)).to_dict()
 
@@ -18,8 +18,7 @@ DART_64 = parse_dart_config(make_dart_config(K=2, max_num_trunction=64)).to_dict
 @pytest.fixture(scope="module")
 def loaded(tiny_ckpt):
     tokenizer, model, image_processor, context_len = load_pretrained_model(str(tiny_ckpt), None, device="cpu")
-    return SimpleNamespace(tokenizer=tokenizer, model=model, image_processor=image_processor, context_len=context_len,
-                           gate=DartSettingGate(model))
+    return SimpleNamespace(tokenizer=tokenizer, model=model, image_processor=image_processor, context_len=context_len)
 
 
 def _inputs(loaded, image, question="What is shown?", max_new_tokens=6, images=None):
@@ -29,24 +28,36 @@ def _inputs(loaded, image, question="What is shown?", max_new_tokens=6, images=N
 
 
 def _run(loaded, inputs, params, dart_config, **kwargs):
-    generation = StreamedGeneration(loaded.model, loaded.tokenizer, inputs, params, dart_config, loaded.gate, **kwargs)
+    generation = StreamedGeneration(loaded.model, loaded.tokenizer, inputs, params, dart_config, **kwargs)
     deltas = list(generation.start())
     return generation, deltas
+
+
+def _wait_for(predicate):
+    deadline = time.monotonic() + 5
+    while not predicate():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
 
 
 @pytest.mark.parametrize("dart_config", [None, DART_64], ids=["unpruned", "dart64"])
 def test_streamed_answer_equals_a_plain_generate_call(loaded, tiny_image, dart_config):
     inputs = _inputs(loaded, tiny_image)
-    generation, deltas = _run(loaded, inputs, SamplingParams(temperature=0, max_new_tokens=6), dart_config)
-    assert generation.error is None
-    report = generation.report
+    # The call's own settings decide, not model.config: give model.config the opposite.
+    loaded.model.config.DART_config = None if dart_config else DART_64
+    try:
+        generation, deltas = _run(loaded, inputs, SamplingParams(temperature=0, max_new_tokens=6), dart_config)
+        assert generation.error is None
+        report = generation.report
 
-    # The reference: the eval core's generate_answer with the same DART_config, not streamed.
-    loaded.model.config.DART_config = dart_config
-    reference = generate_answer(
-        loaded.model, loaded.tokenizer, inputs.input_ids, inputs.pixels, inputs.image_sizes,
-        generation_kwargs(SimpleNamespace(temperature=0, num_beams=1, max_new_tokens=6, top_p=None)),
-    )
+        # The reference: the eval core's generate_answer with the same DART_config model-wide, not streamed.
+        loaded.model.config.DART_config = dart_config
+        reference = generate_answer(
+            loaded.model, loaded.tokenizer, inputs.input_ids, inputs.pixels, inputs.image_sizes,
+            generation_kwargs(SimpleNamespace(temperature=0, num_beams=1, max_new_tokens=6, top_p=None)),
+        )
+    finally:
+        loaded.model.config.DART_config = None
     assert "".join(deltas).strip() == report.text == reference.text
     assert report.num_tokens == reference.num_tokens == 6  # the random model never stops by itself
     assert report.finish_reason == "length"
@@ -92,8 +103,7 @@ def test_prepare_inputs_refuses_mismatched_images_and_overlong_prompts(loaded, t
 
 def test_cancel_stops_after_the_current_token(loaded, tiny_image):
     inputs = _inputs(loaded, tiny_image, max_new_tokens=400)
-    generation = StreamedGeneration(loaded.model, loaded.tokenizer, inputs, SamplingParams(0, 1, 400), None,
-                                    loaded.gate).start()
+    generation = StreamedGeneration(loaded.model, loaded.tokenizer, inputs, SamplingParams(0, 1, 400), None).start()
     _wait_for(lambda: generation.streamer.num_tokens > 0)  # decoding has started
     generation.cancel()
     list(generation)
@@ -112,66 +122,45 @@ def test_a_failing_generate_is_reported_and_frees_the_slot(loaded, tiny_image, m
     assert deltas == [] and generation.report is None
     assert "device on fire" in str(generation.error)
     assert finished == [True]
-    assert loaded.gate.active == 0
 
 
-# -- the gate that keeps concurrent calls' DART settings apart ----------------------------------------------
+# -- overlapping calls with different DART settings -------------------------------------------------------
 
 
-def _holder(gate, settings, log, hold: threading.Event, name):
-    with gate.use(settings):
-        log.append(("enter", name, gate._model.config.DART_config))
-        hold.wait(5)
-        log.append(("exit", name))
+def test_overlapping_streams_with_different_settings_run_at_once(loaded, tiny_image):
+    inputs = _inputs(loaded, tiny_image)
+    params = SamplingParams(temperature=0, max_new_tokens=6)
+    settings = [None, DART_64, parse_dart_config(make_dart_config(K=3, max_num_trunction=16)).to_dict()]
+    alone = [_run(loaded, inputs, params, dart_config)[0].report for dart_config in settings]
 
+    # Each call waits after its prefill until every call has prefilled: this completes only if no call
+    # waits for another to finish (the old model-wide settings had to serialize these three).
+    barrier, calls = threading.Barrier(len(settings)), threading.local()
 
-def _start(*args):
-    thread = threading.Thread(target=_holder, args=args)
-    thread.start()
-    return thread
+    def wait_after_prefill(module, args, output):
+        calls.count = getattr(calls, "count", 0) + 1
+        if calls.count == 1:
+            barrier.wait(timeout=60)
 
-
-def _wait_for(predicate):
-    deadline = time.monotonic() + 5
-    while not predicate():
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-
-
-def test_gate_lets_equal_settings_overlap():
-    gate = DartSettingGate(SimpleNamespace(config=SimpleNamespace(DART_config="initial")))
-    log, hold = [], threading.Event()
-    threads = [_start(gate, {"K": 2}, log, hold, name) for name in "ab"]
-    _wait_for(lambda: gate.active == 2)  # both inside at once
-    hold.set()
-    for t in threads:
-        t.join()
-    assert [entry[2] for entry in log if entry[0] == "enter"] == [{"K": 2}, {"K": 2}]
-
-
-def test_gate_serializes_different_settings_in_arrival_order():
-    model = SimpleNamespace(config=SimpleNamespace(DART_config=None))
-    gate = DartSettingGate(model)
-    log = []
-    hold_a, hold_b, hold_c = threading.Event(), threading.Event(), threading.Event()
-    a = _start(gate, {"K": 2}, log, hold_a, "a")
-    _wait_for(lambda: gate.active == 1)
-    b = _start(gate, None, log, hold_b, "b")  # other settings: must wait for a
-    _wait_for(lambda: len(gate._queue) == 1)
-    c = _start(gate, {"K": 2}, log, hold_c, "c")  # a's settings, but behind b: must not overtake it
-    _wait_for(lambda: len(gate._queue) == 2)
-    assert gate.active == 1 and model.config.DART_config == {"K": 2}
-    hold_a.set()
-    a.join()
-    _wait_for(lambda: ("enter", "b", None) in log)
-    assert gate.active == 1 and model.config.DART_config is None  # c still waits: b's settings differ
-    hold_b.set()
-    b.join()
-    hold_c.set()
-    c.join()
-    assert [(e[0], e[1]) for e in log] == [("enter", "a"), ("exit", "a"), ("enter", "b"), ("exit", "b"),
-                                           ("enter", "c"), ("exit", "c")]
-    assert log[4][2] == {"K": 2}
+    handle = loaded.model.lm_head.register_forward_hook(wait_after_prefill)
+    try:
+        generations = [StreamedGeneration(loaded.model, loaded.tokenizer, inputs, params, dart_config).start()
+                       for dart_config in settings]
+        texts = ["".join(g) for g in generations]
+    finally:
+        handle.remove()
+    assert not barrier.broken
+    for generation, text, reference, dart_config in zip(generations, texts, alone, settings):
+        assert generation.error is None
+        report = generation.report
+        assert text.strip() == report.text == reference.text
+        pruning = report.pruning()
+        assert pruning["config"] == dart_config and pruning["enabled"] is (dart_config is not None)
+        assert pruning["kept_image_tokens"] == reference.record.num_kept_image_tokens()
+        assert pruning["kept_indices"] == reference.pruning()["kept_indices"]
+    assert [g.report.record.num_kept_image_tokens() for g in generations] == [576, 4 + 64, 4 + 16]
+    assert [g.report.record.layer for g in generations] == [None, 2, 3]
+    assert loaded.model.config.DART_config is None  # never written by a call
 
 
 def test_sampling_params_follow_llavas_temperature_convention():

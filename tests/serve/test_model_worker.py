@@ -1,8 +1,10 @@
 """The model worker over loopback: streamed answers with their pruning report, per-request DART settings,
 bad requests answered with 4xx while the worker keeps serving."""
 
+import asyncio
 import base64
 import json
+import threading
 
 import httpx
 import pytest
@@ -20,6 +22,7 @@ from serve_helpers import (
 )
 
 from llava.serve.model_worker import ModelWorker, create_app
+from llava.serve.protocol import GenerateRequest
 
 
 def _check_stream(chunks: list[dict]) -> dict:
@@ -194,6 +197,41 @@ def test_a_failure_during_generation_ends_the_stream_with_an_error_chunk(tiny_ck
         with client.stream("POST", "/worker_generate_stream", json=generate_payload(max_new_tokens=2)) as response:
             final = json.loads([line for line in response.iter_lines() if line][-1])
         assert final["error_code"] == 0 and final["usage"]["completion_tokens"] == 2
+
+
+def test_overlapping_requests_with_different_dart_settings_run_at_once(tiny_ckpt):
+    worker = ModelWorker(str(tiny_ckpt), model_name="tiny", device="cpu", limit_model_concurrency=2,
+                         dart_defaults={"sparse": True, "max_num_trunction": 128})
+    darts = [{"sparse": False}, {"max_num_trunction": 64}]
+    requests = [GenerateRequest(**generate_payload(max_new_tokens=3, dart=dart)) for dart in darts]
+
+    # Each request's generation waits after its prefill until the other one has prefilled too: this only
+    # completes if neither request waits for the other to finish.
+    barrier, calls = threading.Barrier(len(requests)), threading.local()
+
+    def wait_after_prefill(module, args, output):
+        calls.count = getattr(calls, "count", 0) + 1
+        if calls.count == 1:
+            barrier.wait(timeout=60)
+
+    async def last_chunk(request):
+        generation, usage = worker.prepare(request)
+        return [json.loads(chunk) async for chunk in worker.stream(generation, usage)][-1]
+
+    async def both():
+        return await asyncio.gather(*(last_chunk(request) for request in requests))
+
+    handle = worker.model.lm_head.register_forward_hook(wait_after_prefill)
+    try:
+        finals = asyncio.run(both())
+    finally:
+        handle.remove()
+    assert not barrier.broken
+    assert [final["error_code"] for final in finals] == [0, 0]
+    assert [final["pruning"]["kept_image_tokens"] for final in finals] == [576, 4 + 8 * 8]
+    assert [final["pruning"]["pruned"] for final in finals] == [False, True]
+    assert finals[1]["pruning"]["config"]["max_num_trunction"] == 64
+    assert getattr(worker.model.config, "DART_config", None) is None  # the worker never sets it
 
 
 def test_a_worker_with_bad_dart_flags_refuses_to_start(tiny_ckpt, caplog):

@@ -2,8 +2,9 @@
 
 `LlavaLlamaModel` subclasses transformers' `LlamaModel` and overrides only `forward`: the decoder loop is
 the library's, plus one hook before layer K where the configured pruning method picks the tokens that
-layers K..N-1 keep. Per-call pruning state (image spans in, kept indices out) travels in a
-`PruningRecord`, never in `model.config`.
+layers K..N-1 keep. Per-call pruning state (settings and image spans in, kept indices out) travels in a
+`PruningRecord`, never in `model.config`; `model.config.DART_config` is only the default for calls whose
+record leaves the settings unset.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, LlamaModel
@@ -35,6 +38,18 @@ def _warn_once(message: str) -> None:
         logger.warning(message)
 
 
+class _UseModelConfig:
+    """Type of `USE_MODEL_CONFIG`; one instance, so `record.dart_config is USE_MODEL_CONFIG` is the test."""
+
+    def __repr__(self) -> str:
+        return "USE_MODEL_CONFIG"
+
+
+# PruningRecord.dart_config's default: "not set for this call, read model.config.DART_config at prefill".
+# Distinct from None, which means "no pruning for this call" (as DART_config = None does model-wide).
+USE_MODEL_CONFIG = _UseModelConfig()
+
+
 class LlavaConfig(LlamaConfig):
     """LLaMA config plus LLaVA's `mm_*` fields and the optional `DART_config` dict (None: no pruning)."""
 
@@ -51,6 +66,10 @@ class PruningRecord:
     keep: (B, L') ascending absolute positions, in the prefill sequence, of the tokens layers >= `layer` kept.
     forced_keep: if set before the call, used instead of running the pruning method (positions past its
         length, e.g. generated tokens in a longer sequence, are kept too).
+    dart_config: this call's pruning settings, read at prefill: a `DARTConfig` or a `DART_config` dict
+        (validated against the model's depth then; a bad key raises PruningConfigError, a ValueError),
+        None for "no pruning in this call", or `USE_MODEL_CONFIG` (the default) for `model.config.DART_config`.
+        Concurrent calls with different settings need nothing else: `model.config` is not touched.
     """
 
     keep: torch.Tensor | None = None
@@ -59,6 +78,7 @@ class PruningRecord:
     image_spans: list[list[ImageSpan]] | None = None
     selection_seconds: float = 0.0
     forced_keep: torch.Tensor | None = None
+    dart_config: DARTConfig | Mapping[str, Any] | None | _UseModelConfig = USE_MODEL_CONFIG
 
     @property
     def pruned(self) -> bool:
@@ -111,8 +131,11 @@ class LlavaLlamaModel(LlavaMetaModel, LlamaModel):
     def __init__(self, config: LlamaConfig):
         super().__init__(config)
 
-    def dart_config(self) -> DARTConfig | None:
-        raw = getattr(self.config, "DART_config", None)
+    def dart_config(self, record: PruningRecord | None = None) -> DARTConfig | None:
+        """The pruning settings of a call: the record's own if it sets them, else `config.DART_config`."""
+        raw = getattr(record, "dart_config", USE_MODEL_CONFIG)
+        if raw is USE_MODEL_CONFIG:
+            raw = getattr(self.config, "DART_config", None)
         return None if raw is None else parse_dart_config(raw, self.config.num_hidden_layers)
 
     @merge_with_config_defaults
@@ -132,7 +155,7 @@ class LlavaLlamaModel(LlavaMetaModel, LlamaModel):
         """LlamaModel.forward plus the pruning hook.
 
         image_spans: per sample, the (start, length) of each image's tokens (from the splice); pruning runs
-            at prefill when DART_config is set and a sample has an image.
+            at prefill when the call's settings (`dart_config(pruning_record)`) are set and a sample has an image.
         pruning_record: per-call state; filled at prefill, needed again at each decoding step.
         """
         if (input_ids is None) ^ (inputs_embeds is not None):
@@ -180,7 +203,7 @@ class LlavaLlamaModel(LlavaMetaModel, LlamaModel):
     def _pruning_layer(self, record, image_spans, cache, past_length: int, query_length: int) -> int | None:
         """The layer before which this call switches to the pruned sequence, or None."""
         if past_length == 0:
-            cfg = self.dart_config()
+            cfg = self.dart_config(record)
             has_image = image_spans is not None and any(len(spans) > 0 for spans in image_spans)
             if cfg is None or not (has_image or record.forced_keep is not None) or query_length < 2:
                 return None
@@ -228,7 +251,7 @@ class LlavaLlamaModel(LlavaMetaModel, LlamaModel):
         return hidden_states, {"attention_mask": causal_mask, "position_embeddings": position_embeddings, "position_ids": None}
 
     def _select_keep(self, record, hidden_states, layer_input, position_embeddings, cache, image_spans) -> torch.Tensor:
-        cfg = self.dart_config()
+        cfg = self.dart_config(record)
         batch, length, _ = hidden_states.shape
         start_time = time.perf_counter()
         if record.forced_keep is not None:
@@ -266,7 +289,7 @@ class LlavaLlamaModel(LlavaMetaModel, LlamaModel):
         if len(spans) > 1:
             raise NotImplementedError(
                 f"DART prunes one image span per sample; this prompt has {len(spans)} images. "
-                "Disable pruning (DART_config=None) for multi-image prompts"
+                "Disable pruning for multi-image prompts (DART_config=None, or PruningRecord(dart_config=None) per call)"
             )
         start, count = spans[0]
         explicit = (cfg.image_token_start_index, cfg.image_token_length)
