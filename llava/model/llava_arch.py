@@ -172,11 +172,19 @@ def _splice_one(ids, labels, features, next_image, embed_tokens):
     return torch.cat(embeds), (torch.cat(label_parts) if labels is not None else None), spans
 
 
+_truncation_warned = False
+
+
 def _truncate(sample, max_length):
+    global _truncation_warned
     embeds, labels, spans = sample
     if embeds.shape[0] <= max_length:
         return sample
-    logger.warning("sequence of %d tokens truncated to tokenizer_model_max_length=%d", embeds.shape[0], max_length)
+    # Training on long conversations truncates routinely: say it once, then only at debug level.
+    log = logger.debug if _truncation_warned else logger.warning
+    log("sequence of %d tokens truncated to tokenizer_model_max_length=%d%s", embeds.shape[0], max_length,
+        "" if _truncation_warned else " (further truncations are logged at debug level)")
+    _truncation_warned = True
     spans = [(s, min(n, max_length - s)) for s, n in spans if s < max_length]
     return embeds[:max_length], (labels[:max_length] if labels is not None else None), spans
 

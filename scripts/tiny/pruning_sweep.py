@@ -91,7 +91,11 @@ def run(bench: str, ckpt: str, method: str | None, budget: int | None) -> tuple[
 
 
 def plot(results: dict, budgets: list[int], path: Path) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        sys.exit("the plot needs matplotlib (the scores are saved): bash scripts/setup_env.sh plot, then "
+                 "python scripts/tiny/pruning_sweep.py --replot")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
