@@ -4,10 +4,8 @@
 
 Real LLaVA freezes a CLIP tower pretrained on web images; a random tower gives the language model nothing
 to learn from (DESIGN §7). Here the tower learns dense, per-patch targets computed from the scene's
-geometry: which colour, which kind and which (colour, kind) object covers the patch, which word's ink
-covers it, which cell of the 3x3 grid it lies in, plus the word from the CLS token. Every attribute a
-question can ask about or refer to is then linearly readable from the patch that shows it, so the
-language model only has to learn where to look (the CLS token is dropped by LLaVA's "patch" features). The heads read the layer LLaVA reads (`mm_vision_select_layer = -2`), so the patch
+geometry: which colour and which kind of shape covers the patch, whether text ink does, plus the word from
+the CLS token. The heads read the layer LLaVA reads (`mm_vision_select_layer = -2`), so the patch
 features the projector sees are exactly the trained ones. Scenes are drawn fresh for every batch.
 """
 
@@ -41,26 +39,21 @@ def coverage(scene: Scene) -> np.ndarray:
     return mask.reshape(GRID, PATCH, GRID, PATCH).mean(axis=(1, 3))
 
 
-CELLS = (np.arange(GRID)[:, None] // (GRID // 3)) * 3 + np.arange(GRID)[None, :] // (GRID // 3)  # (GRID, GRID)
-
-
-def patch_targets(scene: Scene) -> dict[str, np.ndarray | int]:
-    """Per patch: colour class (0 none, 1.. COLORS), kind class (0 none, 1.. KINDS), object class (0 none,
-    1.. COLORS x KINDS), word class of the ink (0 none, 1.. WORDS), grid cell (0..8); and the word class of
-    the scene for the CLS token. Each object is rendered alone to get its own coverage."""
+def patch_targets(scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Per patch: colour class (0 none, 1.. COLORS), kind class (0 none, 1.. KINDS), text ink (0/1);
+    and the word class (0 none, 1.. WORDS). Each object is rendered alone to get its own coverage."""
     colour = np.zeros((GRID, GRID), dtype=np.int64)
     kind = np.zeros((GRID, GRID), dtype=np.int64)
     for shape in scene.shapes:
         covered = coverage(Scene(scene.background, (shape,), None)) >= COVERED
         colour[covered] = 1 + list(COLORS).index(shape.color)
         kind[covered] = 1 + KINDS.index(shape.kind)
-    obj = np.where(colour > 0, (colour - 1) * len(KINDS) + kind, 0)
-    ink = np.zeros((GRID, GRID), dtype=np.int64)
+    text = np.zeros((GRID, GRID), dtype=np.int64)
     word = 0
     if scene.word is not None:
+        text = (coverage(Scene(scene.background, (), scene.word)) >= COVERED).astype(np.int64)
         word = 1 + WORDS.index(scene.word.text)
-        ink[coverage(Scene(scene.background, (), scene.word)) >= COVERED] = word
-    return {"colour": colour, "kind": kind, "object": obj, "ink": ink, "cell": CELLS, "word": word}
+    return colour, kind, text, word
 
 
 def batch(rng: random.Random, size: int) -> dict[str, torch.Tensor]:
@@ -71,29 +64,25 @@ def batch(rng: random.Random, size: int) -> dict[str, torch.Tensor]:
     targets = [patch_targets(s) for s in scenes]
     return {
         "pixel_values": torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous(),
-        **{name: torch.from_numpy(np.stack([t[name] for t in targets])).flatten(1) for name in PATCH_CLASSES},
-        "word": torch.tensor([t["word"] for t in targets]),
+        "colour": torch.from_numpy(np.stack([t[0] for t in targets])).flatten(1),
+        "kind": torch.from_numpy(np.stack([t[1] for t in targets])).flatten(1),
+        "text": torch.from_numpy(np.stack([t[2] for t in targets])).flatten(1),
+        "word": torch.tensor([t[3] for t in targets]),
     }
 
 
-PATCH_CLASSES = {  # per-patch target -> number of classes
-    "colour": 1 + len(COLORS), "kind": 1 + len(KINDS), "object": 1 + len(COLORS) * len(KINDS),
-    "ink": 1 + len(WORDS), "cell": 9,
-}
-
-
 class Heads(nn.Module):
-    """Linear heads: one per patch target on the patch tokens, the scene's word on the CLS token."""
-
     def __init__(self, width: int):
         super().__init__()
-        self.patch = nn.ModuleDict({name: nn.Linear(width, n) for name, n in PATCH_CLASSES.items()})
+        self.colour = nn.Linear(width, 1 + len(COLORS))
+        self.kind = nn.Linear(width, 1 + len(KINDS))
+        self.text = nn.Linear(width, 2)
         self.word = nn.Linear(width, 1 + len(WORDS))
 
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         """features: (B, 1 + patches, width) from the selected layer."""
         patches, cls = features[:, 1:], features[:, 0]
-        return {**{name: head(patches) for name, head in self.patch.items()}, "word": self.word(cls)}
+        return {"colour": self.colour(patches), "kind": self.kind(patches), "text": self.text(patches), "word": self.word(cls)}
 
 
 def losses_and_accuracy(logits: dict, targets: dict) -> tuple[torch.Tensor, dict[str, float]]:
@@ -102,7 +91,7 @@ def losses_and_accuracy(logits: dict, targets: dict) -> tuple[torch.Tensor, dict
         target = targets[name]
         total = total + F.cross_entropy(out.reshape(-1, out.shape[-1]), target.reshape(-1))
         correct = out.argmax(-1) == target
-        if name not in ("word", "cell"):
+        if name != "word":
             correct = correct[target > 0]  # accuracy on the covered patches: background is the easy majority
         accuracy[name] = float(correct.float().mean()) if correct.numel() else 1.0
     return total, accuracy

@@ -1,35 +1,32 @@
 #!/usr/bin/env bash
 # Reproduces the embedded default checkpoint (checkpoints/llava-v1.5-tiny) from nothing, on the CPU:
 #   1. synthetic training data (scripts/tiny/generate_data.py; the eval sets are committed separately)
-#   2. the tiny CLIP tower, pretrained on dense per-patch targets (colour, kind, object, word ink, grid
-#      cell), then frozen (pretrain_vision_tower.py)
+#   2. the tiny CLIP tower, pretrained on dense per-patch targets, then frozen (pretrain_vision_tower.py)
 #   3. a random-init 4-layer LLaMA in the original format (llava.model.tiny_checkpoint --layout base)
 #   4. stage 1: captions with the `plain` template (projector + LLM: the LLM starts from random weights,
 #      so unlike real LLaVA it must learn language here too)
-#   5. stage 2: multi-turn question answering with the `v1` template (optionally a second, lower-lr pass)
+#   5. stage 2: multi-turn question answering with the `v1` template, then a second pass at half the lr
 #   6. packaging: fp16 safetensors, the tower inside the checkpoint (package_checkpoint.py)
-# About two hours on 2 cores. Each step is skipped when its output exists (delete WORK to start over).
+# About an hour on 2 cores. Each step is skipped when its output exists (delete WORK to start over).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 py="${PYTHON:-.venv/bin/python}"
 work="${WORK:-checkpoints/tiny-work}"
 out="${OUT:-checkpoints/llava-v1.5-tiny}"
 data=playground/data/tiny_train
-n_images="${N_IMAGES:-12000}"
+n_images="${N_IMAGES:-6000}"
 vision_steps="${VISION_STEPS:-1000}"
-stage1_steps="${STAGE1_STEPS:-400}"
-stage2_steps="${STAGE2_STEPS:-2000}"
-stage2b_steps="${STAGE2B_STEPS:-0}"  # a second, lower-lr pass over the stage-2 data (0 skips it)
-# Question types of stage 2, repeated to weight them: existence, yes/no verification and multiple choice are
-# the skills the yes/no and multiple-choice benchmarks test, and the hardest to learn.
-# STAGE2_ARGS: extra flags for stage 2, e.g. "--save_strategy steps --save_steps 500" to probe it mid-way.
+stage1_steps="${STAGE1_STEPS:-150}"
+stage2_steps="${STAGE2_STEPS:-900}"
+stage2b_steps="${STAGE2B_STEPS:-600}"  # a second, lower-lr pass over the stage-2 data (0 skips it)
+# STAGE2_ARGS: extra flags for stage 2, e.g. "--save_strategy steps --save_steps 400" to probe it mid-way
+# (scripts/tiny/probe_question_types.py); later flags win.
 read -r -a stage2_extra <<< "${STAGE2_ARGS:-}"
-types=(color shape count exist exist exist position relation word verify verify verify choose background mc mc mc mc)
 llm_sizes=(--hidden-size 128 --intermediate-size 344 --num-attention-heads 4 --num-key-value-heads 4 --num-layers 4)
 mkdir -p "$work"
 
 [ -f "$data/llava_tiny_finetune.json" ] ||
-    "$py" scripts/tiny/generate_data.py --skip-eval --n-images "$n_images" --turns 4 7 --types "${types[@]}"
+    "$py" scripts/tiny/generate_data.py --skip-eval --n-images "$n_images" --turns 6 10
 [ -f "$work/vision_tower/model.safetensors" ] ||
     "$py" scripts/tiny/pretrain_vision_tower.py --out "$work" --steps "$vision_steps"
 [ -f "$work/base/model.safetensors" ] ||
@@ -47,7 +44,7 @@ common=(--vision_tower "$work/vision_tower" --mm_vision_select_layer -2 --mm_pro
 [ -f "$work/stage2/model.safetensors" ] ||
     "$py" -m llava.train.train --model_name_or_path "$work/stage1" --version v1 \
         --data_path "$data/llava_tiny_finetune.json" --output_dir "$work/stage2" \
-        --max_steps "$stage2_steps" --learning_rate 1.5e-3 "${common[@]}" ${stage2_extra[@]+"${stage2_extra[@]}"}
+        --max_steps "$stage2_steps" --learning_rate 1e-3 "${common[@]}" ${stage2_extra[@]+"${stage2_extra[@]}"}
 final="$work/stage2"
 if ((stage2b_steps > 0)); then
     [ -f "$work/stage2b/model.safetensors" ] ||
