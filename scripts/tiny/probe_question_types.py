@@ -50,7 +50,7 @@ def main(argv=None) -> None:
     parser.add_argument("--model-base", default=None)
     parser.add_argument("--conv-mode", default="vicuna_v1")
     parser.add_argument("--per-type", type=int, default=40)
-    parser.add_argument("--types", nargs="*", default=None, help=f"default: all of {sorted(QUESTION_TYPES)}")
+    parser.add_argument("--types", nargs="*", default=None, choices=sorted(QUESTION_TYPES), help="default: all")
     parser.add_argument("--seed", type=int, default=0)
     add_pruning_args(parser)
     args = parser.parse_args(argv)
