@@ -34,7 +34,7 @@ def probe(args: argparse.Namespace) -> dict[str, float]:
             if qa is None:
                 continue
             image = render(scene)
-            text = build_prompt(prompt(qa), args.conv_mode, 1, False)
+            text = build_prompt(prompt(qa), args.conv_mode, 1, getattr(model.config, "mm_use_im_start_end", False))
             ids = tokenizer_image_token(text, tokenizer, return_tensors="pt")
             pixels = process_images([image], image_processor, model.config)
             answer = generate_answer(model, tokenizer, ids, pixels, [image.size], gen)
