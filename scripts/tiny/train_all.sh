@@ -8,7 +8,7 @@
 #      so unlike real LLaVA it must learn language here too)
 #   5. stage 2: multi-turn question answering with the `v1` template (optionally a second, lower-lr pass)
 #   6. packaging: fp16 safetensors, the tower inside the checkpoint (package_checkpoint.py)
-# About 2.5 hours on 2 cores. Each step is skipped when its output exists (delete WORK to start over).
+# About 2 h 15 min on 2 cores. Each step is skipped when its output exists (delete WORK to start over).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 py="${PYTHON:-.venv/bin/python}"
@@ -19,7 +19,7 @@ n_images="${N_IMAGES:-12000}"
 vision_local_steps="${VISION_LOCAL_STEPS:-1000}"
 vision_scene_steps="${VISION_SCENE_STEPS:-700}"
 stage1_steps="${STAGE1_STEPS:-300}"
-stage2_steps="${STAGE2_STEPS:-2000}"
+stage2_steps="${STAGE2_STEPS:-1500}"
 stage2b_steps="${STAGE2B_STEPS:-0}"  # a second, lower-lr pass over the stage-2 data (0 skips it)
 # Question types of stage 2, repeated to weight them towards the yes/no (existence, verification) and
 # multiple-choice skills; 8-14 questions per image amortise the 576 image tokens of each sequence.
