@@ -14,8 +14,9 @@ features the projector sees are exactly the trained ones. Two groups of targets:
   colour and of each kind, which objects are present, what each cell holds).
 
 With `local` alone a 4-layer language model trained for CPU-hours learns lookups over the 576 tokens only
-partly and stays at chance on yes/no and multiple choice (see the checkpoint card); `scene` makes each
-question answerable from a few tokens, so the language model's job is reading the question and the options.
+partly and stays at chance on yes/no and multiple choice; `scene` puts what each question needs into
+every token, leaving the language model only the question and the options to read (the checkpoint card
+has what that achieved).
 Scenes are drawn fresh for every batch. `--init` continues from a written tower (e.g. `local`, then both).
 """
 
