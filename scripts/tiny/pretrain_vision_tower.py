@@ -61,6 +61,8 @@ SCENE_CLASSES = {  # per-patch target -> (number of predictions, classes each)
     "layout": (9, N_CELL_CLASSES),
 }
 TARGET_GROUPS = {"local": (*LOCAL_CLASSES, "cls_word"), "scene": tuple(SCENE_CLASSES)}
+# One value per image (predicted from every patch), unlike the per-patch grids and the CLS word.
+SUMMARIES = tuple(n for n in SCENE_CLASSES if n != "cell_content")
 
 
 def coverage(scene: Scene) -> np.ndarray:
@@ -73,6 +75,11 @@ def coverage(scene: Scene) -> np.ndarray:
 
 def object_class(color: str, kind: str) -> int:
     return 1 + list(COLORS).index(color) * len(KINDS) + KINDS.index(kind)
+
+
+def word_class(scene: Scene) -> int:
+    """0 without a word, else 1.. WORDS."""
+    return 0 if scene.word is None else 1 + WORDS.index(scene.word.text)
 
 
 def local_targets(scene: Scene) -> dict[str, np.ndarray]:
@@ -89,30 +96,29 @@ def local_targets(scene: Scene) -> dict[str, np.ndarray]:
         obj[covered] = object_class(shape.color, shape.kind)
     ink = np.zeros((GRID, GRID), dtype=np.int64)
     if scene.word is not None:
-        ink[coverage(Scene(scene.background, (), scene.word)) >= COVERED] = 1 + WORDS.index(scene.word.text)
-    word = np.array([0 if scene.word is None else 1 + WORDS.index(scene.word.text)])
-    return {"colour": colour, "kind": kind, "object": obj, "ink": ink, "cell": CELLS.copy(), "cls_word": word}
+        ink[coverage(Scene(scene.background, (), scene.word)) >= COVERED] = word_class(scene)
+    return {"colour": colour, "kind": kind, "object": obj, "ink": ink, "cell": CELLS.copy(),
+            "cls_word": np.array([word_class(scene)])}
 
 
 def scene_targets(scene: Scene) -> dict[str, np.ndarray]:
     """The scene summary: each value has SCENE_CLASSES[name][0] entries, except `cell_content`, which is the
     (GRID, GRID) class of what each patch's grid cell holds (0 nothing, `object_class`, then the words)."""
     layout = np.zeros(9, dtype=np.int64)
-    for shape in scene.shapes:
-        layout[shape.cell] = object_class(shape.color, shape.kind)
-    if scene.word is not None:
-        layout[scene.word.cell] = 1 + N_OBJECTS + WORDS.index(scene.word.text)
     present = np.zeros(N_OBJECTS, dtype=np.int64)
     colour_counts = np.zeros(len(COLORS), dtype=np.int64)
     kind_counts = np.zeros(len(KINDS), dtype=np.int64)
     for shape in scene.shapes:
-        present[object_class(shape.color, shape.kind) - 1] = 1
+        layout[shape.cell] = object_class(shape.color, shape.kind)
+        present[layout[shape.cell] - 1] = 1
         colour_counts[list(COLORS).index(shape.color)] += 1
         kind_counts[KINDS.index(shape.kind)] += 1
+    if scene.word is not None:
+        layout[scene.word.cell] = N_OBJECTS + word_class(scene)
     return {
         "cell_content": layout[CELLS],
         "background": np.array([list(BACKGROUNDS).index(scene.background)]),
-        "word": np.array([0 if scene.word is None else 1 + WORDS.index(scene.word.text)]),
+        "word": np.array([word_class(scene)]),
         "n_shapes": np.array([len(scene.shapes)]),
         "colour_counts": colour_counts,
         "kind_counts": kind_counts,
@@ -128,7 +134,7 @@ def batch(rng: random.Random, size: int, names: tuple[str, ...]) -> dict[str, to
     pixels = (images - np.array(CLIP_MEAN, dtype=np.float32)) / np.array(CLIP_STD, dtype=np.float32)
     targets = []
     for s in scenes:
-        t = local_targets(s) if "colour" in names else {}
+        t = local_targets(s) if set(names) & set(TARGET_GROUPS["local"]) else {}  # renders: skip if unused
         targets.append({**t, **scene_targets(s)})
     out = {"pixel_values": torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()}
     for name in names:
@@ -142,7 +148,6 @@ class Heads(nn.Module):
 
     def __init__(self, width: int, names: tuple[str, ...]):
         super().__init__()
-        self.names = names
         sizes = {**LOCAL_CLASSES, "cls_word": 1 + len(WORDS), **{n: k * c for n, (k, c) in SCENE_CLASSES.items()}}
         self.heads = nn.ModuleDict({name: nn.Linear(width, sizes[name]) for name in names})
 
@@ -158,7 +163,7 @@ def losses_and_accuracy(logits: dict, targets: dict) -> tuple[torch.Tensor, dict
     total, accuracy = 0.0, {}
     for name, out in logits.items():
         target = targets[name]
-        if name in LOCAL_CLASSES or name in ("cell_content", "cls_word"):
+        if name not in SUMMARIES:
             flat, labels = out.reshape(-1, out.shape[-1]), target.reshape(-1)
             correct = out.argmax(-1) == target
             if name not in ("cell", "cell_content", "cls_word"):

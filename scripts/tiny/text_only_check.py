@@ -81,7 +81,10 @@ def main(argv=None) -> None:
     check.add_argument("--data", required=True)
     check.add_argument("--conv-mode", default="vicuna_v1")
     args = parser.parse_args(argv)
-    write_data(args) if args.command == "data" else score(args)
+    if args.command == "data":
+        write_data(args)
+    else:
+        score(args)
 
 
 if __name__ == "__main__":
