@@ -7,7 +7,7 @@ from llava.data.layouts import DEFAULT_EVAL_SEED, write_eval_sets
 from llava.data.questions import QA, QUESTION_TYPES, caption, corpus, prompt, qa_pairs
 from llava.data.scenes import Scene, Shape, Word, sample_scene, scene_split
 from llava.data.shapes import render
-from llava.data.synthetic import write_training_set
+from llava.data.synthetic import write_described_set, write_training_set
 
 __all__ = [
     "DEFAULT_EVAL_SEED",
@@ -24,5 +24,6 @@ __all__ = [
     "sample_scene",
     "scene_split",
     "write_eval_sets",
+    "write_described_set",
     "write_training_set",
 ]

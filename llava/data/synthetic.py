@@ -1,6 +1,9 @@
 """Training data for the tiny LLaVA: images plus JSON in LLaVA's conversation format.
 
-Stage 1 (pretraining, as LLaVA-Pretrain's blip_laion_cc_sbu_558k.json): one human turn holding `<image>` and a
+Stage 0 (text only, for the tiny model whose language model starts from random weights): the scene's caption
+in text, then questions about it, so the language model learns to compare a question with a context where
+steps are cheap (about 150 tokens instead of 576 image tokens plus the questions). Stage 1 (pretraining, as
+LLaVA-Pretrain's blip_laion_cc_sbu_558k.json): one human turn holding `<image>` and a
 short instruction, one gpt turn with the caption. Stage 2 (instruction tuning, as llava_v1_5_mix665k.json):
 several question/answer turns per image, `<image>` only in the first human turn, plus a few text-only
 conversations (no "image" key) as the real mix has.
@@ -22,7 +25,7 @@ from llava.data.questions import (
 from llava.data.scenes import Scene, sample_scene
 from llava.data.shapes import encode, render
 
-STAGE_FILES = {1: "llava_tiny_pretrain.json", 2: "llava_tiny_finetune.json"}
+STAGE_FILES = {0: "llava_tiny_described.json", 1: "llava_tiny_pretrain.json", 2: "llava_tiny_finetune.json"}
 
 
 def scene_rng(seed: int, index: int) -> random.Random:
@@ -69,6 +72,54 @@ def finetune_record(
     return {"id": record_id, "image": image, "conversations": conversation}
 
 
+def _check_types(types) -> None:
+    if types is not None and set(types) - set(QUESTION_TYPES):
+        raise ValueError(f"unknown question types {sorted(set(types) - set(QUESTION_TYPES))}")
+
+
+def described_conversation(scene: Scene, qas: list[QA], context_style: str = "sqa") -> list[dict]:
+    """The turns of `qas` with "The image shows <caption>" leading the first human turn, where `<image>` would be."""
+    conversation = _turns(qas, context_style)
+    conversation[0]["value"] = f"The image shows {caption(scene)}\n{conversation[0]['value']}"
+    return conversation
+
+
+def described_record(
+    record_id: str, scene: Scene, rng: random.Random, types=None, turns: tuple[int, int] = (2, 5)
+) -> dict | None:
+    """Stage 0: like `finetune_record`, with the scene described in text instead of an image (no "image" key)."""
+    qas = qa_pairs(scene, rng, types=types, k=rng.randint(*turns))
+    if not qas:
+        return None
+    return {"id": record_id, "conversations": described_conversation(scene, qas, rng.choice(("sqa", "mmbench")))}
+
+
+def _described_records(stream: str, n: int, types, turns: tuple[int, int]) -> list[dict]:
+    records = []
+    for i in range(n):
+        rng = random.Random(f"{stream}/{i}")
+        record = described_record(f"{stream}/{i:06d}", sample_scene(rng, split="train"), rng, types, turns)
+        if record is not None:
+            records.append(record)
+    return records
+
+
+def write_described_set(
+    out_dir: str | Path, n: int, seed: int = 0, types=None, turns: tuple[int, int] = (2, 5)
+) -> Path:
+    """Write stage 0's JSON (`n` conversations about described scenes, no images); return its path.
+
+    Its scenes are drawn from their own stream, so they are not the images' scenes.
+    """
+    _check_types(types)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = _described_records(f"described/{seed}", n, types, turns)
+    path = out_dir / STAGE_FILES[0]
+    path.write_text(json.dumps(records, indent=1) + "\n")
+    return path
+
+
 def text_only_record(record_id: str, rng: random.Random) -> dict:
     """A conversation without image (no "image" key), as the real instruction mix has."""
     return {"id": record_id, "conversations": _turns([knowledge_question(rng)], "sqa")}
@@ -83,21 +134,23 @@ def write_training_set(
     turns: tuple[int, int] = (2, 5),
     text_only_fraction: float = 0.02,
     write_images: bool = True,
+    n_described: int = 0,
+    described_turns: tuple[int, int] = (2, 6),
 ) -> Path:
     """Write `n_images` PNGs under out_dir/images/seed<seed>/ and the stage's JSON; return the JSON's path.
 
     stage 1: captions (llava_tiny_pretrain.json); stage 2: multi-turn QA (llava_tiny_finetune.json) with
     question `types` (default: all of QUESTION_TYPES) and `turns` = (min, max) questions per image, plus
-    round(n_images * text_only_fraction) text-only conversations. Also writes scenes_seed<seed>.jsonl, the
+    round(n_images * text_only_fraction) text-only conversations and `n_described` stage-0 conversations
+    (`described_turns` questions each; they keep stage 0's skills while the model learns to read images). Also writes scenes_seed<seed>.jsonl, the
     ground truth of every image (e.g. for pretraining the vision tower on colour/shape labels).
     Image paths in the JSON are relative to out_dir (pass out_dir as --image_folder).
     write_images=False skips rendering, for a second stage whose images the first one already wrote (the
     images of a seed are the same for both stages). Same arguments -> byte-identical files.
     """
-    if stage not in STAGE_FILES:
-        raise ValueError(f"stage must be 1 or 2, got {stage}")
-    if types is not None and set(types) - set(QUESTION_TYPES):
-        raise ValueError(f"unknown question types {sorted(set(types) - set(QUESTION_TYPES))}")
+    if stage not in (1, 2):
+        raise ValueError(f"stage must be 1 or 2 (stage 0 is write_described_set), got {stage}")
+    _check_types(types)
     out_dir = Path(out_dir)
     image_dir = out_dir / "images" / f"seed{seed}"
     image_dir.mkdir(parents=True, exist_ok=True)
@@ -119,6 +172,7 @@ def write_training_set(
     if stage == 2:
         rng = random.Random(f"text-only/{seed}")
         records += [text_only_record(f"{seed}-text-{j:05d}", rng) for j in range(round(n_images * text_only_fraction))]
+        records += _described_records(f"described-mix/{seed}", n_described, types, described_turns)
     (out_dir / f"scenes_seed{seed}.jsonl").write_text("\n".join(scene_lines) + "\n")
     path = out_dir / STAGE_FILES[stage]
     path.write_text(json.dumps(records, indent=1) + "\n")

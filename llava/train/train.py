@@ -120,7 +120,7 @@ def setup_vision(model, tokenizer, model_args, data_args, training_args) -> None
     config.image_aspect_ratio = data_args.image_aspect_ratio
     config.tokenizer_padding_side = tokenizer.padding_side
     config.tokenizer_model_max_length = tokenizer.model_max_length
-    config.tune_mm_mlp_adapter = training_args.tune_mm_mlp_adapter = model_args.tune_mm_mlp_adapter
+    config.tune_mm_mlp_adapter = model_args.tune_mm_mlp_adapter
     if model_args.tune_mm_mlp_adapter:
         model.requires_grad_(False)
         base.mm_projector.requires_grad_(True)
@@ -196,6 +196,9 @@ def train(attn_implementation: str | None = None) -> None:
 def run(model_args, data_args, training_args, attn_implementation: str | None = None) -> LLaVATrainer:
     """Build, train and save; returns the trainer (tests read its state)."""
     get_conv_template(model_args.version)  # fail now, not after loading the model, on an unknown template
+    if model_args.tune_mm_mlp_adapter and model_args.vision_tower is None:
+        raise ValueError("--tune_mm_mlp_adapter trains the projector only, so it needs --vision_tower")
+    training_args.tune_mm_mlp_adapter = model_args.tune_mm_mlp_adapter  # the trainer decides what to save by it
     model = build_model(model_args, training_args, attn_implementation)
     tokenizer = load_tokenizer(model_args, training_args)
     if model_args.vision_tower is not None:

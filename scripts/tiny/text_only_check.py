@@ -8,7 +8,8 @@ Each conversation starts with the scene's caption ("The image shows a small red 
 white background.") and asks 8-14 questions of the chosen types; the held-out file asks one question per
 scene, from the evaluation split. If a language model cannot learn a type here, where nothing has to be
 read from image tokens, no vision-side change will teach it that type (the checkpoint card's diagnosis).
-Text-only steps cost about half of an image step, so language-model settings can be tried quickly.
+Text-only steps cost about half of an image step, so language-model settings can be tried quickly. Stage 0
+of scripts/tiny/train_all.sh trains on conversations of this kind; eval.json measures what it taught.
 """
 
 from __future__ import annotations
@@ -19,22 +20,18 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from llava.data.questions import QUESTION_TYPES, caption, prompt, qa_pairs
+from llava.data.questions import QUESTION_TYPES, qa_pairs
 from llava.data.scenes import sample_scene
+from llava.data.synthetic import described_conversation
 
 
-def described_conversation(split: str, rng: random.Random, types: list[str], turns: tuple[int, int]) -> tuple[list, str]:
+def described_question(split: str, rng: random.Random, types: list[str], turns: tuple[int, int]) -> tuple[list, str]:
     """(LLaVA conversation without image, type of its first question: "mc" for multiple choice)."""
     while True:
         scene = sample_scene(rng, split=split)
         qas = qa_pairs(scene, rng, types=types, k=rng.randint(*turns))
         if qas:
-            break
-    conversation = []
-    for qa in qas:
-        conversation += [{"from": "human", "value": prompt(qa)}, {"from": "gpt", "value": qa.answer}]
-    conversation[0]["value"] = f"The image shows {caption(scene)}\n{conversation[0]['value']}"
-    return conversation, "mc" if qas[0].options else qas[0].kind
+            return described_conversation(scene, qas), "mc" if qas[0].options else qas[0].kind
 
 
 def write_data(args: argparse.Namespace) -> None:
@@ -44,7 +41,7 @@ def write_data(args: argparse.Namespace) -> None:
         rng = random.Random(f"text-only/{args.seed}/{split}")
         records = []
         for i in range(n):
-            conversation, kind = described_conversation(split, rng, args.types, turns)
+            conversation, kind = described_question(split, rng, args.types, turns)
             records.append({"id": f"{split}-{i:05d}", "conversations": conversation, "type": kind})
         (out / f"{split}.json").write_text(json.dumps(records, indent=1) + "\n")
     print(f"text-only check data: {out}/train.json ({args.n_train}), {out}/eval.json ({args.n_eval})")

@@ -1,4 +1,4 @@
-"""Synthetic data: determinism, ground truth, question/answer consistency, training JSON format."""
+"""Synthetic data: determinism, ground truth, question/answer consistency, training JSON format (stages 0-2)."""
 
 import json
 import random
@@ -6,7 +6,9 @@ import re
 
 import pytest
 
-from llava.data import QUESTION_TYPES, caption, corpus, prompt, qa_pairs, render, sample_scene, write_training_set
+from llava.data import (
+    QUESTION_TYPES, caption, corpus, prompt, qa_pairs, render, sample_scene, write_described_set, write_training_set,
+)
 from llava.data.questions import (
     HINTS, LETTERS, OPTION_PROMPT, PLACES, SHORT_ANSWER_PROMPT, ask_exist, ask_mc, ask_verify, knowledge_question,
 )
@@ -323,3 +325,39 @@ def test_question_types_can_be_restricted(tmp_path):
             assert turn["value"].replace("<image>\n", "").startswith(("What color", "How many"))
     with pytest.raises(ValueError, match="unknown question types"):
         write_training_set(tmp_path, 1, stage=2, types=["colour"])
+
+
+def test_described_set_states_the_scene_and_answers_from_it(tmp_path):
+    path = write_described_set(tmp_path / "a", 25, seed=5, types=["exist", "verify", "mc", "count"], turns=(2, 4))
+    records = json.loads(path.read_text())
+    assert path.name == "llava_tiny_described.json" and len(records) == 25
+    assert not (tmp_path / "a" / "images").exists()
+    checked = 0
+    for i, record in enumerate(records):
+        _check_conversation(record, tmp_path)
+        assert "image" not in record and 2 <= len(record["conversations"]) // 2 <= 4
+        # Each record's scene comes from its own stream, "described/<seed>/<index>".
+        scene = sample_scene(random.Random(f"described/5/{i}"), split="train")
+        context = f"The image shows {caption(scene)}\n"
+        assert record["conversations"][0]["value"].startswith(context)
+        record["conversations"][0]["value"] = record["conversations"][0]["value"][len(context):]
+        for human, gpt in zip(record["conversations"][::2], record["conversations"][1::2]):
+            question, options = parse_turn(human["value"])
+            answer = options[LETTERS.index(gpt["value"])] if options else gpt["value"]
+            assert answer == expected_answer(scene, question), (human, gpt)
+            checked += 1
+    assert checked > 50
+    assert write_described_set(tmp_path / "b", 25, seed=5, types=["exist", "verify", "mc", "count"],
+                               turns=(2, 4)).read_bytes() == path.read_bytes()
+    with pytest.raises(ValueError, match="unknown question types"):
+        write_described_set(tmp_path, 1, types=["colour"])
+
+
+def test_finetune_mix_appends_described_conversations(tmp_path):
+    plain = json.loads(write_training_set(tmp_path / "a", 10, seed=1, stage=2, text_only_fraction=0).read_text())
+    mixed = json.loads(write_training_set(tmp_path / "b", 10, seed=1, stage=2, text_only_fraction=0,
+                                          n_described=4, described_turns=(1, 1)).read_text())
+    assert mixed[:len(plain)] == plain and len(mixed) == len(plain) + 4
+    for record in mixed[len(plain):]:
+        assert "image" not in record and len(record["conversations"]) == 2
+        assert record["conversations"][0]["value"].startswith("The image shows a")

@@ -1,10 +1,12 @@
-"""Training: label masking, a two-stage smoke run on the CPU, loss going down, LoRA round trip."""
+"""Training: label masking, a two-stage smoke run on the CPU, a text-only stage before them, loss going down,
+LoRA round trip."""
 
 import json
 
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from llava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from llava.model.builder import load_pretrained_model
@@ -91,7 +93,7 @@ def write_dataset(root, stage):
 
 
 def args_for(tmp_path, base, tower, data, out, version, **training):
-    model = ModelArguments(model_name_or_path=str(base), version=version, vision_tower=str(tower),
+    model = ModelArguments(model_name_or_path=str(base), version=version, vision_tower=tower and str(tower),
                            mm_vision_select_layer=-2, mm_projector_type="mlp2x_gelu", mm_use_im_patch_token=False,
                            tune_mm_mlp_adapter=training.pop("tune_mm_mlp_adapter", False),
                            pretrain_mm_mlp_adapter=training.pop("pretrain_mm_mlp_adapter", None))
@@ -118,8 +120,6 @@ def test_two_stage_smoke_run_writes_loadable_checkpoints(tmp_path, tiny_ckpt, ba
     run(*args_for(tmp_path, base_llm, tower, write_dataset(tmp_path / "data", 2), tmp_path / "s2", "v1",
                   pretrain_mm_mlp_adapter=str(tmp_path / "s1" / "mm_projector.bin")))
     tokenizer, model, processor, _ = load_pretrained_model(str(tmp_path / "s2"), None, device="cpu")
-    from safetensors.torch import load_file
-
     saved_keys = load_file(tmp_path / "s2" / "model.safetensors").keys()
     assert "model.mm_projector.0.weight" in saved_keys and "lm_head.weight" in saved_keys
     assert not any("vision_tower" in k for k in saved_keys)  # LLaVA layout: the config names the tower
@@ -127,6 +127,36 @@ def test_two_stage_smoke_run_writes_loadable_checkpoints(tmp_path, tiny_ckpt, ba
     with torch.no_grad():
         out = model(input_ids=torch.tensor([[1, IMAGE_TOKEN_INDEX, 5, 6]]), images=image)
     assert out.logits.shape[1] == 3 + 576
+
+
+def test_text_only_stage_then_image_stage(tmp_path, tiny_ckpt, base_llm):
+    """The tiny default's stage 0: the LLM alone on text-only conversations, then stage 1 adds the vision
+    modules to its output, as LLaVA's stage 1 does to a released LLM."""
+    text = tmp_path / "text.json"
+    text.write_text(json.dumps([
+        {"id": str(i), "conversations": [{"from": "human", "value": f"The image shows a {c} circle.\nIs it {c}?"},
+                                         {"from": "gpt", "value": "yes"}]}
+        for i, c in enumerate(("red", "blue"))
+    ]))
+    stage0 = run(*args_for(tmp_path, base_llm, None, text, tmp_path / "s0", "v1"))
+    assert stage0.state.global_step == 2
+    config = json.loads((tmp_path / "s0" / "config.json").read_text())
+    assert "mm_vision_tower" not in config
+    changed = load_file(tmp_path / "s0" / "model.safetensors")["lm_head.weight"]
+    assert not torch.equal(changed, load_file(base_llm / "model.safetensors")["lm_head.weight"])
+
+    run(*args_for(tmp_path, tmp_path / "s0", tiny_ckpt / "vision_tower", write_dataset(tmp_path / "data", 1),
+                  tmp_path / "s1", "plain", learning_rate=5e-4, mm_projector_lr=2e-3))
+    _, model, _, _ = load_pretrained_model(str(tmp_path / "s1"), None, device="cpu")
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([[1, IMAGE_TOKEN_INDEX, 5, 6]]), images=torch.zeros(1, 3, 336, 336))
+    assert out.logits.shape[1] == 3 + 576
+
+
+def test_projector_only_training_without_a_tower_is_refused(tmp_path, base_llm):
+    with pytest.raises(ValueError, match="needs --vision_tower"):
+        run(*args_for(tmp_path, base_llm, None, tmp_path / "unused.json", tmp_path / "out", "v1",
+                      tune_mm_mlp_adapter=True))
 
 
 def test_loss_decreases_on_a_repeated_batch(tmp_path, tiny_ckpt, base_llm):
