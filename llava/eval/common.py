@@ -36,6 +36,7 @@ from llava.eval.questions import Item, Row
 from llava.mm_utils import get_model_name_from_path, process_images, tokenizer_image_token
 from llava.model import PruningRecord
 from llava.model.builder import load_pretrained_model
+from llava.model.llava_arch import LlavaMetaForCausalLM
 
 logger = logging.getLogger(__name__)
 
@@ -196,17 +197,25 @@ class Generation:
 
 
 def generate_answer(model, tokenizer, input_ids: torch.Tensor, pixels, image_sizes, gen_kwargs: dict) -> Generation:
-    """Answer one prompt: `input_ids` (L,) with image placeholders, `pixels` as `process_images` gives them (or None)."""
+    """Answer one prompt: `input_ids` (L,) with image placeholders, `pixels` as `process_images` gives them (or None).
+
+    A plain language model (e.g. the tiny default's text-only stage 0) answers text-only prompts; it has no
+    pruning, and its `generate` returns the prompt too, which is cut off here.
+    """
     record = PruningRecord()
+    is_llava = isinstance(model, LlavaMetaForCausalLM)
+    if pixels is not None and not is_llava:
+        raise ValueError(f"{type(model).__name__} is a language model without a vision tower: it cannot take images")
     pixels = images_to_model(pixels, model) if pixels is not None else None
+    prompt = input_ids.unsqueeze(0).to(model.device)
+    llava_kwargs = {"images": pixels, "image_sizes": image_sizes, "pruning_record": record} if is_llava else {}
     start = time.perf_counter()
     with torch.inference_mode():
-        output_ids = model.generate(
-            input_ids.unsqueeze(0).to(model.device), images=pixels, image_sizes=image_sizes, pruning_record=record,
-            pad_token_id=tokenizer.pad_token_id, **gen_kwargs,
-        )
+        output_ids = model.generate(prompt, pad_token_id=tokenizer.pad_token_id, **llava_kwargs, **gen_kwargs)
     seconds = time.perf_counter() - start
-    # generate returns only the new tokens (it starts from embeddings, as in LLaVA).
+    # LLaVA's generate starts from embeddings, so it returns only the new tokens.
+    if not is_llava:
+        output_ids = output_ids[:, prompt.shape[1]:]
     text = tokenizer.batch_decode(output_ids, skip_special_tokens=True)[0].strip()
     return Generation(text, record, int(output_ids.shape[-1]), seconds)
 
