@@ -135,14 +135,16 @@ def write_training_set(
     text_only_fraction: float = 0.02,
     write_images: bool = True,
     n_described: int = 0,
-    described_turns: tuple[int, int] = (2, 6),
+    described_types: tuple[str, ...] | list[str] | None = None,
+    described_turns: tuple[int, int] = (1, 1),
 ) -> Path:
     """Write `n_images` PNGs under out_dir/images/seed<seed>/ and the stage's JSON; return the JSON's path.
 
     stage 1: captions (llava_tiny_pretrain.json); stage 2: multi-turn QA (llava_tiny_finetune.json) with
     question `types` (default: all of QUESTION_TYPES) and `turns` = (min, max) questions per image, plus
     round(n_images * text_only_fraction) text-only conversations and `n_described` stage-0 conversations
-    (`described_turns` questions each; they keep stage 0's skills while the model learns to read images). Also writes scenes_seed<seed>.jsonl, the
+    (`described_types`, `described_turns` questions each: they keep stage 0's skills while the model learns
+    to read images). Also writes scenes_seed<seed>.jsonl, the
     ground truth of every image (e.g. for pretraining the vision tower on colour/shape labels).
     Image paths in the JSON are relative to out_dir (pass out_dir as --image_folder).
     write_images=False skips rendering, for a second stage whose images the first one already wrote (the
@@ -151,6 +153,7 @@ def write_training_set(
     if stage not in (1, 2):
         raise ValueError(f"stage must be 1 or 2 (stage 0 is write_described_set), got {stage}")
     _check_types(types)
+    _check_types(described_types)
     out_dir = Path(out_dir)
     image_dir = out_dir / "images" / f"seed{seed}"
     image_dir.mkdir(parents=True, exist_ok=True)
@@ -172,7 +175,7 @@ def write_training_set(
     if stage == 2:
         rng = random.Random(f"text-only/{seed}")
         records += [text_only_record(f"{seed}-text-{j:05d}", rng) for j in range(round(n_images * text_only_fraction))]
-        records += _described_records(f"described-mix/{seed}", n_described, types, described_turns)
+        records += _described_records(f"described-mix/{seed}", n_described, described_types, described_turns)
     (out_dir / f"scenes_seed{seed}.jsonl").write_text("\n".join(scene_lines) + "\n")
     path = out_dir / STAGE_FILES[stage]
     path.write_text(json.dumps(records, indent=1) + "\n")

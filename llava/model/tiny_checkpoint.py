@@ -64,11 +64,27 @@ class TinySpec:
     projector_type: str = "mlp2x_gelu"
     mm_use_im_start_end: bool = False
     max_position_embeddings: int = 2048
+    # A SentencePiece model to ship instead of tiny_assets/tokenizer.model, e.g. a larger vocabulary from
+    # `scripts/tiny/make_tokenizer.py --vocab-size 1024`; the embeddings follow its size.
+    tokenizer_model: str = ""
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return Path(self.tokenizer_model) if self.tokenizer_model else TOKENIZER_MODEL
+
+    @property
+    def base_vocab_size(self) -> int:
+        """Pieces of the tokenizer model, before LLaVA's added tokens."""
+        if not self.tokenizer_model:
+            return VOCAB_SIZE
+        import sentencepiece as spm
+
+        return spm.SentencePieceProcessor(model_file=self.tokenizer_model).get_piece_size()
 
     @property
     def vocab_size(self) -> int:
         """LLaVA's training appends <im_start>/<im_end> to the tokenizer and embeddings when they are used."""
-        return VOCAB_SIZE + (len(IM_START_END_TOKENS) if self.mm_use_im_start_end else 0)
+        return self.base_vocab_size + (len(IM_START_END_TOKENS) if self.mm_use_im_start_end else 0)
 
 
 # ----------------------------------------------------------------------------------------------- LLaMA
@@ -243,10 +259,10 @@ def write_tokenizer(out_dir: Path, spec: TinySpec) -> None:
 
     `legacy: false` is what those checkpoints carry; in transformers 5 it means no "▁" is prepended to text
     that follows a special token (e.g. "</s>USER" -> "US", "ER"), as the 4.3x slow tokenizer did with it.
-    With `mm_use_im_start_end`, <im_start>/<im_end> get ids 512/513 through `added_tokens.json`, as LLaVA's
-    training saved them.
+    With `mm_use_im_start_end`, <im_start>/<im_end> get the ids after the model's pieces (512/513 for the
+    shipped one) through `added_tokens.json`, as LLaVA's training saved them.
     """
-    shutil.copyfile(TOKENIZER_MODEL, out_dir / "tokenizer.model")
+    shutil.copyfile(spec.tokenizer_path, out_dir / "tokenizer.model")
 
     def token(content: str, *, typed: bool) -> dict:
         entry = {"content": content, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False}
@@ -270,7 +286,7 @@ def write_tokenizer(out_dir: Path, spec: TinySpec) -> None:
         },
     )
     if spec.mm_use_im_start_end:
-        _write_json(out_dir / "added_tokens.json", {t: VOCAB_SIZE + i for i, t in enumerate(IM_START_END_TOKENS)})
+        _write_json(out_dir / "added_tokens.json", {t: spec.base_vocab_size + i for i, t in enumerate(IM_START_END_TOKENS)})
     # LLaVA's training sets pad = unk for the v1 template, so its saved tokenizers carry pad_token "<unk>".
     _write_json(
         out_dir / "special_tokens_map.json",

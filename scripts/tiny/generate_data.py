@@ -3,7 +3,7 @@
     python scripts/tiny/generate_data.py                       # training data + eval sets, default sizes
     python scripts/tiny/generate_data.py --skip-eval --n-images 8000 --seed 1
     python scripts/tiny/generate_data.py --skip-train          # only rewrite playground/data/eval
-    python scripts/tiny/generate_data.py --skip-eval --stages 0 --n-described 40000   # text-only stage 0
+    python scripts/tiny/generate_data.py --skip-eval --stages 0 --n-described 150000   # text-only stage 0
 
 Training data (not committed; regenerate it) goes to --out: llava_tiny_described.json (stage 0, questions
 about scenes described in text, no images), images/seed<seed>/*.png, llava_tiny_pretrain.json (stage 1,
@@ -32,12 +32,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stages", type=int, nargs="+", default=[1, 2], choices=[0, 1, 2])
     parser.add_argument("--types", nargs="+", default=None, choices=sorted(QUESTION_TYPES),
-                        help="question types of stages 0 and 2 (default: all)")
+                        help="stage-2 question types (default: all); repeat a type to weight it")
     parser.add_argument("--turns", type=int, nargs=2, default=(2, 5), metavar=("MIN", "MAX"),
                         help="stage-2 question/answer rounds per image (more rounds amortise the 576 image tokens)")
     parser.add_argument("--n-described", type=int, default=40000, help="stage-0 conversations")
-    parser.add_argument("--described-turns", type=int, nargs=2, default=(2, 6), metavar=("MIN", "MAX"),
+    parser.add_argument("--described-turns", type=int, nargs=2, default=(1, 1), metavar=("MIN", "MAX"),
                         help="stage-0 question/answer rounds per described scene")
+    parser.add_argument("--described-types", nargs="+", default=None, choices=sorted(QUESTION_TYPES),
+                        help="stage-0 question types (default: all)")
     parser.add_argument("--described-in-finetune", type=int, default=0, metavar="N",
                         help="add N stage-0 conversations to stage 2's JSON, to keep what stage 0 taught")
     parser.add_argument("--eval-root", default=str(REPO / "playground" / "data" / "eval"))
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if not args.skip_train and 0 in args.stages:
         start = time.perf_counter()
-        path = write_described_set(args.out, args.n_described, seed=args.seed, types=args.types,
+        path = write_described_set(args.out, args.n_described, seed=args.seed, types=args.described_types,
                                    turns=tuple(args.described_turns))
         print(f"stage 0: {path} ({args.n_described} described scenes, {time.perf_counter() - start:.1f}s)")
     image_stages = [stage for stage in args.stages if stage != 0]
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
             path = write_training_set(
                 args.out, args.n_images, seed=args.seed, stage=stage, types=args.types, write_images=i == 0,
                 turns=tuple(args.turns), n_described=args.described_in_finetune,
-                described_turns=tuple(args.described_turns),
+                described_types=args.described_types, described_turns=tuple(args.described_turns),
             )
             print(f"stage {stage}: {path} ({args.n_images} images, {time.perf_counter() - start:.1f}s)")
     if not args.skip_eval:

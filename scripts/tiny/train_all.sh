@@ -4,15 +4,11 @@
 #   2. the tiny CLIP tower (pretrain_vision_tower.py), frozen afterwards: first on what each patch shows
 #      (`local` targets), then continued with the scene context every patch should carry (`scene` targets)
 #   3. a random-init 4-layer LLaMA in the original format (llava.model.tiny_checkpoint --layout base)
-#   4. stage 0, text only: the same questions about scenes described in text, the `v1` template. The LLM
-#      starts from random weights; with images it stayed at chance on yes/no and multiple choice, because
-#      comparing a question with its context is learnt only after a long plateau (about 1300 steps of 64
-#      single questions), which short text sequences get through about 20 times faster than image ones
-#   5. stage 1: captions with the `plain` template (projector at 2e-3, LLM at a lower rate)
-#   6. stage 2: multi-turn question answering with the `v1` template, stage-0 conversations mixed in
-#      (batches of one modality each) so that what stage 0 taught is kept
-#   7. packaging: fp16 safetensors, the tower inside the checkpoint (package_checkpoint.py)
-# About 3 h on 2 cores. Each step is skipped when its output exists (delete WORK to start over).
+#   4. stage 1: captions with the `plain` template (projector + LLM: the LLM starts from random weights,
+#      so unlike real LLaVA it must learn language here too)
+#   5. stage 2: multi-turn question answering with the `v1` template (optionally a second, lower-lr pass)
+#   6. packaging: fp16 safetensors, the tower inside the checkpoint (package_checkpoint.py)
+# About 2 h 15 min on 2 cores. Each step is skipped when its output exists (delete WORK to start over).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 py="${PYTHON:-.venv/bin/python}"
@@ -22,7 +18,6 @@ data="${DATA:-playground/data/tiny_train}"
 n_images="${N_IMAGES:-12000}"
 vision_local_steps="${VISION_LOCAL_STEPS:-1000}"
 vision_scene_steps="${VISION_SCENE_STEPS:-700}"
-stage0_steps="${STAGE0_STEPS:-2500}"
 stage1_steps="${STAGE1_STEPS:-300}"
 stage2_steps="${STAGE2_STEPS:-1500}"
 stage2b_steps="${STAGE2B_STEPS:-0}"  # a second, lower-lr pass over the stage-2 data (0 skips it)
@@ -38,7 +33,7 @@ mkdir -p "$work"
 
 [ -f "$data/llava_tiny_finetune.json" ] ||
     "$py" scripts/tiny/generate_data.py --skip-eval --out "$data" --n-images "$n_images" --turns 8 14 \
-        --types "${types[@]}" --stages 0 1 2 --n-described 40000 --described-turns 2 6 --described-in-finetune 6000
+        --types "${types[@]}"
 [ -f "$work/local/vision_tower/model.safetensors" ] ||
     "$py" scripts/tiny/pretrain_vision_tower.py --out "$work/local" --targets local --steps "$vision_local_steps"
 [ -f "$work/vision_tower/model.safetensors" ] ||
@@ -52,21 +47,14 @@ common=(--vision_tower "$work/vision_tower" --mm_vision_select_layer -2 --mm_pro
         --image_folder "$data" --per_device_train_batch_size 16 --lr_scheduler_type cosine --warmup_ratio 0.03
         --weight_decay 0.0 --logging_steps 10 --save_strategy no --model_max_length 1536 --use_cpu True
         --report_to none --dataloader_num_workers 1 --seed 0)
-[ -f "$work/stage0/model.safetensors" ] ||
-    "$py" -m llava.train.train --model_name_or_path "$work/base" --version v1 \
-        --data_path "$data/llava_tiny_described.json" --output_dir "$work/stage0" \
-        --max_steps "$stage0_steps" --learning_rate 1e-3 --per_device_train_batch_size 32 --lr_scheduler_type cosine \
-        --warmup_ratio 0.02 --weight_decay 0.0 --logging_steps 20 --save_strategy no --model_max_length 512 \
-        --use_cpu True --report_to none --dataloader_num_workers 1 --seed 0
 [ -f "$work/stage1/model.safetensors" ] ||
-    "$py" -m llava.train.train --model_name_or_path "$work/stage0" --version plain \
+    "$py" -m llava.train.train --model_name_or_path "$work/base" --version plain \
         --data_path "$data/llava_tiny_pretrain.json" --output_dir "$work/stage1" \
-        --max_steps "$stage1_steps" --learning_rate 5e-4 --mm_projector_lr 2e-3 "${common[@]}"
+        --max_steps "$stage1_steps" --learning_rate 2e-3 "${common[@]}"
 [ -f "$work/stage2/model.safetensors" ] ||
     "$py" -m llava.train.train --model_name_or_path "$work/stage1" --version v1 \
         --data_path "$data/llava_tiny_finetune.json" --output_dir "$work/stage2" \
-        --max_steps "$stage2_steps" --learning_rate 1e-3 --group_by_modality_length True "${common[@]}" \
-        ${stage2_extra[@]+"${stage2_extra[@]}"}
+        --max_steps "$stage2_steps" --learning_rate 1.5e-3 "${common[@]}" ${stage2_extra[@]+"${stage2_extra[@]}"}
 final="$work/stage2"
 if ((stage2b_steps > 0)); then
     [ -f "$work/stage2b/model.safetensors" ] ||

@@ -206,3 +206,22 @@ def test_im_start_end_tokens_extend_vocab(tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(out, use_fast=False)
     assert len(tokenizer) == 514
     assert tokenizer("<im_start>Hi<im_end>").input_ids[:2] == [1, 512] and 513 in tokenizer("<im_end>").input_ids
+
+
+def test_a_larger_tokenizer_sets_the_vocabulary(tmp_path):
+    """`--tokenizer-model`: the base LLM ships that SentencePiece model and sizes its embeddings to it;
+    LLaVA's <im_start>/<im_end> come right after its pieces."""
+    spec = importlib.util.spec_from_file_location("make_tokenizer", REPO / "scripts" / "tiny" / "make_tokenizer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (tmp_path / "tok.model").write_bytes(module.train(1024))
+    base = build_tiny_base_llm(tmp_path / "base", tokenizer_model=str(tmp_path / "tok.model"))
+    assert (base / "tokenizer.model").read_bytes() == (tmp_path / "tok.model").read_bytes()
+    assert json.loads((base / "config.json").read_text())["vocab_size"] == 1024
+    assert load_file(str(base / "model.safetensors"))["model.embed_tokens.weight"].shape == (1024, 64)
+    tokenizer = AutoTokenizer.from_pretrained(str(base), use_fast=False)
+    assert tokenizer("on a beige background").input_ids == [1] + spm.SentencePieceProcessor(
+        model_file=str(tmp_path / "tok.model")).encode("on a beige background")
+    full = build_tiny_checkpoint(tmp_path / "full", tokenizer_model=str(tmp_path / "tok.model"), mm_use_im_start_end=True)
+    assert json.loads((full / "added_tokens.json").read_text()) == {"<im_start>": 1024, "<im_end>": 1025}
+    assert json.loads((full / "config.json").read_text())["vocab_size"] == 1026
