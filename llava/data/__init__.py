@@ -23,7 +23,7 @@ __all__ = [
     "render",
     "sample_scene",
     "scene_split",
-    "write_eval_sets",
     "write_described_set",
+    "write_eval_sets",
     "write_training_set",
 ]

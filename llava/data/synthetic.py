@@ -2,9 +2,9 @@
 
 Stage 0 (text only, for the tiny model whose language model starts from random weights): the scene's caption
 in text, then questions about it, so the language model learns to compare a question with a context where
-steps are cheap (about 150 tokens instead of 576 image tokens plus the questions). Stage 1 (pretraining, as
-LLaVA-Pretrain's blip_laion_cc_sbu_558k.json): one human turn holding `<image>` and a
-short instruction, one gpt turn with the caption. Stage 2 (instruction tuning, as llava_v1_5_mix665k.json):
+steps are cheap (a few hundred tokens, without 576 image tokens). Stage 1 (pretraining, as LLaVA-Pretrain's
+blip_laion_cc_sbu_558k.json): one human turn holding `<image>` and a short instruction, one gpt turn with
+the caption. Stage 2 (instruction tuning, as llava_v1_5_mix665k.json):
 several question/answer turns per image, `<image>` only in the first human turn, plus a few text-only
 conversations (no "image" key) as the real mix has.
 
@@ -105,7 +105,7 @@ def _described_records(stream: str, n: int, types, turns: tuple[int, int]) -> li
 
 
 def write_described_set(
-    out_dir: str | Path, n: int, seed: int = 0, types=None, turns: tuple[int, int] = (2, 5)
+    out_dir: str | Path, n: int, seed: int = 0, types=None, turns: tuple[int, int] = (1, 1)
 ) -> Path:
     """Write stage 0's JSON (`n` conversations about described scenes, no images); return its path.
 
@@ -144,8 +144,8 @@ def write_training_set(
     question `types` (default: all of QUESTION_TYPES) and `turns` = (min, max) questions per image, plus
     round(n_images * text_only_fraction) text-only conversations and `n_described` stage-0 conversations
     (`described_types`, `described_turns` questions each: they keep stage 0's skills while the model learns
-    to read images). Also writes scenes_seed<seed>.jsonl, the
-    ground truth of every image (e.g. for pretraining the vision tower on colour/shape labels).
+    to read images). Also writes scenes_seed<seed>.jsonl, the ground truth of every image (e.g. for
+    pretraining the vision tower on colour/shape labels).
     Image paths in the JSON are relative to out_dir (pass out_dir as --image_folder).
     write_images=False skips rendering, for a second stage whose images the first one already wrote (the
     images of a seed are the same for both stages). Same arguments -> byte-identical files.

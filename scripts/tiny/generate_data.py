@@ -22,7 +22,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from llava.data import DEFAULT_EVAL_SEED, QUESTION_TYPES, write_described_set, write_eval_sets, write_training_set  # noqa: E402
+from llava.data import (  # noqa: E402
+    DEFAULT_EVAL_SEED, QUESTION_TYPES, write_described_set, write_eval_sets, write_training_set,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
