@@ -293,11 +293,7 @@ def test_training_json_format(tmp_path):
             continue
         scene = Scene.from_dict(_scene_of(tmp_path, 1, record["image"]))
         assert scene == training_scene(1, int(record["id"].split("-")[1]))
-        for human, gpt in zip(record["conversations"][::2], record["conversations"][1::2]):
-            question, options = parse_turn(human["value"])
-            answer = options[LETTERS.index(gpt["value"])] if options else gpt["value"]
-            assert answer == expected_answer(scene, question), (human, gpt)
-            checked += 1
+        checked += check_answers(record, scene)
     assert checked > 60
 
 
@@ -307,6 +303,16 @@ def _scene_of(out_dir, seed, image):
         if row["image"] == image:
             return row["scene"]
     raise KeyError(image)
+
+
+def check_answers(record, scene):
+    """Assert every answer of `record` is what the independent reader derives from `scene`; return how many."""
+    turns = record["conversations"]
+    for human, gpt in zip(turns[::2], turns[1::2]):
+        question, options = parse_turn(human["value"])
+        answer = options[LETTERS.index(gpt["value"])] if options else gpt["value"]
+        assert answer == expected_answer(scene, question), (human, gpt)
+    return len(turns) // 2
 
 
 def parse_turn(value):
@@ -341,11 +347,7 @@ def test_described_set_states_the_scene_and_answers_from_it(tmp_path):
         context = f"The image shows {caption(scene)}\n"
         assert record["conversations"][0]["value"].startswith(context)
         record["conversations"][0]["value"] = record["conversations"][0]["value"][len(context):]
-        for human, gpt in zip(record["conversations"][::2], record["conversations"][1::2]):
-            question, options = parse_turn(human["value"])
-            answer = options[LETTERS.index(gpt["value"])] if options else gpt["value"]
-            assert answer == expected_answer(scene, question), (human, gpt)
-            checked += 1
+        checked += check_answers(record, scene)
     assert checked > 50
     assert write_described_set(tmp_path / "b", 25, seed=5, types=["exist", "verify", "mc", "count"],
                                turns=(2, 4)).read_bytes() == path.read_bytes()
