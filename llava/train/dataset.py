@@ -54,6 +54,7 @@ class LazySupervisedDataset(torch.utils.data.Dataset):
             self.template_name,
             has_image=has_image,
             max_length=None if has_image else self.tokenizer.model_max_length,
+            train_on_prompt=getattr(self.data_args, "train_on_prompt", False),
         )
         if has_image:
             image = load_image(os.path.join(self.data_args.image_folder, sample["image"]))

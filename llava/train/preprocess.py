@@ -1,4 +1,4 @@
-"""Conversations -> token ids and labels, with only the assistant's tokens carrying labels.
+"""Conversations -> token ids and labels, with only the assistant's tokens carrying labels (by default).
 
 LLaVA computed the label spans with per-template length arithmetic (`- 2`, `legacy` corrections) that
 silently breaks when a tokenizer changes. Here each assistant answer's span is measured by tokenizing the
@@ -14,7 +14,13 @@ from typing import Sequence
 
 import torch
 
-from llava.constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_TOKEN, IGNORE_INDEX
+from llava.constants import (
+    DEFAULT_IM_END_TOKEN,
+    DEFAULT_IM_START_TOKEN,
+    DEFAULT_IMAGE_TOKEN,
+    IGNORE_INDEX,
+    IMAGE_TOKEN_INDEX,
+)
 from llava.conversation import Conversation, SeparatorStyle, get_conv_template
 from llava.mm_utils import tokenizer_image_token
 
@@ -61,11 +67,19 @@ def _turns(conversations: Sequence[dict]) -> list[tuple[int, str]]:
 
 
 def tokenize_conversation(
-    conversations: Sequence[dict], tokenizer, template_name: str, has_image: bool, max_length: int | None = None
+    conversations: Sequence[dict],
+    tokenizer,
+    template_name: str,
+    has_image: bool,
+    max_length: int | None = None,
+    train_on_prompt: bool = False,
 ) -> dict[str, torch.Tensor]:
     """`{"input_ids", "labels"}` (1-D LongTensors) for one sample in LLaVA's conversation format.
 
     `plain` (stage-1 pretraining) is `<image>` + caption + "\\n" with only the caption labelled, as in LLaVA.
+    train_on_prompt: every text token carries a label (system prompt and user turns too; the image never),
+    as in language-model pretraining. A model trained from scratch learns to look things up in its context
+    far sooner this way: predicting a question's words rewards copying them from the context.
     """
     template = get_conv_template(template_name)
     if template.sep_style == SeparatorStyle.PLAIN:
@@ -84,6 +98,8 @@ def tokenize_conversation(
             aligned = False
             break
         labels[len(before) : len(through)] = input_ids[len(before) : len(through)]
+    if aligned and train_on_prompt:
+        labels = [IGNORE_INDEX if t == IMAGE_TOKEN_INDEX else t for t in input_ids]
     if not aligned:
         logger.warning("tokenization mismatch in a %s conversation: sample ignored (%r...)", template_name, prompt[:80])
         labels = [IGNORE_INDEX] * len(input_ids)

@@ -63,6 +63,23 @@ def test_plain_labels_cover_the_caption_and_newline(tokenizer):
     assert tokenizer.decode(item["labels"][2:]) == "a red circle.\n"
 
 
+def test_train_on_prompt_labels_all_text_but_not_the_image(tokenizer):
+    conversations = move_image_token_first([
+        {"from": "human", "value": "<image>\nIs there a red circle?"},
+        {"from": "gpt", "value": "yes"},
+    ])
+    answers_only = tokenize_conversation(conversations, tokenizer, "v1", has_image=True)
+    item = tokenize_conversation(conversations, tokenizer, "v1", has_image=True, train_on_prompt=True)
+    ids, labels = item["input_ids"], item["labels"]
+    assert torch.equal(ids, answers_only["input_ids"])
+    image_at = (ids == IMAGE_TOKEN_INDEX).nonzero().flatten().tolist()
+    assert len(image_at) == 1 and labels[image_at[0]] == IGNORE_INDEX
+    text = torch.ones_like(ids, dtype=torch.bool)
+    text[image_at[0]] = False
+    assert torch.equal(labels[text], ids[text])
+    assert "Is there a red circle? ASSISTANT: yes</s>" in tokenizer.decode(labels[image_at[0] + 1 :])
+
+
 def test_text_only_v1_sample(tokenizer):
     conversations = [{"from": "human", "value": "Say yes."}, {"from": "gpt", "value": "yes"}]
     item = tokenize_conversation(conversations, tokenizer, "v1", has_image=False)
