@@ -61,6 +61,15 @@ SCENE_CLASSES = {  # per-patch target -> (number of predictions, classes each)
     "layout": (9, N_CELL_CLASSES),
 }
 TARGET_GROUPS = {"local": (*LOCAL_CLASSES, "cls_word"), "scene": tuple(SCENE_CLASSES)}
+ALL_TARGETS = tuple(n for group in TARGET_GROUPS.values() for n in group)
+
+
+def target_names(choices: list[str]) -> tuple[str, ...]:
+    """Group names expanded to their targets, single target names kept; first occurrence wins the order."""
+    expanded = (n for choice in choices for n in TARGET_GROUPS.get(choice, (choice,)))
+    return tuple(dict.fromkeys(expanded))
+
+
 # One value per image (predicted from every patch), unlike the per-patch grids and the CLS word.
 SUMMARIES = tuple(n for n in SCENE_CLASSES if n != "cell_content")
 
@@ -183,7 +192,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="writes OUT/vision_tower/")
     parser.add_argument("--init", help="a vision_tower/ directory to continue from (default: random init)")
-    parser.add_argument("--targets", nargs="+", choices=sorted(TARGET_GROUPS), default=["local", "scene"])
+    parser.add_argument("--targets", nargs="+", choices=sorted(TARGET_GROUPS) + sorted(ALL_TARGETS),
+                        default=["local", "scene"], help="groups and/or single targets, e.g. local background word")
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--heads", type=int, default=4)
@@ -205,7 +215,7 @@ def main(argv=None) -> None:
     else:
         tower = make_vision_model(spec)
     tower.train()
-    names = tuple(n for group in args.targets for n in TARGET_GROUPS[group])
+    names = target_names(args.targets)
     heads = Heads(args.width, names)
     params = list(tower.parameters()) + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)

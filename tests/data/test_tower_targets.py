@@ -104,3 +104,11 @@ def test_losses_reach_zero_only_for_the_right_predictions(tower_script):
     _, accuracy = tower_script.losses_and_accuracy(wrong, data)
     scored = {n: v for n, v in accuracy.items() if n not in tower_script.LOCAL_CLASSES or (data[n] > 0).any()}
     assert len(scored) >= len(names) - 1 and all(v == 0.0 for v in scored.values()), accuracy
+
+
+def test_targets_mix_groups_and_single_names(tower_script):
+    names = tower_script.target_names(["local", "background", "word", "colour"])
+    assert names == ("colour", "kind", "object", "ink", "cell", "cls_word", "background", "word")
+    assert tower_script.target_names(["scene"]) == tuple(tower_script.SCENE_CLASSES)
+    heads = tower_script.Heads(8, names)
+    assert set(heads.heads) == set(names)
