@@ -101,7 +101,8 @@ def plot(results: dict, budgets: list[int], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     benches = list(results)
-    fig, axes = plt.subplots(1, len(benches), figsize=(3.2 * len(benches), 3.2), sharex=True)
+    fig, axes = plt.subplots(1, len(benches), figsize=(3.2 * len(benches), 3.2), sharex=True, squeeze=False)
+    axes = axes[0]
     order = sorted(budgets)
     xs = [kept_tokens(b) for b in order] + [576]
     for ax, bench in zip(axes, benches):
@@ -139,12 +140,17 @@ def main(argv=None) -> None:
     parser.add_argument("--benchmarks", nargs="+", default=list(BENCHMARKS), choices=list(BENCHMARKS))
     parser.add_argument("--budgets", nargs="+", type=int, default=[192, 128, 64, 32], help="max_num_trunction values")
     parser.add_argument("--out", default="docs/tiny_model_results")
+    parser.add_argument("--plot", default="docs/tiny_pruning.png")
     parser.add_argument("--replot", action="store_true", help="only redraw the plot from OUT.json")
     args = parser.parse_args(argv)
+    out, plot_path = REPO / args.out, REPO / args.plot
     if args.replot:
-        saved = json.loads((REPO / args.out).with_suffix(".json").read_text())
-        plot(saved["results"], saved["budgets"], REPO / "docs" / "tiny_pruning.png")
+        saved = json.loads(out.with_suffix(".json").read_text())
+        plot(saved["results"], saved["budgets"], plot_path)
         return
+    # Created before the runs, so that the results of a long sweep always have somewhere to go.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot_path.parent.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, float]] = {}
     for bench in args.benchmarks:
         results[bench] = {}
@@ -153,15 +159,14 @@ def main(argv=None) -> None:
             score, seconds = run(bench, args.ckpt, method, budget)
             results[bench][key] = score
             print(f"{bench:8s} {key:12s} {score:6.1f}  ({seconds:.0f}s)", flush=True)
-    out = REPO / args.out
     out.with_suffix(".json").write_text(json.dumps({"ckpt": args.ckpt, "budgets": args.budgets, "results": results}, indent=2) + "\n")
     table = markdown(results, args.budgets)
     out.with_suffix(".md").write_text(table + "\n")
-    plot(results, args.budgets, REPO / "docs" / "tiny_pruning.png")
+    plot(results, args.budgets, plot_path)
     print(table)
     dart128 = statistics.mean(r["dart-128"] for r in results.values()) if 128 in args.budgets else float("nan")
     print(f"summary: mean score unpruned {statistics.mean(r['vanilla'] for r in results.values()):.1f}, "
-          f"DART-132 {dart128:.1f} over {len(results)} benchmarks; plot docs/tiny_pruning.png")
+          f"DART-132 {dart128:.1f} over {len(results)} benchmarks; plot {args.plot}")
 
 
 if __name__ == "__main__":

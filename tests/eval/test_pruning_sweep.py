@@ -1,0 +1,39 @@
+"""scripts/tiny/pruning_sweep.py: every setting is run once and the scores land in --out, wherever it is."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "tiny" / "pruning_sweep.py"
+
+
+def load_sweep():
+    spec = importlib.util.spec_from_file_location("pruning_sweep", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sweep_writes_results_and_plot_under_new_directories(tmp_path, monkeypatch):
+    sweep = load_sweep()
+    calls, plots = [], []
+    scores = {(None, None): 90.0, ("dart", 64): 80.0, ("random", 64): 60.0}
+
+    def fake_run(bench, ckpt, method, budget):
+        calls.append((bench, ckpt, method, budget))
+        return scores[(method, budget)], 0.1
+
+    monkeypatch.setattr(sweep, "run", fake_run)
+    monkeypatch.setattr(sweep, "plot", lambda results, budgets, path: plots.append(path))
+    out = tmp_path / "new" / "dir" / "results"
+    sweep.main(["--ckpt", "some/ckpt", "--benchmarks", "pope", "--budgets", "64", "--out", str(out),
+                "--plot", str(tmp_path / "plots" / "p.png")])
+
+    assert calls == [("pope", "some/ckpt", None, None), ("pope", "some/ckpt", "dart", 64),
+                     ("pope", "some/ckpt", "random", 64)]
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert saved["results"] == {"pope": {"vanilla": 90.0, "dart-64": 80.0, "random-64": 60.0}}
+    assert "| 90.0 | 80.0 | 60.0 |" in out.with_suffix(".md").read_text()
+    assert plots == [tmp_path / "plots" / "p.png"] and plots[0].parent.is_dir()
