@@ -31,7 +31,7 @@ class DataArguments:
     image_folder: str | None = dataclasses.field(default=None)
     image_aspect_ratio: str = "square"
     train_on_prompt: bool = dataclasses.field(
-        default=False, metadata={"help": "label the prompt's text tokens too, not only the answers (not for plain)"}
+        default=False, metadata={"help": "label the prompt's text tokens too, not only the answers (plain: already so)"}
     )
 
 
