@@ -4,6 +4,7 @@
     python scripts/tiny/generate_data.py --skip-eval --n-images 8000 --seed 1
     python scripts/tiny/generate_data.py --skip-train          # only rewrite playground/data/eval
     python scripts/tiny/generate_data.py --skip-eval --stages 0 --n-described 150000   # text-only stage 0
+    python scripts/tiny/generate_data.py --skip-eval --stages 2 --reuse-images --types mc word   # new QA mix
 
 Training data (not committed; regenerate it) goes to --out: llava_tiny_described.json (stage 0, questions
 about scenes described in text, no images), images/seed<seed>/*.png, llava_tiny_pretrain.json (stage 1,
@@ -47,21 +48,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-root", default=str(REPO / "playground" / "data" / "eval"))
     parser.add_argument("--eval-seed", type=int, default=DEFAULT_EVAL_SEED)
     parser.add_argument("--eval-n", type=int, default=60, help="about this many questions per benchmark")
+    parser.add_argument("--reuse-images", action="store_true",
+                        help="the images of --seed are already under --out (same --n-images): write only the JSON, "
+                             "e.g. stage 2 with other --types, without the 10 min of rendering")
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--skip-eval", action="store_true")
     args = parser.parse_args(argv)
+    image_stages = [stage for stage in args.stages if stage != 0]
+    if args.reuse_images and image_stages and not args.skip_train:
+        image_dir = Path(args.out) / "images" / f"seed{args.seed}"
+        missing = [i for i in range(args.n_images) if not (image_dir / f"{i:06d}.png").is_file()]
+        if missing:
+            parser.error(f"--reuse-images: {len(missing)} of the {args.n_images} images are missing under "
+                         f"{image_dir} (first: {missing[0]:06d}.png); run once without --reuse-images")
 
     if not args.skip_train and 0 in args.stages:
         start = time.perf_counter()
         path = write_described_set(args.out, args.n_described, seed=args.seed, types=args.described_types,
                                    turns=tuple(args.described_turns))
         print(f"stage 0: {path} ({args.n_described} described scenes, {time.perf_counter() - start:.1f}s)")
-    image_stages = [stage for stage in args.stages if stage != 0]
     if not args.skip_train:
         for i, stage in enumerate(image_stages):
             start = time.perf_counter()
             path = write_training_set(
-                args.out, args.n_images, seed=args.seed, stage=stage, types=args.types, write_images=i == 0,
+                args.out, args.n_images, seed=args.seed, stage=stage, types=args.types,
+                write_images=i == 0 and not args.reuse_images,
                 turns=tuple(args.turns), n_described=args.described_in_finetune,
                 described_types=args.described_types, described_turns=tuple(args.described_turns),
             )

@@ -1,0 +1,41 @@
+"""scripts/tiny/generate_data.py --reuse-images: a new question mix over images written before, without
+rendering them again; a clear error when they are not there."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "tiny" / "generate_data.py"
+
+
+@pytest.fixture(scope="module")
+def generate_data():
+    spec = importlib.util.spec_from_file_location("generate_data", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reuse_images_writes_the_json_and_leaves_the_images(generate_data, tmp_path):
+    generate_data.main(["--out", str(tmp_path), "--skip-eval", "--n-images", "4", "--stages", "1"])
+    images = sorted((tmp_path / "images" / "seed0").glob("*.png"))
+    assert len(images) == 4
+    # A sentinel in place of one image: rendering again would overwrite it.
+    images[0].write_bytes(b"sentinel")
+    generate_data.main(["--out", str(tmp_path), "--skip-eval", "--n-images", "4", "--stages", "2", "--reuse-images",
+                        "--types", "word", "--turns", "1", "1"])
+    assert images[0].read_bytes() == b"sentinel"
+    records = [r for r in json.loads((tmp_path / "llava_tiny_finetune.json").read_text()) if "image" in r]
+    assert {r["image"] for r in records} <= {f"images/seed0/{p.name}" for p in images}
+    assert all("word" in r["conversations"][0]["value"].lower() for r in records)
+
+
+def test_reuse_images_without_the_images_is_refused(generate_data, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        generate_data.main(["--out", str(tmp_path), "--skip-eval", "--n-images", "3", "--stages", "2",
+                            "--reuse-images"])
+    assert exit_info.value.code == 2
+    assert "3 of the 3 images are missing" in capsys.readouterr().err
+    assert not (tmp_path / "llava_tiny_finetune.json").exists()
