@@ -343,6 +343,15 @@ def multiple_choice(qa: QA, rng: random.Random, n_options: int = 4, hint: str = 
     return QA(qa.kind, qa.question, LETTERS[options.index(qa.answer)], tuple(options), hint=hint, detail=qa.detail)
 
 
+def keep_options(qa: QA, n: int, rng: random.Random) -> QA:
+    """The multiple-choice `qa` with only `n` of its options (the answer and the first n-1 others), reshuffled."""
+    wrong = [o for o in qa.options if o != qa.answer_text]
+    choices = [qa.answer_text] + wrong[: n - 1]
+    rng.shuffle(choices)
+    return QA(qa.kind, qa.question, LETTERS[choices.index(qa.answer_text)], tuple(choices), hint=qa.hint,
+              detail=qa.detail)
+
+
 MC_BASES = ("color", "shape", "position", "count", "word", "background", "relation")
 
 

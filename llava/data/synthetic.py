@@ -20,7 +20,7 @@ from pathlib import Path
 
 from llava.constants import DEFAULT_IMAGE_TOKEN
 from llava.data.questions import (
-    CAPTION_INSTRUCTIONS, QA, QUESTION_TYPES, caption, knowledge_question, prompt, qa_pairs,
+    CAPTION_INSTRUCTIONS, QA, QUESTION_TYPES, caption, keep_options, knowledge_question, prompt, qa_pairs,
 )
 from llava.data.scenes import Scene, sample_scene
 from llava.data.shapes import encode, render
@@ -61,12 +61,16 @@ def _turns(qas: list[QA], context_style: str) -> list[dict]:
 
 
 def finetune_record(
-    record_id: str, image: str, scene: Scene, rng: random.Random, types=None, turns: tuple[int, int] = (2, 5)
+    record_id: str, image: str, scene: Scene, rng: random.Random, types=None, turns: tuple[int, int] = (2, 5),
+    mc_options: tuple[int, int] | None = None, options_rng: random.Random | None = None,
 ) -> dict | None:
-    """Stage 2: `turns` = (min, max) question/answer rounds; `<image>` leads the first human turn only."""
+    """Stage 2: `turns` = (min, max) question/answer rounds; `<image>` leads the first human turn only.
+    `mc_options` = (min, max) options per multiple-choice question, drawn with `options_rng` (default: all 4)."""
     qas = qa_pairs(scene, rng, types=types, k=rng.randint(*turns))
     if not qas:
         return None
+    if mc_options:
+        qas = [keep_options(qa, options_rng.randint(*mc_options), options_rng) if qa.options else qa for qa in qas]
     conversation = _turns(qas, rng.choice(("sqa", "mmbench")))
     conversation[0]["value"] = f"{DEFAULT_IMAGE_TOKEN}\n{conversation[0]['value']}"
     return {"id": record_id, "image": image, "conversations": conversation}
@@ -137,6 +141,7 @@ def write_training_set(
     n_described: int = 0,
     described_types: tuple[str, ...] | list[str] | None = None,
     described_turns: tuple[int, int] = (1, 1),
+    mc_options: tuple[int, int] | None = None,
 ) -> Path:
     """Write `n_images` PNGs under out_dir/images/seed<seed>/ and the stage's JSON; return the JSON's path.
 
@@ -144,7 +149,9 @@ def write_training_set(
     question `types` (default: all of QUESTION_TYPES) and `turns` = (min, max) questions per image, plus
     round(n_images * text_only_fraction) text-only conversations and `n_described` stage-0 conversations
     (`described_types`, `described_turns` questions each: they keep stage 0's skills while the model learns
-    to read images). Also writes scenes_seed<seed>.jsonl, the ground truth of every image (e.g. for
+    to read images). `mc_options` = (min, max): stage 2's multiple-choice questions get that many options
+    (ScienceQA has 2-4) instead of 4, drawn from a separate stream so that the rest of the data stays the
+    same. Also writes scenes_seed<seed>.jsonl, the ground truth of every image (e.g. for
     pretraining the vision tower on colour/shape labels).
     Image paths in the JSON are relative to out_dir (pass out_dir as --image_folder).
     write_images=False skips rendering, for a second stage whose images the first one already wrote (the
@@ -168,7 +175,8 @@ def write_training_set(
         record_id = f"{seed}-{i:06d}"
         record = (
             pretrain_record(record_id, image, scene, rng) if stage == 1
-            else finetune_record(record_id, image, scene, rng, types=types, turns=turns)
+            else finetune_record(record_id, image, scene, rng, types=types, turns=turns, mc_options=mc_options,
+                                 options_rng=random.Random(f"mc-options/{seed}/{i}"))
         )
         if record is not None:
             records.append(record)

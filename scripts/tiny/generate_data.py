@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="stage-2 question types (default: all); repeat a type to weight it")
     parser.add_argument("--turns", type=int, nargs=2, default=(2, 5), metavar=("MIN", "MAX"),
                         help="stage-2 question/answer rounds per image (more rounds amortise the 576 image tokens)")
+    parser.add_argument("--mc-options", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
+                        help="stage-2 multiple-choice questions get MIN-MAX options (2-4; ScienceQA has 2-4) "
+                             "instead of always 4")
     parser.add_argument("--n-described", type=int, default=40000, help="stage-0 conversations")
     parser.add_argument("--described-turns", type=int, nargs=2, default=(1, 1), metavar=("MIN", "MAX"),
                         help="stage-0 question/answer rounds per described scene")
@@ -54,6 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--skip-eval", action="store_true")
     args = parser.parse_args(argv)
+    if args.mc_options and not 2 <= args.mc_options[0] <= args.mc_options[1] <= 4:
+        parser.error(f"--mc-options {args.mc_options[0]} {args.mc_options[1]}: need 2 <= MIN <= MAX <= 4")
     image_stages = [stage for stage in args.stages if stage != 0]
     if args.reuse_images and image_stages and not args.skip_train:
         image_dir = Path(args.out) / "images" / f"seed{args.seed}"
@@ -75,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
                 write_images=i == 0 and not args.reuse_images,
                 turns=tuple(args.turns), n_described=args.described_in_finetune,
                 described_types=args.described_types, described_turns=tuple(args.described_turns),
+                mc_options=tuple(args.mc_options) if args.mc_options else None,
             )
             print(f"stage {stage}: {path} ({args.n_images} images, {time.perf_counter() - start:.1f}s)")
     if not args.skip_eval:

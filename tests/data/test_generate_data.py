@@ -39,3 +39,32 @@ def test_reuse_images_without_the_images_is_refused(generate_data, tmp_path, cap
     assert exit_info.value.code == 2
     assert "3 of the 3 images are missing" in capsys.readouterr().err
     assert not (tmp_path / "llava_tiny_finetune.json").exists()
+
+
+def test_mc_options_vary_the_option_count_and_change_nothing_else(generate_data, tmp_path):
+    common = ["--skip-eval", "--n-images", "12", "--stages", "2", "--types", "mc", "color", "--turns", "4", "4"]
+    generate_data.main(["--out", str(tmp_path / "four"), *common])
+    generate_data.main(["--out", str(tmp_path / "some"), *common, "--mc-options", "2", "3"])
+    four, some = (json.loads((tmp_path / d / "llava_tiny_finetune.json").read_text()) for d in ("four", "some"))
+    assert len(four) == len(some)
+    counts = set()
+    for a, b in zip(four, some):
+        for qa, qb, ans_a, ans_b in zip(a["conversations"][::2], b["conversations"][::2],
+                                        a["conversations"][1::2], b["conversations"][1::2]):
+            options_a = [line[3:] for line in qa["value"].split("\n") if line[:3] in ("A. ", "B. ", "C. ", "D. ")]
+            options_b = [line[3:] for line in qb["value"].split("\n") if line[:3] in ("A. ", "B. ", "C. ", "D. ")]
+            if not options_a:  # an open question: untouched
+                assert (qa, ans_a) == (qb, ans_b)
+                continue
+            assert len(options_a) == 4 and 2 <= len(options_b) <= 3
+            counts.add(len(options_b))
+            # the same right answer, at the letter the new options give it
+            right_a = options_a["ABCD".index(ans_a["value"])]
+            assert options_b["ABCD".index(ans_b["value"])] == right_a and set(options_b) <= set(options_a)
+    assert counts == {2, 3}
+
+
+def test_mc_options_out_of_range_is_refused(generate_data, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        generate_data.main(["--out", str(tmp_path), "--skip-eval", "--n-images", "2", "--mc-options", "1", "5"])
+    assert "need 2 <= MIN <= MAX <= 4" in capsys.readouterr().err

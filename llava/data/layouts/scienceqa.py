@@ -8,7 +8,7 @@ from pathlib import Path
 
 from llava.constants import DEFAULT_IMAGE_TOKEN
 from llava.data.layouts.common import Summary, draw_scene, rng_for, save_image, write_json
-from llava.data.questions import HINTS, LETTERS, QA, ask_mc, knowledge_question, question_block
+from llava.data.questions import HINTS, LETTERS, QA, ask_mc, keep_options, knowledge_question, question_block
 from llava.data.scenes import Scene
 
 SQA_BASES = ("color", "shape", "position", "count", "relation", "background")
@@ -20,10 +20,7 @@ def _sqa_question(scene: Scene, rng: random.Random) -> QA | None:
     qa = ask_mc(scene, rng, base=rng.choice(SQA_BASES), hint=hint)
     if qa is None:
         return None
-    wrong = [o for o in qa.options if o != qa.answer_text]
-    choices = [qa.answer_text] + wrong[: rng.choice((2, 3, 4)) - 1]
-    rng.shuffle(choices)
-    return QA(qa.kind, qa.question, LETTERS[choices.index(qa.answer_text)], tuple(choices), hint=hint, detail=qa.detail)
+    return keep_options(qa, rng.choice((2, 3, 4)), rng)
 
 
 def write_scienceqa(root: Path, seed: int, n: int) -> Summary:
