@@ -1,4 +1,8 @@
-"""Shared fixtures: tiny seeded checkpoints in the original LLaVA on-disk format, built once per session."""
+"""Shared fixtures: tiny seeded checkpoints in the original LLaVA on-disk format, built once per session, and
+the scripts under scripts/tiny/ as modules."""
+
+import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,3 +24,17 @@ def tiny_image():
     pixels = (torch.rand(336, 336, 3, generator=g) * 40).to(torch.uint8)
     pixels[100:200, 120:220] = torch.tensor([220, 40, 40], dtype=torch.uint8)
     return Image.fromarray(pixels.numpy())
+
+
+@pytest.fixture(scope="session")
+def tiny_script():
+    """tiny_script("pruning_sweep") imports scripts/tiny/pruning_sweep.py (scripts/ is not a package)."""
+    folder = Path(__file__).resolve().parents[1] / "scripts" / "tiny"
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -176,7 +176,7 @@ def write_training_set(
         record = (
             pretrain_record(record_id, image, scene, rng) if stage == 1
             else finetune_record(record_id, image, scene, rng, types=types, turns=turns, mc_options=mc_options,
-                                 options_rng=random.Random(f"mc-options/{seed}/{i}"))
+                                 options_rng=random.Random(f"mc-options/{seed}/{i}") if mc_options else None)
         )
         if record is not None:
             records.append(record)

@@ -1,21 +1,14 @@
 """scripts/tiny/generate_data.py --reuse-images: a new question mix over images written before, without
 rendering them again; a clear error when they are not there."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "tiny" / "generate_data.py"
-
 
 @pytest.fixture(scope="module")
-def generate_data():
-    spec = importlib.util.spec_from_file_location("generate_data", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def generate_data(tiny_script):
+    return tiny_script("generate_data")
 
 
 def test_reuse_images_writes_the_json_and_leaves_the_images(generate_data, tmp_path):

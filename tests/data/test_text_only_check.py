@@ -1,24 +1,14 @@
 """The text-only check's data (scripts/tiny/text_only_check.py): LLaVA conversations without an image, the
 scene's caption first, 8-14 questions of the chosen types for training and one for evaluation."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 from llava.data.questions import LETTERS
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "tiny" / "text_only_check.py"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("text_only_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_data_files(tmp_path):
-    script = load_script()
+def test_data_files(tmp_path, tiny_script):
+    script = tiny_script("text_only_check")
     script.main(["data", "--out", str(tmp_path / "a"), "--n-train", "5", "--n-eval", "30"])
     train = json.loads((tmp_path / "a" / "train.json").read_text())
     evaluation = json.loads((tmp_path / "a" / "eval.json").read_text())

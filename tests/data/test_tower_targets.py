@@ -2,24 +2,15 @@
 scene: a square fills a known block of patches, a word's ink lies in its cell, and the scene summary counts
 what a hand-written scene holds."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from llava.data.scenes import BACKGROUNDS, COLORS, KINDS, WORDS, Scene, Shape, Word
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "tiny" / "pretrain_vision_tower.py"
-
-
 @pytest.fixture(scope="module")
-def tower_script():
-    spec = importlib.util.spec_from_file_location("pretrain_vision_tower", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def tower_script(tiny_script):
+    return tiny_script("pretrain_vision_tower")
 
 
 # A 56 px blue square centred in the bottom-right cell (px 224..336): it spans x, y in 280 +- 28 = [252, 308),

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "tiny" / "pruning_sweep.py"
 
 
-def load_sweep():
-    spec = importlib.util.spec_from_file_location("pruning_sweep", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-def test_sweep_writes_results_and_plot_under_new_directories(tmp_path, monkeypatch):
-    sweep = load_sweep()
+def test_sweep_writes_results_and_plot_under_new_directories(tmp_path, monkeypatch, tiny_script):
+    sweep = tiny_script("pruning_sweep")
     calls, plots = [], []
     scores = {(None, None): 90.0, ("dart", 64): 80.0, ("random", 64): 60.0}
 

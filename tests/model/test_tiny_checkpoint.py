@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -23,7 +22,6 @@ from llava.model.tiny_checkpoint import (
     write_llm_weights,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 SENTENCES = [
     "Hello",
     "What color is the circle?",
@@ -142,10 +140,8 @@ def test_tokenizer_is_llama_style_and_matches_sentencepiece(ckpt):
     assert "".join(pieces) == "USER" and sp.encode("USER", out_type=str) == ["▁USER"]
 
 
-def test_shipped_tokenizer_is_reproducible():
-    spec = importlib.util.spec_from_file_location("make_tokenizer", REPO / "scripts" / "tiny" / "make_tokenizer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_shipped_tokenizer_is_reproducible(tiny_script):
+    module = tiny_script("make_tokenizer")
     assert module.train(512) == TOKENIZER_MODEL.read_bytes()
 
 
@@ -208,12 +204,10 @@ def test_im_start_end_tokens_extend_vocab(tmp_path):
     assert tokenizer("<im_start>Hi<im_end>").input_ids[:2] == [1, 512] and 513 in tokenizer("<im_end>").input_ids
 
 
-def test_a_larger_tokenizer_sets_the_vocabulary(tmp_path):
+def test_a_larger_tokenizer_sets_the_vocabulary(tmp_path, tiny_script):
     """`--tokenizer-model`: the base LLM ships that SentencePiece model and sizes its embeddings to it;
     LLaVA's <im_start>/<im_end> come right after its pieces."""
-    spec = importlib.util.spec_from_file_location("make_tokenizer", REPO / "scripts" / "tiny" / "make_tokenizer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = tiny_script("make_tokenizer")
     (tmp_path / "tok.model").write_bytes(module.train(1024))
     base = build_tiny_base_llm(tmp_path / "base", tokenizer_model=str(tmp_path / "tok.model"))
     assert (base / "tokenizer.model").read_bytes() == (tmp_path / "tok.model").read_bytes()
