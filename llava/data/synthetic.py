@@ -60,17 +60,23 @@ def _turns(qas: list[QA], context_style: str) -> list[dict]:
     return turns
 
 
+def vary_options(qas: list[QA], mc_options: tuple[int, int] | None, options_rng: random.Random | None) -> list[QA]:
+    """`mc_options` = (min, max): each multiple-choice question keeps that many of its options, drawn with
+    `options_rng` (None: all 4, unchanged)."""
+    if not mc_options:
+        return qas
+    return [keep_options(qa, options_rng.randint(*mc_options), options_rng) if qa.options else qa for qa in qas]
+
+
 def finetune_record(
     record_id: str, image: str, scene: Scene, rng: random.Random, types=None, turns: tuple[int, int] = (2, 5),
     mc_options: tuple[int, int] | None = None, options_rng: random.Random | None = None,
 ) -> dict | None:
     """Stage 2: `turns` = (min, max) question/answer rounds; `<image>` leads the first human turn only.
     `mc_options` = (min, max) options per multiple-choice question, drawn with `options_rng` (default: all 4)."""
-    qas = qa_pairs(scene, rng, types=types, k=rng.randint(*turns))
+    qas = vary_options(qa_pairs(scene, rng, types=types, k=rng.randint(*turns)), mc_options, options_rng)
     if not qas:
         return None
-    if mc_options:
-        qas = [keep_options(qa, options_rng.randint(*mc_options), options_rng) if qa.options else qa for qa in qas]
     conversation = _turns(qas, rng.choice(("sqa", "mmbench")))
     conversation[0]["value"] = f"{DEFAULT_IMAGE_TOKEN}\n{conversation[0]['value']}"
     return {"id": record_id, "image": image, "conversations": conversation}
@@ -89,36 +95,43 @@ def described_conversation(scene: Scene, qas: list[QA], context_style: str = "sq
 
 
 def described_record(
-    record_id: str, scene: Scene, rng: random.Random, types=None, turns: tuple[int, int] = (2, 5)
+    record_id: str, scene: Scene, rng: random.Random, types=None, turns: tuple[int, int] = (2, 5),
+    mc_options: tuple[int, int] | None = None, options_rng: random.Random | None = None,
 ) -> dict | None:
     """Stage 0: like `finetune_record`, with the scene described in text instead of an image (no "image" key)."""
-    qas = qa_pairs(scene, rng, types=types, k=rng.randint(*turns))
+    qas = vary_options(qa_pairs(scene, rng, types=types, k=rng.randint(*turns)), mc_options, options_rng)
     if not qas:
         return None
     return {"id": record_id, "conversations": described_conversation(scene, qas, rng.choice(("sqa", "mmbench")))}
 
 
-def _described_records(stream: str, n: int, types, turns: tuple[int, int]) -> list[dict]:
+def _described_records(
+    stream: str, n: int, types, turns: tuple[int, int], mc_options: tuple[int, int] | None = None
+) -> list[dict]:
     records = []
     for i in range(n):
         rng = random.Random(f"{stream}/{i}")
-        record = described_record(f"{stream}/{i:06d}", sample_scene(rng, split="train"), rng, types, turns)
+        options_rng = random.Random(f"mc-options/{stream}/{i}") if mc_options else None
+        record = described_record(f"{stream}/{i:06d}", sample_scene(rng, split="train"), rng, types, turns,
+                                  mc_options, options_rng)
         if record is not None:
             records.append(record)
     return records
 
 
 def write_described_set(
-    out_dir: str | Path, n: int, seed: int = 0, types=None, turns: tuple[int, int] = (1, 1)
+    out_dir: str | Path, n: int, seed: int = 0, types=None, turns: tuple[int, int] = (1, 1),
+    mc_options: tuple[int, int] | None = None,
 ) -> Path:
     """Write stage 0's JSON (`n` conversations about described scenes, no images); return its path.
 
-    Its scenes are drawn from their own stream, so they are not the images' scenes.
+    Its scenes are drawn from their own stream, so they are not the images' scenes. `mc_options` as in
+    `write_training_set`.
     """
     _check_types(types)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    records = _described_records(f"described/{seed}", n, types, turns)
+    records = _described_records(f"described/{seed}", n, types, turns, mc_options)
     path = out_dir / STAGE_FILES[0]
     path.write_text(json.dumps(records, indent=1) + "\n")
     return path
@@ -150,8 +163,8 @@ def write_training_set(
     round(n_images * text_only_fraction) text-only conversations and `n_described` stage-0 conversations
     (`described_types`, `described_turns` questions each: they keep stage 0's skills while the model learns
     to read images). `mc_options` = (min, max): stage 2's multiple-choice questions get that many options
-    (ScienceQA has 2-4) instead of 4, drawn from a separate stream so that the rest of the data stays the
-    same. Also writes scenes_seed<seed>.jsonl, the ground truth of every image (e.g. for
+    (ScienceQA has 2-4) instead of 4, the described conversations' too, drawn from separate streams so
+    that the rest of the data stays the same. Also writes scenes_seed<seed>.jsonl, the ground truth of every image (e.g. for
     pretraining the vision tower on colour/shape labels).
     Image paths in the JSON are relative to out_dir (pass out_dir as --image_folder).
     write_images=False skips rendering, for a second stage whose images the first one already wrote (the
@@ -183,7 +196,8 @@ def write_training_set(
     if stage == 2:
         rng = random.Random(f"text-only/{seed}")
         records += [text_only_record(f"{seed}-text-{j:05d}", rng) for j in range(round(n_images * text_only_fraction))]
-        records += _described_records(f"described-mix/{seed}", n_described, described_types, described_turns)
+        records += _described_records(f"described-mix/{seed}", n_described, described_types, described_turns,
+                                      mc_options)
     (out_dir / f"scenes_seed{seed}.jsonl").write_text("\n".join(scene_lines) + "\n")
     path = out_dir / STAGE_FILES[stage]
     path.write_text(json.dumps(records, indent=1) + "\n")

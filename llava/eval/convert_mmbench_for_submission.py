@@ -103,17 +103,20 @@ def row_choices(row: dict) -> dict[str, str]:
 
 
 def circular_accuracy(rows: list[dict], predictions: dict[str, str]) -> dict:
-    """Circular accuracy overall and per category / l2-category (percentages)."""
+    """Circular accuracy overall and per category / l2-category (percentages), and `row_accuracy`: every
+    rotation counted as a question of its own (MMBench's non-circular "vanilla" score), which tells a model
+    that is right most of the time from one that is never right, where both can score 0 circular."""
     by_index = {row["index"]: row for row in rows}
     groups = defaultdict(list)
     for row in rows:
         groups[row["index"] % CIRCULAR_STRIDE].append(row)
-    hits, unparsed, unanswered = {}, 0, 0
+    hits, unparsed, unanswered, rows_right, rows_scored = {}, 0, 0, 0, 0
     for main_index in sorted(groups):
         if main_index not in by_index:
             continue  # a rotation without its main row: the official loop never looks at it
         hit = True
         for row in groups[main_index]:
+            rows_scored += 1
             prediction = predictions.get(qid(row["index"]))
             if prediction is None:
                 unanswered += 1
@@ -121,11 +124,13 @@ def circular_accuracy(rows: list[dict], predictions: dict[str, str]) -> dict:
                 continue
             letter = infer_answer(prediction, row_choices(row))
             unparsed += letter is False
+            rows_right += letter == row["answer"]
             hit = hit and letter == row["answer"]
         hits[main_index] = hit
     if not hits:
         raise ScoringInputError("the TSV has no questions with index < 1e6")
     result = {"accuracy": 100.0 * sum(hits.values()) / len(hits), "questions": len(hits),
+              "row_accuracy": 100.0 * rows_right / rows_scored,
               "rows": len(rows), "unanswered_rows": unanswered, "unparsed_rows": unparsed}
     for column in ("category", "l2-category"):
         if column in rows[0]:
@@ -218,7 +223,8 @@ def main(argv=None) -> int:
     summary = f"MMBench: submission {upload}{note}"
     if has_answers:
         c = result["circular"]
-        summary += f"; circular accuracy {c['accuracy']:.2f}% over {c['questions']} questions"
+        summary += (f"; circular accuracy {c['accuracy']:.2f}% over {c['questions']} questions"
+                    f" (per row: {c['row_accuracy']:.2f}%)")
     out = args.result_json or os.path.join(args.result_dir, f"{args.experiment}.score.json")
     return finish(summary, result, out)
 

@@ -39,8 +39,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--turns", type=int, nargs=2, default=(2, 5), metavar=("MIN", "MAX"),
                         help="stage-2 question/answer rounds per image (more rounds amortise the 576 image tokens)")
     parser.add_argument("--mc-options", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
-                        help="stage-2 multiple-choice questions get MIN-MAX options (2-4; ScienceQA has 2-4) "
-                             "instead of always 4")
+                        help="multiple-choice questions of stages 0 and 2 get MIN-MAX options (2-4; ScienceQA "
+                             "has 2-4) instead of always 4")
+    parser.add_argument("--text-only-fraction", type=float, default=0.02,
+                        help="stage 2 also gets round(n_images * this) text-only multiple-choice questions (ScienceQA "
+                             "mixes such questions into its test set)")
     parser.add_argument("--n-described", type=int, default=40000, help="stage-0 conversations")
     parser.add_argument("--described-turns", type=int, nargs=2, default=(1, 1), metavar=("MIN", "MAX"),
                         help="stage-0 question/answer rounds per described scene")
@@ -57,6 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--skip-eval", action="store_true")
     args = parser.parse_args(argv)
+    if args.text_only_fraction < 0:
+        parser.error(f"--text-only-fraction {args.text_only_fraction}: must be >= 0")
     if args.mc_options and not 2 <= args.mc_options[0] <= args.mc_options[1] <= 4:
         parser.error(f"--mc-options {args.mc_options[0]} {args.mc_options[1]}: need 2 <= MIN <= MAX <= 4")
     image_stages = [stage for stage in args.stages if stage != 0]
@@ -70,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_train and 0 in args.stages:
         start = time.perf_counter()
         path = write_described_set(args.out, args.n_described, seed=args.seed, types=args.described_types,
-                                   turns=tuple(args.described_turns))
+                                   turns=tuple(args.described_turns),
+                                   mc_options=tuple(args.mc_options) if args.mc_options else None)
         print(f"stage 0: {path} ({args.n_described} described scenes, {time.perf_counter() - start:.1f}s)")
     if not args.skip_train:
         for i, stage in enumerate(image_stages):
@@ -81,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
                 turns=tuple(args.turns), n_described=args.described_in_finetune,
                 described_types=args.described_types, described_turns=tuple(args.described_turns),
                 mc_options=tuple(args.mc_options) if args.mc_options else None,
+                text_only_fraction=args.text_only_fraction,
             )
             print(f"stage {stage}: {path} ({args.n_images} images, {time.perf_counter() - start:.1f}s)")
     if not args.skip_eval:

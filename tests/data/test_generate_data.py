@@ -61,3 +61,33 @@ def test_mc_options_out_of_range_is_refused(generate_data, tmp_path, capsys):
     with pytest.raises(SystemExit):
         generate_data.main(["--out", str(tmp_path), "--skip-eval", "--n-images", "2", "--mc-options", "1", "5"])
     assert "need 2 <= MIN <= MAX <= 4" in capsys.readouterr().err
+
+
+def test_mc_options_reach_the_described_conversations(generate_data, tmp_path):
+    common = ["--skip-eval", "--n-images", "2", "--stages", "0", "2", "--types", "color", "--turns", "1", "1",
+              "--n-described", "30", "--described-types", "mc", "--described-in-finetune", "30"]
+    generate_data.main(["--out", str(tmp_path / "four"), *common])
+    generate_data.main(["--out", str(tmp_path / "some"), *common, "--mc-options", "2", "3"])
+
+    def option_counts(directory, name):
+        records = json.loads((tmp_path / directory / name).read_text())
+        described = [r for r in records if "image" not in r and r["conversations"][0]["value"].startswith("The image")]
+        assert len(described) == 30
+        return [sum(line[:3] in ("A. ", "B. ", "C. ", "D. ") for line in r["conversations"][0]["value"].split("\n"))
+                for r in described]
+
+    for name in ("llava_tiny_described.json", "llava_tiny_finetune.json"):
+        assert set(option_counts("four", name)) == {4}
+        assert set(option_counts("some", name)) == {2, 3}
+
+
+def test_text_only_fraction_sets_the_number_of_text_only_questions(generate_data, tmp_path, capsys):
+    generate_data.main(["--out", str(tmp_path), "--skip-eval", "--n-images", "4", "--stages", "2",
+                        "--text-only-fraction", "1.5"])
+    records = json.loads((tmp_path / "llava_tiny_finetune.json").read_text())
+    text_only = [r for r in records if "image" not in r]
+    assert len(text_only) == 6 and len(records) - len(text_only) == 4
+    assert all("Answer with the option's letter" in r["conversations"][0]["value"] for r in text_only)
+    with pytest.raises(SystemExit):
+        generate_data.main(["--out", str(tmp_path), "--skip-eval", "--n-images", "1", "--text-only-fraction", "-1"])
+    assert "must be >= 0" in capsys.readouterr().err

@@ -59,6 +59,7 @@ def test_circular_rule():
     # question 1 right in every rotation, question 2 wrong in one, question 3 right: 2 of 3
     assert r["accuracy"] == pytest.approx(200 / 3)
     assert r["questions"] == 3
+    assert r["row_accuracy"] == pytest.approx(600 / 7)  # every row but 1000002 is right
     assert r["per_category"] == {"cat1": {"accuracy": 50.0, "questions": 2},
                                  "cat2": {"accuracy": 100.0, "questions": 1}}
     # without the circular rule (main rows only) all three would count
@@ -72,6 +73,7 @@ def test_unanswered_rotation_makes_the_question_wrong():
     r = circular_accuracy(ROWS, predictions)
     assert r["accuracy"] == pytest.approx(100 / 3)
     assert r["unanswered_rows"] == 1
+    assert r["row_accuracy"] == pytest.approx(500 / 7)  # the unanswered row counts as wrong
 
 
 def test_submission_table_columns_like_llava():
