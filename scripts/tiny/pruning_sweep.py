@@ -56,23 +56,34 @@ def sqa(name):
     return _json(DATA / "scienceqa" / "answers" / f"{name}.score.json")["accuracy"]
 
 
+def _mmbench_circular(name):
+    return _json(DATA / "mmbench" / "answers" / "mmbench_dev_20230712" / f"{name}.score.json")["circular"]
+
+
 def mmbench(name):
-    return _json(DATA / "mmbench" / "answers" / "mmbench_dev_20230712" / f"{name}.score.json")["circular"]["accuracy"]
+    return _mmbench_circular(name)["accuracy"]
 
 
+def mmbench_rows(name):
+    return _mmbench_circular(name)["row_accuracy"]
+
+
+# Per benchmark script, its metrics: (read the metric, label, chance level in %). MMBench has two: the
+# circular rule scores 0 for a model that is right on 3 rotations of every question, the rows do not.
 BENCHMARKS = {
-    # name: (read metric, metric label, chance level in %)
-    "pope": (pope, "accuracy (mean of 3 splits)", 50.0),
-    "mme": (mme, "accuracy (mean of 5 subtasks)", 50.0),
-    "gqa": (gqa, "accuracy", 35.0),
-    "textvqa": (textvqa, "VQA accuracy", 8.3),
-    "sqa": (sqa, "accuracy", 36.8),
-    "mmbench": (mmbench, "circular accuracy", 0.4),
+    "pope": {"pope": (pope, "accuracy (mean of 3 splits)", 50.0)},
+    "mme": {"mme": (mme, "accuracy (mean of 5 subtasks)", 50.0)},
+    "gqa": {"gqa": (gqa, "accuracy", 35.0)},
+    "textvqa": {"textvqa": (textvqa, "VQA accuracy", 8.3)},
+    "sqa": {"sqa": (sqa, "accuracy", 36.8)},
+    "mmbench": {"mmbench": (mmbench, "circular accuracy", 0.4),
+                "mmbench-rows": (mmbench_rows, "accuracy per row", 25.0)},
 }
+METRICS = {metric: spec for metrics in BENCHMARKS.values() for metric, spec in metrics.items()}
 
 
-def run(bench: str, ckpt: str, method: str | None, budget: int | None) -> tuple[float, float]:
-    """One scripted evaluation; returns (metric, seconds)."""
+def run(bench: str, ckpt: str, method: str | None, budget: int | None) -> tuple[dict[str, float], float]:
+    """One scripted evaluation; returns ({metric: score}, seconds)."""
     label = "vanilla" if method is None else f"{method}-{budget}"
     name = f"sweep-{label}"
     # Answers are a word or a letter: 32 new tokens bound the time a wrong, rambling answer can take.
@@ -87,7 +98,7 @@ def run(bench: str, ckpt: str, method: str | None, budget: int | None) -> tuple[
                           capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"{bench} {label} failed:\n{proc.stderr[-3000:]}")
-    return BENCHMARKS[bench][0](name), time.time() - start
+    return {metric: read(name) for metric, (read, _, _) in BENCHMARKS[bench].items()}, time.time() - start
 
 
 def plot(results: dict, budgets: list[int], path: Path) -> None:
@@ -100,20 +111,20 @@ def plot(results: dict, budgets: list[int], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    benches = list(results)
-    fig, axes = plt.subplots(1, len(benches), figsize=(3.2 * len(benches), 3.2), sharex=True, squeeze=False)
+    metrics = list(results)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.2), sharex=True, squeeze=False)
     axes = axes[0]
     order = sorted(budgets)
     xs = [kept_tokens(b) for b in order] + [576]
-    for ax, bench in zip(axes, benches):
-        r = results[bench]
+    for ax, metric in zip(axes, metrics):
+        r = results[metric]
         for method, style in (("dart", "o-"), ("random", "s--")):
             ys = [r[f"{method}-{b}"] for b in order] + [r["vanilla"]]
             ax.plot(xs, ys, style, label="DART" if method == "dart" else "random")
-        ax.axhline(BENCHMARKS[bench][2], color="gray", lw=0.8, ls=":", label="chance")
+        ax.axhline(METRICS[metric][2], color="gray", lw=0.8, ls=":", label="chance")
         ax.set_xscale("log", base=2)
         ax.set_xticks(xs, [str(x) for x in xs], fontsize=7)
-        ax.set_title(bench, fontsize=10)
+        ax.set_title(metric, fontsize=10)
         ax.set_xlabel("image tokens kept", fontsize=8)
     axes[0].set_ylabel("score (%)")
     axes[0].legend(fontsize=7)
@@ -128,9 +139,9 @@ def markdown(results: dict, budgets: list[int]) -> str:
         "576 (unpruned)" if s == "vanilla" else f"{s.split('-')[0].upper() if s.startswith('dart') else 'random'} "
         f"{kept_tokens(int(s.split('-')[1]))}" for s in settings) + " |"
     lines = [head, "|" + "---|" * (len(settings) + 2)]
-    for bench, r in results.items():
-        _, label, chance = BENCHMARKS[bench]
-        lines.append(f"| {bench} ({label}) | {chance:.1f} | " + " | ".join(f"{r[s]:.1f}" for s in settings) + " |")
+    for metric, r in results.items():
+        _, label, chance = METRICS[metric]
+        lines.append(f"| {metric} ({label}) | {chance:.1f} | " + " | ".join(f"{r[s]:.1f}" for s in settings) + " |")
     return "\n".join(lines)
 
 
@@ -153,12 +164,12 @@ def main(argv=None) -> None:
     plot_path.parent.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, float]] = {}
     for bench in args.benchmarks:
-        results[bench] = {}
         for method, budget in [(None, None)] + [(m, b) for b in args.budgets for m in ("dart", "random")]:
             key = "vanilla" if method is None else f"{method}-{budget}"
-            score, seconds = run(bench, args.ckpt, method, budget)
-            results[bench][key] = score
-            print(f"{bench:8s} {key:12s} {score:6.1f}  ({seconds:.0f}s)", flush=True)
+            scores, seconds = run(bench, args.ckpt, method, budget)
+            for metric, score in scores.items():
+                results.setdefault(metric, {})[key] = score
+                print(f"{metric:12s} {key:12s} {score:6.1f}  ({seconds:.0f}s)", flush=True)
     out.with_suffix(".json").write_text(json.dumps({"ckpt": args.ckpt, "budgets": args.budgets, "results": results}, indent=2) + "\n")
     table = markdown(results, args.budgets)
     out.with_suffix(".md").write_text(table + "\n")
@@ -166,7 +177,7 @@ def main(argv=None) -> None:
     print(table)
     dart128 = statistics.mean(r["dart-128"] for r in results.values()) if 128 in args.budgets else float("nan")
     print(f"summary: mean score unpruned {statistics.mean(r['vanilla'] for r in results.values()):.1f}, "
-          f"DART-132 {dart128:.1f} over {len(results)} benchmarks; plot {args.plot}")
+          f"DART-132 {dart128:.1f} over {len(results)} metrics; plot {args.plot}")
 
 
 if __name__ == "__main__":
