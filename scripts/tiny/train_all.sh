@@ -11,15 +11,22 @@
 #      its context and stays at chance on yes/no (the checkpoint card, session 5)
 #   6. stage 1: captions with the `plain` template (projector 2e-3, LLM 3e-4)
 #   7. stage 2: multi-turn question answering with the `v1` template, prompt tokens labelled too
-#   8. packaging: fp16 safetensors, the tower inside the checkpoint (package_checkpoint.py)
-# About 2 h 40 min on 2 cores. Each step is skipped when its output exists (delete WORK to start over);
-# stage 0 and stage 2 resume from their last checkpoint-N.
+#   8. stages 3-5, multiple choice with 2-4 options (ScienceQA has 2-4; stage 2 only ever showed 4):
+#      3: fresh images (seed 1) with multiple choice x6, mixed with scenes described in words;
+#      4: described scenes only, mostly multiple choice (batch 32, cheap steps: picking the letter is learnt
+#         here far faster than with 576 image tokens in every sequence);
+#      5: fresh images again (seed 2), multiple choice x8, 30% text-only knowledge questions
+#   9. packaging: fp16 safetensors, the tower inside the checkpoint (package_checkpoint.py)
+# About 4 h on 2 cores. Each step is skipped when its output exists (delete WORK to start over);
+# stages 0 and 2-5 resume from their last checkpoint-N.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 py="${PYTHON:-.venv/bin/python}"
 work="${WORK:-checkpoints/tiny-work}"
 out="${OUT:-checkpoints/llava-v1.5-tiny}"
 data="${DATA:-playground/data/tiny_train}"
+# Stages 3-5 get directories of their own: their JSON files have the names of stage 0's and stage 2's.
+data3="$data/stage3" data4="$data/stage4" data5="$data/stage5"
 n_images="${N_IMAGES:-12000}"
 vision_local_steps="${VISION_LOCAL_STEPS:-1000}"
 vision_context_steps="${VISION_CONTEXT_STEPS:-800}"
@@ -27,12 +34,20 @@ stage0_steps="${STAGE0_STEPS:-2500}"
 stage0_decay_steps="${STAGE0_DECAY_STEPS:-700}"
 stage1_steps="${STAGE1_STEPS:-200}"
 stage2_steps="${STAGE2_STEPS:-1500}"
+stage3_steps="${STAGE3_STEPS:-1500}"
+stage4_steps="${STAGE4_STEPS:-1200}"
+stage5_steps="${STAGE5_STEPS:-2000}"
 # Question types of stage 2, repeated to weight them towards the yes/no (existence, verification) and
 # multiple-choice skills; 8-14 questions per image amortise the 576 image tokens of each sequence.
 types=(color shape count exist exist exist position relation word verify verify verify choose background
        mc mc mc mc mc)
 # Stage 0 asks about scenes described in words; 6000 of them are mixed into stage 2 so it keeps the skill.
 described_types=(exist verify mc mc color shape)
+# Stage 3: multiple choice x6, the written word x2 (TextVQA), yes/no x2 each so that they are kept.
+stage3_types=(color shape count exist exist position relation word word verify verify choose background
+              mc mc mc mc mc mc)
+stage3_described_types=(mc mc mc exist verify color shape background)
+stage5_types=(color shape count exist verify position relation word word choose background mc mc mc mc mc mc mc mc)
 llm_sizes=(--hidden-size 128 --intermediate-size 344 --num-attention-heads 4 --num-key-value-heads 4 --num-layers 4)
 mkdir -p "$work"
 
@@ -72,5 +87,31 @@ common=(--vision_tower "$work/vision_tower" --mm_vision_select_layer -2 --mm_pro
         --data_path "$data/llava_tiny_finetune.json" --output_dir "$work/stage2" --max_steps "$stage2_steps" \
         --learning_rate 1e-3 --group_by_modality_length True --save_strategy steps --save_steps 250 \
         --save_total_limit 1 "${common[@]}"
-"$py" scripts/tiny/package_checkpoint.py --trained "$work/stage2" --vision-tower "$work/vision_tower" --out "$out" \
+[ -f "$data3/llava_tiny_finetune.json" ] ||
+    "$py" scripts/tiny/generate_data.py --skip-eval --out "$data3" --seed 1 --n-images 6000 --turns 8 14 --stages 2 \
+        --types "${stage3_types[@]}" --mc-options 2 4 --described-in-finetune 9000 --described-turns 3 6 \
+        --described-types "${stage3_described_types[@]}"
+[ -f "$work/stage3/model.safetensors" ] ||
+    "$py" -m llava.train.train --model_name_or_path "$work/stage2" --version v1 --train_on_prompt True \
+        --data_path "$data3/llava_tiny_finetune.json" --output_dir "$work/stage3" --max_steps "$stage3_steps" \
+        --learning_rate 5e-4 --group_by_modality_length True --save_strategy steps --save_steps 250 \
+        --save_total_limit 1 "${common[@]}" --image_folder "$data3"  # the last --image_folder wins
+[ -f "$data4/llava_tiny_described.json" ] ||
+    "$py" scripts/tiny/generate_data.py --skip-eval --out "$data4" --seed 3 --stages 0 --n-described 40000 \
+        --described-types mc mc mc mc mc mc exist verify --described-turns 1 4 --mc-options 2 4
+[ -f "$work/stage4/model.safetensors" ] ||
+    "$py" -m llava.train.train --model_name_or_path "$work/stage3" --version v1 --train_on_prompt True \
+        --data_path "$data4/llava_tiny_described.json" --output_dir "$work/stage4" --max_steps "$stage4_steps" \
+        --learning_rate 5e-4 --group_by_modality_length True --save_strategy steps --save_steps 250 \
+        --save_total_limit 1 "${common[@]}" --per_device_train_batch_size 32
+[ -f "$data5/llava_tiny_finetune.json" ] ||
+    "$py" scripts/tiny/generate_data.py --skip-eval --out "$data5" --seed 2 --n-images 6000 --turns 8 14 --stages 2 \
+        --types "${stage5_types[@]}" --mc-options 2 4 --text-only-fraction 0.3 --described-in-finetune 9000 \
+        --described-turns 3 6 --described-types mc mc mc mc exist verify color shape background
+[ -f "$work/stage5/model.safetensors" ] ||
+    "$py" -m llava.train.train --model_name_or_path "$work/stage4" --version v1 --train_on_prompt True \
+        --data_path "$data5/llava_tiny_finetune.json" --output_dir "$work/stage5" --max_steps "$stage5_steps" \
+        --learning_rate 5e-4 --group_by_modality_length True --save_strategy steps --save_steps 250 \
+        --save_total_limit 1 "${common[@]}" --image_folder "$data5"
+"$py" scripts/tiny/package_checkpoint.py --trained "$work/stage5" --vision-tower "$work/vision_tower" --out "$out" \
     --tokenizer-model "$work/tokenizer.model"

@@ -1,6 +1,7 @@
 """Regression guard for the committed embedded default (checkpoints/llava-v1.5-tiny): it loads through the
-real loader and still answers held-out GQA questions it answered right when it was committed, unpruned
-and with DART keeping 132 image tokens. (Retraining the model means re-picking these questions.)"""
+real loader and still answers held-out GQA and ScienceQA questions it answered right when it was
+committed, unpruned and with DART keeping 132 image tokens. (Retraining the model means re-picking these
+questions.)"""
 
 import json
 from pathlib import Path
@@ -8,17 +9,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from llava.constants import DEFAULT_MODEL_PATH
+from llava.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_MODEL_PATH
+from llava.eval.model_vqa_science import SINGLE_PRED_PROMPT
 from llava.eval.prompting import build_prompt
 from llava.mm_utils import load_image, process_images, tokenizer_image_token
 from llava.model import PruningRecord
 from llava.model.builder import load_pretrained_model
 from llava.model.pruning import make_dart_config
 
-GQA = Path(__file__).resolve().parents[2] / "playground" / "data" / "eval" / "gqa"
+EVAL = Path(__file__).resolve().parents[2] / "playground" / "data" / "eval"
+GQA, SQA = EVAL / "gqa", EVAL / "scienceqa"
 # Held-out colour and shape questions and yes/no ones with both answers (so that no constant answer passes;
 # not relations, whose answer is mostly "left"); the expected answers are the ground truth.
-KNOWN = ["20000001", "20000005", "20000007", "20000010", "20000014", "20000015", "20000021", "20000022"]
+KNOWN = ["20000001", "20000004", "20000005", "20000007", "20000010", "20000014", "20000015", "20000027"]
+# Held-out multiple-choice questions about images, 2-4 options, right answers at all four letters.
+KNOWN_SQA = ["1", "3", "9", "10", "15", "29", "30", "44"]
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +38,29 @@ def known_questions():
     rows = {}
     for line in (GQA / "llava_gqa_testdev_balanced.jsonl").read_text().splitlines():
         row = json.loads(line)
-        rows[str(row["question_id"])] = row
+        rows[str(row["question_id"])] = {"text": row["text"], "image": GQA / "data" / "images" / row["image"]}
     return [(rows[qid], truth[qid]["answer"]) for qid in KNOWN]
 
 
+@pytest.fixture(scope="module")
+def known_sqa_questions():
+    entries = {e["id"]: e for e in json.loads((SQA / "llava_test_CQM-A.json").read_text())}
+    problems = json.loads((SQA / "problems.json").read_text())
+    questions = []
+    for pid in KNOWN_SQA:
+        # the prompt model_vqa_science writes with --single-pred-prompt
+        text = entries[pid]["conversations"][0]["value"].replace(DEFAULT_IMAGE_TOKEN, "").strip()
+        row = {"text": f"{text}\n{SINGLE_PRED_PROMPT}", "image": SQA / "images" / "test" / entries[pid]["image"]}
+        questions.append((row, "ABCD"[problems[pid]["answer"]]))
+    return questions
+
+
 def answer(default_model, row, dart: bool):
+    """The greedy answer to {"text", "image": path}, lower-cased, and its pruning record."""
     tokenizer, model, processor = default_model
     model.config.DART_config = make_dart_config(max_num_trunction=128) if dart else None
     ids = tokenizer_image_token(build_prompt(row["text"], "vicuna_v1"), tokenizer, return_tensors="pt")[None]
-    pixels = process_images([load_image(str(GQA / "data" / "images" / row["image"]))], processor, model.config)
+    pixels = process_images([load_image(str(row["image"]))], processor, model.config)
     record = PruningRecord()
     with torch.inference_mode():
         out = model.generate(ids, images=pixels, max_new_tokens=8, do_sample=False, pruning_record=record,
@@ -64,5 +83,14 @@ def test_loads_in_the_original_format(default_model):
 def test_answers_known_held_out_questions(default_model, known_questions, dart):
     results = [answer(default_model, row, dart) for row, _ in known_questions]
     assert [text for text, _ in results] == [truth for _, truth in known_questions]
+    if dart:
+        assert all(record.num_kept_image_tokens() == 132 for _, record in results)
+
+
+@pytest.mark.parametrize("dart", [False, True], ids=["unpruned", "dart-132"])
+def test_answers_known_multiple_choice_questions(default_model, known_sqa_questions, dart):
+    results = [answer(default_model, row, dart) for row, _ in known_sqa_questions]
+    assert [text for text, _ in results] == [truth.lower() for _, truth in known_sqa_questions]
+    assert {truth for _, truth in known_sqa_questions} == set("ABCD")
     if dart:
         assert all(record.num_kept_image_tokens() == 132 for _, record in results)
