@@ -164,8 +164,8 @@ def write_training_set(
     (`described_types`, `described_turns` questions each: they keep stage 0's skills while the model learns
     to read images). `mc_options` = (min, max): stage 2's multiple-choice questions get that many options
     (ScienceQA has 2-4) instead of 4, the described conversations' too, drawn from separate streams so
-    that the rest of the data stays the same. Also writes scenes_seed<seed>.jsonl, the ground truth of every image (e.g. for
-    pretraining the vision tower on colour/shape labels).
+    that the rest of the data stays the same. Also writes scenes_seed<seed>.jsonl, the ground truth of
+    every image (e.g. for pretraining the vision tower on colour/shape labels).
     Image paths in the JSON are relative to out_dir (pass out_dir as --image_folder).
     write_images=False skips rendering, for a second stage whose images the first one already wrote (the
     images of a seed are the same for both stages). Same arguments -> byte-identical files.
