@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--text-only-fraction {args.text_only_fraction}: must be >= 0")
     if args.mc_options and not 2 <= args.mc_options[0] <= args.mc_options[1] <= 4:
         parser.error(f"--mc-options {args.mc_options[0]} {args.mc_options[1]}: need 2 <= MIN <= MAX <= 4")
+    mc_options = tuple(args.mc_options) if args.mc_options else None
     image_stages = [stage for stage in args.stages if stage != 0]
     if args.reuse_images and image_stages and not args.skip_train:
         image_dir = Path(args.out) / "images" / f"seed{args.seed}"
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         start = time.perf_counter()
         path = write_described_set(args.out, args.n_described, seed=args.seed, types=args.described_types,
                                    turns=tuple(args.described_turns),
-                                   mc_options=tuple(args.mc_options) if args.mc_options else None)
+                                   mc_options=mc_options)
         print(f"stage 0: {path} ({args.n_described} described scenes, {time.perf_counter() - start:.1f}s)")
     if not args.skip_train:
         for i, stage in enumerate(image_stages):
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
                 write_images=i == 0 and not args.reuse_images,
                 turns=tuple(args.turns), n_described=args.described_in_finetune,
                 described_types=args.described_types, described_turns=tuple(args.described_turns),
-                mc_options=tuple(args.mc_options) if args.mc_options else None,
+                mc_options=mc_options,
                 text_only_fraction=args.text_only_fraction,
             )
             print(f"stage {stage}: {path} ({args.n_images} images, {time.perf_counter() - start:.1f}s)")

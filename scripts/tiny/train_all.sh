@@ -86,45 +86,43 @@ common=(--vision_tower "$work/vision_tower" --mm_vision_select_layer -2 --mm_pro
     "$py" -m llava.train.train --model_name_or_path "$work/stage0" --version plain \
         --data_path "$data/llava_tiny_pretrain.json" --output_dir "$work/stage1" --max_steps "$stage1_steps" \
         --learning_rate 3e-4 --mm_projector_lr 2e-3 --save_strategy no "${common[@]}"
+# Stages 2-6: question answering with the v1 template, prompt labelled, modality-grouped batches.
+train_qa() {  # FROM OUT DATA_JSON STEPS LR [more arguments; a repeated flag's last value wins]
+    "$py" -m llava.train.train --model_name_or_path "$1" --output_dir "$2" --data_path "$3" --max_steps "$4" \
+        --learning_rate "$5" --version v1 --train_on_prompt True --group_by_modality_length True "${@:6}"
+}
+resumable=(--save_strategy steps --save_steps 250 --save_total_limit 1)
+# Stages 3, 5 and 6: fresh images with 8-14 questions each, multiple choice with 2-4 options, described
+# scenes with 3-6 questions mixed in.
+mc_data=(--skip-eval --turns 8 14 --stages 2 --mc-options 2 4 --described-turns 3 6)
 [ -f "$work/stage2/model.safetensors" ] ||
-    "$py" -m llava.train.train --model_name_or_path "$work/stage1" --version v1 --train_on_prompt True \
-        --data_path "$data/llava_tiny_finetune.json" --output_dir "$work/stage2" --max_steps "$stage2_steps" \
-        --learning_rate 1e-3 --group_by_modality_length True --save_strategy steps --save_steps 250 \
-        --save_total_limit 1 "${common[@]}"
+    train_qa "$work/stage1" "$work/stage2" "$data/llava_tiny_finetune.json" "$stage2_steps" 1e-3 \
+        "${resumable[@]}" "${common[@]}"
 [ -f "$data3/llava_tiny_finetune.json" ] ||
-    "$py" scripts/tiny/generate_data.py --skip-eval --out "$data3" --seed 1 --n-images 6000 --turns 8 14 --stages 2 \
-        --types "${stage3_types[@]}" --mc-options 2 4 --described-in-finetune 9000 --described-turns 3 6 \
-        --described-types "${stage3_described_types[@]}"
+    "$py" scripts/tiny/generate_data.py --out "$data3" --seed 1 --n-images 6000 --types "${stage3_types[@]}" \
+        --described-in-finetune 9000 --described-types "${stage3_described_types[@]}" "${mc_data[@]}"
 [ -f "$work/stage3/model.safetensors" ] ||
-    "$py" -m llava.train.train --model_name_or_path "$work/stage2" --version v1 --train_on_prompt True \
-        --data_path "$data3/llava_tiny_finetune.json" --output_dir "$work/stage3" --max_steps "$stage3_steps" \
-        --learning_rate 5e-4 --group_by_modality_length True --save_strategy steps --save_steps 250 \
-        --save_total_limit 1 "${common[@]}" --image_folder "$data3"  # the last --image_folder wins
+    train_qa "$work/stage2" "$work/stage3" "$data3/llava_tiny_finetune.json" "$stage3_steps" 5e-4 \
+        "${resumable[@]}" "${common[@]}" --image_folder "$data3"
 [ -f "$data4/llava_tiny_described.json" ] ||
     "$py" scripts/tiny/generate_data.py --skip-eval --out "$data4" --seed 3 --stages 0 --n-described 40000 \
         --described-types mc mc mc mc mc mc exist verify --described-turns 1 4 --mc-options 2 4
 [ -f "$work/stage4/model.safetensors" ] ||
-    "$py" -m llava.train.train --model_name_or_path "$work/stage3" --version v1 --train_on_prompt True \
-        --data_path "$data4/llava_tiny_described.json" --output_dir "$work/stage4" --max_steps "$stage4_steps" \
-        --learning_rate 5e-4 --group_by_modality_length True --save_strategy steps --save_steps 250 \
-        --save_total_limit 1 "${common[@]}" --per_device_train_batch_size 32
+    train_qa "$work/stage3" "$work/stage4" "$data4/llava_tiny_described.json" "$stage4_steps" 5e-4 \
+        "${resumable[@]}" "${common[@]}" --per_device_train_batch_size 32
 [ -f "$data5/llava_tiny_finetune.json" ] ||
-    "$py" scripts/tiny/generate_data.py --skip-eval --out "$data5" --seed 2 --n-images 6000 --turns 8 14 --stages 2 \
-        --types "${stage5_types[@]}" --mc-options 2 4 --text-only-fraction 0.3 --described-in-finetune 9000 \
-        --described-turns 3 6 --described-types mc mc mc mc exist verify color shape background
+    "$py" scripts/tiny/generate_data.py --out "$data5" --seed 2 --n-images 6000 --types "${stage5_types[@]}" \
+        --text-only-fraction 0.3 --described-in-finetune 9000 \
+        --described-types mc mc mc mc exist verify color shape background "${mc_data[@]}"
 [ -f "$work/stage5/model.safetensors" ] ||
-    "$py" -m llava.train.train --model_name_or_path "$work/stage4" --version v1 --train_on_prompt True \
-        --data_path "$data5/llava_tiny_finetune.json" --output_dir "$work/stage5" --max_steps "$stage5_steps" \
-        --learning_rate 5e-4 --group_by_modality_length True --save_strategy steps --save_steps 250 \
-        --save_total_limit 1 "${common[@]}" --image_folder "$data5"
+    train_qa "$work/stage4" "$work/stage5" "$data5/llava_tiny_finetune.json" "$stage5_steps" 5e-4 \
+        "${resumable[@]}" "${common[@]}" --image_folder "$data5"
 [ -f "$data6/llava_tiny_finetune.json" ] ||
-    "$py" scripts/tiny/generate_data.py --skip-eval --out "$data6" --seed 4 --n-images 3000 --turns 8 14 --stages 2 \
-        --types "${stage6_types[@]}" --mc-options 2 4 --text-only-fraction 0.3 --described-in-finetune 3000 \
-        --described-turns 3 6 --described-types mc mc exist verify verify color shape background
+    "$py" scripts/tiny/generate_data.py --out "$data6" --seed 4 --n-images 3000 --types "${stage6_types[@]}" \
+        --text-only-fraction 0.3 --described-in-finetune 3000 \
+        --described-types mc mc exist verify verify color shape background "${mc_data[@]}"
 [ -f "$work/stage6/model.safetensors" ] ||
-    "$py" -m llava.train.train --model_name_or_path "$work/stage5" --version v1 --train_on_prompt True \
-        --data_path "$data6/llava_tiny_finetune.json" --output_dir "$work/stage6" --max_steps "$stage6_steps" \
-        --learning_rate 2e-4 --group_by_modality_length True --save_strategy no "${common[@]}" \
-        --image_folder "$data6"
+    train_qa "$work/stage5" "$work/stage6" "$data6/llava_tiny_finetune.json" "$stage6_steps" 2e-4 \
+        --save_strategy no "${common[@]}" --image_folder "$data6"
 "$py" scripts/tiny/package_checkpoint.py --trained "$work/stage6" --vision-tower "$work/vision_tower" --out "$out" \
     --tokenizer-model "$work/tokenizer.model"

@@ -6,6 +6,11 @@ import json
 import pytest
 
 
+def options_of(human_turn: str) -> list[str]:
+    """The option texts of a multiple-choice turn ("A. red" lines), in order."""
+    return [line[3:] for line in human_turn.split("\n") if line[:3] in ("A. ", "B. ", "C. ", "D. ")]
+
+
 @pytest.fixture(scope="module")
 def generate_data(tiny_script):
     return tiny_script("generate_data")
@@ -44,8 +49,7 @@ def test_mc_options_vary_the_option_count_and_change_nothing_else(generate_data,
     for a, b in zip(four, some):
         for qa, qb, ans_a, ans_b in zip(a["conversations"][::2], b["conversations"][::2],
                                         a["conversations"][1::2], b["conversations"][1::2]):
-            options_a = [line[3:] for line in qa["value"].split("\n") if line[:3] in ("A. ", "B. ", "C. ", "D. ")]
-            options_b = [line[3:] for line in qb["value"].split("\n") if line[:3] in ("A. ", "B. ", "C. ", "D. ")]
+            options_a, options_b = options_of(qa["value"]), options_of(qb["value"])
             if not options_a:  # an open question: untouched
                 assert (qa, ans_a) == (qb, ans_b)
                 continue
@@ -73,8 +77,7 @@ def test_mc_options_reach_the_described_conversations(generate_data, tmp_path):
         records = json.loads((tmp_path / directory / name).read_text())
         described = [r for r in records if "image" not in r and r["conversations"][0]["value"].startswith("The image")]
         assert len(described) == 30
-        return [sum(line[:3] in ("A. ", "B. ", "C. ", "D. ") for line in r["conversations"][0]["value"].split("\n"))
-                for r in described]
+        return [len(options_of(r["conversations"][0]["value"])) for r in described]
 
     for name in ("llava_tiny_described.json", "llava_tiny_finetune.json"):
         assert set(option_counts("four", name)) == {4}

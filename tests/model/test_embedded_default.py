@@ -3,15 +3,17 @@ real loader and still answers held-out GQA and ScienceQA questions it answered r
 committed, unpruned and with DART keeping 132 image tokens. (Retraining the model means re-picking these
 questions.)"""
 
+import argparse
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from llava.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_MODEL_PATH
-from llava.eval.model_vqa_science import SINGLE_PRED_PROMPT
+from llava.constants import DEFAULT_MODEL_PATH
+from llava.eval.model_vqa_science import science_items
 from llava.eval.prompting import build_prompt
+from llava.eval.questions import Row
 from llava.mm_utils import load_image, process_images, tokenizer_image_token
 from llava.model import PruningRecord
 from llava.model.builder import load_pretrained_model
@@ -46,12 +48,12 @@ def known_questions():
 def known_sqa_questions():
     entries = {e["id"]: e for e in json.loads((SQA / "llava_test_CQM-A.json").read_text())}
     problems = json.loads((SQA / "problems.json").read_text())
+    # the user turn and image that model_vqa_science makes of an entry with --single-pred-prompt
+    args = argparse.Namespace(image_folder=str(SQA / "images" / "test"), single_pred_prompt=True)
     questions = []
     for pid in KNOWN_SQA:
-        # the prompt model_vqa_science writes with --single-pred-prompt
-        text = entries[pid]["conversations"][0]["value"].replace(DEFAULT_IMAGE_TOKEN, "").strip()
-        row = {"text": f"{text}\n{SINGLE_PRED_PROMPT}", "image": SQA / "images" / "test" / entries[pid]["image"]}
-        questions.append((row, "ABCD"[problems[pid]["answer"]]))
+        (item,) = science_items(Row(f"llava_test_CQM-A.json[{pid}]", entries[pid]), args)
+        questions.append(({"text": item.text, "image": item.images[0].path}, "ABCD"[problems[pid]["answer"]]))
     return questions
 
 
