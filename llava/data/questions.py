@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import random
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Iterator
 
 from llava.data.scenes import BACKGROUNDS, COLORS, KINDS, POSITIONS, SIZES, WORDS, Scene, Shape
@@ -52,7 +53,7 @@ WORD_QUESTION = "What word is written in the image?"
 class QA:
     """One question. `answer` is what the model should say: for multiple choice, the option letter."""
 
-    kind: str  # question type: a key of QUESTION_TYPES, "knowledge"; multiple choice keeps its base's type
+    kind: str  # question type: a key of DEFAULT_TYPES, "knowledge"; multiple choice keeps its base's type
     question: str  # bare question, without answer-format instructions
     answer: str
     options: tuple[str, ...] = ()  # multiple choice only, in display order
@@ -366,7 +367,9 @@ def ask_mc(scene: Scene, rng: random.Random, base: str | None = None, hint: str 
     return multiple_choice(qa, rng, hint=hint)
 
 
-QUESTION_TYPES: dict[str, Callable[..., QA | None]] = {
+# The default mix: what `qa_pairs` draws from when no types are given. Adding a type here would change
+# every default data stream, so skill-focused variants go in FOCUSED_TYPES instead.
+DEFAULT_TYPES: dict[str, Callable[..., QA | None]] = {
     "color": ask_color,
     "shape": ask_shape,
     "count": ask_count,
@@ -379,13 +382,25 @@ QUESTION_TYPES: dict[str, Callable[..., QA | None]] = {
     "background": ask_background,
     "mc": ask_mc,
 }
+# One sub-type of a default type, for weighting a single skill up in a training stage: the quoted-word
+# check (MME's OCR questions), the relation check (MME's position and GQA's verify questions) and multiple
+# choice about positions, relations and the written word (what ScienceQA and MMBench miss most).
+FOCUSED_TYPES: dict[str, Callable[..., QA | None]] = {
+    "verify_word": partial(ask_verify, detail="word"),
+    "verify_relation": partial(ask_verify, detail="relation"),
+    "mc_position": partial(ask_mc, base="position"),
+    "mc_relation": partial(ask_mc, base="relation"),
+    "mc_word": partial(ask_mc, base="word"),
+}
+QUESTION_TYPES: dict[str, Callable[..., QA | None]] = {**DEFAULT_TYPES, **FOCUSED_TYPES}
 
 
 def qa_pairs(
     scene: Scene, rng: random.Random, types: tuple[str, ...] | list[str] | None = None, k: int = 3
 ) -> list[QA]:
-    """Up to `k` distinct questions about `scene`, each of a type drawn uniformly from `types` (default all)."""
-    types = tuple(types or QUESTION_TYPES)
+    """Up to `k` distinct questions about `scene`, each of a type drawn uniformly from `types` (default: the
+    keys of DEFAULT_TYPES; any key of QUESTION_TYPES may be given, repeated to weight it)."""
+    types = tuple(types or DEFAULT_TYPES)
     unknown = set(types) - set(QUESTION_TYPES)
     if unknown:
         raise ValueError(f"unknown question types {sorted(unknown)}; known: {sorted(QUESTION_TYPES)}")

@@ -159,7 +159,7 @@ def write_training_set(
     """Write `n_images` PNGs under out_dir/images/seed<seed>/ and the stage's JSON; return the JSON's path.
 
     stage 1: captions (llava_tiny_pretrain.json); stage 2: multi-turn QA (llava_tiny_finetune.json) with
-    question `types` (default: all of QUESTION_TYPES) and `turns` = (min, max) questions per image, plus
+    question `types` (default: the keys of DEFAULT_TYPES) and `turns` = (min, max) questions per image, plus
     round(n_images * text_only_fraction) text-only conversations and `n_described` stage-0 conversations
     (`described_types`, `described_turns` questions each: they keep stage 0's skills while the model learns
     to read images). `mc_options` = (min, max): stage 2's multiple-choice questions get that many options

@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stages", type=int, nargs="+", default=[1, 2], choices=[0, 1, 2])
     parser.add_argument("--types", nargs="+", default=None, choices=sorted(QUESTION_TYPES),
-                        help="stage-2 question types (default: all); repeat a type to weight it")
+                        help="stage-2 question types (default: the default mix, every type but the focused ones "
+                             "such as verify_word and mc_position); repeat a type to weight it")
     parser.add_argument("--turns", type=int, nargs=2, default=(2, 5), metavar=("MIN", "MAX"),
                         help="stage-2 question/answer rounds per image (more rounds amortise the 576 image tokens)")
     parser.add_argument("--mc-options", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--described-turns", type=int, nargs=2, default=(1, 1), metavar=("MIN", "MAX"),
                         help="stage-0 question/answer rounds per described scene")
     parser.add_argument("--described-types", nargs="+", default=None, choices=sorted(QUESTION_TYPES),
-                        help="stage-0 question types (default: all)")
+                        help="stage-0 question types (default: the default mix)")
     parser.add_argument("--described-in-finetune", type=int, default=0, metavar="N",
                         help="add N stage-0 conversations to stage 2's JSON, to keep what stage 0 taught")
     parser.add_argument("--eval-root", default=str(REPO / "playground" / "data" / "eval"))

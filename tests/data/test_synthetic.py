@@ -10,7 +10,8 @@ from llava.data import (
     QUESTION_TYPES, caption, corpus, prompt, qa_pairs, render, sample_scene, write_described_set, write_training_set,
 )
 from llava.data.questions import (
-    HINTS, LETTERS, OPTION_PROMPT, PLACES, SHORT_ANSWER_PROMPT, ask_exist, ask_mc, ask_verify, knowledge_question,
+    DEFAULT_TYPES, HINTS, LETTERS, OPTION_PROMPT, PLACES, SHORT_ANSWER_PROMPT, ask_exist, ask_mc, ask_verify,
+    knowledge_question,
 )
 from llava.data.scenes import BACKGROUNDS, CELL, COLORS, KINDS, POSITIONS, Scene, cell_center, scene_split
 from llava.data.synthetic import training_scene
@@ -165,7 +166,27 @@ def test_every_answer_matches_the_scene():
             seen_types.add("mc" if qa.options else qa.kind)
             truth = expected_answer(scene, qa.question)
             assert qa.answer_text == truth, (qa, scene)
-    assert seen_types == set(QUESTION_TYPES)
+    assert seen_types == set(DEFAULT_TYPES)
+
+
+# focused type -> (the kind, detail and multiple-choice-ness every one of its questions must have)
+FOCUSED = {
+    "verify_word": ("verify", "word", False), "verify_relation": ("verify", "relation", False),
+    "mc_position": ("position", "", True), "mc_relation": ("relation", "", True), "mc_word": ("word", "", True),
+}
+
+
+def test_focused_types_ask_only_their_sub_type_and_answer_right():
+    assert set(QUESTION_TYPES) == set(DEFAULT_TYPES) | set(FOCUSED)
+    rng = random.Random(11)
+    for name, (kind, detail, multiple_choice) in FOCUSED.items():
+        asked = 0
+        for scene in scenes(11, 200, with_word=True):
+            for qa in qa_pairs(scene, rng, types=[name], k=2):
+                asked += 1
+                assert (qa.kind, qa.detail, bool(qa.options)) == (kind, detail, multiple_choice), (name, qa)
+                assert qa.answer_text == expected_answer(scene, qa.question), (name, qa, scene)
+        assert asked > 150, name
 
 
 def test_multiple_choice_letter_points_at_the_true_answer():
