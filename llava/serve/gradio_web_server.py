@@ -23,6 +23,8 @@ import hashlib
 import json
 import logging
 import os
+import random
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,9 @@ import gradio as gr
 from PIL import Image
 
 from llava.conversation import Conversation, conv_templates, get_conv_template
+from llava.data.questions import QA, QUESTION_TYPES, prompt
+from llava.data.scenes import Scene, sample_scene
+from llava.data.shapes import render
 from llava.eval.prompting import infer_conv_mode
 from llava.serve import DEFAULT_CONTROLLER_PORT, DEFAULT_HOST, DEFAULT_WEB_PORT, configure_logging
 from llava.serve.client import ServeError, get_worker_address, list_models, model_details, stream_generate
@@ -134,6 +139,33 @@ def to_chatbot(state: ChatState) -> list[dict[str, str]]:
             text += f"\n\n*{state.answer_notes[i]}*"
         messages.append({"role": role, "content": text})
     return messages
+
+
+EXAMPLE_TYPES = ("color", "count", "relation")
+
+
+def example_questions(seed: int = 0) -> list[tuple[Scene, QA]]:
+    """Held-out generated scenes, each with a question about it in LLaVA-1.5's short-answer form: the form
+    the embedded default was trained on (an open question such as "What is in the picture?" is not)."""
+    rng, examples = random.Random(seed), []
+    for kind in EXAMPLE_TYPES:
+        qa = None
+        while qa is None:
+            scene = sample_scene(rng, split="eval")
+            qa = QUESTION_TYPES[kind](scene, rng)
+        examples.append((scene, qa))
+    return examples
+
+
+def example_inputs(folder: Path) -> list[list[str]]:
+    """[image path, question] rows for the page's examples, the images rendered into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, (scene, qa) in enumerate(example_questions()):
+        path = folder / f"example_{i}_{qa.kind}.png"
+        render(scene).save(path)
+        rows.append([str(path), prompt(qa)])
+    return rows
 
 
 def template_name(choice: str, model: str | None) -> str:
@@ -431,6 +463,8 @@ class WebServer:
                         textbox = gr.Textbox(show_label=False, placeholder="Ask about the image and press Enter",
                                              container=False, scale=8, elem_id="textbox")
                         send_btn = gr.Button("Send", variant="primary", scale=1, elem_id="send_btn")
+                    gr.Examples(example_inputs(Path(tempfile.mkdtemp(prefix="llava-demo-examples-"))),
+                                [imagebox, textbox], label="Examples (held-out generated scenes)")
                     with gr.Row():
                         upvote = gr.Button("Upvote", interactive=False)
                         downvote = gr.Button("Downvote", interactive=False)

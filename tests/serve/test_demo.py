@@ -14,6 +14,9 @@ import pytest
 from serve_helpers import ServerProcess, b64_png, free_port, scene_image, stream_chunks, wait_until
 
 from llava.conversation import get_conv_template
+from llava.data.questions import prompt
+from llava.data.shapes import render
+from llava.serve.gradio_web_server import example_questions
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -52,12 +55,27 @@ def test_demo_serves_the_page_and_the_api(demo):
     assert (final["pruning"]["kept_image_tokens"], final["pruning"]["image_tokens"]) == (132, 576)
 
 
+def test_the_page_offers_examples_the_default_model_answers_right(demo):
+    page = httpx.get(demo["page"], timeout=30).text
+    for scene, qa in example_questions():
+        assert qa.question in page
+        conv = get_conv_template("llava_v1")
+        conv.append_message(conv.roles[0], f"<image>\n{prompt(qa)}")
+        conv.append_message(conv.roles[1], None)
+        payload = {"model": "llava-v1.5-tiny", "prompt": conv.get_prompt(), "images": [b64_png(render(scene))],
+                   "temperature": 0, "max_new_tokens": 8, "stop": "</s>"}
+        final = stream_chunks(demo["controller"], payload)[-1]
+        assert final["error_code"] == 0
+        assert final["text"].strip().lower().rstrip(".") == qa.answer, qa
+
+
 @pytest.mark.skipif(not os.path.exists(CHROMIUM),
                     reason=f"Chromium is not installed at {CHROMIUM} (apt-get install chromium; .ci/run installs it)")
 def test_browser_chat_with_dart_shows_the_kept_patch_overlay(demo, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    scene, qa = example_questions()[0]  # a held-out scene and a question the default model answers right
     image_path = tmp_path / "scene.png"
-    scene_image(480, 360).save(image_path)
+    render(scene).save(image_path)
     ARTIFACTS.mkdir(exist_ok=True)
 
     with sync_api.sync_playwright() as playwright:
@@ -71,7 +89,7 @@ def test_browser_chat_with_dart_shows_the_kept_patch_overlay(demo, tmp_path):
 
             page.locator("#imagebox input[type=file]").set_input_files(str(image_path))
             page.wait_for_selector("#imagebox img")  # the upload finished
-            page.locator("#textbox textarea").fill("What shapes are in the picture?")
+            page.locator("#textbox textarea").fill(prompt(qa))
             page.locator("#send_btn").click()
 
             page.wait_for_function("document.querySelector('#prune_stats').innerText.includes('image tokens')")
@@ -82,16 +100,16 @@ def test_browser_chat_with_dart_shows_the_kept_patch_overlay(demo, tmp_path):
             size = overlay.evaluate("img => [img.naturalWidth, img.naturalHeight]")
             assert size == [504, 504]  # 24 x 24 patches, 21 px each
             chat = page.inner_text("#chatbot")
-            assert "What shapes are in the picture?" in chat and "DART kept 132/576 image tokens" in chat
+            assert qa.question in chat and "DART kept 132/576 image tokens" in chat
             page.screenshot(path=str(ARTIFACTS / "browser_demo_dart_on.png"), full_page=True)
 
-            # The switch turns pruning off for the next answer.
+            # The switch turns pruning off for the next answer (the same question again).
             page.locator("#dart_on input[type=checkbox]").uncheck()
-            page.locator("#textbox textarea").fill("And without pruning?")
+            page.locator("#textbox textarea").fill(prompt(qa))
             page.locator("#send_btn").click()
             page.wait_for_function("document.querySelector('#prune_stats').innerText.includes('DART off')")
             assert "DART off: kept 576 / 576 image tokens (0.0% pruned)" in page.inner_text("#prune_stats")
-            assert "And without pruning?" in page.inner_text("#chatbot")
+            assert page.inner_text("#chatbot").count(qa.question) == 2
             page.screenshot(path=str(ARTIFACTS / "browser_demo_dart_off.png"), full_page=True)
         finally:
             browser.close()
