@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import random
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -463,8 +462,8 @@ class WebServer:
                         textbox = gr.Textbox(show_label=False, placeholder="Ask about the image and press Enter",
                                              container=False, scale=8, elem_id="textbox")
                         send_btn = gr.Button("Send", variant="primary", scale=1, elem_id="send_btn")
-                    gr.Examples(example_inputs(Path(tempfile.mkdtemp(prefix="llava-demo-examples-"))),
-                                [imagebox, textbox], label="Examples (held-out generated scenes)")
+                    gr.Examples(example_inputs(self.config.log_dir / "examples"), [imagebox, textbox],
+                                label="Examples (held-out generated scenes)")
                     with gr.Row():
                         upvote = gr.Button("Upvote", interactive=False)
                         downvote = gr.Button("Downvote", interactive=False)
