@@ -23,8 +23,8 @@ EVAL = Path(__file__).resolve().parents[2] / "playground" / "data" / "eval"
 GQA, SQA = EVAL / "gqa", EVAL / "scienceqa"
 # Held-out colour and shape questions, relations with two different answers, and yes/no ones with both
 # answers (so that no constant answer passes); the expected answers are the ground truth.
-KNOWN = ["20000001", "20000003", "20000005", "20000007", "20000008", "20000010", "20000014", "20000015",
-         "20000022", "20000027"]
+KNOWN = ["20000001", "20000003", "20000004", "20000005", "20000007", "20000008", "20000010", "20000014",
+         "20000015", "20000027"]
 # Held-out multiple-choice questions about images, 2-4 options, right answers at all four letters.
 KNOWN_SQA = ["1", "3", "9", "10", "13", "29", "30", "44"]
 
