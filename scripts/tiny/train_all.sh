@@ -37,9 +37,8 @@ py="${PYTHON:-.venv/bin/python}"
 work="${WORK:-checkpoints/tiny-work}"
 out="${OUT:-checkpoints/llava-v1.5-tiny}"
 data="${DATA:-playground/data/tiny_train}"
-# Stages 3-6 get directories of their own: their JSON files have the names of stage 0's and stage 2's.
-data3="$data/stage3" data4="$data/stage4" data5="$data/stage5" data6="$data/stage6" data7="$data/stage7"
-data8="$data/stage8" data11="$data/stage11" data12="$data/stage12"
+# Stages 3-12 get directories of their own: their JSON files have the names of stage 0's and stage 2's.
+data3="$data/stage3" data4="$data/stage4" data5="$data/stage5" data6="$data/stage6"
 n_images="${N_IMAGES:-12000}"
 vision_local_steps="${VISION_LOCAL_STEPS:-1000}"
 vision_context_steps="${VISION_CONTEXT_STEPS:-800}"
@@ -161,42 +160,34 @@ mc_data=(--skip-eval --turns 8 14 --stages 2 --mc-options 2 4 --described-turns 
 [ -f "$work/stage6/model.safetensors" ] ||
     train_qa "$work/stage5" "$work/stage6" "$data6/llava_tiny_finetune.json" "$stage6_steps" 2e-4 \
         --save_strategy no "${common[@]}" --image_folder "$data6"
-[ -f "$data7/llava_tiny_finetune.json" ] ||
-    "$py" scripts/tiny/generate_data.py --out "$data7" --seed 5 --n-images 6000 --types "${stage7_types[@]}" \
-        --text-only-fraction 0.15 --described-in-finetune 4000 --described-types "${stage7_described_types[@]}" \
-        "${mc_data[@]}"
-[ -f "$work/stage7/model.safetensors" ] ||
-    train_qa "$work/stage6" "$work/stage7" "$data7/llava_tiny_finetune.json" "$stage7_steps" 5e-4 \
-        "${resumable[@]}" "${common[@]}" --image_folder "$data7"
-[ -f "$data8/llava_tiny_described.json" ] ||
-    "$py" scripts/tiny/generate_data.py --skip-eval --out "$data8" --seed 6 --stages 0 --n-described 40000 \
-        --described-types "${stage8_described_types[@]}" --described-turns 4 8 --mc-options 2 4
-[ -f "$work/stage8/model.safetensors" ] ||
-    train_qa "$work/stage7" "$work/stage8" "$data8/llava_tiny_described.json" "$stage8_steps" 5e-4 \
-        "${resumable[@]}" "${common[@]}" --per_device_train_batch_size 32
-for seed in 7 8; do  # stages 9 and 10: the same mix on fresh images
-    stage=$((seed + 2)) from=$((seed + 1))
-    stage_data="$data/stage$stage" stage_steps="stage${stage}_steps"
+# Stages 7-12, each from the stage before at lr 5e-4. An image stage: 6000 fresh images, 15% text-only
+# questions, N described scenes mixed in. A text stage: described scenes only, 4-8 questions, batch 32.
+image_stage() {  # STAGE SEED N_DESCRIBED TYPES_ARRAY DESCRIBED_TYPES_ARRAY (array names)
+    local stage=$1 seed=$2 n_described=$3 steps="stage$1_steps" stage_data="$data/stage$1"
+    local -n image_types=$4 mixed_types=$5
     [ -f "$stage_data/llava_tiny_finetune.json" ] ||
         "$py" scripts/tiny/generate_data.py --out "$stage_data" --seed "$seed" --n-images 6000 \
-            --types "${stage9_types[@]}" --text-only-fraction 0.15 --described-in-finetune 6000 \
-            --described-types "${stage9_described_types[@]}" "${mc_data[@]}"
+            --types "${image_types[@]}" --text-only-fraction 0.15 --described-in-finetune "$n_described" \
+            --described-types "${mixed_types[@]}" "${mc_data[@]}"
     [ -f "$work/stage$stage/model.safetensors" ] ||
-        train_qa "$work/stage$from" "$work/stage$stage" "$stage_data/llava_tiny_finetune.json" "${!stage_steps}" \
-            5e-4 "${resumable[@]}" "${common[@]}" --image_folder "$stage_data"
-done
-[ -f "$data11/llava_tiny_described.json" ] ||
-    "$py" scripts/tiny/generate_data.py --skip-eval --out "$data11" --seed 9 --stages 0 --n-described 32000 \
-        --described-types "${stage11_described_types[@]}" --described-turns 4 8 --mc-options 2 4
-[ -f "$work/stage11/model.safetensors" ] ||
-    train_qa "$work/stage10" "$work/stage11" "$data11/llava_tiny_described.json" "$stage11_steps" 5e-4 \
-        "${resumable[@]}" "${common[@]}" --per_device_train_batch_size 32
-[ -f "$data12/llava_tiny_finetune.json" ] ||
-    "$py" scripts/tiny/generate_data.py --out "$data12" --seed 10 --n-images 6000 --types "${stage12_types[@]}" \
-        --text-only-fraction 0.15 --described-in-finetune 6000 --described-types "${stage12_described_types[@]}" \
-        "${mc_data[@]}"
-[ -f "$work/stage12/model.safetensors" ] ||
-    train_qa "$work/stage11" "$work/stage12" "$data12/llava_tiny_finetune.json" "$stage12_steps" 5e-4 \
-        "${resumable[@]}" "${common[@]}" --image_folder "$data12"
+        train_qa "$work/stage$((stage - 1))" "$work/stage$stage" "$stage_data/llava_tiny_finetune.json" \
+            "${!steps}" 5e-4 "${resumable[@]}" "${common[@]}" --image_folder "$stage_data"
+}
+text_stage() {  # STAGE SEED N_DESCRIBED DESCRIBED_TYPES_ARRAY (array name)
+    local stage=$1 seed=$2 n_described=$3 steps="stage$1_steps" stage_data="$data/stage$1"
+    local -n text_types=$4
+    [ -f "$stage_data/llava_tiny_described.json" ] ||
+        "$py" scripts/tiny/generate_data.py --skip-eval --out "$stage_data" --seed "$seed" --stages 0 \
+            --n-described "$n_described" --described-types "${text_types[@]}" --described-turns 4 8 --mc-options 2 4
+    [ -f "$work/stage$stage/model.safetensors" ] ||
+        train_qa "$work/stage$((stage - 1))" "$work/stage$stage" "$stage_data/llava_tiny_described.json" \
+            "${!steps}" 5e-4 "${resumable[@]}" "${common[@]}" --per_device_train_batch_size 32
+}
+image_stage 7 5 4000 stage7_types stage7_described_types
+text_stage 8 6 40000 stage8_described_types
+image_stage 9 7 6000 stage9_types stage9_described_types
+image_stage 10 8 6000 stage9_types stage9_described_types  # stage 9's mix on fresh images
+text_stage 11 9 32000 stage11_described_types
+image_stage 12 10 6000 stage12_types stage12_described_types
 "$py" scripts/tiny/package_checkpoint.py --trained "$work/stage12" --vision-tower "$work/vision_tower" --out "$out" \
     --tokenizer-model "$work/tokenizer.model"
