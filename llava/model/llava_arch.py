@@ -14,8 +14,10 @@ import torch
 from torch import nn
 
 from llava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from llava.mm_utils import get_anyres_image_grid_shape
 from llava.model.multimodal_encoder.builder import build_vision_tower
 from llava.model.multimodal_projector.builder import build_vision_projector
+from llava.model.patch_merge import check_merge_type, merge_crops, merged_token_count
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ class LlavaMetaModel:
         if getattr(config, "mm_vision_tower", None) is not None:
             self.vision_tower = build_vision_tower(config, delay_load=True)
             self.mm_projector = build_vision_projector(config)
+            if _uses_image_newline(config):
+                self.image_newline = nn.Parameter(torch.empty(config.hidden_size))
 
     def get_vision_tower(self):
         return getattr(self, "vision_tower", None)
@@ -55,6 +59,7 @@ class LlavaMetaModel:
         self.config.mm_vision_select_layer = model_args.mm_vision_select_layer
         self.config.mm_vision_select_feature = getattr(model_args, "mm_vision_select_feature", "patch")
         self.config.mm_patch_merge_type = getattr(model_args, "mm_patch_merge_type", "flat")
+        check_merge_type(self.config.mm_patch_merge_type)
         if self.get_vision_tower() is None:
             self.vision_tower = build_vision_tower(model_args)
         elif not self.vision_tower.is_loaded:
@@ -66,6 +71,10 @@ class LlavaMetaModel:
             self.mm_projector = build_vision_projector(self.config)
         for p in self.mm_projector.parameters():
             p.requires_grad = True
+        if _uses_image_newline(self.config) and getattr(self, "image_newline", None) is None:
+            # LLaVA-1.6's initialisation: the scale of a token embedding.
+            scale = self.config.hidden_size**-0.5
+            self.image_newline = nn.Parameter(torch.randn(self.config.hidden_size, dtype=self.dtype) * scale)
         adapter = getattr(model_args, "pretrain_mm_mlp_adapter", None)
         if adapter is not None:
             from llava.model.weights import load_projector_state
@@ -87,26 +96,55 @@ class LlavaMetaForCausalLM:
         features = self.get_vision_tower()(images)
         return self.get_model().mm_projector(features)
 
-    def image_features(self, images: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:
+    def image_features(
+        self, images: torch.Tensor | list[torch.Tensor], image_sizes: list[tuple[int, int]] | None = None
+    ) -> list[torch.Tensor]:
         """One (n_i, D) feature matrix per image.
 
-        images: a (N, 3, H, W) tensor, or a list whose items are (3, H, W) images or (P, 3, H, W)
-        stacks of anyres crops; with `mm_patch_merge_type == "flat"` a stack's features are concatenated.
+        images: a (N, 3, H, W) tensor (one crop per image, never merged), or a list whose items are
+        (3, H, W) images or (P, 3, H, W) stacks of anyres crops, merged as `mm_patch_merge_type` says
+        (`llava.model.patch_merge`); image_sizes: the original (width, height) of each image, which the
+        spatial merges need.
         """
         if isinstance(images, torch.Tensor) and images.ndim == 4:
             return list(self.encode_images(images))
         stacks = [img if img.ndim == 4 else img.unsqueeze(0) for img in images]
         merge_type = getattr(self.config, "mm_patch_merge_type", "flat")
-        if merge_type != "flat" and any(s.shape[0] > 1 for s in stacks):
-            raise NotImplementedError(
-                f"mm_patch_merge_type {merge_type!r} is not supported yet; only 'flat' merging of anyres crops is"
-            )
+        if image_sizes is not None and len(image_sizes) != len(stacks):
+            raise ValueError(f"{len(stacks)} images but {len(image_sizes)} image_sizes")
         encoded = self.encode_images(torch.cat(stacks))
+        newline = getattr(self.get_model(), "image_newline", None)
         features, offset = [], 0
-        for stack in stacks:
-            features.append(encoded[offset : offset + stack.shape[0]].flatten(0, 1))
+        for i, stack in enumerate(stacks):
+            crops = encoded[offset : offset + stack.shape[0]]
             offset += stack.shape[0]
+            size = image_sizes[i] if image_sizes is not None else None
+            grid = self._crop_grid(stack.shape[0], size, merge_type)
+            features.append(merge_crops(crops, merge_type, size, grid, newline))
         return features
+
+    def image_token_count(self, num_crops: int, image_size: tuple[int, int] | None) -> int:
+        """Tokens that one image preprocessed into `num_crops` crops takes in the spliced sequence."""
+        merge_type = getattr(self.config, "mm_patch_merge_type", "flat")
+        side = self.get_vision_tower().num_patches_per_side
+        return merged_token_count(num_crops, side, merge_type, image_size,
+                                  self._crop_grid(num_crops, image_size, merge_type))
+
+    def _crop_grid(self, num_crops: int, image_size: tuple[int, int] | None, merge_type: str):
+        """(cols, rows) of an image's anyres crops when a spatial merge needs it, else None."""
+        if num_crops == 1 or merge_type == "flat" or image_size is None:
+            return None
+        aspect = getattr(self.config, "image_aspect_ratio", None)
+        if aspect != "anyres":
+            raise NotImplementedError(
+                f"mm_patch_merge_type {merge_type!r} merges the crops of image_aspect_ratio 'anyres' only, got "
+                f"{num_crops} crops with image_aspect_ratio {aspect!r}"
+            )
+        pinpoints = getattr(self.config, "image_grid_pinpoints", None)
+        if pinpoints is None:
+            raise ValueError("image_aspect_ratio='anyres' needs `image_grid_pinpoints` in the model config")
+        crop_size = self.get_vision_tower().config.image_size
+        return get_anyres_image_grid_shape(tuple(image_size), pinpoints, crop_size)
 
     def prepare_multimodal_inputs(
         self,
@@ -115,15 +153,17 @@ class LlavaMetaForCausalLM:
         attention_mask: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         padding_side: str | None = None,
+        image_sizes: list[tuple[int, int]] | None = None,
     ) -> MultimodalInputs:
         """Replace each IMAGE_TOKEN_INDEX in `input_ids` (B, L) by the next image's features.
 
         Padding (attention_mask == 0) is stripped per sample, the samples are re-padded on
         `padding_side` (default: the config's `tokenizer_padding_side`), and sequences longer than
-        `tokenizer_model_max_length` are truncated, as in LLaVA.
+        `tokenizer_model_max_length` are truncated, as in LLaVA. `image_sizes` (original width, height per
+        image) are needed by the spatial merges of LLaVA-1.6's anyres crops.
         """
         num_placeholders = int((input_ids == IMAGE_TOKEN_INDEX).sum())
-        features = self.image_features(images) if images is not None and len(images) > 0 else []
+        features = self.image_features(images, image_sizes) if images is not None and len(images) > 0 else []
         if num_placeholders != len(features):
             raise ValueError(
                 f"the prompt has {num_placeholders} <image> placeholder(s) but {len(features)} image(s) were given; "
@@ -146,6 +186,10 @@ class LlavaMetaForCausalLM:
                 sample = _truncate(sample, max_length)
             samples.append(sample)
         return _pad_batch(samples, padding_side or getattr(self.config, "tokenizer_padding_side", "right"))
+
+
+def _uses_image_newline(config) -> bool:
+    return "unpad" in (getattr(config, "mm_patch_merge_type", None) or "")
 
 
 def _splice_one(ids, labels, features, next_image, embed_tokens):

@@ -67,13 +67,13 @@ class PreparedInputs:
     max_new_tokens: int
 
 
-def _image_token_counts(pixels, tokens_per_crop: int) -> list[int]:
-    """Image tokens per image after splicing ('flat' merge: every anyres crop contributes a full grid)."""
+def _image_token_counts(pixels, image_sizes: list[tuple[int, int]], model) -> list[int]:
+    """Image tokens per image after splicing, as the model's patch merge lays them out."""
     if pixels is None:
         return []
-    if isinstance(pixels, torch.Tensor) and pixels.ndim == 4:
-        return [tokens_per_crop] * pixels.shape[0]
-    return [tokens_per_crop * (p.shape[0] if p.ndim == 4 else 1) for p in pixels]
+    if isinstance(pixels, torch.Tensor) and pixels.ndim == 4:  # one crop per image, never merged
+        return [model.get_vision_tower().num_patches] * pixels.shape[0]
+    return [model.image_token_count(p.shape[0] if p.ndim == 4 else 1, size) for p, size in zip(pixels, image_sizes)]
 
 
 def prepare_inputs(prompt: str, images: Sequence[Image.Image], tokenizer, image_processor, model,
@@ -92,8 +92,8 @@ def prepare_inputs(prompt: str, images: Sequence[Image.Image], tokenizer, image_
         )
     input_ids = tokenizer_image_token(prompt, tokenizer, return_tensors="pt")
     pixels = process_images(list(images), image_processor, model.config) if images else None
-    tokens_per_crop = model.get_vision_tower().num_patches if images else 0
-    image_tokens = sum(_image_token_counts(pixels, tokens_per_crop))
+    image_sizes = [image.size for image in images]
+    image_tokens = sum(_image_token_counts(pixels, image_sizes, model))
     length = int(input_ids.shape[0]) - len(images) + image_tokens
     prompt_limit = min(context_len, getattr(model.config, "tokenizer_model_max_length", None) or context_len)
     if length >= prompt_limit:
@@ -102,7 +102,7 @@ def prepare_inputs(prompt: str, images: Sequence[Image.Image], tokenizer, image_
             f"most {prompt_limit - 1} tokens"
         )
     return PreparedInputs(
-        input_ids, pixels, [image.size for image in images], length, min(max_new_tokens, context_len - length)
+        input_ids, pixels, image_sizes, length, min(max_new_tokens, context_len - length)
     )
 
 

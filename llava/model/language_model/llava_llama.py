@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from transformers import initialization as init
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, LlamaModel
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.masking_utils import create_causal_mask
@@ -130,6 +131,14 @@ class LlavaLlamaModel(LlavaMetaModel, LlamaModel):
 
     def __init__(self, config: LlamaConfig):
         super().__init__(config)
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        # LLaVA-1.6's row separator is a bare parameter, which transformers' defaults do not cover. A checkpoint
+        # without it (a LLaVA-1.5 model switched to spatial_unpad) starts from LLaVA's initialisation.
+        if module is self and getattr(self, "image_newline", None) is not None:
+            init.normal_(self.image_newline, mean=0.0, std=self.config.hidden_size**-0.5)
 
     def dart_config(self, record: PruningRecord | None = None) -> DARTConfig | None:
         """The pruning settings of a call: the record's own if it sets them, else `config.DART_config`."""
@@ -340,7 +349,7 @@ class LlavaLlamaForCausalLM(LlamaForCausalLM, LlavaMetaForCausalLM):
         (+ `image_spans`). With labels and pruning, the loss is over the kept positions (image tokens carry no
         labels, so the text loss is unchanged)."""
         if inputs_embeds is None and images is not None:
-            spliced = self.prepare_multimodal_inputs(input_ids, images, attention_mask, labels)
+            spliced = self.prepare_multimodal_inputs(input_ids, images, attention_mask, labels, image_sizes=image_sizes)
             input_ids, inputs_embeds = None, spliced.inputs_embeds
             attention_mask, position_ids = spliced.attention_mask, spliced.position_ids
             labels, image_spans = spliced.labels, spliced.image_spans
@@ -401,7 +410,8 @@ class LlavaLlamaForCausalLM(LlamaForCausalLM, LlavaMetaForCausalLM):
         kwargs.pop("position_ids", None)
         if images is not None:
             # Left padding: with a batch, every sample's last prompt token must sit at the end.
-            spliced = self.prepare_multimodal_inputs(inputs, images, attention_mask, padding_side="left")
+            spliced = self.prepare_multimodal_inputs(inputs, images, attention_mask, padding_side="left",
+                                                     image_sizes=image_sizes)
             inputs_embeds, attention_mask = spliced.inputs_embeds, spliced.attention_mask.long()
             position_ids, image_spans = spliced.position_ids, spliced.image_spans
         else:
