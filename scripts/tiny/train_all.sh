@@ -28,16 +28,21 @@
 #      11: described scenes only (batch 32), checks of a quoted word and of a relation x3 each, relation
 #          multiple choice x2: the claim checks learnt in text (held-out 0.57 -> 0.81)
 #      12: fresh images (seed 10), the checks x3-4 and relation multiple choice x4
-#  10. packaging: fp16 safetensors, the tower inside the checkpoint (package_checkpoint.py)
-# About 6 h 5 min on 2 cores. Each step is skipped when its output exists (delete WORK to start over);
-# stages 0, 2-5 and 7-12 resume from their last checkpoint-N.
+#  10. stages 13-16, relations as multiple choice (mc_relation), text first again:
+#      13: described scenes only (batch 32), mc_relation x4, relation x2, mc_position x2
+#      14: fresh images (seed 12), mc_relation x6, relation x4, colour x2, the checks x2
+#      15: described scenes only (batch 32), mc_relation x5, relation x3, verify_relation x2
+#      16: stage 14's mix on fresh images (seed 14)
+#  11. packaging: fp16 safetensors, the tower inside the checkpoint (package_checkpoint.py)
+# About 7 h 30 min on 2 cores. Each step is skipped when its output exists (delete WORK to start over);
+# stages 0, 2-5 and 7-16 resume from their last checkpoint-N.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 py="${PYTHON:-.venv/bin/python}"
 work="${WORK:-checkpoints/tiny-work}"
 out="${OUT:-checkpoints/llava-v1.5-tiny}"
 data="${DATA:-playground/data/tiny_train}"
-# Stages 3-12 get directories of their own: their JSON files have the names of stage 0's and stage 2's.
+# Stages 3-16 get directories of their own: their JSON files have the names of stage 0's and stage 2's.
 data3="$data/stage3" data4="$data/stage4" data5="$data/stage5" data6="$data/stage6"
 n_images="${N_IMAGES:-12000}"
 vision_local_steps="${VISION_LOCAL_STEPS:-1000}"
@@ -56,6 +61,10 @@ stage9_steps="${STAGE9_STEPS:-1000}"
 stage10_steps="${STAGE10_STEPS:-1000}"
 stage11_steps="${STAGE11_STEPS:-1000}"
 stage12_steps="${STAGE12_STEPS:-800}"
+stage13_steps="${STAGE13_STEPS:-1500}"
+stage14_steps="${STAGE14_STEPS:-800}"
+stage15_steps="${STAGE15_STEPS:-2000}"
+stage16_steps="${STAGE16_STEPS:-800}"
 # Question types of stage 2, repeated to weight them towards the yes/no (existence, verification) and
 # multiple-choice skills; 8-14 questions per image amortise the 576 image tokens of each sequence.
 types=(color shape count exist exist exist position relation word verify verify verify choose background
@@ -88,6 +97,15 @@ stage12_types=(color shape count exist verify position relation relation relatio
                mc_relation mc_relation mc_relation mc_relation mc_word word choose background)
 stage12_described_types=(verify_word verify_word verify_relation verify_relation mc_relation mc_relation relation
                          position mc exist color shape)
+stage13_described_types=(mc_relation mc_relation mc_relation mc_relation relation relation mc_position mc_position
+                         verify_relation verify_word mc_word mc exist color shape)
+stage14_types=(color color shape count exist verify position relation relation relation relation verify_relation
+               verify_relation verify_word verify_word mc mc mc_position mc_position mc_relation mc_relation mc_relation
+               mc_relation mc_relation mc_relation mc_word word choose background)
+stage14_described_types=(mc_relation mc_relation mc_relation relation mc_position verify_relation verify_word mc exist
+                         color shape)
+stage15_described_types=(mc_relation mc_relation mc_relation mc_relation mc_relation relation relation relation
+                         verify_relation verify_relation mc_position position verify_word mc_word mc exist color shape)
 llm_sizes=(--hidden-size 128 --intermediate-size 344 --num-attention-heads 4 --num-key-value-heads 4 --num-layers 4)
 mkdir -p "$work"
 
@@ -160,7 +178,7 @@ mc_data=(--skip-eval --turns 8 14 --stages 2 --mc-options 2 4 --described-turns 
 [ -f "$work/stage6/model.safetensors" ] ||
     train_qa "$work/stage5" "$work/stage6" "$data6/llava_tiny_finetune.json" "$stage6_steps" 2e-4 \
         --save_strategy no "${common[@]}" --image_folder "$data6"
-# Stages 7-12, each from the stage before at lr 5e-4. An image stage: 6000 fresh images, 15% text-only
+# Stages 7-16, each from the stage before at lr 5e-4. An image stage: 6000 fresh images, 15% text-only
 # questions, N described scenes mixed in. A text stage: described scenes only, 4-8 questions, batch 32.
 image_stage() {  # STAGE SEED N_DESCRIBED TYPES_ARRAY DESCRIBED_TYPES_ARRAY (array names)
     local stage=$1 seed=$2 n_described=$3 steps="stage$1_steps" stage_data="$data/stage$1"
@@ -189,5 +207,9 @@ image_stage 9 7 6000 stage9_types stage9_described_types
 image_stage 10 8 6000 stage9_types stage9_described_types  # stage 9's mix on fresh images
 text_stage 11 9 32000 stage11_described_types
 image_stage 12 10 6000 stage12_types stage12_described_types
-"$py" scripts/tiny/package_checkpoint.py --trained "$work/stage12" --vision-tower "$work/vision_tower" --out "$out" \
+text_stage 13 11 40000 stage13_described_types
+image_stage 14 12 6000 stage14_types stage14_described_types
+text_stage 15 13 48000 stage15_described_types
+image_stage 16 14 6000 stage14_types stage14_described_types  # stage 14's mix on fresh images
+"$py" scripts/tiny/package_checkpoint.py --trained "$work/stage16" --vision-tower "$work/vision_tower" --out "$out" \
     --tokenizer-model "$work/tokenizer.model"
