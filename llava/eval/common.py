@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import logging
 import os
 import sys
@@ -106,6 +107,35 @@ def _canonical_path(path: str | None) -> str | None:
     return os.path.abspath(path) if path and os.path.exists(path) else path
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+_SAMPLE_BYTES = 1 << 20
+
+
+def weights_fingerprint(path: str | None) -> str | None:
+    """A cheap fingerprint of a local checkpoint's weights (None for a hub id or no path).
+
+    Retraining into the same directory keeps the path, so resuming by path alone would reuse the old
+    model's answers. Each weight file enters with its relative path, its size and its first and last MiB
+    (all of it when smaller than 2 MiB): enough to tell retrained weights apart without reading a multi-GB
+    checkpoint.
+    """
+    if not path or not os.path.isdir(path):
+        return None
+    digest = hashlib.sha1()
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(f for f in files if f.endswith(WEIGHT_SUFFIXES)):
+            file = os.path.join(root, name)
+            size = os.path.getsize(file)
+            digest.update(f"{os.path.relpath(file, path)}:{size}".encode())
+            with open(file, "rb") as f:
+                digest.update(f.read(_SAMPLE_BYTES))
+                if size > 2 * _SAMPLE_BYTES:
+                    f.seek(-_SAMPLE_BYTES, os.SEEK_END)
+                digest.update(f.read())  # the last MiB, or all the rest of a small file
+    return digest.hexdigest()[:12]
+
+
 def run_settings(args: argparse.Namespace) -> dict[str, Any]:
     """Everything that determines the answers; the DART flags enter as the DART_config they produce."""
     pruning_flags = set(vars(add_pruning_args(argparse.ArgumentParser()).parse_args([])))
@@ -113,6 +143,8 @@ def run_settings(args: argparse.Namespace) -> dict[str, Any]:
     settings.update(
         model_path=_canonical_path(args.model_path),
         model_base=_canonical_path(args.model_base),
+        model_weights=weights_fingerprint(args.model_path),
+        base_weights=weights_fingerprint(args.model_base),
         DART_config=dart_config_from_args(args),
     )
     return settings

@@ -253,3 +253,30 @@ def test_summary_line():
                      generation_seconds=2.0, seconds=3.25)
     assert stats.summary() == ("answered 4 questions (2 already answered); skipped 1 (see a.errors.jsonl); "
                                "image tokens kept per question 132.0 of 576.0; 20.0 tokens/s; 3.2 s")
+
+
+def test_settings_fingerprint_changes_when_the_weights_at_the_same_path_change(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    (ckpt / "vision_tower").mkdir(parents=True)
+    (ckpt / "config.json").write_text("{}")
+    weights = ckpt / "vision_tower" / "model.safetensors"
+    big = ckpt / "model.safetensors"
+    weights.write_bytes(bytes(range(256)) * 8)
+    big.write_bytes(b"\0" * (3 << 20))  # 3 MiB: only its first and last MiB are read
+    parser = build_parser(LOADER_TASK)
+    fingerprint = lambda: settings_id(run_settings(parser.parse_args(["--model-path", str(ckpt)])))  # noqa: E731
+    before = fingerprint()
+    (ckpt / "config.json").write_text('{"note": "not a weight file"}')
+    assert fingerprint() == before
+    weights.write_bytes(bytes(range(256)) * 7 + bytes(reversed(range(256))))  # same size, new values
+    retrained = fingerprint()
+    assert retrained != before
+    with open(big, "r+b") as f:  # a change in the last MiB of a large file
+        f.seek((3 << 20) - 10)
+        f.write(b"x")
+    assert fingerprint() != retrained
+    # Resuming an answers file written before the retraining is refused, not silently reused.
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text('{"question_id": 1, "text": "a", "metadata": {"settings_id": "%s"}}\n' % before)
+    with pytest.raises(AnswerFileError, match="other settings"):
+        AnswerFile(str(answers), ["question_id"], fingerprint())
