@@ -28,21 +28,21 @@
 #      11: described scenes only (batch 32), checks of a quoted word and of a relation x3 each, relation
 #          multiple choice x2: the claim checks learnt in text (held-out 0.57 -> 0.81)
 #      12: fresh images (seed 10), the checks x3-4 and relation multiple choice x4
-#  10. stages 13-17, relations as multiple choice (mc_relation), text first again:
+#  10. stages 13-18, relations as multiple choice (mc_relation), text first again:
 #      13: described scenes only (batch 32), mc_relation x4, relation x2, mc_position x2
 #      14: fresh images (seed 12), mc_relation x6, relation x4, colour x2, the checks x2
 #      15: described scenes only (batch 32), mc_relation x5, relation x3, verify_relation x2
-#      16 and 17: stage 14's mix on fresh images (seeds 14 and 15)
+#      16-18: stage 14's mix on fresh images (seeds 14-16)
 #  11. packaging: fp16 safetensors, the tower inside the checkpoint (package_checkpoint.py)
-# About 7 h 50 min on 2 cores. Each step is skipped when its output exists (delete WORK to start over);
-# stages 0, 2-5 and 7-17 resume from their last checkpoint-N.
+# About 8 h 10 min on 2 cores. Each step is skipped when its output exists (delete WORK to start over);
+# stages 0, 2-5 and 7-18 resume from their last checkpoint-N.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 py="${PYTHON:-.venv/bin/python}"
 work="${WORK:-checkpoints/tiny-work}"
 out="${OUT:-checkpoints/llava-v1.5-tiny}"
 data="${DATA:-playground/data/tiny_train}"
-# Stages 3-17 get directories of their own: their JSON files have the names of stage 0's and stage 2's.
+# Stages 3-18 get directories of their own: their JSON files have the names of stage 0's and stage 2's.
 data3="$data/stage3" data4="$data/stage4" data5="$data/stage5" data6="$data/stage6"
 n_images="${N_IMAGES:-12000}"
 vision_local_steps="${VISION_LOCAL_STEPS:-1000}"
@@ -66,6 +66,7 @@ stage14_steps="${STAGE14_STEPS:-800}"
 stage15_steps="${STAGE15_STEPS:-2000}"
 stage16_steps="${STAGE16_STEPS:-800}"
 stage17_steps="${STAGE17_STEPS:-800}"
+stage18_steps="${STAGE18_STEPS:-800}"
 # Question types of stage 2, repeated to weight them towards the yes/no (existence, verification) and
 # multiple-choice skills; 8-14 questions per image amortise the 576 image tokens of each sequence.
 types=(color shape count exist exist exist position relation word verify verify verify choose background
@@ -179,7 +180,7 @@ mc_data=(--skip-eval --turns 8 14 --stages 2 --mc-options 2 4 --described-turns 
 [ -f "$work/stage6/model.safetensors" ] ||
     train_qa "$work/stage5" "$work/stage6" "$data6/llava_tiny_finetune.json" "$stage6_steps" 2e-4 \
         --save_strategy no "${common[@]}" --image_folder "$data6"
-# Stages 7-17, each from the stage before at lr 5e-4. An image stage: 6000 fresh images, 15% text-only
+# Stages 7-18, each from the stage before at lr 5e-4. An image stage: 6000 fresh images, 15% text-only
 # questions, N described scenes mixed in. A text stage: described scenes only, 4-8 questions, batch 32.
 image_stage() {  # STAGE SEED N_DESCRIBED TYPES_ARRAY DESCRIBED_TYPES_ARRAY (array names)
     local stage=$1 seed=$2 n_described=$3 steps="stage$1_steps" stage_data="$data/stage$1"
@@ -213,5 +214,6 @@ image_stage 14 12 6000 stage14_types stage14_described_types
 text_stage 15 13 48000 stage15_described_types
 image_stage 16 14 6000 stage14_types stage14_described_types  # stage 14's mix on fresh images
 image_stage 17 15 6000 stage14_types stage14_described_types
-"$py" scripts/tiny/package_checkpoint.py --trained "$work/stage17" --vision-tower "$work/vision_tower" --out "$out" \
+image_stage 18 16 6000 stage14_types stage14_described_types
+"$py" scripts/tiny/package_checkpoint.py --trained "$work/stage18" --vision-tower "$work/vision_tower" --out "$out" \
     --tokenizer-model "$work/tokenizer.model"
