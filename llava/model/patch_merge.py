@@ -48,19 +48,10 @@ def unpadded_shape(height: int, width: int, image_size: tuple[int, int]) -> tupl
 def merged_token_count(num_crops: int, side: int, merge_type: str, image_size: tuple[int, int] | None = None,
                        grid: tuple[int, int] | None = None) -> int:
     """Tokens one image contributes: `num_crops` crops of `side` x `side` patches each (the global view
-    included), `grid` = (cols, rows) of the anyres crops. The count `merge_crops` returns, without features."""
-    check_merge_type(merge_type)
-    per_crop = side * side
-    if merge_type == "flat":
-        return num_crops * per_crop
-    unpad = merge_type == "spatial_unpad"
-    if num_crops == 1:
-        return per_crop + int(unpad)
-    cols, rows = _check_grid(grid, num_crops)
-    if not unpad:
-        return num_crops * per_crop
-    kept_rows, kept_cols = unpadded_shape(rows * side, cols * side, _check_size(image_size))
-    return per_crop + kept_rows * (kept_cols + 1)
+    included), `grid` = (cols, rows) of the anyres crops. `merge_crops` run on shapes alone (meta tensors
+    of width 0), so the count cannot drift from the layout."""
+    shapes = torch.empty((num_crops, side * side, 0), device="meta")
+    return merge_crops(shapes, merge_type, image_size, grid, newline=torch.empty(0, device="meta")).shape[0]
 
 
 def merge_crops(features: torch.Tensor, merge_type: str, image_size: tuple[int, int] | None = None,
