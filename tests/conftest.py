@@ -38,3 +38,21 @@ def tiny_script():
         return module
 
     return load
+
+
+LLAVA_NEXT_PINPOINTS = [[336, 672], [672, 336], [672, 672]]
+
+
+@pytest.fixture(scope="session")
+def to_llava_next():
+    """to_llava_next(path) turns a tiny LLaVA-1.5 checkpoint into LLaVA-1.6's layout (anyres, spatial_unpad)."""
+    import json
+
+    def convert(path: Path) -> Path:
+        config = json.loads((path / "config.json").read_text())
+        config.update(image_aspect_ratio="anyres", image_grid_pinpoints=LLAVA_NEXT_PINPOINTS,
+                      mm_patch_merge_type="spatial_unpad")
+        (path / "config.json").write_text(json.dumps(config))
+        return path
+
+    return convert

@@ -1,4 +1,4 @@
-"""Prefill cost of vanilla vs pruned LLaVA, measured side by side in one run (DESIGN §6).
+"""Prefill cost of vanilla vs pruned LLaVA, measured side by side in one run. See docs/DART.md.
 
     python -m llava.eval.prefill_benchmark                  # LLaVA-1.5-7B depth/heads, hidden 1024, CPU
     python -m llava.eval.prefill_benchmark --hidden-size 4096 --intermediate-size 11008 --device cuda

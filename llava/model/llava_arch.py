@@ -18,10 +18,9 @@ from llava.mm_utils import get_anyres_image_grid_shape
 from llava.model.multimodal_encoder.builder import build_vision_tower
 from llava.model.multimodal_projector.builder import build_vision_projector
 from llava.model.patch_merge import check_merge_type, merge_crops, merged_token_count
+from llava.model.pruning.record import ImageSpan  # (start, length) of one image's tokens in the sequence
 
 logger = logging.getLogger(__name__)
-
-ImageSpan = tuple[int, int]  # (start, length) of one image's tokens in the spliced sequence
 
 
 @dataclasses.dataclass

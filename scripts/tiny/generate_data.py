@@ -1,4 +1,4 @@
-"""Generate the synthetic data of the embedded default (DESIGN.md section 7).
+"""Generate the synthetic data of the embedded default.
 
     python scripts/tiny/generate_data.py                       # training data + eval sets, default sizes
     python scripts/tiny/generate_data.py --skip-eval --n-images 8000 --seed 1

@@ -3,7 +3,7 @@
     python scripts/tiny/pretrain_vision_tower.py --out checkpoints/tiny-work [--steps 1000] [--targets local scene]
 
 Real LLaVA freezes a CLIP tower pretrained on web images; a random tower gives the language model nothing
-to learn from (DESIGN §7). Here the tower learns targets computed from the scene's ground truth, read by
+to learn from. Here the tower learns targets computed from the scene's ground truth, read by
 linear heads from every patch token of the layer LLaVA reads (`mm_vision_select_layer = -2`), so the
 features the projector sees are exactly the trained ones. Two groups of targets:
 

@@ -11,7 +11,7 @@ from llava.constants import IMAGE_TOKEN_INDEX
 from llava.conversation import conv_templates
 from llava.mm_utils import process_images, tokenizer_image_token
 from llava.model import USE_MODEL_CONFIG, PruningRecord
-from llava.model.language_model import llava_llama
+from llava.model.pruning import engine
 from llava.model.builder import load_pretrained_model
 from llava.model.pruning import DARTConfig, PruningConfigError, make_dart_config, parse_dart_config
 
@@ -266,7 +266,7 @@ def test_invalid_dart_config_is_reported_at_forward(eager, inputs):
         model(input_ids=ids, images=images)
 
 
-def test_two_images_with_pruning_is_a_clear_error_and_fine_without(eager, tiny_image):
+def test_two_images_are_pruned_one_span_at_a_time(eager, tiny_image):
     tokenizer, model, processor = eager
     conv = conv_templates["vicuna_v1"].copy()
     conv.append_message(conv.roles[0], "<image>\n<image>\nSame?")
@@ -277,16 +277,19 @@ def test_two_images_with_pruning_is_a_clear_error_and_fine_without(eager, tiny_i
         out = model(input_ids=ids, images=images)
     assert out.logits.shape[1] == ids.shape[1] - 2 + 2 * 576
     set_dart(model)
-    with pytest.raises(NotImplementedError, match="2 images"):
-        model(input_ids=ids, images=images)
+    record = PruningRecord()
+    with torch.no_grad():
+        pruned = model(input_ids=ids, images=images, pruning_record=record)
+    assert [p.numel() for p in record.kept_image_positions()] == [132, 132]  # the budget applies per image
+    assert pruned.logits.shape[1] == ids.shape[1] - 2 + 2 * 132
 
 
 def test_disagreeing_explicit_span_is_reported_once(eager, inputs, caplog):
     _, model, _ = eager
     ids, images = inputs
     set_dart(model, image_token_start_index=35, image_token_length=576)
-    llava_llama._reported.clear()
-    with caplog.at_level(logging.WARNING, logger="llava.model.language_model.llava_llama"), torch.no_grad():
+    engine._reported.clear()
+    with caplog.at_level(logging.WARNING, logger="llava.model.pruning.engine"), torch.no_grad():
         model(input_ids=ids, images=images)
         model(input_ids=ids, images=images)
     warnings = [r for r in caplog.records if "image_token_start_index=35" in r.getMessage()]

@@ -1,8 +1,6 @@
 """LLaVA-1.6's patch merges (`mm_patch_merge_type`): token order, unpadding, image_newline, and a tiny
 anyres + spatial_unpad checkpoint end to end (loading, splicing, DART, the serving length check)."""
 
-import json
-
 import pytest
 import torch
 from PIL import Image
@@ -117,19 +115,12 @@ def test_bad_input_is_a_clear_error():
 # ------------------------------------------------------------------------ a tiny LLaVA-1.6 checkpoint
 
 
-GRID_PINPOINTS = [[336, 672], [672, 336], [672, 672]]
-
-
 @pytest.fixture(scope="module")
-def llava_next(tmp_path_factory):
+def llava_next(tmp_path_factory, to_llava_next):
     """The tiny checkpoint turned into LLaVA-1.6's layout: anyres, spatial_unpad, a trained image_newline."""
-    path = build_tiny_checkpoint(tmp_path_factory.mktemp("next") / "llava-next-tiny", seed=1)
-    config = json.loads((path / "config.json").read_text())
-    config.update(image_aspect_ratio="anyres", image_grid_pinpoints=GRID_PINPOINTS,
-                  mm_patch_merge_type="spatial_unpad")
-    (path / "config.json").write_text(json.dumps(config))
+    path = to_llava_next(build_tiny_checkpoint(tmp_path_factory.mktemp("next") / "llava-next-tiny", seed=1))
     weights = load_file(path / "model.safetensors")
-    newline = torch.linspace(-2.0, 2.0, config["hidden_size"])
+    newline = torch.linspace(-2.0, 2.0, weights["model.embed_tokens.weight"].shape[1])
     save_file({**weights, "model.image_newline": newline}, path / "model.safetensors", metadata={"format": "pt"})
     tokenizer, model, processor, context_len = load_pretrained_model(str(path), None, device="cpu")
     return tokenizer, model, processor, context_len, newline
@@ -170,11 +161,8 @@ def test_llava_next_generates_with_dart_and_serving_counts_the_same_length(llava
     assert record.num_kept_image_tokens() == 4 + 8 * 8
 
 
-def test_a_checkpoint_without_image_newline_gets_llava_s_initialisation(tmp_path):
-    path = build_tiny_checkpoint(tmp_path / "switched", seed=2)
-    config = json.loads((path / "config.json").read_text())
-    config.update(image_aspect_ratio="anyres", image_grid_pinpoints=GRID_PINPOINTS, mm_patch_merge_type="spatial_unpad")
-    (path / "config.json").write_text(json.dumps(config))
+def test_a_checkpoint_without_image_newline_gets_llava_s_initialisation(tmp_path, to_llava_next):
+    path = to_llava_next(build_tiny_checkpoint(tmp_path / "switched", seed=2))
     _, model, _, _ = load_pretrained_model(str(path), None, device="cpu")
     newline = model.get_model().image_newline.detach()
     # Normal with std hidden_size ** -0.5 = 0.125 (64 values), not left as uninitialised memory.

@@ -1,23 +1,27 @@
-"""Visual-token pruning methods, registered by name.
+"""Visual-token pruning, independent of the model family.
 
-A method is a pure function
-    select_image_tokens(normed, keys, image_span, cfg, llava_next=False) -> LongTensor
-returning the ascending absolute indices of the image tokens to keep (see `dart.select_image_tokens`).
-`keep_indices` adds the text around the image; the decoder loop calls it from a single hook
-(`LlavaLlamaModel`).
+- `config`: the `DART_config` dict (historical keys) parsed into a validated `DARTConfig`.
+- `methods`: the method protocol and registry; `dart` and `random_baseline` register themselves.
+- `record`: `PruningRecord`, the per-call state (settings in, kept positions out).
+- `engine`: `PruningHook`, called before every decoder layer; `backends`: what a LLaMA-style model supplies.
+- `settings`: the one table of pruning settings the CLI flags, the server's request model and the UI follow.
 """
 
 from __future__ import annotations
 
 import torch
 
-from llava.model.pruning import dart, random_baseline
+from llava.model.pruning import dart, random_baseline  # noqa: F401  (they register their methods)
 from llava.model.pruning.config import DARTConfig, PruningConfigError, make_dart_config, parse_dart_config
-
-PRUNING_METHODS = {
-    "dart": dart.select_image_tokens,
-    "random": random_baseline.select_image_tokens,
-}
+from llava.model.pruning.methods import (
+    PruningInput,
+    PruningMethod,
+    SpanInputs,
+    get_method,
+    method_names,
+    register_method,
+)
+from llava.model.pruning.record import USE_MODEL_CONFIG, PruningRecord
 
 
 def keep_indices(
@@ -27,7 +31,7 @@ def keep_indices(
     cfg: DARTConfig,
     llava_next: bool = False,
 ) -> torch.Tensor:
-    """`[0, s) + kept image tokens + [s+m, L)` for one sample, ascending, shape (L',) (DESIGN §5 step 5).
+    """`[0, s) + kept image tokens + [s+m, L)` for one sample with one image, ascending, shape (L',).
 
     normed: (L, D), keys: (L, H*d); an empty span (no image) keeps everything.
     """
@@ -36,17 +40,23 @@ def keep_indices(
     device = normed.device
     if length == 0:
         return torch.arange(seq_len, device=device)
-    kept_image = PRUNING_METHODS[cfg.method](normed, keys, image_span, cfg, llava_next=llava_next)
-    return torch.cat(
-        [torch.arange(start, device=device), kept_image, torch.arange(start + length, seq_len, device=device)]
-    )
+    text = torch.arange(start + length, seq_len, device=device)
+    kept_image = get_method(cfg.method).select(SpanInputs(image_span, text, normed, keys, llava_next), cfg)
+    return torch.cat([torch.arange(start, device=device), kept_image, text])
 
 
 __all__ = [
-    "PRUNING_METHODS",
     "DARTConfig",
     "PruningConfigError",
+    "PruningInput",
+    "PruningMethod",
+    "PruningRecord",
+    "SpanInputs",
+    "USE_MODEL_CONFIG",
+    "get_method",
     "keep_indices",
     "make_dart_config",
+    "method_names",
     "parse_dart_config",
+    "register_method",
 ]

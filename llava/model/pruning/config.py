@@ -10,7 +10,7 @@ import dataclasses
 import math
 from typing import Any, Mapping
 
-# The keys every DART_config dict must carry (DESIGN §4). `method` is ours and optional.
+# The keys every DART_config dict must carry. `method` is ours and optional.
 REQUIRED_KEYS = (
     "K",
     "image_token_start_index",
@@ -39,7 +39,7 @@ class DARTConfig:
         M = m * (1 - reduction_ratio) for m image tokens.
     retain_token_num_for_llava_next: the budget for LLaVA-1.6 (anyres) sequences.
     pivot_image_token / pivot_text_token: number of pivots taken among image / text tokens.
-    method: name of the selection function in `llava.model.pruning.PRUNING_METHODS`.
+    method: name of a registered pruning method (`llava.model.pruning.method_names()`).
     seed: seed for stochastic baselines (ignored by DART).
     """
 
@@ -62,7 +62,7 @@ class DARTConfig:
         return dataclasses.asdict(self)
 
     def budget_per_pivot(self, num_image_tokens: int, llava_next: bool = False) -> int:
-        """T = floor(M / (pivot_image_token + pivot_text_token)) (DESIGN §5 step 2).
+        """T = floor(M / (pivot_image_token + pivot_text_token)) (docs/DART.md, step 3).
 
         For LLaVA-1.5, M = max_num_trunction if set, else m * (1 - reduction_ratio).
         For LLaVA-1.6 (`llava_next`), M = min(retain_token_num_for_llava_next, m - pivot_image_token).
@@ -128,10 +128,10 @@ def parse_dart_config(raw: Mapping[str, Any] | DARTConfig, num_hidden_layers: in
         raise PruningConfigError(f"DART_config['reduction_ratio'] must be a number in [0, 1), got {ratio!r}")
 
     method = raw.get("method", "dart")
-    from llava.model.pruning import PRUNING_METHODS  # late import: the registry imports the methods
+    from llava.model.pruning import method_names  # late import: the methods register on package import
 
-    if method not in PRUNING_METHODS:
-        raise PruningConfigError(f"DART_config['method']={method!r} is unknown; available: {sorted(PRUNING_METHODS)}")
+    if method not in method_names():
+        raise PruningConfigError(f"DART_config['method']={method!r} is unknown; available: {method_names()}")
     seed = raw.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise PruningConfigError(f"DART_config['seed'] must be an integer, got {seed!r}")

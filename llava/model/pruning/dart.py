@@ -2,7 +2,7 @@
 
 Given the state of one sample just before decoder layer K, keep a few "pivot" tokens and, for each pivot,
 the image tokens least similar to it (the least duplicated ones); drop the other image tokens.
-The step numbers below refer to DESIGN.md §5.
+The step numbers below are those of docs/DART.md ("What is computed").
 """
 
 from __future__ import annotations
@@ -11,18 +11,19 @@ import torch
 import torch.nn.functional as F
 
 from llava.model.pruning.config import DARTConfig
+from llava.model.pruning.methods import PruningInput, PruningMethod, SpanInputs, register_method
 
 
-def select_pivots(key_norms: torch.Tensor, start: int, end: int, count: int) -> list[int]:
-    """Absolute indices of the `count` tokens of [start, end) with the largest key L1 norm.
+def select_pivots(key_norms: torch.Tensor, positions: torch.Tensor, count: int) -> list[int]:
+    """The `count` absolute positions among `positions` with the largest key L1 norm.
 
     Returned in descending order of norm, as `torch.topk` gives them; the order matters because the
     reference iterates a Python set built from these lists.
     """
-    count = min(count, max(0, end - start))
+    count = min(count, positions.numel())
     if count == 0:
         return []
-    return (key_norms[start:end].topk(count).indices + start).tolist()
+    return positions[key_norms[positions].topk(count).indices].tolist()
 
 
 def cosine_similarity_matrix(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -42,23 +43,27 @@ def select_image_tokens(
     image_span: tuple[int, int],
     cfg: DARTConfig,
     llava_next: bool = False,
+    text_positions: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Indices of the image tokens DART keeps for one sample, ascending.
+    """Indices of the image tokens DART keeps for one image of one sample, ascending.
 
     normed: (L, D) hidden states after layer K-1, passed through the model's final RMSNorm.
     keys:   (L, H*d) key states of layer K-1 after RoPE, heads concatenated. Repeating grouped KV heads
             scales every L1 norm by the same factor, so un-repeated keys give the same pivots.
     image_span: (s, m): the m image tokens occupy [s, s+m); the text after them is [s+m, L).
     llava_next: use the LLaVA-1.6 budget (m = L - text_length, M = min(retain, m - pivot_image_token)).
+    text_positions: where text pivots may be taken; default `[s+m, L)`, the reference's choice.
     """
     start, length = image_span
     end = start + length
-    seq_len = normed.shape[0]
+    device = normed.device
     key_norms = keys.float().abs().sum(dim=-1)
+    if text_positions is None:
+        text_positions = torch.arange(end, normed.shape[0], device=device)
 
     # Step 1: pivots. Image pivots are kept; text pivots only steer the selection.
-    image_pivots = select_pivots(key_norms, start, end, cfg.pivot_image_token)
-    text_pivots = select_pivots(key_norms, end, seq_len, cfg.pivot_text_token)
+    image_pivots = select_pivots(key_norms, torch.arange(start, end, device=device), cfg.pivot_image_token)
+    text_pivots = select_pivots(key_norms, text_positions.to(device), cfg.pivot_text_token)
 
     # Step 2: per-pivot budget.
     per_pivot = cfg.budget_per_pivot(length, llava_next=llava_next)
@@ -66,9 +71,9 @@ def select_image_tokens(
     # Step 3: candidates are the non-pivot image tokens. One similarity matrix gives every pivot's
     # row; taken tokens are masked out instead of re-gathering the candidate list.
     pivots = list(set(image_pivots + text_pivots))  # the reference's iteration order, on purpose
-    available = torch.ones(length, dtype=torch.bool, device=normed.device)
+    available = torch.ones(length, dtype=torch.bool, device=device)
     if image_pivots:
-        available[torch.tensor(image_pivots, device=normed.device) - start] = False
+        available[torch.tensor(image_pivots, device=device) - start] = False
     selected: list[torch.Tensor] = []
     if pivots and per_pivot > 0:
         similarity = cosine_similarity_matrix(normed[pivots], normed[start:end])
@@ -85,7 +90,19 @@ def select_image_tokens(
             selected.append(chosen)
 
     # Step 4: kept image tokens = image pivots + everything selected.
-    kept = torch.tensor(image_pivots, dtype=torch.long, device=normed.device)
+    kept = torch.tensor(image_pivots, dtype=torch.long, device=device)
     if selected:
         kept = torch.cat([kept, torch.cat(selected) + start])
     return kept.sort().values
+
+
+def select(inputs: SpanInputs, cfg: DARTConfig) -> torch.Tensor:
+    return select_image_tokens(inputs.normed, inputs.keys, inputs.span, cfg, inputs.llava_next, inputs.text_positions)
+
+
+METHOD = register_method(PruningMethod(
+    name="dart",
+    select=select,
+    inputs=frozenset({PruningInput.NORMED, PruningInput.KEYS}),
+    summary="pivots by key norm, then the image tokens least similar to each pivot (arXiv 2502.11494)",
+))

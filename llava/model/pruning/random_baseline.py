@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from llava.model.pruning.config import DARTConfig
+from llava.model.pruning.methods import PruningMethod, SpanInputs, register_method
 
 
 def dart_kept_count(num_image_tokens: int, cfg: DARTConfig, llava_next: bool = False) -> int:
@@ -14,16 +15,18 @@ def dart_kept_count(num_image_tokens: int, cfg: DARTConfig, llava_next: bool = F
     return min(num_image_tokens, pivots + cfg.num_pivots * per_pivot)
 
 
-def select_image_tokens(
-    normed: torch.Tensor,
-    keys: torch.Tensor,
-    image_span: tuple[int, int],
-    cfg: DARTConfig,
-    llava_next: bool = False,
-) -> torch.Tensor:
+def select(inputs: SpanInputs, cfg: DARTConfig) -> torch.Tensor:
     """A uniformly random subset of the image tokens (seeded by `cfg.seed`), ascending absolute indices."""
-    start, length = image_span
+    start, length = inputs.span
     generator = torch.Generator().manual_seed(cfg.seed)
-    count = dart_kept_count(length, cfg, llava_next=llava_next)
-    chosen = torch.randperm(length, generator=generator)[:count].to(normed.device) + start
+    count = dart_kept_count(length, cfg, llava_next=inputs.llava_next)
+    chosen = torch.randperm(length, generator=generator)[:count].to(inputs.text_positions.device) + start
     return chosen.sort().values
+
+
+METHOD = register_method(PruningMethod(
+    name="random",
+    select=select,
+    inputs=frozenset(),
+    summary="as many image tokens as DART keeps, uniformly at random (seeded)",
+))

@@ -15,7 +15,7 @@ def cfg(**kw):
 
 
 def reference_selection(normed, keys, start, length, c: DARTConfig, llava_next=False):
-    """DESIGN §5 written out the slow, obvious way: Python lists and one cosine call per pivot."""
+    """docs/DART.md's steps written out the slow, obvious way: Python lists and one cosine call per pivot."""
     norms = keys.abs().sum(-1)
     image_pivots = (norms[start : start + length].topk(min(c.pivot_image_token, length)).indices + start).tolist()
     text_len = normed.shape[0] - start - length

@@ -1,0 +1,62 @@
+"""Engine backends for decoder models laid out like transformers' `LlamaModel`.
+
+`RotaryDecoderBackend` serves any model with `layers[i].input_layernorm`, `layers[i].self_attn.k_proj`
+(and `head_dim`), a `rotary_emb` returning (cos, sin) and a final `norm`: LLaMA and Qwen2's text model
+among them. A family with another RoPE layout overrides `apply_rotary` (and `position_embeddings`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers.masking_utils import create_causal_mask
+from transformers.models.llama.modeling_llama import rotate_half
+
+
+class RotaryDecoderBackend:
+    """The engine's view of one LLaMA-style base model (`model`: e.g. a `LlamaModel` subclass)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.config = model.config
+
+    @property
+    def llava_next(self) -> bool:
+        return str(getattr(self.config, "image_aspect_ratio", "pad")).startswith("anyres")
+
+    def default_settings(self):
+        return getattr(self.config, "DART_config", None)
+
+    def final_norm(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.model.norm(hidden_states)
+
+    def layer_keys(self, layer_idx: int, layer_input: torch.Tensor, position_embeddings, cache) -> torch.Tensor:
+        """From the cache when it holds exactly this prefill (keys are stored after RoPE), else recomputed."""
+        if cache is not None and cache.get_seq_length(layer_idx) == layer_input.shape[1]:
+            keys = cache.layers[layer_idx].keys  # (B, kv_heads, L, head_dim)
+            return keys.transpose(1, 2).flatten(2)
+        layer = self.model.layers[layer_idx]
+        attn = layer.self_attn
+        batch, length, _ = layer_input.shape
+        keys = attn.k_proj(layer.input_layernorm(layer_input)).view(batch, length, -1, attn.head_dim)
+        return self.apply_rotary(keys, position_embeddings).flatten(2)
+
+    def apply_rotary(self, keys: torch.Tensor, position_embeddings) -> torch.Tensor:
+        """RoPE on (B, L, heads, head_dim) keys, as the attention layers apply it."""
+        cos, sin = (e.unsqueeze(2) for e in position_embeddings)
+        return keys * cos + rotate_half(keys) * sin
+
+    def position_embeddings(self, hidden_states: torch.Tensor, position_ids: torch.Tensor) -> Any:
+        return self.model.rotary_emb(hidden_states, position_ids=position_ids)
+
+    def causal_mask(self, hidden_states: torch.Tensor, attention_mask, cache, layer_idx: int):
+        return create_causal_mask(
+            config=self.config,
+            inputs_embeds=hidden_states,
+            attention_mask=attention_mask,
+            past_key_values=cache,
+            # No position_ids: the gaps left by pruning would otherwise be read as packed sequences.
+            position_ids=None,
+            layer_idx=layer_idx if cache is not None else None,
+        )

@@ -1,0 +1,295 @@
+"""The pruning engine: the bookkeeping every model family and every method share.
+
+A decoder loop builds one `PruningHook` per forward call and calls it before each layer:
+
+    hook = PruningHook(backend, record, image_spans=..., attention_mask=..., position_ids=..., cache=...,
+                       past_length=..., hidden_states=inputs_embeds)
+    for idx, layer in enumerate(layers):
+        hidden_states, layer_kwargs = hook(idx, hidden_states, layer_kwargs)
+        hidden_states = layer(hidden_states, **layer_kwargs)
+
+At prefill, before layer K, the hook runs the configured method on every image span of every sample,
+gathers the kept tokens (rows that keep fewer tokens are left-padded and the padding is masked), gives them
+their original positions and builds the mask of the shorter sequence. At each decoding step it reuses the
+prefill's kept set from the record and only rebuilds the mask for layers >= K, whose cache is shorter.
+The backend (`PruningBackend`) supplies only what differs between model families.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import torch
+
+from llava.model.pruning.config import DARTConfig, parse_dart_config
+from llava.model.pruning.methods import PruningInput, SpanInputs, get_method
+from llava.model.pruning.record import USE_MODEL_CONFIG, ImageSpan, PruningRecord
+
+logger = logging.getLogger(__name__)
+_reported: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    if message not in _reported:
+        _reported.add(message)
+        logger.warning(message)
+
+
+class PruningBackend(Protocol):
+    """What a model family supplies to the engine.
+
+    config: the model config (`num_hidden_layers`; `text_length` for LLaVA-1.6 scripts, checked only).
+    llava_next: the sequence follows LLaVA-1.6's budget rule (anyres images).
+    """
+
+    config: Any
+    llava_next: bool
+
+    def default_settings(self) -> DARTConfig | Mapping[str, Any] | None:
+        """The model-wide settings, used when the call's record leaves them unset (`DART_config`)."""
+
+    def final_norm(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """The model's last norm, applied to (B, L, D) hidden states."""
+
+    def layer_keys(self, layer_idx: int, layer_input: torch.Tensor, position_embeddings: Any, cache) -> torch.Tensor:
+        """Layer `layer_idx`'s key states after RoPE, (B, L, kv_heads * head_dim): from the cache or recomputed."""
+
+    def position_embeddings(self, hidden_states: torch.Tensor, position_ids: torch.Tensor) -> Any:
+        """What the layers take as `position_embeddings` for the given (gathered) positions."""
+
+    def causal_mask(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, cache, layer_idx: int) -> Any:
+        """The mask of layers >= layer_idx for `hidden_states`, a 2-D padding mask over their own cache + query."""
+
+
+def spans_per_row(image_spans: list[list[ImageSpan]], batch: int) -> list[list[ImageSpan]]:
+    """One span list per batch row. Beam search / num_return_sequences repeat each prompt in place
+    (repeat_interleave) after the spans were computed, so the spans are repeated the same way."""
+    if len(image_spans) == batch:
+        return image_spans
+    if len(image_spans) == 0 or batch % len(image_spans):
+        raise ValueError(f"got image spans for {len(image_spans)} samples but the batch has {batch} rows")
+    return [spans for spans in image_spans for _ in range(batch // len(image_spans))]
+
+
+def call_settings(record: PruningRecord | None, backend: PruningBackend) -> DARTConfig | None:
+    """The pruning settings of a call: the record's own if it sets them, else the model-wide ones."""
+    raw = getattr(record, "dart_config", USE_MODEL_CONFIG)
+    if raw is USE_MODEL_CONFIG:
+        raw = backend.default_settings()
+    return None if raw is None else parse_dart_config(raw, backend.config.num_hidden_layers)
+
+
+def pad_rows_left(rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Stack 1-D index rows of different lengths: (B, L') left-padded, and the validity mask (None if equal).
+
+    Padding repeats a row's first index, so gathering through it reads a real token (masked afterwards).
+    """
+    longest = max(row.numel() for row in rows)
+    if all(row.numel() == longest for row in rows):
+        return torch.stack(list(rows)), None
+    keep = torch.stack([torch.cat([row[:1].expand(longest - row.numel()), row]) for row in rows])
+    valid = torch.stack([
+        torch.arange(longest, device=row.device) >= longest - row.numel() for row in rows
+    ])
+    return keep, valid
+
+
+def gather_positions(position_ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Position ids of the kept tokens: `position_ids` is (..., B or 1, L) (1-D positions or M-RoPE's
+    stacked axes), `keep` (B, L'); the result is (..., B, L')."""
+    batch, kept = keep.shape
+    leading = position_ids.shape[:-2]
+    expanded = position_ids.expand(*leading, batch, position_ids.shape[-1])
+    return expanded.gather(-1, keep.to(position_ids.device).expand(*leading, batch, kept))
+
+
+class PruningHook:
+    """One forward call's pruning; call it before every decoder layer with that layer's input and kwargs.
+
+    image_spans: per sample (or per prompt, repeated for beams), the (start, length) of each image.
+    attention_mask: the call's 2-D padding mask over cache + query (None: no padding); a 4-D mask is
+        passed through unchanged to the layers before K and not used for the pruned ones.
+    position_ids: the positions of the query tokens, (..., B or 1, L).
+    """
+
+    def __init__(self, backend: PruningBackend, record: PruningRecord, *, image_spans, attention_mask, position_ids,
+                 cache, past_length: int, hidden_states: torch.Tensor):
+        self.backend = backend
+        self.record = record
+        self.cache = cache
+        self.attention_mask = attention_mask if attention_mask is not None and attention_mask.ndim == 2 else None
+        self.position_ids = position_ids
+        self.past_length = past_length
+        self.settings: DARTConfig | None = None
+        self._layer_input: torch.Tensor | None = None
+        batch, length = hidden_states.shape[:2]
+        if past_length == 0:
+            record.prefill_length = length
+            if image_spans is not None:
+                record.image_spans = spans_per_row(image_spans, batch)
+            self.layer = self._prefill_layer(record, length)
+        else:
+            self.layer = self._decoding_layer(record, cache, past_length)
+
+    def _prefill_layer(self, record: PruningRecord, length: int) -> int | None:
+        self.settings = call_settings(record, self.backend)
+        spans = record.image_spans or []
+        has_image = any(len(row) > 0 for row in spans)
+        if self.settings is None or not (has_image or record.forced_keep is not None) or length < 2:
+            return None
+        return self.settings.K
+
+    @staticmethod
+    def _decoding_layer(record: PruningRecord, cache, past_length: int) -> int | None:
+        if record.pruned:
+            return record.layer
+        # A cache from a pruned prefill whose record was not passed. Pruning shortens layers K..N-1, so the
+        # last layer alone tells (one check per step, not one per layer).
+        if cache is not None and cache.get_seq_length(len(cache.layers) - 1) != past_length:
+            raise ValueError(
+                "the KV cache was pruned at prefill but no pruning_record was passed; pass the "
+                "PruningRecord of the prefill call to every decoding step"
+            )
+        return None
+
+    def __call__(self, layer_idx: int, hidden_states: torch.Tensor, layer_kwargs: dict[str, Any]):
+        if self.layer is None or layer_idx < self.layer - 1 or layer_idx > self.layer:
+            return hidden_states, layer_kwargs
+        if layer_idx == self.layer - 1:
+            self._layer_input = hidden_states  # layer K-1's input, in case its keys must be recomputed
+            return hidden_states, layer_kwargs
+        if self.past_length == 0:
+            return self._enter_at_prefill(hidden_states, layer_kwargs)
+        return hidden_states, self._pruned_kwargs(hidden_states, layer_kwargs, self._decoding_mask(hidden_states))
+
+    # -- prefill ----------------------------------------------------------------------------------------
+
+    def _enter_at_prefill(self, hidden_states: torch.Tensor, layer_kwargs: dict[str, Any]):
+        record = self.record
+        batch, length, dim = hidden_states.shape
+        start = time.perf_counter()
+        if record.forced_keep is not None:
+            rows = self._forced_rows(batch, length, hidden_states.device)
+        else:
+            rows = self._selected_rows(hidden_states, layer_kwargs.get("position_embeddings"))
+        keep, valid = pad_rows_left(rows)
+        record.keep, record.keep_valid = keep, valid
+        record.layer = self.layer
+        record.selection_seconds = time.perf_counter() - start
+
+        hidden_states = hidden_states.gather(1, keep.unsqueeze(-1).expand(-1, -1, dim))
+        # Kept tokens keep their original positions, so RoPE sees what it would see unpruned.
+        positions = self.position_ids
+        if positions is None:
+            positions = torch.arange(length, device=hidden_states.device).unsqueeze(0)
+        position_embeddings = self.backend.position_embeddings(hidden_states, gather_positions(positions, keep))
+        mask = self.attention_mask.gather(1, keep) if self.attention_mask is not None else None
+        mask = _and_valid(mask, valid)
+        kwargs = self._pruned_kwargs(hidden_states, layer_kwargs, mask)
+        kwargs["position_embeddings"] = position_embeddings
+        return hidden_states, kwargs
+
+    def _selected_rows(self, hidden_states: torch.Tensor, position_embeddings) -> list[torch.Tensor]:
+        cfg = self.settings
+        method = get_method(cfg.method)
+        normed = self.backend.final_norm(hidden_states) if PruningInput.NORMED in method.inputs else None
+        keys = None
+        if PruningInput.KEYS in method.inputs:
+            keys = self.backend.layer_keys(self.layer - 1, self._layer_input, position_embeddings, self.cache)
+        batch, length = hidden_states.shape[:2]
+        rows = []
+        for b in range(batch):
+            spans = self.record.image_spans[b] if self.record.image_spans else []
+            padding = self.attention_mask[b].bool() if self.attention_mask is not None else None
+            self._check_declared_span(spans, length, padding)
+            rows.append(self._select_row(
+                method, cfg, spans, length, padding, hidden_states.device,
+                normed[b] if normed is not None else None, keys[b] if keys is not None else None,
+            ))
+        return rows
+
+    def _select_row(self, method, cfg, spans, length, valid_tokens, device, normed, keys) -> torch.Tensor:
+        """Sample's kept positions, ascending: its text (not its padding), plus each image's selection."""
+        text = torch.ones(length, dtype=torch.bool, device=device)
+        for start, count in spans:
+            text[start : start + count] = False
+        if valid_tokens is not None:
+            text &= valid_tokens.to(device)
+        kept = [text.nonzero().flatten()]
+        for start, count in spans:
+            if count == 0:
+                continue
+            text_after = text[start + count :].nonzero().flatten() + start + count
+            inputs = SpanInputs((start, count), text_after, normed, keys, self.backend.llava_next)
+            kept.append(method.select(inputs, cfg).to(device))
+        return torch.cat(kept).sort().values
+
+    def _forced_rows(self, batch: int, length: int, device) -> list[torch.Tensor]:
+        forced = self.record.forced_keep
+        if isinstance(forced, torch.Tensor):
+            forced = [forced] * batch if forced.ndim == 1 else list(forced.expand(batch, -1))
+        if len(forced) != batch:
+            raise ValueError(f"forced_keep has {len(forced)} rows but the batch has {batch}")
+        rows = []
+        for row in forced:
+            row = row.to(device)
+            rows.append(torch.cat([row, torch.arange(int(row.max()) + 1, length, device=device)]))
+        return rows
+
+    def _check_declared_span(self, spans: list[ImageSpan], length: int, valid_tokens) -> None:
+        """The image span comes from the splice; the settings' and LLaVA-1.6's declared spans are only checked."""
+        if not spans:
+            return
+        padding = 0 if valid_tokens is None else int(valid_tokens.long().argmax())  # left padding, if any
+        start, count = spans[0][0] - padding, spans[0][1]
+        cfg = self.settings
+        declared = (cfg.image_token_start_index, cfg.image_token_length)
+        if (declared[0] is not None and declared[0] != start) or (declared[1] is not None and declared[1] != count):
+            warn_once(
+                f"DART_config gives image_token_start_index={declared[0]}, image_token_length={declared[1]} but the "
+                f"image features were spliced at start={start}, length={count}; using the spliced span"
+            )
+        # The LLaVA-1.6 scripts of the DART release set config.text_length to the prompt's text token count.
+        text_length = getattr(self.backend.config, "text_length", None)
+        real = length if valid_tokens is None else int(valid_tokens.sum())
+        text_tokens = real - sum(n for _, n in spans)
+        if text_length is not None and text_length != text_tokens:
+            warn_once(
+                f"config.text_length={text_length} but the prompt has {text_tokens} text tokens around the "
+                "spliced image(s); using the spliced span"
+            )
+
+    # -- decoding and the masks of layers >= K ----------------------------------------------------------
+
+    def _decoding_mask(self, hidden_states: torch.Tensor) -> torch.Tensor | None:
+        """Layers >= K cache the kept prefill tokens, then the generated ones: their 2-D mask."""
+        record = self.record
+        keep = record.keep.to(hidden_states.device)
+        if self.attention_mask is not None:
+            prefill = _and_valid(self.attention_mask[:, : record.prefill_length].gather(1, keep), record.keep_valid)
+            return torch.cat([prefill, self.attention_mask[:, record.prefill_length :]], dim=1)
+        if record.keep_valid is None:
+            return None
+        generated = self.past_length - record.prefill_length + hidden_states.shape[1]
+        tail = torch.ones(keep.shape[0], generated, dtype=torch.bool, device=keep.device)
+        return torch.cat([record.keep_valid.to(keep.device), tail], dim=1)
+
+    def _pruned_kwargs(self, hidden_states, layer_kwargs: dict[str, Any], mask_2d) -> dict[str, Any]:
+        kwargs = dict(layer_kwargs)
+        kwargs["attention_mask"] = self.backend.causal_mask(hidden_states, mask_2d, self.cache, self.layer)
+        # The gaps pruning leaves in the positions would read as packed sequences to some attention backends.
+        kwargs["position_ids"] = None
+        return kwargs
+
+
+def _and_valid(mask: torch.Tensor | None, valid: torch.Tensor | None) -> torch.Tensor | None:
+    """A gathered padding mask with the padding of ragged kept rows masked too (dtype kept)."""
+    if valid is None:
+        return mask
+    if mask is None:
+        return valid
+    valid = valid.to(mask.device)
+    return mask & valid if mask.dtype == torch.bool else mask * valid.to(mask.dtype)

@@ -1,0 +1,89 @@
+"""`PruningRecord`: the pruning state of one generate / forward call, settings in and kept tokens out.
+
+The record rides along the generate kwargs, so the prefill fills it and every decoding step of the same call
+reads it back; concurrent calls never share state and `model.config` is never written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from llava.model.pruning.config import DARTConfig
+
+ImageSpan = tuple[int, int]  # (start, length) of one image's tokens in the spliced sequence
+
+
+class _UseModelConfig:
+    """Type of `USE_MODEL_CONFIG`; one instance, so `record.dart_config is USE_MODEL_CONFIG` is the test."""
+
+    def __repr__(self) -> str:
+        return "USE_MODEL_CONFIG"
+
+
+# PruningRecord.dart_config's default: "not set for this call, read model.config.DART_config at prefill".
+# Distinct from None, which means "no pruning for this call" (as DART_config = None does model-wide).
+USE_MODEL_CONFIG = _UseModelConfig()
+
+
+@dataclasses.dataclass
+class PruningRecord:
+    """Pruning state of one call. Users read the helpers (or `keep`) afterwards.
+
+    keep: (B, L') absolute positions, in the prefill sequence, of the tokens layers >= `layer` see. Each row
+        is ascending; when samples keep different numbers of tokens the shorter rows are left-padded and
+        `keep_valid` marks the real entries (None when no row is padded).
+    keep_valid: (B, L') bool, False on the padding of ragged rows, or None.
+    forced_keep: if set before the call, used instead of running the pruning method: a (B, L') tensor, a
+        (L',) tensor for every row, or one tensor per row (rows may differ in length). Positions past a row's
+        last forced position (e.g. generated tokens in a longer sequence) are kept too.
+    dart_config: this call's pruning settings, read at prefill: a `DARTConfig` or a `DART_config` dict
+        (validated against the model's depth then; a bad key raises PruningConfigError, a ValueError),
+        None for "no pruning in this call", or `USE_MODEL_CONFIG` (the default) for `model.config.DART_config`.
+    prefill_length: the length L of the prefill sequence (padding included).
+    image_spans: per sample, the (start, length) of each image in the prefill sequence.
+    selection_seconds: time the selection took at prefill (method and bookkeeping, not the layers).
+    """
+
+    keep: torch.Tensor | None = None
+    keep_valid: torch.Tensor | None = None
+    layer: int | None = None
+    prefill_length: int | None = None
+    image_spans: list[list[ImageSpan]] | None = None
+    selection_seconds: float = 0.0
+    forced_keep: torch.Tensor | Sequence[torch.Tensor] | None = None
+    dart_config: DARTConfig | Mapping[str, Any] | None | _UseModelConfig = USE_MODEL_CONFIG
+
+    @property
+    def pruned(self) -> bool:
+        return self.keep is not None
+
+    @property
+    def batch_size(self) -> int:
+        if self.keep is not None:
+            return self.keep.shape[0]
+        return len(self.image_spans or [[]])
+
+    def kept_positions(self, sample: int = 0) -> torch.Tensor:
+        """Absolute positions of sample's tokens that layers >= `layer` see, ascending, without padding."""
+        if self.keep is None:
+            raise ValueError("nothing was pruned in this call: every position was kept")
+        row = self.keep[sample].cpu()
+        return row if self.keep_valid is None else row[self.keep_valid[sample].cpu()]
+
+    def kept_image_positions(self, sample: int = 0) -> list[torch.Tensor]:
+        """Per image of `sample`: the kept tokens' offsets inside that image (patch indices, row-major)."""
+        spans = (self.image_spans or [[]])[sample]
+        if self.keep is None:
+            return [torch.arange(length) for _, length in spans]
+        keep = self.kept_positions(sample)
+        return [keep[(keep >= start) & (keep < start + length)] - start for start, length in spans]
+
+    def num_kept_image_tokens(self, sample: int = 0) -> int:
+        return sum(int(p.numel()) for p in self.kept_image_positions(sample))
+
+    def num_image_tokens(self, sample: int = 0) -> int:
+        return sum(length for _, length in (self.image_spans or [[]])[sample])
