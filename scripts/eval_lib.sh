@@ -17,6 +17,7 @@
 #   DART=0      evaluate without pruning
 #   PRUNING_METHOD  dart (default) or random (the baseline keeping as many tokens, chosen at random)
 #   CONV_MODE   conversation template (default vicuna_v1)
+#   BATCH_SIZE  questions per generate call in each worker (default 1; greedy answers are the same)
 #   EVAL_ARGS   extra worker flags, e.g. "--overwrite" or "--num-workers 8"
 #   PYTHON      interpreter (default .venv/bin/python, else python)
 
@@ -135,7 +136,8 @@ _merge_chunks() {
 eval_answers() {
     local module=$1 answers=$2
     shift 2
-    local args=(--model-path "$CKPT" --conv-mode "$CONV_MODE" --temperature 0 "${DART_ARGS[@]}" "$@" "${EXTRA_ARGS[@]}")
+    local args=(--model-path "$CKPT" --conv-mode "$CONV_MODE" --temperature 0 --batch-size "${BATCH_SIZE:-1}"
+                "${DART_ARGS[@]}" "$@" "${EXTRA_ARGS[@]}")
     local n=${#GPUS[@]}
     mkdir -p "$(dirname "$answers")"
     if ((n <= 1)); then

@@ -89,6 +89,9 @@ def build_parser(task: Task) -> argparse.ArgumentParser:
     parser.add_argument("--num-workers", type=int, default=None,
                         help=f"DataLoader worker processes (default {task.num_workers} on CUDA, 0 on the CPU)")
     parser.add_argument("--seed", type=int, default=0, help="torch seed, for sampling (temperature > 0)")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="questions per generate call, grouped by length and left-padded; greedy answers "
+                             "equal batch size 1's (default 1)")
     add_pruning_args(parser)
     if task.add_arguments is not None:
         task.add_arguments(parser)
@@ -99,7 +102,7 @@ def build_parser(task: Task) -> argparse.ArgumentParser:
 # fingerprint so that chunked, resumed and single runs agree (the attention backend only adds float noise).
 _RUN_ONLY_FLAGS = frozenset({
     "question_file", "answers_file", "image_folder", "num_chunks", "chunk_idx", "overwrite", "device",
-    "num_workers", "attn_implementation",
+    "num_workers", "attn_implementation", "batch_size",
 })
 
 
@@ -212,7 +215,7 @@ class PromptDataset(Dataset):
 
 
 def _single(batch: list[Prepared]) -> Prepared:
-    return batch[0]  # batch size 1, as in LLaVA: prompts differ in length
+    return batch[0]  # the DataLoader prepares items one by one; `_answer` groups them into batches
 
 
 # -- the run -------------------------------------------------------------------------------------------
@@ -220,36 +223,99 @@ def _single(batch: list[Prepared]) -> Prepared:
 
 @dataclasses.dataclass
 class Generation:
-    """One answer: its text, the pruning record of the call, how many tokens it took and how long."""
+    """One answer: its text, the pruning record of its call and its row there, its token count and its share
+    of the call's time."""
 
     text: str
     record: PruningRecord
     num_tokens: int
     seconds: float
+    sample: int = 0
+
+    @property
+    def kept_image_tokens(self) -> int:
+        return self.record.num_kept_image_tokens(self.sample)
+
+    @property
+    def image_tokens(self) -> int:
+        return self.record.num_image_tokens(self.sample)
 
 
 def generate_answer(model, tokenizer, input_ids: torch.Tensor, pixels, image_sizes, gen_kwargs: dict) -> Generation:
-    """Answer one prompt: `input_ids` (L,) with image placeholders, `pixels` as `process_images` gives them (or None).
+    """Answer one prompt: `input_ids` (L,) with image placeholders, `pixels` as `process_images` gives them (or None)."""
+    return generate_answers(model, tokenizer, [Prepared(0, input_ids, pixels, image_sizes)], gen_kwargs)[0]
+
+
+def _batch_images(batch: Sequence[Prepared]):
+    """The batch's images in prompt order: one tensor when they share a shape, else a list (anyres crops)."""
+    images, sizes = [], []
+    for item in batch:
+        if item.pixels is None:
+            continue
+        images += list(item.pixels)
+        sizes += list(item.image_sizes or [None] * len(item.pixels))
+    if not images:
+        return None, None
+    if all(img.ndim == 3 and img.shape == images[0].shape for img in images):
+        images = torch.stack(images)
+    return images, (sizes if all(size is not None for size in sizes) else None)
+
+
+def _left_pad(batch: Sequence[Prepared], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    longest = max(item.input_ids.numel() for item in batch)
+    ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), longest), dtype=torch.long)
+    for row, item in enumerate(batch):
+        ids[row, longest - item.input_ids.numel():] = item.input_ids
+        mask[row, longest - item.input_ids.numel():] = 1
+    return ids, mask
+
+
+def _answer_length(tokens: torch.Tensor, eos_token_id) -> int:
+    """Generated tokens up to and including the first end-of-sequence (the rest of a batch row is padding)."""
+    if eos_token_id is None:
+        return int(tokens.numel())
+    ends = (tokens == eos_token_id).nonzero()
+    return int(ends[0]) + 1 if len(ends) else int(tokens.numel())
+
+
+def generate_answers(model, tokenizer, batch: Sequence[Prepared], gen_kwargs: dict) -> list[Generation]:
+    """Answer prompts in one generate call, left-padded; one Generation per prompt (its first returned sequence).
 
     A plain language model (e.g. the tiny default's text-only stage 0) answers text-only prompts; it has no
     pruning, and its `generate` returns the prompt too, which is cut off here.
     """
     record = PruningRecord()
     is_llava = isinstance(model, LlavaMetaForCausalLM)
-    if pixels is not None and not is_llava:
+    images, image_sizes = _batch_images(batch)
+    if images is not None and not is_llava:
         raise ValueError(f"{type(model).__name__} is a language model without a vision tower: it cannot take images")
-    pixels = images_to_model(pixels, model) if pixels is not None else None
-    prompt = input_ids.unsqueeze(0).to(model.device)
-    llava_kwargs = {"images": pixels, "image_sizes": image_sizes, "pruning_record": record} if is_llava else {}
+    if images is not None:
+        images = images_to_model(images, model)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    if len(batch) == 1:  # no padding, exactly as LLaVA runs it
+        ids, mask = batch[0].input_ids.unsqueeze(0), None
+    else:
+        ids, mask = _left_pad(batch, pad_id)
+    ids = ids.to(model.device)
+    extra = {"attention_mask": mask.to(model.device)} if mask is not None else {}
+    if is_llava:
+        extra.update(images=images, image_sizes=image_sizes, pruning_record=record)
     start = time.perf_counter()
     with torch.inference_mode():
-        output_ids = model.generate(prompt, pad_token_id=tokenizer.pad_token_id, **llava_kwargs, **gen_kwargs)
-    seconds = time.perf_counter() - start
+        output_ids = model.generate(ids, pad_token_id=tokenizer.pad_token_id, **extra, **gen_kwargs)
+    seconds = (time.perf_counter() - start) / len(batch)
     # LLaVA's generate starts from embeddings, so it returns only the new tokens.
     if not is_llava:
-        output_ids = output_ids[:, prompt.shape[1]:]
-    text = tokenizer.batch_decode(output_ids, skip_special_tokens=True)[0].strip()
-    return Generation(text, record, int(output_ids.shape[-1]), seconds)
+        output_ids = output_ids[:, ids.shape[1]:]
+    per_prompt = output_ids.shape[0] // len(batch)  # num_return_sequences
+    rows_per_prompt = max(1, record.batch_size // len(batch))  # the record has a row per beam
+    texts = tokenizer.batch_decode(output_ids[::per_prompt], skip_special_tokens=True)
+    return [
+        Generation(text.strip(), record, _answer_length(output_ids[i * per_prompt], tokenizer.eos_token_id), seconds,
+                   sample=i * rows_per_prompt)
+        for i, text in enumerate(texts)
+    ]
 
 
 @dataclasses.dataclass
@@ -270,9 +336,9 @@ class RunStats:
         self.answered += 1
         self.generated_tokens += answer.num_tokens
         self.generation_seconds += answer.seconds
-        if answer.record.num_image_tokens():  # text-only questions have nothing to prune
-            self.kept_image_tokens.append(answer.record.num_kept_image_tokens())
-            self.image_tokens.append(answer.record.num_image_tokens())
+        if answer.image_tokens:  # text-only questions have nothing to prune
+            self.kept_image_tokens.append(answer.kept_image_tokens)
+            self.image_tokens.append(answer.image_tokens)
 
     def summary(self) -> str:
         parts = [f"answered {self.answered} questions"]
@@ -314,6 +380,8 @@ def _answers_path(args: argparse.Namespace, chunk: Chunk) -> str:
 
 def run(task: Task, args: argparse.Namespace) -> RunStats:
     start = time.perf_counter()
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     chunk = resolve_chunk(args.num_chunks, args.chunk_idx)
     get_conv_template(args.conv_mode)  # an unknown template fails here, listing the valid ones
     rows = get_chunk(task.read_questions(os.path.expanduser(args.question_file)), chunk.n, chunk.k)
@@ -351,23 +419,58 @@ def _answer(task: Task, args: argparse.Namespace, chunk: Chunk, pending: list[It
     num_workers = args.num_workers if args.num_workers is not None else (task.num_workers if model.device.type == "cuda" else 0)
     dataset = PromptDataset(pending, tokenizer, image_processor, model.config, args.conv_mode)
     loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=num_workers, collate_fn=_single)
+    patches = _tokens_per_image(model)
     with logging_redirect_tqdm(), tqdm(total=len(pending), disable=not chunk.is_first, desc="answering") as bar:
-        for prepared in loader:
-            item = pending[prepared.index]
-            if prepared.error is not None:
-                errors.add(item, prepared.error)
-            else:
-                answer = generate_answer(model, tokenizer, prepared.input_ids, prepared.pixels, prepared.image_sizes, gen_kwargs)
-                answers.write(answer_line(item, answer, model_id, answers.settings))
-                stats.add(answer)
-            bar.update()
+        for window in _windows(loader, args.batch_size * BATCHES_PER_WINDOW):
+            answered = {}
+            ready = sorted((p for p in window if p.error is None), key=lambda p: _sequence_length(p, patches))
+            for start in range(0, len(ready), args.batch_size):
+                batch = ready[start : start + args.batch_size]
+                for prepared, answer in zip(batch, generate_answers(model, tokenizer, batch, gen_kwargs)):
+                    answered[prepared.index] = answer
+            # Written in question order, so the answers file is the same at every batch size.
+            for prepared in window:
+                item = pending[prepared.index]
+                if prepared.error is not None:
+                    errors.add(item, prepared.error)
+                else:
+                    answers.write(answer_line(item, answered[prepared.index], model_id, answers.settings))
+                    stats.add(answered[prepared.index])
+                bar.update()
+
+
+# Questions are grouped by length within a window of this many batches; a window's answers are written
+# together, so a stopped run loses at most one window.
+BATCHES_PER_WINDOW = 4
+
+
+def _windows(loader, size: int):
+    window = []
+    for prepared in loader:
+        window.append(prepared)
+        if len(window) == size:
+            yield window
+            window = []
+    if window:
+        yield window
+
+
+def _tokens_per_image(model) -> int:
+    tower = model.get_vision_tower() if isinstance(model, LlavaMetaForCausalLM) else None
+    return getattr(tower, "num_patches", 0) if tower is not None else 0
+
+
+def _sequence_length(prepared: Prepared, tokens_per_image: int) -> int:
+    """About how long the spliced prompt is, to batch prompts of similar length (anyres crops counted alike)."""
+    crops = 0 if prepared.pixels is None else sum(p.shape[0] if p.ndim == 4 else 1 for p in prepared.pixels)
+    return prepared.input_ids.numel() + crops * tokens_per_image
 
 
 def answer_line(item: Item, answer: Generation, model_id: str, settings: str) -> dict[str, Any]:
     """LLaVA's answer line, plus the image tokens the pruning kept and the settings fingerprint."""
     metadata = {
-        "image_tokens_kept": answer.record.num_kept_image_tokens(),
-        "image_tokens": answer.record.num_image_tokens(),
+        "image_tokens_kept": answer.kept_image_tokens,
+        "image_tokens": answer.image_tokens,
         "settings_id": settings,
     }
     return {**item.record, "text": answer.text, "answer_id": shortuuid.uuid(), "model_id": model_id, "metadata": metadata}

@@ -24,7 +24,7 @@ def fake_python(path: Path, body: str) -> Path:
 
 
 def run_script(name, env, *args, timeout=300):
-    clean = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "CKPT", "NAME", "DART", "EVAL_ARGS")}
+    clean = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "CKPT", "NAME", "DART", "EVAL_ARGS", "BATCH_SIZE")}
     return subprocess.run(["bash", str(SCRIPTS / f"{name}.sh"), *args], env={**clean, **env},
                           capture_output=True, text=True, timeout=timeout)
 
@@ -33,7 +33,7 @@ def run_script(name, env, *args, timeout=300):
 
 DART = ("--sparse --pruned_layer 2 --pivot_image_token 4 --pivot_text_token 4 --attn_implementation sdpa "
         "--reduction_ratio 0.778 --max_num_trunction 128")
-WORKER = "--model-path /ckpt/llava-v1.5-7b --conv-mode vicuna_v1 --temperature 0 " + DART
+WORKER = "--model-path /ckpt/llava-v1.5-7b --conv-mode vicuna_v1 --temperature 0 --batch-size 1 " + DART
 NAME = "llava-v1.5-7b-dart-0.778-128"
 
 # Per script: the worker call, then the scorer calls, with {D} the data root (LLaVA's layout and commands).
@@ -139,7 +139,7 @@ def test_embedded_default_checkpoint_and_no_pruning(tmp_path):
     default = "checkpoints/llava-v1.5-tiny"  # committed: the trained embedded default
     assert (REPO / default / "config.json").is_file()
     assert calls[0].startswith(f"-m llava.eval.model_vqa_loader --model-path {default} --conv-mode vicuna_v1 "
-                               "--temperature 0 --question-file")
+                               "--temperature 0 --batch-size 1 --question-file")
     assert calls[0].endswith(f"--answers-file {tmp_path}/pope/answers/llava-v1.5-tiny.jsonl")
 
 
@@ -189,3 +189,45 @@ def test_textvqa_on_three_fake_gpus_equals_a_single_run(tiny_ckpt, tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert read_answers(answers) == read_answers(single)
+
+
+# -- batched evaluation: every sample benchmark, the embedded default, batch 8 == batch 1 -----------------
+
+SAMPLE_BENCHMARKS = ["gqa", "mmbench", "mme", "pope", "sqa", "textvqa"]
+
+
+@pytest.fixture(scope="module")
+def sample_data(tmp_path_factory):
+    """A copy of the shipped sample sets, so the scripts' answer files land outside the repository."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("samples") / "eval"
+    shutil.copytree(REPO / "playground" / "data" / "eval", root,
+                    ignore=shutil.ignore_patterns("answers", "answers_upload", "eval_tool"))
+    return root
+
+
+def answer_lines(root: Path, name: str) -> dict[str, list[dict]]:
+    import json
+
+    files = sorted(f for f in root.glob("**/answers/**/*.jsonl")
+                   if name in (f.stem, f.parent.name) and not f.name.endswith(".errors.jsonl"))
+    assert files, f"no answers file named {name}.jsonl under {root}"
+    strip = lambda line: {k: v for k, v in json.loads(line).items() if k != "answer_id"}  # noqa: E731
+    return {str(f.relative_to(root)): [strip(line) for line in f.read_text().splitlines()] for f in files}
+
+
+@pytest.mark.parametrize("name", SAMPLE_BENCHMARKS)
+def test_batch_size_8_answers_equal_batch_size_1_on_every_sample_benchmark(name, sample_data):
+    env = {"PYTHON": sys.executable, "DATA_ROOT": str(sample_data), "OMP_NUM_THREADS": "2"}
+    runs = {}
+    for batch in ("1", "8"):
+        proc = run_script(name, {**env, "BATCH_SIZE": batch, "NAME": f"{name}-batch{batch}"})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        runs[batch] = answer_lines(sample_data, f"{name}-batch{batch}")
+    (one,), (eight,) = runs["1"].values(), runs["8"].values()
+    assert len(one) >= 30 and [a["question_id"] for a in one] == [a["question_id"] for a in eight]
+    assert [a["text"] for a in eight] == [a["text"] for a in one]
+    assert [{k: v for k, v in a.items() if k != "metadata"} for a in eight] == [
+        {k: v for k, v in a.items() if k != "metadata"} for a in one]
+    assert [a["metadata"]["image_tokens_kept"] for a in eight] == [a["metadata"]["image_tokens_kept"] for a in one]
