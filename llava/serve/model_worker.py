@@ -44,6 +44,7 @@ from llava.eval.pruning_args import add_pruning_args
 from llava.mm_utils import get_model_name_from_path
 from llava.model.builder import load_pretrained_model
 from llava.model.pruning import PruningConfigError, make_dart_config, parse_dart_config
+from llava.pruning_settings import SETTINGS, SPARSE_FLAG, dart_config_values
 from llava.serve import DEFAULT_CONTROLLER_PORT, DEFAULT_HOST, DEFAULT_WORKER_PORT, configure_logging
 from llava.serve.http_utils import BodySizeLimit, readable_validation_errors, run_app
 from llava.serve.inference import PromptError, SamplingParams, StreamedGeneration, prepare_inputs
@@ -58,17 +59,6 @@ from llava.serve.protocol import (
 )
 
 logger = logging.getLogger("llava.serve.model_worker")
-
-# The request fields a client may override, with the DART_config keys they set.
-_DART_FIELDS = {
-    "pruned_layer": "K",
-    "reduction_ratio": "reduction_ratio",
-    "max_num_trunction": "max_num_trunction",
-    "pivot_image_token": "pivot_image_token",
-    "pivot_text_token": "pivot_text_token",
-    "pruning_method": "method",
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class RequestLimits:
@@ -150,7 +140,7 @@ class ModelWorker:
         settings = {**self.dart_defaults, **overrides}
         if not settings.get("sparse"):
             return None
-        raw = make_dart_config(**{key: settings[field] for field, key in _DART_FIELDS.items() if field in settings})
+        raw = make_dart_config(**dart_config_values(settings))
         return parse_dart_config(raw, self.num_layers).to_dict()
 
     def prepare(self, request: GenerateRequest) -> tuple[StreamedGeneration, dict[str, Any]]:
@@ -376,9 +366,8 @@ def describe_dart(config: dict[str, Any] | None) -> str:
 
 
 def dart_defaults_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    defaults = {"sparse": args.sparse}
-    defaults.update({field: getattr(args, field) for field in _DART_FIELDS if field != "pruning_method"})
-    defaults["pruning_method"] = args.pruning_method
+    defaults = {SPARSE_FLAG: args.sparse}
+    defaults.update({s.name: getattr(args, s.name) for s in SETTINGS if s.per_request})
     return defaults
 
 

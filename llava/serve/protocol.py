@@ -24,9 +24,10 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from llava.conversation import Conversation, SeparatorStyle
+from llava.pruning_settings import SETTINGS, SPARSE_FLAG, Setting
 
 NDJSON_MEDIA_TYPE = "application/x-ndjson"
 
@@ -161,20 +162,28 @@ class ModelRequest(_Strict):
     model: str = Field(min_length=1, max_length=512)
 
 
-class DartOverrides(_Strict):
-    """Per-request DART settings; a field left out keeps the worker's default (flag names of the DART release).
+def _override_field(setting: Setting):
+    """A request field for one row of the settings table: optional, ranged as the table says."""
+    bounds: dict[str, Any] = {}
+    if setting.minimum is not None:
+        bounds["ge"] = setting.minimum
+    if setting.maximum is not None:
+        bounds["lt" if setting.kind is float else "le"] = setting.maximum
+    if setting.kind is str:
+        bounds.update(min_length=1, max_length=64)
+    return (setting.kind | None, Field(None, description=setting.help, **bounds))
 
-    `max_num_trunction: null` means "budget from reduction_ratio". Ranges are checked here; that K is below
-    the model's depth and that the method exists are checked against the loaded model (also a 4xx).
-    """
 
-    sparse: bool | None = None
-    pruned_layer: int | None = Field(None, ge=1, le=1024)
-    reduction_ratio: float | None = Field(None, ge=0, lt=1)
-    max_num_trunction: int | None = Field(None, ge=0, le=65536)
-    pivot_image_token: int | None = Field(None, ge=0, le=256)
-    pivot_text_token: int | None = Field(None, ge=0, le=256)
-    pruning_method: str | None = Field(None, min_length=1, max_length=64)
+# Per-request DART settings; a field left out keeps the worker's default (flag names of the DART release,
+# from `llava.pruning_settings`). `max_num_trunction: null` means "budget from reduction_ratio". Ranges are
+# checked here; that K is below the model's depth and that the method exists are checked against the loaded
+# model (also a 4xx).
+DartOverrides = create_model(
+    "DartOverrides",
+    __base__=_Strict,
+    **{SPARSE_FLAG: (bool | None, None)},
+    **{setting.name: _override_field(setting) for setting in SETTINGS if setting.per_request},
+)
 
 
 class GenerateRequest(_Strict):

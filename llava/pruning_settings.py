@@ -1,0 +1,68 @@
+"""The pruning settings, declared once: every place a user sets them follows this table.
+
+The CLI flags of the workers, `run_llava`, the CLI chat and the model worker (`llava.eval.pruning_args`), the
+model worker's request model (`llava.serve.protocol.DartOverrides`) and the DART_config dict each builds
+are derived from `SETTINGS`; the Gradio controls and `scripts/eval_lib.sh` are checked against it by the
+tests. Adding a setting (or a method's setting) means adding a row here. Names are the DART release's
+flag names (`max_num_trunction` included); `key` is the DART_config key a setting fills.
+
+Kept free of torch and transformers, so the controller and the clients that validate requests stay light.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One pruning setting.
+
+    name: the flag (`--name`) and the request field. key: the DART_config key it sets.
+    kind: int, float or str; nullable: None is a value ("unset"). minimum / maximum: the range a request
+    may ask for, the maximum inclusive for integers and exclusive for floats (a ratio of 1 prunes all); the
+    model's own limits, such as K below its depth, are checked when the config is parsed.
+    per_request: a served request may override it (the span hints are only meaningful per checkpoint).
+    """
+
+    name: str
+    key: str
+    kind: type
+    default: Any
+    help: str
+    nullable: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    per_request: bool = True
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("pruned_layer", "K", int, 2, "K: prune after decoder layer K-1", minimum=1, maximum=1024),
+    Setting("image_token_start_index", "image_token_start_index", int, None,
+            "expected image start (checked against the actual splice; the splice wins)", nullable=True,
+            minimum=0, per_request=False),
+    Setting("image_token_length", "image_token_length", int, None, "expected number of image tokens (checked)",
+            nullable=True, minimum=0, per_request=False),
+    Setting("max_num_trunction", "max_num_trunction", int, None,
+            "image tokens selected besides the pivots; unset: from --reduction_ratio", nullable=True,
+            minimum=0, maximum=65536),
+    Setting("reduction_ratio", "reduction_ratio", float, 0.778, "used when --max_num_trunction is unset",
+            minimum=0, maximum=1),
+    Setting("pivot_image_token", "pivot_image_token", int, 4, "pivots among the image tokens", minimum=0, maximum=256),
+    Setting("pivot_text_token", "pivot_text_token", int, 4, "pivots among the text tokens", minimum=0, maximum=256),
+    Setting("retain_token_num_for_llava_next", "retain_token_num_for_llava_next", int, None,
+            "budget for LLaVA-1.6 (anyres) inputs", nullable=True, minimum=0, maximum=65536),
+    Setting("pruning_method", "method", str, "dart", "the selection method: dart (default) or random (baseline)"),
+)
+
+BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+# The switch itself and the attention backend: flags beside the table, not DART_config keys.
+SPARSE_FLAG = "sparse"
+ATTENTION_BACKENDS = ("eager", "sdpa", "flash_attention_2")
+
+
+def dart_config_values(values: dict[str, Any]) -> dict[str, Any]:
+    """{setting name: value} -> {DART_config key: value}, for the settings present in `values`."""
+    return {BY_NAME[name].key: value for name, value in values.items() if name in BY_NAME}
