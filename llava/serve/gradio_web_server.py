@@ -38,7 +38,7 @@ from llava.data.shapes import render
 from llava.eval.prompting import infer_conv_mode
 from llava.serve import DEFAULT_CONTROLLER_PORT, DEFAULT_HOST, DEFAULT_WEB_PORT, configure_logging
 from llava.serve.client import ServeError, get_worker_address, list_models, model_details, stream_generate
-from llava.serve.overlay import draw_kept_patches
+from llava.serve.overlay import draw_kept_patches, side_by_side
 from llava.serve.protocol import encode_image, stop_string
 
 logger = logging.getLogger("llava.serve.gradio_web_server")
@@ -205,14 +205,16 @@ def answer_note(final: dict[str, Any]) -> str:
 
 
 def overlay_for(state: ChatState, pruning: dict[str, Any] | None) -> Image.Image | None:
-    """The kept-patch view of the conversation's image, or None (no image, or no square patch grid)."""
+    """The kept-patch view of every image the model saw, side by side in prompt order (each image's span is
+    pruned on its own), or None (no image, or no square patch grid)."""
     if state.conv is None or not pruning or not pruning.get("patch_grid") or not pruning.get("kept_indices"):
         return None
     images = state.conv.get_images(return_pil=True)
     if not images:
         return None
-    return draw_kept_patches(images[0], pruning["kept_indices"][0], pruning["patch_grid"],
-                             pruning.get("image_aspect_ratio"))
+    panels = [draw_kept_patches(image, kept, pruning["patch_grid"], pruning.get("image_aspect_ratio"))
+              for image, kept in zip(images, pruning["kept_indices"])]
+    return panels[0] if len(panels) == 1 else side_by_side(panels)
 
 
 # -- logs ------------------------------------------------------------------------------------------------

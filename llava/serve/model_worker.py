@@ -168,9 +168,6 @@ class ModelWorker:
             dart_config = self.resolve_dart(overrides)
         except PruningConfigError as exc:
             raise HTTPException(400, f"dart: {exc}") from None
-        if dart_config is not None and len(images) > 1:
-            raise HTTPException(400, f"dart: DART prunes one image per prompt and this request has {len(images)}; "
-                                     "send one image or turn pruning off (dart.sparse = false)")
         params = SamplingParams(request.temperature, request.top_p, request.max_new_tokens, request.stop)
         try:
             inputs = prepare_inputs(request.prompt, images, self.tokenizer, self.image_processor, self.model,

@@ -55,3 +55,18 @@ def draw_kept_patches(image: Image.Image, kept: Iterable[int], grid: Sequence[in
         result.paste(view.crop(box), box[:2])
         draw.rectangle((box[0], box[1], box[2] - 1, box[3] - 1), outline=KEPT_OUTLINE, width=1)
     return result
+
+
+def side_by_side(panels: Sequence[Image.Image], gap: int = 8, background: Sequence[int] = (255, 255, 255)
+                 ) -> Image.Image:
+    """`panels` left to right, `gap` pixels apart, top-aligned (one overlay per image of a prompt)."""
+    if not panels:
+        raise ValueError("side_by_side needs at least one panel")
+    width = sum(panel.width for panel in panels) + gap * (len(panels) - 1)
+    height = max(panel.height for panel in panels)
+    canvas = Image.new("RGB", (width, height), tuple(background))
+    left = 0
+    for panel in panels:
+        canvas.paste(panel, (left, 0))
+        left += panel.width + gap
+    return canvas

@@ -91,6 +91,26 @@ def test_follow_up_questions_continue_the_conversation_with_its_image(server):
     assert _outlined_patches(overlay) == 576
 
 
+def test_every_image_of_a_two_image_conversation_gets_its_own_overlay_panel(server):
+    """Each image span is pruned on its own with the full budget; the overlay shows them left to right."""
+    state = ChatState()
+    state.new_conversation(get_conv_template("vicuna_v1"))
+    conv = state.conv
+    conv.append_message(conv.roles[0], ("<image>\nWhat is in the first picture?", scene_image(), "Default"))
+    conv.append_message(conv.roles[1], "A disc.")
+    conv.append_message(conv.roles[0], ("<image>\nAnd in this one?", scene_image(240, 320).rotate(90), "Default"))
+    conv.append_message(conv.roles[1], None)
+    values = dataclasses.astuple(GenerationSettings(temperature=0, max_new_tokens=4, max_kept=64))
+    state, _, overlay, stats = list(server.http_bot(state, "tiny", *values))[-1][:4]
+
+    per_image = [len(kept) for kept in state.last_pruning["kept_indices"]]
+    assert per_image == [68, 68] and "kept **136 / 1152**" in stats
+    panel, gap = 24 * CELL, 8
+    assert overlay.size == (2 * panel + gap, panel)
+    left, right = overlay.crop((0, 0, panel, panel)), overlay.crop((panel + gap, 0, 2 * panel + gap, panel))
+    assert [_outlined_patches(left), _outlined_patches(right)] == per_image
+
+
 def test_ratio_budget_and_pivots_reach_the_worker(server):
     state = ChatState()
     outputs = _ask(server, state, "Describe it.", scene_image(), budget_mode=BUDGET_RATIO, reduction_ratio=0.5,

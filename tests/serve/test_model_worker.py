@@ -118,7 +118,6 @@ BAD_REQUESTS = {
     "K too deep": ({"dart": {"pruned_layer": 4}}, 400, "DART_config['K']=4 must be in 1..3"),
     "ratio out of range": ({"dart": {"reduction_ratio": 1.0}}, 422, "dart.reduction_ratio: Input should be less than 1"),
     "unknown method": ({"dart": {"pruning_method": "magic"}}, 400, "DART_config['method']='magic' is unknown"),
-    "two images with pruning": ({"images": "two"}, 400, "DART prunes one image per prompt and this request has 2"),
 }
 
 
@@ -129,10 +128,9 @@ def _materialize(fields: dict) -> dict:
     elif images == "noisy":
         noise = Image.merge("RGB", [Image.effect_noise((1000, 900), 128).convert("L") for _ in range(3)])
         fields = {**fields, "images": [b64_png(noise)]}
-    elif images in ("five", "two"):
-        n = 5 if images == "five" else 2
-        fields = {**fields, "images": [b64_png(scene_image(64, 64))] * n,
-                  "prompt": PROMPT.replace("<image>", "<image>\n" * n)}
+    elif images == "five":
+        fields = {**fields, "images": [b64_png(scene_image(64, 64))] * 5,
+                  "prompt": PROMPT.replace("<image>", "<image>\n" * 5)}
     return {k: v for k, v in generate_payload(**fields).items() if v is not MISSING}
 
 
