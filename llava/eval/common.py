@@ -18,7 +18,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import shortuuid
@@ -419,15 +419,9 @@ def _answer(task: Task, args: argparse.Namespace, chunk: Chunk, pending: list[It
     num_workers = args.num_workers if args.num_workers is not None else (task.num_workers if model.device.type == "cuda" else 0)
     dataset = PromptDataset(pending, tokenizer, image_processor, model.config, args.conv_mode)
     loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=num_workers, collate_fn=_single)
-    patches = _tokens_per_image(model)
     with logging_redirect_tqdm(), tqdm(total=len(pending), disable=not chunk.is_first, desc="answering") as bar:
-        for window in _windows(loader, args.batch_size * BATCHES_PER_WINDOW):
-            answered = {}
-            ready = sorted((p for p in window if p.error is None), key=lambda p: _sequence_length(p, patches))
-            for start in range(0, len(ready), args.batch_size):
-                batch = ready[start : start + args.batch_size]
-                for prepared, answer in zip(batch, generate_answers(model, tokenizer, batch, gen_kwargs)):
-                    answered[prepared.index] = answer
+        for window in windows(loader, args.batch_size):
+            answered = answer_window(model, tokenizer, window, args.batch_size, gen_kwargs)
             # Written in question order, so the answers file is the same at every batch size.
             for prepared in window:
                 item = pending[prepared.index]
@@ -444,15 +438,30 @@ def _answer(task: Task, args: argparse.Namespace, chunk: Chunk, pending: list[It
 BATCHES_PER_WINDOW = 4
 
 
-def _windows(loader, size: int):
+def windows(prepared: Iterable[Prepared], batch_size: int) -> Iterator[list[Prepared]]:
+    """Consecutive windows of `BATCHES_PER_WINDOW` batches (the last one shorter)."""
+    size = batch_size * BATCHES_PER_WINDOW
     window = []
-    for prepared in loader:
-        window.append(prepared)
+    for item in prepared:
+        window.append(item)
         if len(window) == size:
             yield window
             window = []
     if window:
         yield window
+
+
+def answer_window(model, tokenizer, window: Sequence[Prepared], batch_size: int, gen_kwargs: dict
+                  ) -> dict[int, Generation]:
+    """Answer a window's readable items in batches of prompts of similar length: {item index: Generation}."""
+    patches = _tokens_per_image(model)
+    ready = sorted((p for p in window if p.error is None), key=lambda p: _sequence_length(p, patches))
+    answered = {}
+    for start in range(0, len(ready), batch_size):
+        batch = ready[start : start + batch_size]
+        for prepared, answer in zip(batch, generate_answers(model, tokenizer, batch, gen_kwargs)):
+            answered[prepared.index] = answer
+    return answered
 
 
 def _tokens_per_image(model) -> int:

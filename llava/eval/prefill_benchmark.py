@@ -2,6 +2,7 @@
 
     python -m llava.eval.prefill_benchmark                  # LLaVA-1.5-7B depth/heads, hidden 1024, CPU
     python -m llava.eval.prefill_benchmark --hidden-size 4096 --intermediate-size 11008 --device cuda
+    python -m llava.eval.prefill_benchmark --batch-size 4   # four prompts per call, each pruned on its own
 
 The model is random-init with LLaVA-1.5-7B's layer count and head layout but a narrower width, so the
 fraction of layers after K is realistic while it fits a laptop. The prompt is LLaVA-1.5's shape: a
@@ -21,9 +22,8 @@ import time
 import torch
 
 from llava.model import LlavaConfig, LlavaLlamaForCausalLM, PruningRecord
-from llava.model.pruning import make_dart_config
+from llava.model.pruning import make_dart_config, parse_dart_config
 from llava.model.pruning.random_baseline import dart_kept_count
-from llava.model.pruning import parse_dart_config
 
 
 @dataclasses.dataclass
@@ -101,8 +101,10 @@ def run(args) -> list[Result]:
     model = build_model(args)
     seq_len = args.prefix_tokens + args.image_tokens + args.suffix_tokens
     g = torch.Generator().manual_seed(1)
-    embeds = (torch.randn(1, seq_len, args.hidden_size, generator=g) * 0.02).to(device=args.device, dtype=model.dtype)
-    spans = [[(args.prefix_tokens, args.image_tokens)]]
+    # A batch of prompts of the same shape (different content, so each row selects its own tokens).
+    embeds = torch.randn(args.batch_size, seq_len, args.hidden_size, generator=g) * 0.02
+    embeds = embeds.to(device=args.device, dtype=model.dtype)
+    spans = [[(args.prefix_tokens, args.image_tokens)]] * args.batch_size
     variants = [Variant("vanilla", None)] + [
         Variant(f"{method}-{kept}", make_dart_config(K=args.k, max_num_trunction=kept, method=method))
         for kept in args.kept
@@ -135,7 +137,7 @@ def run(args) -> list[Result]:
     return list(results.values())
 
 
-def format_table(results: list[Result], seq_len: int) -> str:
+def format_table(results: list[Result], seq_len: int, batch_size: int = 1) -> str:
     lines = [
         f"{'variant':<12} {'tokens>=K':>9} {'prefill ms':>11} {'speed-up':>9} {'ideal':>7} {'meas/ideal':>10} "
         f"{'select ms':>10} {'select %':>9} {'KV cache MiB':>13}"
@@ -147,7 +149,8 @@ def format_table(results: list[Result], seq_len: int) -> str:
             f"{r.ideal_speedup:>6.2f}x {r.measured_speedup / r.ideal_speedup:>10.2f} {1000 * r.selection_seconds:>10.2f} "
             f"{share:>8.2f}% {r.kv_cache_bytes / 2**20:>13.1f}"
         )
-    lines.append(f"(prompt: {seq_len} tokens; tokens>=K: sequence length seen by layers K..N-1)")
+    lines.append(f"(prompt: {seq_len} tokens x batch {batch_size}; tokens>=K: sequence length per row seen by "
+                 "layers K..N-1; times and KV cache for the whole batch)")
     return "\n".join(lines)
 
 
@@ -163,12 +166,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--prefix-tokens", type=int, default=35)
     parser.add_argument("--image-tokens", type=int, default=576)
     parser.add_argument("--suffix-tokens", type=int, default=25)
+    parser.add_argument("--batch-size", type=int, default=1, help="prompts per prefill call")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--attn-implementation", default="sdpa", choices=["eager", "sdpa", "flash_attention_2"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("CUDA is not available: benchmarking on the CPU", file=sys.stderr)
         args.device = "cpu"
@@ -181,18 +187,19 @@ def main(argv=None) -> int:
     seq_len = args.prefix_tokens + args.image_tokens + args.suffix_tokens
     print(
         f"prefill benchmark: {args.layers} layers, {args.heads} heads, hidden {args.hidden_size}, "
-        f"{args.attn_implementation}, {args.device}, torch threads {torch.get_num_threads()}, "
+        f"{args.attn_implementation}, {args.device}, batch {args.batch_size}, torch threads {torch.get_num_threads()}, "
         f"{args.repeats} timed rounds after {args.warmup} warm-up"
     )
     results = run(args)
-    print(format_table(results, seq_len))
+    print(format_table(results, seq_len, args.batch_size))
     by_name = {r.name: r for r in results}
     headline = by_name.get(f"dart-{args.kept[0]}")
     if headline is not None:
         image_kept = args.image_tokens - (seq_len - headline.seq_len_after_k)
         expected = dart_kept_count(args.image_tokens, parse_dart_config(make_dart_config(max_num_trunction=args.kept[0])))
         print(
-            f"summary: DART keeping {image_kept}/{args.image_tokens} image tokens (expected {expected}): prefill "
+            f"summary: DART keeping {image_kept}/{args.image_tokens} image tokens (expected {expected}) at batch "
+            f"{args.batch_size}: prefill "
             f"{headline.measured_speedup:.2f}x faster (ideal {headline.ideal_speedup:.2f}x, ratio "
             f"{headline.measured_speedup / headline.ideal_speedup:.2f}); selection "
             f"{100 * headline.selection_seconds / headline.median_seconds:.2f}% of the pruned prefill"

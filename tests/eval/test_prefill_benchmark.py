@@ -31,3 +31,14 @@ def test_tiny_run_reports_every_variant(tmp_path, capsys):
     # layers 0..1 cache all 636 tokens, layers 2..3 only the 80 kept: 4 layers x (keys + values) x 64 floats
     assert results["dart-16"]["kv_cache_bytes"] == (2 * 636 + 2 * 80) * 2 * 64 * 4
     assert "summary: DART keeping 20/576 image tokens (expected 20)" in capsys.readouterr().out
+
+
+def test_batched_run_reports_the_same_columns_per_row(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    argv = ["--layers", "4", "--heads", "4", "--hidden-size", "64", "--intermediate-size", "128", "--kept", "16",
+            "--methods", "dart", "--repeats", "1", "--warmup", "0", "--batch-size", "3", "--json", str(out)]
+    assert main(argv) == 0
+    results = {r["name"]: r for r in json.loads(out.read_text())["results"]}
+    assert results["dart-16"]["seq_len_after_k"] == 80  # per row, as at batch 1
+    assert results["dart-16"]["kv_cache_bytes"] == 3 * (2 * 636 + 2 * 80) * 2 * 64 * 4
+    assert "at batch 3" in capsys.readouterr().out

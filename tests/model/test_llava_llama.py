@@ -28,6 +28,17 @@ def prompt_ids(tokenizer, question="What colour is the square?"):
     return tokenizer_image_token(conv.get_prompt(), tokenizer, return_tensors="pt").unsqueeze(0)
 
 
+def left_padded_pair(tokenizer, processor, model, image):
+    """A short and a long prompt with one image each, and the two as one left-padded batch (ids, mask)."""
+    short, long = prompt_ids(tokenizer, "Colour?"), prompt_ids(tokenizer, "What colour is the big square in the image?")
+    images = process_images([image, image.transpose(0)], processor, model.config)
+    pad = long.shape[1] - short.shape[1]
+    batch_ids = torch.cat([torch.cat([torch.zeros(1, pad, dtype=torch.long), short], 1), long])
+    mask = torch.ones_like(batch_ids)
+    mask[0, :pad] = 0
+    return short, long, images, batch_ids, mask
+
+
 @pytest.fixture(scope="module")
 def eager(tiny_ckpt):
     return load(tiny_ckpt, "eager")
@@ -209,12 +220,7 @@ def test_batch_equals_single_runs(eager, tiny_image):
 def test_batched_generate_with_left_padding_equals_single_runs(eager, tiny_image):
     tokenizer, model, processor = eager
     set_dart(model, max_num_trunction=64)
-    short, long = prompt_ids(tokenizer, "Colour?"), prompt_ids(tokenizer, "What colour is the big square in the image?")
-    images = process_images([tiny_image, tiny_image.transpose(0)], processor, model.config)
-    pad = long.shape[1] - short.shape[1]
-    batch_ids = torch.cat([torch.cat([torch.zeros(1, pad, dtype=torch.long), short], 1), long])
-    mask = torch.ones_like(batch_ids)
-    mask[0, :pad] = 0
+    short, long, images, batch_ids, mask = left_padded_pair(tokenizer, processor, model, tiny_image)
     with torch.no_grad():
         singles = [
             model.generate(p, images=images[i : i + 1], max_new_tokens=4, min_new_tokens=4, do_sample=False)[0].tolist()
@@ -222,6 +228,24 @@ def test_batched_generate_with_left_padding_equals_single_runs(eager, tiny_image
         ]
         batched = model.generate(batch_ids, images=images, attention_mask=mask, max_new_tokens=4, min_new_tokens=4, do_sample=False)
     assert batched.tolist() == singles
+
+
+def test_generate_from_spliced_embeddings_equals_generate_from_ids(eager, tiny_image):
+    """`generate(inputs_embeds=..., image_spans=...)` (what the benchmarks use) is the token-id path minus the splice."""
+    tokenizer, model, processor = eager
+    set_dart(model, max_num_trunction=64)
+    _, _, images, batch_ids, mask = left_padded_pair(tokenizer, processor, model, tiny_image)
+    greedy = dict(max_new_tokens=4, min_new_tokens=4, do_sample=False)
+    from_ids, from_embeds = PruningRecord(), PruningRecord()
+    with torch.no_grad():
+        expected = model.generate(batch_ids, images=images, attention_mask=mask, pruning_record=from_ids, **greedy)
+        spliced = model.prepare_multimodal_inputs(batch_ids, images, mask, padding_side="left")
+        got = model.generate(inputs_embeds=spliced.inputs_embeds, attention_mask=spliced.attention_mask.long(),
+                             image_spans=spliced.image_spans, pruning_record=from_embeds, **greedy)
+    assert got.tolist() == expected.tolist()
+    assert torch.equal(from_embeds.keep, from_ids.keep) and from_embeds.num_kept_image_tokens(1) == 68
+    with pytest.raises(ValueError, match="not both"):
+        model.generate(batch_ids, inputs_embeds=spliced.inputs_embeds, **greedy)
 
 
 def test_sampled_generation_runs_with_pruning(eager, inputs):

@@ -198,19 +198,27 @@ class LlavaLlamaForCausalLM(LlamaForCausalLM, LlavaMetaForCausalLM):
         pruning_record: PruningRecord | None = None,
         **kwargs,
     ):
-        """LLaVA's generate: `inputs` (B, L) token ids with IMAGE_TOKEN_INDEX placeholders, `images` to splice.
+        """LLaVA's generate: `inputs` (B, L) token ids with IMAGE_TOKEN_INDEX placeholders, `images` to splice;
+        or `inputs_embeds` (B, L, D) spliced already, with `image_spans` saying where the images are.
 
         Returns only the generated token ids (as LLaVA does, since generation starts from embeddings).
         The pruning state of the call lands in `pruning_record` (pass your own in concurrent code) and,
         for convenience in single-threaded use, in `self.last_pruning_record`.
         """
-        if "inputs_embeds" in kwargs:
-            raise NotImplementedError("pass token ids and images; `inputs_embeds` is built here")
-        if inputs is None:
-            raise ValueError("generate needs the prompt's token ids as `inputs`")
         attention_mask = kwargs.pop("attention_mask", None)
         kwargs.pop("position_ids", None)
-        if images is not None:
+        image_spans = kwargs.pop("image_spans", None)
+        inputs_embeds = kwargs.pop("inputs_embeds", None)
+        if inputs_embeds is not None:
+            # Embeddings already spliced (e.g. by `prepare_multimodal_inputs`): the caller gives the image spans.
+            if inputs is not None or images is not None:
+                raise ValueError("pass either token ids (and images) or `inputs_embeds` (and `image_spans`), not both")
+            if attention_mask is None:
+                attention_mask = torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device)
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        elif inputs is None:
+            raise ValueError("generate needs the prompt's token ids as `inputs` (or spliced `inputs_embeds`)")
+        elif images is not None:
             # Left padding: with a batch, every sample's last prompt token must sit at the end.
             spliced = self.prepare_multimodal_inputs(inputs, images, attention_mask, padding_side="left",
                                                      image_sizes=image_sizes)

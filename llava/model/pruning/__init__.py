@@ -4,7 +4,8 @@
 - `methods`: the method protocol and registry; `dart` and `random_baseline` register themselves.
 - `record`: `PruningRecord`, the per-call state (settings in, kept positions out).
 - `engine`: `PruningHook`, called before every decoder layer; `backends`: what a LLaMA-style model supplies.
-- `settings`: the one table of pruning settings the CLI flags, the server's request model and the UI follow.
+
+The user-facing settings (CLI flags, the server's request fields) are declared in `llava.pruning_settings`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from llava.model.pruning.methods import (
     method_names,
     register_method,
 )
-from llava.model.pruning.record import USE_MODEL_CONFIG, PruningRecord
+from llava.model.pruning.record import USE_MODEL_CONFIG, PrunedStage, PruningRecord
 
 
 def keep_indices(
@@ -49,6 +50,7 @@ __all__ = [
     "DARTConfig",
     "PruningConfigError",
     "PruningInput",
+    "PrunedStage",
     "PruningMethod",
     "PruningRecord",
     "SpanInputs",

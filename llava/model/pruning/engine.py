@@ -8,10 +8,11 @@ A decoder loop builds one `PruningHook` per forward call and calls it before eac
         hidden_states, layer_kwargs = hook(idx, hidden_states, layer_kwargs)
         hidden_states = layer(hidden_states, **layer_kwargs)
 
-At prefill, before layer K, the hook runs the configured method on every image span of every sample,
-gathers the kept tokens (rows that keep fewer tokens are left-padded and the padding is masked), gives them
-their original positions and builds the mask of the shorter sequence. At each decoding step it reuses the
-prefill's kept set from the record and only rebuilds the mask for layers >= K, whose cache is shorter.
+At prefill, before each of the method's pruning layers (layer K for DART), the hook runs the method on every
+image span of every sample, gathers the kept tokens (rows that keep fewer tokens are left-padded and the
+padding is masked), gives them their original positions and builds the mask of the shorter sequence. At
+each decoding step it reuses the prefill's kept sets from the record and only rebuilds, at each pruning
+layer, the mask for the layers from there on, whose cache is shorter.
 The backend (`PruningBackend`) supplies only what differs between model families.
 """
 
@@ -26,7 +27,7 @@ import torch
 
 from llava.model.pruning.config import DARTConfig, parse_dart_config
 from llava.model.pruning.methods import PruningInput, SpanInputs, get_method
-from llava.model.pruning.record import USE_MODEL_CONFIG, ImageSpan, PruningRecord
+from llava.model.pruning.record import USE_MODEL_CONFIG, ImageSpan, PrunedStage, PruningRecord
 
 logger = logging.getLogger(__name__)
 _reported: set[str] = set()
@@ -125,93 +126,115 @@ class PruningHook:
         self.past_length = past_length
         self.settings: DARTConfig | None = None
         self._layer_input: torch.Tensor | None = None
+        # At prefill, the sequence the next stage prunes: its absolute positions (None: all of them) and
+        # which of them are real tokens (None: all).
+        self._current: torch.Tensor | None = None
+        self._current_valid: torch.Tensor | None = self.attention_mask.bool() if self.attention_mask is not None else None
         batch, length = hidden_states.shape[:2]
         if past_length == 0:
-            record.prefill_length = length
-            if image_spans is not None:
-                record.image_spans = spans_per_row(image_spans, batch)
-            self.layer = self._prefill_layer(record, length)
+            record.start_prefill(length)
+            record.image_spans = spans_per_row(image_spans, batch) if image_spans is not None else None
+            self.stages = self._prefill_stages(record, length)
         else:
-            self.layer = self._decoding_layer(record, cache, past_length)
+            self.stages = self._decoding_stages(record, cache, past_length)
 
-    def _prefill_layer(self, record: PruningRecord, length: int) -> int | None:
+    def _prefill_stages(self, record: PruningRecord, length: int) -> tuple[int, ...]:
         self.settings = call_settings(record, self.backend)
         spans = record.image_spans or []
         has_image = any(len(row) > 0 for row in spans)
         if self.settings is None or not (has_image or record.forced_keep is not None) or length < 2:
-            return None
-        return self.settings.K
+            return ()
+        if record.forced_keep is not None:  # a forced kept set replaces the method: one stage, at K
+            return (self.settings.K,)
+        layers = tuple(get_method(self.settings.method).layers(self.settings))
+        depth = self.backend.config.num_hidden_layers
+        if not layers or list(layers) != sorted(set(layers)) or layers[0] < 1 or layers[-1] >= depth:
+            raise ValueError(f"pruning method {self.settings.method!r} asks for layers {layers}; they must be "
+                             f"ascending, distinct and in 1..{depth - 1}")
+        return layers
 
     @staticmethod
-    def _decoding_layer(record: PruningRecord, cache, past_length: int) -> int | None:
+    def _decoding_stages(record: PruningRecord, cache, past_length: int) -> tuple[int, ...]:
         if record.pruned:
-            return record.layer
-        # A cache from a pruned prefill whose record was not passed. Pruning shortens layers K..N-1, so the
+            return tuple(stage.layer for stage in record.stages)
+        # A cache from a pruned prefill whose record was not passed. Pruning shortens the last layers, so the
         # last layer alone tells (one check per step, not one per layer).
         if cache is not None and cache.get_seq_length(len(cache.layers) - 1) != past_length:
             raise ValueError(
                 "the KV cache was pruned at prefill but no pruning_record was passed; pass the "
                 "PruningRecord of the prefill call to every decoding step"
             )
-        return None
+        return ()
 
     def __call__(self, layer_idx: int, hidden_states: torch.Tensor, layer_kwargs: dict[str, Any]):
-        if self.layer is None or layer_idx < self.layer - 1 or layer_idx > self.layer:
+        if not self.stages or layer_idx < self.stages[0] - 1:
             return hidden_states, layer_kwargs
-        if layer_idx == self.layer - 1:
-            self._layer_input = hidden_states  # layer K-1's input, in case its keys must be recomputed
-            return hidden_states, layer_kwargs
-        if self.past_length == 0:
-            return self._enter_at_prefill(hidden_states, layer_kwargs)
-        return hidden_states, self._pruned_kwargs(hidden_states, layer_kwargs, self._decoding_mask(hidden_states))
+        if layer_idx in self.stages:
+            stage = self.stages.index(layer_idx)
+            if self.past_length == 0:
+                hidden_states, layer_kwargs = self._prune_at_prefill(stage, hidden_states, layer_kwargs)
+            else:
+                kept = self.record.stages[stage]
+                layer_kwargs = self._pruned_kwargs(hidden_states, layer_kwargs, layer_idx,
+                                                   self._segment_mask(kept, hidden_states))
+        if layer_idx + 1 in self.stages:
+            self._layer_input = hidden_states  # the next pruning layer's input, in case its keys must be recomputed
+        return hidden_states, layer_kwargs
 
     # -- prefill ----------------------------------------------------------------------------------------
 
-    def _enter_at_prefill(self, hidden_states: torch.Tensor, layer_kwargs: dict[str, Any]):
-        record = self.record
+    def _prune_at_prefill(self, stage: int, hidden_states: torch.Tensor, layer_kwargs: dict[str, Any]):
+        record, layer = self.record, self.stages[stage]
         batch, length, dim = hidden_states.shape
         start = time.perf_counter()
         if record.forced_keep is not None:
             rows = self._forced_rows(batch, length, hidden_states.device)
         else:
-            rows = self._selected_rows(hidden_states, layer_kwargs.get("position_embeddings"))
+            rows = self._selected_rows(stage, hidden_states, layer_kwargs.get("position_embeddings"))
+        # Rows index the current sequence; the record keeps absolute positions of the prefill sequence.
         keep, valid = pad_rows_left(rows)
-        record.keep, record.keep_valid = keep, valid
-        record.layer = self.layer
-        record.selection_seconds = time.perf_counter() - start
+        absolute = keep if self._current is None else self._current.gather(1, keep)
+        kept = PrunedStage(layer, absolute, valid)
+        record.add_stage(kept)
+        record.selection_seconds += time.perf_counter() - start
+        self._current = absolute
+        self._current_valid = _and_valid(
+            self.attention_mask.bool().gather(1, absolute) if self.attention_mask is not None else None, valid
+        )
 
         hidden_states = hidden_states.gather(1, keep.unsqueeze(-1).expand(-1, -1, dim))
         # Kept tokens keep their original positions, so RoPE sees what it would see unpruned.
         positions = self.position_ids
         if positions is None:
-            positions = torch.arange(length, device=hidden_states.device).unsqueeze(0)
-        position_embeddings = self.backend.position_embeddings(hidden_states, gather_positions(positions, keep))
-        mask = self.attention_mask.gather(1, keep) if self.attention_mask is not None else None
-        mask = _and_valid(mask, valid)
-        kwargs = self._pruned_kwargs(hidden_states, layer_kwargs, mask)
+            positions = torch.arange(record.prefill_length, device=hidden_states.device).unsqueeze(0)
+        position_embeddings = self.backend.position_embeddings(hidden_states, gather_positions(positions, absolute))
+        kwargs = self._pruned_kwargs(hidden_states, layer_kwargs, layer, self._segment_mask(kept, hidden_states))
         kwargs["position_embeddings"] = position_embeddings
         return hidden_states, kwargs
 
-    def _selected_rows(self, hidden_states: torch.Tensor, position_embeddings) -> list[torch.Tensor]:
+    def _selected_rows(self, stage: int, hidden_states: torch.Tensor, position_embeddings) -> list[torch.Tensor]:
         cfg = self.settings
         method = get_method(cfg.method)
         normed = self.backend.final_norm(hidden_states) if PruningInput.NORMED in method.inputs else None
         keys = None
         if PruningInput.KEYS in method.inputs:
-            keys = self.backend.layer_keys(self.layer - 1, self._layer_input, position_embeddings, self.cache)
+            keys = self.backend.layer_keys(self.stages[stage] - 1, self._layer_input, position_embeddings, self.cache)
         batch, length = hidden_states.shape[:2]
         rows = []
         for b in range(batch):
             spans = self.record.image_spans[b] if self.record.image_spans else []
-            padding = self.attention_mask[b].bool() if self.attention_mask is not None else None
-            self._check_declared_span(spans, length, padding)
+            valid = self._current_valid[b] if self._current_valid is not None else None
+            if stage == 0:
+                self._check_declared_span(spans, length, valid)
+            else:
+                spans = _spans_in(self._current[b], valid, spans)
             rows.append(self._select_row(
-                method, cfg, spans, length, padding, hidden_states.device,
+                method, cfg, stage, spans, length, valid, hidden_states.device,
                 normed[b] if normed is not None else None, keys[b] if keys is not None else None,
             ))
         return rows
 
-    def _select_row(self, method, cfg, spans, length, valid_tokens, device, normed, keys) -> torch.Tensor:
+    def _select_row(self, method, cfg, stage, spans, length, valid_tokens, device, normed, keys) -> torch.Tensor:
         """Sample's kept positions, ascending: its text (not its padding), plus each image's selection."""
         text = torch.ones(length, dtype=torch.bool, device=device)
         for start, count in spans:
@@ -223,7 +246,7 @@ class PruningHook:
             if count == 0:
                 continue
             text_after = text[start + count :].nonzero().flatten() + start + count
-            inputs = SpanInputs((start, count), text_after, normed, keys, self.backend.llava_next)
+            inputs = SpanInputs((start, count), text_after, normed, keys, self.backend.llava_next, stage)
             kept.append(method.select(inputs, cfg).to(device))
         return torch.cat(kept).sort().values
 
@@ -262,27 +285,41 @@ class PruningHook:
                 "spliced image(s); using the spliced span"
             )
 
-    # -- decoding and the masks of layers >= K ----------------------------------------------------------
+    # -- the masks of the pruned layers --------------------------------------------------------------------
 
-    def _decoding_mask(self, hidden_states: torch.Tensor) -> torch.Tensor | None:
-        """Layers >= K cache the kept prefill tokens, then the generated ones: their 2-D mask."""
+    def _segment_mask(self, kept: PrunedStage, hidden_states: torch.Tensor) -> torch.Tensor | None:
+        """The 2-D mask over the cache of the layers from `kept.layer` on: the stage's kept prefill tokens
+        (padding of the input and of ragged rows masked), then any generated ones."""
         record = self.record
-        keep = record.keep.to(hidden_states.device)
+        keep = kept.keep.to(hidden_states.device)
         if self.attention_mask is not None:
-            prefill = _and_valid(self.attention_mask[:, : record.prefill_length].gather(1, keep), record.keep_valid)
+            prefill = _and_valid(self.attention_mask[:, : record.prefill_length].gather(1, keep), kept.keep_valid)
             return torch.cat([prefill, self.attention_mask[:, record.prefill_length :]], dim=1)
-        if record.keep_valid is None:
+        if kept.keep_valid is None:
             return None
         generated = self.past_length - record.prefill_length + hidden_states.shape[1]
+        if generated <= 0:
+            return kept.keep_valid.to(keep.device)
         tail = torch.ones(keep.shape[0], generated, dtype=torch.bool, device=keep.device)
-        return torch.cat([record.keep_valid.to(keep.device), tail], dim=1)
+        return torch.cat([kept.keep_valid.to(keep.device), tail], dim=1)
 
-    def _pruned_kwargs(self, hidden_states, layer_kwargs: dict[str, Any], mask_2d) -> dict[str, Any]:
+    def _pruned_kwargs(self, hidden_states, layer_kwargs: dict[str, Any], layer: int, mask_2d) -> dict[str, Any]:
         kwargs = dict(layer_kwargs)
-        kwargs["attention_mask"] = self.backend.causal_mask(hidden_states, mask_2d, self.cache, self.layer)
+        kwargs["attention_mask"] = self.backend.causal_mask(hidden_states, mask_2d, self.cache, layer)
         # The gaps pruning leaves in the positions would read as packed sequences to some attention backends.
         kwargs["position_ids"] = None
         return kwargs
+
+
+def _spans_in(current: torch.Tensor, valid: torch.Tensor | None, spans: list[ImageSpan]) -> list[ImageSpan]:
+    """Where each image's remaining tokens sit in a pruned sequence whose absolute positions are `current`
+    (ascending over the real entries, padding on the left)."""
+    real = torch.ones_like(current, dtype=torch.bool) if valid is None else valid.to(current.device).bool()
+    located = []
+    for start, count in spans:
+        inside = real & (current >= start) & (current < start + count)
+        located.append((int(inside.int().argmax()), int(inside.sum())) if bool(inside.any()) else (0, 0))
+    return located
 
 
 def _and_valid(mask: torch.Tensor | None, valid: torch.Tensor | None) -> torch.Tensor | None:

@@ -1,9 +1,11 @@
 """The method protocol: what a pruning method declares, and the registry the engine looks methods up in.
 
 A method is a pure function `select(inputs, cfg) -> LongTensor` that, for one image span of one sample,
-returns the ascending absolute positions of the image tokens to keep. It declares the inputs it reads
-(`PruningInput`) so the engine computes only those, and it is registered by name; `DART_config['method']`
-(or `--pruning_method`) picks it. Text and the tokens of other images are kept by the engine, not the method.
+returns the ascending positions of the image tokens to keep. It declares the inputs it reads
+(`PruningInput`) so the engine computes only those, and where it prunes (`layers`: before layer K, the
+default, or before each of several layers, every stage choosing among the tokens the one before kept).
+It is registered by name; `DART_config['method']` (or `--pruning_method`) picks it. Text and the tokens of
+other images are kept by the engine, not the method.
 """
 
 from __future__ import annotations
@@ -26,13 +28,16 @@ class PruningInput(enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class SpanInputs:
-    """One image span of one sample, as a method sees it.
+    """One image span of one sample, as a method sees it, in the sequence the pruning layer gets.
 
-    span: (s, m): the image tokens are [s, s+m) of the sample's prefill sequence (padding included).
-    text_positions: ascending absolute positions of the prompt's text tokens after this image (not padding,
-        not other images' tokens): where text pivots are taken. With one image, `[s+m, L)`.
+    That sequence is the prefill sequence (padding included) at the first stage, and the tokens the previous
+    stage kept at a later one; every position below indexes it, and `select` answers in it too.
+    span: (s, m): the image's (remaining) tokens are [s, s+m).
+    text_positions: ascending positions of the prompt's text tokens after this image (not padding, not other
+        images' tokens): where text pivots are taken. With one image and no padding, `[s+m, L)`.
     normed, keys: the sample's whole sequence, present when the method declared them.
     llava_next: the sequence is a LLaVA-1.6 (anyres) one, which has its own budget rule.
+    stage: 0 at the method's first pruning layer, 1 at its second, ...
     """
 
     span: tuple[int, int]
@@ -40,21 +45,28 @@ class SpanInputs:
     normed: torch.Tensor | None = None
     keys: torch.Tensor | None = None
     llava_next: bool = False
+    stage: int = 0
 
 
 SelectFn = Callable[[SpanInputs, DARTConfig], torch.Tensor]
 
 
+def at_layer_k(cfg: DARTConfig) -> tuple[int, ...]:
+    """Prune once, after decoder layer K-1 (DART, random)."""
+    return (cfg.K,)
+
+
 @dataclasses.dataclass(frozen=True)
 class PruningMethod:
-    """A registered method. `config_class` is the dataclass its settings parse into; every method takes
-    its pruning layer from `K` (prune after decoder layer K-1)."""
+    """A registered method. `config_class` is the dataclass its settings parse into; `layers(cfg)` the
+    ascending layers before which it prunes (each >= 1 and below the model's depth)."""
 
     name: str
     select: SelectFn
     inputs: frozenset[PruningInput]
     config_class: type = DARTConfig
     summary: str = ""
+    layers: Callable[[DARTConfig], tuple[int, ...]] = at_layer_k
 
 
 _METHODS: dict[str, PruningMethod] = {}

@@ -29,14 +29,29 @@ class _UseModelConfig:
 USE_MODEL_CONFIG = _UseModelConfig()
 
 
+@dataclasses.dataclass(frozen=True)
+class PrunedStage:
+    """What one pruning stage kept: layers from `layer` on (up to the next stage) see the `keep` tokens.
+
+    keep: (B, L') absolute positions in the prefill sequence, ascending per row, left-padded when rows keep
+        different numbers of tokens; keep_valid: (B, L') bool marking the real entries, or None if none is padding.
+    """
+
+    layer: int
+    keep: torch.Tensor
+    keep_valid: torch.Tensor | None = None
+
+
 @dataclasses.dataclass
 class PruningRecord:
     """Pruning state of one call. Users read the helpers (or `keep`) afterwards.
 
-    keep: (B, L') absolute positions, in the prefill sequence, of the tokens layers >= `layer` see. Each row
-        is ascending; when samples keep different numbers of tokens the shorter rows are left-padded and
-        `keep_valid` marks the real entries (None when no row is padded).
+    keep: (B, L') absolute positions, in the prefill sequence, of the tokens the last layers see (after the
+        last pruning stage). Each row is ascending; when samples keep different numbers of tokens the shorter
+        rows are left-padded and `keep_valid` marks the real entries (None when no row is padded).
     keep_valid: (B, L') bool, False on the padding of ragged rows, or None.
+    layer: the first pruning layer K (layers >= K see fewer tokens); stages: every stage, in layer order
+        (one for DART).
     forced_keep: if set before the call, used instead of running the pruning method: a (B, L') tensor, a
         (L',) tensor for every row, or one tensor per row (rows may differ in length). Positions past a row's
         last forced position (e.g. generated tokens in a longer sequence) are kept too.
@@ -51,11 +66,24 @@ class PruningRecord:
     keep: torch.Tensor | None = None
     keep_valid: torch.Tensor | None = None
     layer: int | None = None
+    stages: list[PrunedStage] = dataclasses.field(default_factory=list)
     prefill_length: int | None = None
     image_spans: list[list[ImageSpan]] | None = None
     selection_seconds: float = 0.0
     forced_keep: torch.Tensor | Sequence[torch.Tensor] | None = None
     dart_config: DARTConfig | Mapping[str, Any] | None | _UseModelConfig = USE_MODEL_CONFIG
+
+    def start_prefill(self, length: int) -> None:
+        """Forget what an earlier call using this record kept (its settings and forced_keep stay)."""
+        self.keep = self.keep_valid = self.layer = None
+        self.stages = []
+        self.selection_seconds = 0.0
+        self.prefill_length = length
+
+    def add_stage(self, stage: PrunedStage) -> None:
+        self.stages.append(stage)
+        self.keep, self.keep_valid = stage.keep, stage.keep_valid
+        self.layer = self.stages[0].layer
 
     @property
     def pruned(self) -> bool:
@@ -68,7 +96,7 @@ class PruningRecord:
         return len(self.image_spans or [[]])
 
     def kept_positions(self, sample: int = 0) -> torch.Tensor:
-        """Absolute positions of sample's tokens that layers >= `layer` see, ascending, without padding."""
+        """Absolute positions of sample's tokens that the last layers see, ascending, without padding."""
         if self.keep is None:
             raise ValueError("nothing was pruned in this call: every position was kept")
         row = self.keep[sample].cpu()

@@ -15,7 +15,7 @@ from llava.conversation import conv_templates
 from llava.mm_utils import process_images, tokenizer_image_token
 from llava.model import PruningRecord
 from llava.model.builder import load_pretrained_model
-from llava.model.pruning import make_dart_config, parse_dart_config
+from llava.model.pruning import PruningInput, PruningMethod, make_dart_config, parse_dart_config, register_method
 from llava.model.pruning.dart import select_image_tokens
 from llava.model.pruning.engine import PruningHook, gather_positions, pad_rows_left
 from llava.model.tiny_checkpoint import build_tiny_checkpoint
@@ -396,3 +396,105 @@ def test_the_upstream_llama_code_our_loop_follows_is_unchanged(name):
         f"transformers' {name} changed (digest {digest}): compare it with LlavaLlamaModel.forward and "
         "RotaryDecoderBackend, port the change, then update UPSTREAM_SOURCES"
     )
+
+
+# -- methods that prune at several layers ---------------------------------------------------------------
+
+
+def every_other_then_first_half(inputs, cfg):
+    """Position-only (content-free) two-stage selection: stage 0 keeps the even offsets of the image, stage 1
+    the first half of what is left. The same tokens whatever the text, so a full forward over prompt +
+    generated tokens selects exactly what the prefill did."""
+    start, count = inputs.span
+    offsets = torch.arange(0, count, 2) if inputs.stage == 0 else torch.arange((count + 1) // 2)
+    return offsets + start
+
+
+def larger_half_by_key_norm(inputs, cfg):
+    """Content-based two-stage selection: the half of the image's remaining tokens with the largest key norm
+    at the layer before each stage."""
+    start, count = inputs.span
+    norms = inputs.keys[start : start + count].norm(dim=-1)
+    return (norms.topk((count + 1) // 2).indices + start).sort().values
+
+
+POSITIONAL = register_method(PruningMethod("test-two-stage-positions", every_other_then_first_half, frozenset(),
+                                           layers=lambda cfg: (1, 3)))
+BY_KEY_NORM = register_method(PruningMethod("test-two-stage-key-norm", larger_half_by_key_norm,
+                                            frozenset({PruningInput.KEYS}), layers=lambda cfg: (1, 2)))
+BACKWARDS = register_method(PruningMethod("test-unordered-layers", every_other_then_first_half, frozenset(),
+                                          layers=lambda cfg: (3, 1)))
+
+
+def test_each_stage_prunes_what_the_one_before_kept_and_the_caches_follow(llava15, mixed_requests):
+    _, model, _ = llava15
+    ids, images = mixed_requests[0]
+    record = PruningRecord(dart_config=make_dart_config(method=POSITIONAL.name))
+    with torch.no_grad():
+        out = model(ids[None], images=images, pruning_record=record, use_cache=True)
+    (start, count), = record.image_spans[0]
+    first, second = record.stages
+    assert (first.layer, second.layer) == (1, 3) and record.layer == 1
+    length = record.prefill_length
+    text = torch.cat([torch.arange(start), torch.arange(start + count, length)])
+    expected_first = torch.cat([text, torch.arange(start, start + count, 2)]).sort().values
+    expected_second = torch.cat([text, torch.arange(start, start + count, 2)[:144]]).sort().values
+    assert torch.equal(first.keep[0], expected_first) and torch.equal(second.keep[0], expected_second)
+    assert torch.equal(record.keep, second.keep) and record.num_kept_image_tokens() == 144
+    cache = out.past_key_values
+    assert [cache.get_seq_length(i) for i in range(4)] == [length, expected_first.numel(), expected_first.numel(),
+                                                          expected_second.numel()]
+
+
+def test_a_two_stage_method_on_a_ragged_batch_equals_single_runs(llava15, mixed_requests):
+    tokenizer, model, _ = llava15
+    settings = make_dart_config(method=BY_KEY_NORM.name)
+    singles = []
+    for ids, images in mixed_requests:
+        record = PruningRecord(dart_config=settings)
+        singles.append((generate_single(model, ids, images, record, max_new_tokens=5), record))
+    batch_record = PruningRecord(dart_config=settings)
+    batched = generate_batch(model, mixed_requests, batch_record, max_new_tokens=5)
+    assert [batch_record.num_kept_image_tokens(b) for b in range(4)] == [144, 144, 0, 288]
+    assert batch_record.keep_valid is not None
+    for b, (tokens, record) in enumerate(singles):
+        assert strip_eos(batched[b], tokenizer.eos_token_id) == strip_eos(tokens, tokenizer.eos_token_id)
+        if record.pruned:
+            offset = batch_record.prefill_length - record.prefill_length
+            assert torch.equal(batch_record.kept_positions(b) - offset, record.kept_positions(0))
+    # Every stage keeps a subset of the stage before, per row.
+    first, second = batch_record.stages
+    for b in range(4):
+        real = lambda stage: set(stage.keep[b][stage.keep_valid[b]].tolist())  # noqa: E731
+        assert real(second) < real(first) or not batch_record.image_spans[b]
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_cached_decoding_after_a_two_stage_ragged_prefill_equals_a_full_forward(tiny_ckpt, attn):
+    tokenizer, model, processor, _ = load_pretrained_model(str(tiny_ckpt), None, device="cpu", attn_implementation=attn)
+    model.config.DART_config = make_dart_config(method=POSITIONAL.name)
+    prompts = [prompt(tokenizer, "<image>\nColour?"), prompt(tokenizer, "Is a circle round? Answer with a word."),
+               prompt(tokenizer, "<image>\n<image>\nWhich of the two pictures is brighter, the first or the second?")]
+    ids, mask = left_pad(prompts)
+    images = process_images([scene(5), scene(6), scene(7)], processor, model.config)
+    steps = 5
+    with torch.no_grad():
+        spliced = model.prepare_multimodal_inputs(ids, images, mask, padding_side="left")
+        record = PruningRecord()
+        tokens, step_logits = manual_decode(model, spliced, record, steps)
+        # No cache: the content-free method selects the same tokens again, the generated ones are text.
+        generated = model.get_model().embed_tokens(tokens[:, :-1])
+        embeds = torch.cat([spliced.inputs_embeds, generated], dim=1)
+        full_mask = torch.cat([spliced.attention_mask.long(), torch.ones_like(tokens[:, :-1])], dim=1)
+        positions = torch.cat([spliced.position_ids, spliced.position_ids[:, -1:] + torch.arange(1, steps)], dim=1)
+        full = model(inputs_embeds=embeds, attention_mask=full_mask, position_ids=positions,
+                     image_spans=spliced.image_spans, pruning_record=PruningRecord()).logits
+    assert [record.num_kept_image_tokens(b) for b in range(3)] == [144, 0, 288]
+    torch.testing.assert_close(full[:, -steps:], step_logits, rtol=0, atol=1e-4)
+
+
+def test_a_method_asking_for_impossible_layers_is_a_clear_error(llava15, mixed_requests):
+    _, model, _ = llava15
+    ids, images = mixed_requests[0]
+    with pytest.raises(ValueError, match=r"asks for layers \(3, 1\); they must be ascending"):
+        model(ids[None], images=images, pruning_record=PruningRecord(dart_config=make_dart_config(method=BACKWARDS.name)))
