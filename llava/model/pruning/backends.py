@@ -3,15 +3,20 @@
 `RotaryDecoderBackend` serves any model with `layers[i].input_layernorm`, `layers[i].self_attn.k_proj`
 (and `head_dim`), a `rotary_emb` returning (cos, sin) and a final `norm`: LLaMA and Qwen2's text model
 among them. A family with another RoPE layout overrides `apply_rotary` (and `position_embeddings`).
+`QwenVLBackend` is that backend for the Qwen2-VL / Qwen2.5-VL text models (M-RoPE: the rotary embedding
+takes (3, B, L) positions and returns ordinary (B, L, head_dim) cos / sin), with the reference's settings.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
 from transformers.masking_utils import create_causal_mask
 from transformers.models.llama.modeling_llama import rotate_half
+
+from llava.model.pruning.engine import warn_once
 
 
 class RotaryDecoderBackend:
@@ -27,6 +32,9 @@ class RotaryDecoderBackend:
 
     def default_settings(self):
         return getattr(self.config, "DART_config", None)
+
+    def adapt_settings(self, settings):
+        return settings
 
     def final_norm(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.model.norm(hidden_states)
@@ -60,3 +68,29 @@ class RotaryDecoderBackend:
             position_ids=None,
             layer_idx=layer_idx if cache is not None else None,
         )
+
+
+class QwenVLBackend(RotaryDecoderBackend):
+    """The Qwen2-VL / Qwen2.5-VL text model. `settings_config`: the top-level model config, where
+    `DART_config` is read first (the DART release's Qwen2.5-VL reads it from `text_config`, also accepted)."""
+
+    llava_next = False
+
+    def __init__(self, model, settings_config=None):
+        super().__init__(model)
+        self.settings_config = settings_config
+
+    def default_settings(self):
+        top = getattr(self.settings_config, "DART_config", None)
+        return top if top is not None else getattr(self.config, "DART_config", None)
+
+    def adapt_settings(self, settings):
+        """The reference's Qwen budget is the ratio only, T = int(m * (1 - reduction_ratio) / pivots); it
+        never reads max_num_trunction, and neither do we on Qwen."""
+        if settings.max_num_trunction is not None:
+            warn_once(
+                f"max_num_trunction={settings.max_num_trunction} is ignored on Qwen2-VL / Qwen2.5-VL, as in the DART "
+                f"release: the budget comes from reduction_ratio={settings.reduction_ratio}"
+            )
+            settings = dataclasses.replace(settings, max_num_trunction=None)
+        return settings

@@ -44,6 +44,7 @@ def select_image_tokens(
     cfg: DARTConfig,
     llava_next: bool = False,
     text_positions: torch.Tensor | None = None,
+    padding: int = 0,
 ) -> torch.Tensor:
     """Indices of the image tokens DART keeps for one image of one sample, ascending.
 
@@ -53,6 +54,9 @@ def select_image_tokens(
     image_span: (s, m): the m image tokens occupy [s, s+m); the text after them is [s+m, L).
     llava_next: use the LLaVA-1.6 budget (m = L - text_length, M = min(retain, m - pivot_image_token)).
     text_positions: where text pivots may be taken; default `[s+m, L)`, the reference's choice.
+    padding: left padding before the sample's first token. The pivots are visited in the order of a Python
+        set of their positions, which depends on the values, so the order is taken on the positions the
+        sample has alone (minus the padding): a padded sample in a batch selects what it selects alone.
     """
     start, length = image_span
     end = start + length
@@ -70,7 +74,8 @@ def select_image_tokens(
 
     # Step 3: candidates are the non-pivot image tokens. One similarity matrix gives every pivot's
     # row; taken tokens are masked out instead of re-gathering the candidate list.
-    pivots = list(set(image_pivots + text_pivots))  # the reference's iteration order, on purpose
+    # The reference's iteration order, on purpose: a set of the (unpadded) positions.
+    pivots = [p + padding for p in set(p - padding for p in image_pivots + text_pivots)]
     available = torch.ones(length, dtype=torch.bool, device=device)
     if image_pivots:
         available[torch.tensor(image_pivots, device=device) - start] = False
@@ -97,7 +102,8 @@ def select_image_tokens(
 
 
 def select(inputs: SpanInputs, cfg: DARTConfig) -> torch.Tensor:
-    return select_image_tokens(inputs.normed, inputs.keys, inputs.span, cfg, inputs.llava_next, inputs.text_positions)
+    return select_image_tokens(inputs.normed, inputs.keys, inputs.span, cfg, inputs.llava_next, inputs.text_positions,
+                               inputs.padding)
 
 
 METHOD = register_method(PruningMethod(

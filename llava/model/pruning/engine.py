@@ -52,6 +52,9 @@ class PruningBackend(Protocol):
     def default_settings(self) -> DARTConfig | Mapping[str, Any] | None:
         """The model-wide settings, used when the call's record leaves them unset (`DART_config`)."""
 
+    def adapt_settings(self, settings: DARTConfig) -> DARTConfig:
+        """The settings as this family applies them (e.g. a budget rule of its own); usually unchanged."""
+
     def final_norm(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """The model's last norm, applied to (B, L, D) hidden states."""
 
@@ -80,7 +83,7 @@ def call_settings(record: PruningRecord | None, backend: PruningBackend) -> DART
     raw = getattr(record, "dart_config", USE_MODEL_CONFIG)
     if raw is USE_MODEL_CONFIG:
         raw = backend.default_settings()
-    return None if raw is None else parse_dart_config(raw, backend.config.num_hidden_layers)
+    return None if raw is None else backend.adapt_settings(parse_dart_config(raw, backend.config.num_hidden_layers))
 
 
 def pad_rows_left(rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -242,11 +245,12 @@ class PruningHook:
         if valid_tokens is not None:
             text &= valid_tokens.to(device)
         kept = [text.nonzero().flatten()]
+        padding = int(valid_tokens.long().argmax()) if valid_tokens is not None else 0  # rows are left-padded
         for start, count in spans:
             if count == 0:
                 continue
             text_after = text[start + count :].nonzero().flatten() + start + count
-            inputs = SpanInputs((start, count), text_after, normed, keys, self.backend.llava_next, stage)
+            inputs = SpanInputs((start, count), text_after, normed, keys, self.backend.llava_next, stage, padding)
             kept.append(method.select(inputs, cfg).to(device))
         return torch.cat(kept).sort().values
 

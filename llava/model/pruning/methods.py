@@ -38,6 +38,8 @@ class SpanInputs:
     normed, keys: the sample's whole sequence, present when the method declared them.
     llava_next: the sequence is a LLaVA-1.6 (anyres) one, which has its own budget rule.
     stage: 0 at the method's first pruning layer, 1 at its second, ...
+    padding: how many padding entries precede the sample's first token (left padding in a batch); a
+        position minus `padding` is the one the sample has when run alone.
     """
 
     span: tuple[int, int]
@@ -46,6 +48,7 @@ class SpanInputs:
     keys: torch.Tensor | None = None
     llava_next: bool = False
     stage: int = 0
+    padding: int = 0
 
 
 SelectFn = Callable[[SpanInputs, DARTConfig], torch.Tensor]

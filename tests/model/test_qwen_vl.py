@@ -1,0 +1,222 @@
+"""Qwen2-VL and Qwen2.5-VL with DART, on tiny seeded models: unpruned == transformers' own classes, the kept
+set == the reference's rule computed independently, cached decoding == a full forward with the kept set
+forced, eager == sdpa, ragged batches == single runs, every image and video span pruned on its own."""
+
+import logging
+
+import pytest
+import torch
+from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration
+
+from llava.model import PruningRecord
+from llava.model.language_model.qwen_vl import vision_spans
+from llava.model.pruning import make_dart_config, parse_dart_config
+from llava.model.pruning.backends import QwenVLBackend
+from llava.model.pruning.dart import select_image_tokens
+from llava.model.pruning.engine import _reported
+from llava.model.tiny_qwen import FAMILIES, PATCH_VALUES, SPECIAL_IDS, build_tiny_qwen_model
+
+LIBRARY_CLASSES = {"qwen2_vl": Qwen2VLForConditionalGeneration, "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration}
+IMAGE, VIDEO = SPECIAL_IDS["<|image_pad|>"], SPECIAL_IDS["<|video_pad|>"]
+START, END = SPECIAL_IDS["<|vision_start|>"], SPECIAL_IDS["<|vision_end|>"]
+IM_START, IM_END = SPECIAL_IDS["<|im_start|>"], SPECIAL_IDS["<|im_end|>"]
+
+
+def prompt(grids, before=(10, 11, 12), after=(20, 21, 22, 23), seed=0, video=False):
+    """A chat-shaped prompt with one vision block per (t, h, w) patch grid: ids, token types, pixels, grids."""
+    g = torch.Generator().manual_seed(seed)
+    ids = [IM_START, *before]
+    for t, h, w in grids:
+        ids += [START] + [VIDEO if video else IMAGE] * (t * h * w // 4) + [END]
+    ids += [*after, IM_END, IM_START, 30]
+    ids = torch.tensor(ids)
+    types = torch.where(ids == IMAGE, 1, torch.where(ids == VIDEO, 2, 0))
+    pixels = torch.randn(sum(t * h * w for t, h, w in grids), PATCH_VALUES, generator=g)
+    return ids, types, pixels, torch.tensor(grids)
+
+
+def inputs_of(ids, types, pixels, grids, video=False):
+    kind = "video" if video else "image"
+    return {"input_ids": ids[None], "mm_token_type_ids": types[None], "attention_mask": torch.ones_like(ids)[None],
+            ("pixel_values_videos" if video else "pixel_values"): pixels, f"{kind}_grid_thw": grids}
+
+
+def left_padded(prompts):
+    """A batch of prompt() results, left-padded."""
+    longest = max(p[0].numel() for p in prompts)
+    ids = torch.full((len(prompts), longest), SPECIAL_IDS["<|endoftext|>"])
+    types = torch.zeros_like(ids)
+    mask = torch.zeros_like(ids)
+    for b, (row, row_types, _, _) in enumerate(prompts):
+        ids[b, longest - row.numel():], types[b, longest - row.numel():] = row, row_types
+        mask[b, longest - row.numel():] = 1
+    return {"input_ids": ids, "mm_token_type_ids": types, "attention_mask": mask,
+            "pixel_values": torch.cat([p[2] for p in prompts]), "image_grid_thw": torch.cat([p[3] for p in prompts])}
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def models(family):
+    return {attn: build_tiny_qwen_model(family, seed=1, attn_implementation=attn) for attn in ("eager", "sdpa")}
+
+
+def greedy(model, inputs, record, steps=5, **kwargs):
+    with torch.no_grad():
+        out = model.generate(**inputs, pruning_record=record, max_new_tokens=steps, min_new_tokens=steps,
+                             do_sample=False, **kwargs)
+    return out
+
+
+def reference_kept(model, inputs, cfg):
+    """The reference's rule from an unpruned forward: per image span [s, s+m), DART with text pivots among the
+    tokens from <|vision_end|> to the end of the prompt; text and the other tokens kept."""
+    with torch.no_grad():
+        plain = model(**inputs, pruning_record=PruningRecord(dart_config=None), use_cache=True, output_hidden_states=True)
+    text_model = model.model.language_model
+    normed = text_model.norm(plain.hidden_states[cfg.K])
+    keys = plain.past_key_values.layers[cfg.K - 1].keys.transpose(1, 2).flatten(2)
+    rows = []
+    for b, spans in enumerate(vision_spans(inputs["input_ids"], (IMAGE, VIDEO))):
+        length = inputs["input_ids"].shape[1]
+        real = inputs["attention_mask"][b].bool()
+        keep = real.clone()
+        for start, count in spans:
+            keep[start : start + count] = False
+        kept = [keep.nonzero().flatten()]
+        padding = int(real.long().argmax())
+        for start, count in spans:
+            after = torch.arange(start + count, length)
+            after = after[keep[start + count :]]  # from <|vision_end|> on, not other images' tokens
+            kept.append(select_image_tokens(normed[b], keys[b], (start, count), cfg, False, after, padding))
+        rows.append(torch.cat(kept).sort().values)
+    return rows
+
+
+def test_unpruned_logits_equal_the_library_class(family, models):
+    for attn, model in models.items():
+        library = LIBRARY_CLASSES[family](model.config).eval()
+        library.load_state_dict(model.state_dict())
+        inputs = inputs_of(*prompt([(1, 8, 12)]))
+        with torch.no_grad():
+            ours = model(**inputs, pruning_record=PruningRecord(dart_config=None)).logits
+            theirs = library(**inputs).logits
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_single_image_kept_set_is_the_reference_rule(family, models, attn):
+    model = models[attn]
+    inputs = inputs_of(*prompt([(1, 34, 46)]))  # 391 image tokens, as in the DART release's example
+    settings = make_dart_config(K=2, reduction_ratio=0.778, max_num_trunction=None)
+    record = PruningRecord(dart_config=settings)
+    greedy(model, inputs, record, steps=2)
+    (start, count), = record.image_spans[0]
+    assert count == 391 and inputs["input_ids"][0, start + count] == END
+    assert record.num_kept_image_tokens() == 84  # T = int(391 * 0.222 / 8) = 10: 4 + 8 * 10
+    expected, = reference_kept(model, inputs, parse_dart_config(settings))
+    assert torch.equal(record.kept_positions(0), expected)
+
+
+def test_a_small_image_at_a_high_ratio_keeps_only_its_pivots(family, models):
+    inputs = inputs_of(*prompt([(1, 16, 16)]))  # 64 tokens; T = int(64 * 0.111 / 8) = 0
+    record = PruningRecord(dart_config=make_dart_config(reduction_ratio=0.889, max_num_trunction=None))
+    greedy(models["sdpa"], inputs, record, steps=1)
+    assert record.num_kept_image_tokens() == 4
+
+
+def test_max_num_trunction_is_ignored_like_the_reference_and_said_once(family, models, caplog):
+    _reported.clear()
+    inputs = inputs_of(*prompt([(1, 16, 16)]))
+    kept = []
+    with caplog.at_level(logging.WARNING, logger="llava.model.pruning.engine"):
+        for budget in (None, 8, 200):
+            record = PruningRecord(dart_config=make_dart_config(reduction_ratio=0.5, max_num_trunction=budget))
+            greedy(models["sdpa"], inputs, record, steps=1)
+            kept.append(record.kept_positions(0))
+    assert torch.equal(kept[0], kept[1]) and torch.equal(kept[0], kept[2])
+    assert caplog.text.count("is ignored on Qwen2-VL / Qwen2.5-VL") == 2
+    settings = QwenVLBackend(models["sdpa"].model.language_model).adapt_settings(
+        parse_dart_config(make_dart_config(max_num_trunction=128)))
+    assert settings.max_num_trunction is None and settings.budget_per_pivot(64) == int(64 * (1 - 0.778) / 8)
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_cached_decoding_equals_a_full_forward_with_the_kept_set_forced(family, models, attn):
+    model = models[attn]
+    ids, types, pixels, grids = prompt([(1, 12, 16)], seed=3)
+    inputs = inputs_of(ids, types, pixels, grids)
+    record = PruningRecord(dart_config=make_dart_config(K=2, reduction_ratio=0.7, max_num_trunction=None))
+    steps = 5
+    with torch.no_grad():
+        out = model.generate(**inputs, pruning_record=record, max_new_tokens=steps, min_new_tokens=steps,
+                             do_sample=False, return_dict_in_generate=True, output_logits=True)
+        step_logits = torch.stack(out.logits, 1)
+        # One forward over prompt + generated tokens (its 3-D positions from the library's get_rope_index), no cache.
+        full_ids = out.sequences[:, :-1]
+        full_types = torch.cat([types[None], torch.zeros(1, steps - 1, dtype=types.dtype)], 1)
+        forced = PruningRecord(dart_config=record.dart_config, forced_keep=record.kept_positions(0))
+        full = model(input_ids=full_ids, mm_token_type_ids=full_types, attention_mask=torch.ones_like(full_ids),
+                     pixel_values=pixels, image_grid_thw=grids, pruning_record=forced).logits
+    assert record.pruned and record.num_kept_image_tokens() < 48
+    # The pruned forward returns the kept positions only: the last `steps` are the prompt end + generated tokens.
+    torch.testing.assert_close(full[:, -steps:], step_logits, rtol=0, atol=1e-4)
+
+
+def test_eager_and_sdpa_keep_the_same_tokens_and_answer_alike(family, models):
+    inputs = inputs_of(*prompt([(1, 12, 20)], seed=4))
+    settings = make_dart_config(reduction_ratio=0.778, max_num_trunction=None)
+    records = {attn: PruningRecord(dart_config=settings) for attn in models}
+    tokens = {attn: greedy(model, inputs, records[attn]).tolist() for attn, model in models.items()}
+    assert torch.equal(records["eager"].keep, records["sdpa"].keep)
+    assert tokens["eager"] == tokens["sdpa"]
+
+
+def test_a_ragged_batch_equals_single_runs(family, models):
+    model = models["sdpa"]
+    prompts = [prompt([(1, 8, 12)], after=(20,), seed=5), prompt([(1, 16, 10)], after=(20, 21, 22, 23, 24, 25), seed=6),
+               prompt([(1, 6, 6), (1, 10, 8)], seed=7)]
+    settings = make_dart_config(reduction_ratio=0.6, max_num_trunction=None)
+    singles = []
+    for p in prompts:
+        record = PruningRecord(dart_config=settings)
+        singles.append((greedy(model, inputs_of(*p), record)[0, p[0].numel():].tolist(), record))
+    batch = left_padded(prompts)
+    record = PruningRecord(dart_config=settings)
+    out = greedy(model, batch, record)[:, batch["input_ids"].shape[1]:]
+    assert record.keep_valid is not None  # rows keep different numbers of tokens
+    expected = reference_kept(model, batch, parse_dart_config(settings))
+    for b, (tokens, single) in enumerate(singles):
+        assert out[b].tolist() == tokens
+        assert torch.equal(record.kept_positions(b), expected[b])
+        assert [p.tolist() for p in record.kept_image_positions(b)] == [p.tolist() for p in single.kept_image_positions(0)]
+
+
+def test_two_images_and_a_video_are_pruned_span_by_span(family, models):
+    model = models["sdpa"]
+    settings = make_dart_config(reduction_ratio=0.5, max_num_trunction=None)
+    record = PruningRecord(dart_config=settings)
+    greedy(model, inputs_of(*prompt([(1, 8, 8), (1, 8, 16)], seed=8)), record, steps=1)
+    # 16 tokens: T = int(16 * 0.5 / 8) = 1, 4 + 8; 32 tokens: T = 2, 4 + 16.
+    assert [len(p) for p in record.kept_image_positions(0)] == [12, 20]
+
+    video = PruningRecord(dart_config=settings)
+    greedy(model, inputs_of(*prompt([(2, 8, 8)], seed=9, video=True), video=True), video, steps=1)
+    (start, count), = video.image_spans[0]
+    assert count == 32 and video.num_kept_image_tokens() == 20
+
+
+def test_settings_are_read_from_the_config_or_its_text_config(family):
+    model = build_tiny_qwen_model(family, seed=2)
+    inputs = inputs_of(*prompt([(1, 8, 12)]))
+    for config in (model.config, model.config.text_config):
+        model.config.DART_config = model.config.text_config.DART_config = None
+        config.DART_config = make_dart_config(reduction_ratio=0.5, max_num_trunction=None)
+        greedy(model, inputs, None, steps=1)
+        assert model.last_pruning_record.num_kept_image_tokens() == 12
+    model.config.DART_config = make_dart_config(K=9)
+    with pytest.raises(ValueError, match=r"DART_config\['K'\]=9 must be in 1..3"):
+        greedy(model, inputs, None, steps=1)
