@@ -4,6 +4,7 @@ The kind of checkpoint is read from its files and `config.model_type`, never gue
 - a full LLaVA checkpoint (`model_type: llava_llama` + weights),
 - a projector-only stage-1 checkpoint (`mm_projector.*` + config) on top of `model_base`,
 - a LoRA checkpoint (`adapter_config.json`, optional `non_lora_trainables.bin`) on top of `model_base`,
+- a Qwen2-VL / Qwen2.5-VL checkpoint in the HF format (`model_type: qwen2_vl` / `qwen2_5_vl`),
 - a plain language model (any other model_type).
 """
 
@@ -18,6 +19,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from llava.constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_PATCH_TOKEN
 from llava.model.language_model.llava_llama import LlavaConfig, LlavaLlamaForCausalLM
+from llava.model.qwen_loading import is_qwen, load_qwen
 from llava.model.weights import find_weight_file, load_projector_state, load_state_file
 
 logger = logging.getLogger(__name__)
@@ -180,6 +182,8 @@ def load_pretrained_model(
     use_flash_attn: bool = False,
     attn_implementation: str | None = None,
     torch_dtype: torch.dtype | None = None,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
     **kwargs,
 ):
     """Load a LLaVA (or plain LLaMA) checkpoint: returns `(tokenizer, model, image_processor, context_len)`.
@@ -189,6 +193,8 @@ def load_pretrained_model(
     model_name: accepted for compatibility; the checkpoint kind comes from its files, not the name.
     device: "cuda" falls back to "cpu" with a notice when CUDA is missing; dtype float16 on CUDA,
         float32 on the CPU unless `torch_dtype` says otherwise.
+    Qwen2-VL / Qwen2.5-VL checkpoints (HF format, by `config.model_type`) load with pruning support and return
+    their processor in the third place; `min_pixels` / `max_pixels` bound their image sizes.
     """
     device = resolve_device(device)
     dtype = torch_dtype or default_dtype(device)
@@ -203,6 +209,12 @@ def load_pretrained_model(
         )
 
     config = read_config(model_path)
+    if is_qwen(config):
+        tokenizer, model, processor, context_len = load_qwen(
+            model_path, config, load_kwargs, min_pixels=min_pixels, max_pixels=max_pixels)
+        if "device_map" not in load_kwargs and not (load_8bit or load_4bit):
+            model.to(device)
+        return tokenizer, model.eval(), processor, context_len
     is_lora = checkpoint_file(model_path, "adapter_config.json") is not None
     if is_lora and model_base is None:
         raise ValueError(f"{model_path} is a LoRA checkpoint: pass the base model with --model-base")

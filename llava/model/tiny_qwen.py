@@ -2,27 +2,33 @@
 
     config = tiny_qwen_config("qwen2_vl")                      # or "qwen2_5_vl"
     model = build_tiny_qwen_model("qwen2_5_vl", seed=0)        # random init, float32, with pruning support
+    build_tiny_qwen_checkpoint(out_dir, "qwen2_vl")            # the hub layout: config, weights, tokenizer,
+                                                               # chat template, image processor config
 
 What is kept from the real models: grouped-query attention (4 query heads, 2 key/value heads), M-RoPE with
 three sections, a vision tower with 14-pixel patches, temporal patches of 2 and `spatial_merge_size` 2 (every
 2 x 2 patches become one LLM token), and for Qwen2.5-VL windowed and full-attention vision blocks. The special
-tokens are the real ones (`<|vision_start|>`, `<|image_pad|>`, ...) at the end of a 512-token vocabulary.
+tokens are the real ones (`<|vision_start|>`, `<|image_pad|>`, ...) in a vocabulary of at most 512 tokens.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
-from transformers import Qwen2_5_VLConfig, Qwen2VLConfig
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2VLConfig
 
 FAMILIES = ("qwen2_vl", "qwen2_5_vl")
 VOCAB_SIZE = 512
-# The real special tokens, in the real order, at the end of the tiny vocabulary.
+# The real special tokens, in the real order, first in the tiny vocabulary (ids 0..13).
 SPECIAL_TOKENS = (
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
     "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>",
     "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
 )
-SPECIAL_IDS = {token: VOCAB_SIZE - len(SPECIAL_TOKENS) + i for i, token in enumerate(SPECIAL_TOKENS)}
+SPECIAL_IDS = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
 PATCH_SIZE, TEMPORAL_PATCH_SIZE, MERGE_SIZE = 14, 2, 2
 # One flattened patch: channels x temporal patch x patch x patch.
 PATCH_VALUES = 3 * TEMPORAL_PATCH_SIZE * PATCH_SIZE * PATCH_SIZE
@@ -70,3 +76,73 @@ def build_tiny_qwen_model(family: str, seed: int = 0, attn_implementation: str =
 
     torch.manual_seed(seed)
     return QWEN_CLASSES[family](tiny_qwen_config(family, attn_implementation)).eval()
+
+
+# Qwen2-VL's chat format: a default system turn, an image as <|vision_start|><|image_pad|><|vision_end|>
+# (the processor repeats <|image_pad|> once per merged patch), the assistant turn opened by the generation prompt.
+CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}"
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+# What the tiny byte-level BPE is trained on: the words of short visual questions and answers.
+_CORPUS = (
+    "What is shown in the image? Describe the picture. What colour is the square? Is there a red circle in "
+    "the image? Answer the question using a single word or phrase. Yes. No. How many objects are there? "
+    "Which shape is on the left of the blue triangle? The green star is above the yellow disc. A small black "
+    "square, a large white circle and two grey rectangles on a plain background. Answer with the option's "
+    "letter from the given choices directly. A. B. C. D. one two three four five left right top bottom middle"
+)
+
+
+def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level BPE of at most 512 tokens, the first 14 of them Qwen2's special tokens, with Qwen2-VL's chat
+    template."""
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, show_progress=False, special_tokens=list(SPECIAL_TOKENS),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator([_CORPUS] * 4, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>", padding_side="left",
+        chat_template=CHAT_TEMPLATE, model_max_length=32768,
+    )
+    ids = tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS))
+    if ids != [SPECIAL_IDS[t] for t in SPECIAL_TOKENS]:
+        raise RuntimeError(f"the special tokens got ids {ids}, expected {list(SPECIAL_IDS.values())}")
+    return tokenizer
+
+
+# Small images for small models: 4..64 merged tokens per image (the released models allow far more).
+IMAGE_PROCESSOR = {
+    "image_processor_type": "Qwen2VLImageProcessor", "patch_size": PATCH_SIZE, "temporal_patch_size": TEMPORAL_PATCH_SIZE,
+    "merge_size": MERGE_SIZE, "min_pixels": 4 * 28 * 28, "max_pixels": 64 * 28 * 28,
+    "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
+}
+
+
+def build_tiny_qwen_checkpoint(out_dir, family: str, seed: int = 0) -> Path:
+    """Write a tiny `family` checkpoint in the hub layout (what `Qwen/Qwen2-VL-7B-Instruct` holds, only tiny):
+    config.json, generation_config.json, model.safetensors, the tokenizer files with the chat template, and
+    preprocessor_config.json for the image processor."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with torch.random.fork_rng():
+        model = build_tiny_qwen_model(family, seed=seed)
+    model.save_pretrained(out)
+    build_tiny_tokenizer().save_pretrained(out)
+    processor_type = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor"}[family]
+    (out / "preprocessor_config.json").write_text(json.dumps({**IMAGE_PROCESSOR, "processor_class": processor_type},
+                                                             indent=2) + "\n")
+    return out

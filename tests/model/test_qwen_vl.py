@@ -2,19 +2,26 @@
 set == the reference's rule computed independently, cached decoding == a full forward with the kept set
 forced, eager == sdpa, ragged batches == single runs, every image and video span pruned on its own."""
 
+import hashlib
+import importlib.util
+import inspect
 import logging
 
 import pytest
 import torch
+from PIL import Image
 from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration
+from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as qwen25
+from transformers.models.qwen2_vl import modeling_qwen2_vl as qwen2
 
 from llava.model import PruningRecord
+from llava.model.builder import load_pretrained_model
 from llava.model.language_model.qwen_vl import vision_spans
 from llava.model.pruning import make_dart_config, parse_dart_config
 from llava.model.pruning.backends import QwenVLBackend
 from llava.model.pruning.dart import select_image_tokens
 from llava.model.pruning.engine import _reported
-from llava.model.tiny_qwen import FAMILIES, PATCH_VALUES, SPECIAL_IDS, build_tiny_qwen_model
+from llava.model.tiny_qwen import FAMILIES, PATCH_VALUES, SPECIAL_IDS, build_tiny_qwen_checkpoint, build_tiny_qwen_model
 
 LIBRARY_CLASSES = {"qwen2_vl": Qwen2VLForConditionalGeneration, "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration}
 IMAGE, VIDEO = SPECIAL_IDS["<|image_pad|>"], SPECIAL_IDS["<|video_pad|>"]
@@ -22,13 +29,13 @@ START, END = SPECIAL_IDS["<|vision_start|>"], SPECIAL_IDS["<|vision_end|>"]
 IM_START, IM_END = SPECIAL_IDS["<|im_start|>"], SPECIAL_IDS["<|im_end|>"]
 
 
-def prompt(grids, before=(10, 11, 12), after=(20, 21, 22, 23), seed=0, video=False):
+def prompt(grids, before=(110, 111, 112), after=(120, 121, 122, 123), seed=0, video=False):
     """A chat-shaped prompt with one vision block per (t, h, w) patch grid: ids, token types, pixels, grids."""
     g = torch.Generator().manual_seed(seed)
     ids = [IM_START, *before]
     for t, h, w in grids:
         ids += [START] + [VIDEO if video else IMAGE] * (t * h * w // 4) + [END]
-    ids += [*after, IM_END, IM_START, 30]
+    ids += [*after, IM_END, IM_START, 130]
     ids = torch.tensor(ids)
     types = torch.where(ids == IMAGE, 1, torch.where(ids == VIDEO, 2, 0))
     pixels = torch.randn(sum(t * h * w for t, h, w in grids), PATCH_VALUES, generator=g)
@@ -177,7 +184,7 @@ def test_eager_and_sdpa_keep_the_same_tokens_and_answer_alike(family, models):
 
 def test_a_ragged_batch_equals_single_runs(family, models):
     model = models["sdpa"]
-    prompts = [prompt([(1, 8, 12)], after=(20,), seed=5), prompt([(1, 16, 10)], after=(20, 21, 22, 23, 24, 25), seed=6),
+    prompts = [prompt([(1, 8, 12)], after=(120,), seed=5), prompt([(1, 16, 10)], after=(120, 121, 122, 123, 124, 125), seed=6),
                prompt([(1, 6, 6), (1, 10, 8)], seed=7)]
     settings = make_dart_config(reduction_ratio=0.6, max_num_trunction=None)
     singles = []
@@ -220,3 +227,79 @@ def test_settings_are_read_from_the_config_or_its_text_config(family):
     model.config.DART_config = make_dart_config(K=9)
     with pytest.raises(ValueError, match=r"DART_config\['K'\]=9 must be in 1..3"):
         greedy(model, inputs, None, steps=1)
+
+
+# -- loading a checkpoint in the hub layout ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checkpoint(family, tmp_path_factory):
+    return build_tiny_qwen_checkpoint(tmp_path_factory.mktemp(family), family, seed=3)
+
+
+def chat(processor, question, images):
+    messages = [{"role": "user", "content": [{"type": "image"}] * len(images) + [{"type": "text", "text": question}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True)
+    return processor(text=[text], images=images, return_tensors="pt")
+
+
+def test_load_pretrained_model_loads_the_checkpoint_with_its_processor(family, checkpoint):
+    tokenizer, model, processor, context_len = load_pretrained_model(str(checkpoint), None, device="cpu")
+    assert type(model).__name__.endswith("WithPruning") and model.dtype == torch.float32
+    assert processor.tokenizer is tokenizer and context_len == 4096
+    assert tokenizer.convert_tokens_to_ids("<|image_pad|>") == model.config.image_token_id
+    inputs = chat(processor, "What colour is the square?", [Image.new("RGB", (200, 120), (200, 30, 30))])
+    # 200 x 120 at 14-pixel patches merged 2 x 2: the processor resizes to 196 x 112 -> 7 x 4 = 28 tokens.
+    assert int((inputs["input_ids"] == model.config.image_token_id).sum()) == 28
+    library = LIBRARY_CLASSES[family].from_pretrained(str(checkpoint)).eval()
+    with torch.no_grad():
+        ours = model(**inputs, pruning_record=PruningRecord(dart_config=None)).logits
+        theirs = library(**inputs).logits
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+    model.config.DART_config = make_dart_config(reduction_ratio=0.5, max_num_trunction=None)
+    with torch.no_grad():
+        model.generate(**inputs, max_new_tokens=3, do_sample=False)
+    assert model.last_pruning_record.num_kept_image_tokens() == 4 + 8 * int(28 * 0.5 / 8)
+
+
+def test_pixel_bounds_are_settable(family, checkpoint):
+    _, model, processor, _ = load_pretrained_model(str(checkpoint), None, device="cpu", max_pixels=8 * 28 * 28)
+    inputs = chat(processor, "Colour?", [Image.new("RGB", (400, 400))])
+    assert int((inputs["input_ids"] == model.config.image_token_id).sum()) <= 8
+
+
+def test_without_torchvision_the_processor_refuses_videos_clearly(family, checkpoint):
+    _, _, processor, _ = load_pretrained_model(str(checkpoint), None, device="cpu")
+    if importlib.util.find_spec("torchvision") is not None:
+        pytest.skip("torchvision is installed: the library's own processor, with videos, is used")
+    with pytest.raises(RuntimeError, match="without its video part"):
+        processor(text=["<|vision_start|><|video_pad|><|vision_end|>"], videos=[torch.zeros(2, 3, 56, 56)])
+
+
+def test_an_unreachable_hub_id_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="hub is unreachable|not a local directory"):
+        load_pretrained_model("Qwen/No-Such-Model-For-Tests", None, device="cpu")
+
+
+# sha256 (first 16 hex digits) of the transformers 5.23 code `_PrunedTextModel.forward` and `QwenVLBackend`
+# follow. A mismatch means transformers changed it: port the change into llava/model/language_model/qwen_vl.py
+# (and llava/model/pruning/backends.py), then record the new digests.
+UPSTREAM_SOURCES = {
+    (qwen2, "Qwen2VLTextModel.forward"): "93069a088a4e9e21",
+    (qwen25, "Qwen2_5_VLTextModel.forward"): "93069a088a4e9e21",
+    (qwen2, "Qwen2VLDecoderLayer.forward"): "2feb63cef86c758e",
+    (qwen2, "Qwen2VLAttention.forward"): "e946e2f06ac617c3",
+    (qwen25, "Qwen2_5_VLAttention.forward"): "e946e2f06ac617c3",
+}
+
+
+@pytest.mark.parametrize("module, name", sorted(UPSTREAM_SOURCES, key=lambda key: key[1]), ids=lambda v: getattr(v, "__name__", v))
+def test_the_upstream_qwen_code_our_loop_follows_is_unchanged(module, name):
+    owner, method = name.split(".")
+    source = inspect.getsource(getattr(getattr(module, owner), method))
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    assert digest == UPSTREAM_SOURCES[module, name], (
+        f"transformers' {name} changed (digest {digest}): compare it with llava/model/language_model/qwen_vl.py, "
+        "port the change, then update UPSTREAM_SOURCES"
+    )
