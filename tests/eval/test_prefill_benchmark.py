@@ -42,3 +42,18 @@ def test_batched_run_reports_the_same_columns_per_row(tmp_path, capsys):
     assert results["dart-16"]["seq_len_after_k"] == 80  # per row, as at batch 1
     assert results["dart-16"]["kv_cache_bytes"] == 3 * (2 * 636 + 2 * 80) * 2 * 64 * 4
     assert "at batch 3" in capsys.readouterr().out
+
+
+def test_qwen_run_prunes_by_ratio_on_a_gqa_text_model(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    argv = ["--family", "qwen2_vl", "--layers", "4", "--heads", "4", "--kv-heads", "2", "--hidden-size", "64",
+            "--intermediate-size", "128", "--image-tokens", "391", "--methods", "dart", "--repeats", "1",
+            "--warmup", "0", "--json", str(out)]
+    assert main(argv) == 0
+    results = {r["name"]: r for r in json.loads(out.read_text())["results"]}
+    assert set(results) == {"vanilla", "dart-0.778"}
+    # The reference's Qwen budget: T = int(391 * (1 - 0.778) / 8) = 10, 4 + 8 * 10 = 84 kept of 391.
+    assert results["dart-0.778"]["seq_len_after_k"] == 15 + 25 + 84
+    # 2 of 4 layers cache all 431 tokens, 2 only 124: keys + values of 2 heads x 16 dims, float32.
+    assert results["dart-0.778"]["kv_cache_bytes"] == (2 * 431 + 2 * 124) * 2 * 2 * 16 * 4
+    assert "summary: DART keeping 84/391 image tokens (expected 84)" in capsys.readouterr().out
