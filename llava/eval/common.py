@@ -33,11 +33,13 @@ from llava.eval.answers import AnswerFile, ErrorLog, errors_path, merge_chunks, 
 from llava.eval.chunking import Chunk, chunk_answers_path, get_chunk, local_device, resolve_chunk, wait_for_all_ranks
 from llava.eval.prompting import build_prompt
 from llava.eval.pruning_args import add_pruning_args, dart_config_from_args
+from llava.eval.qwen_inputs import left_pad_rows, qwen_generate_kwargs, qwen_prompt_inputs
 from llava.eval.questions import Item, Row
 from llava.mm_utils import get_model_name_from_path, process_images, tokenizer_image_token
 from llava.model import PruningRecord
 from llava.model.builder import load_pretrained_model
 from llava.model.llava_arch import LlavaMetaForCausalLM
+from llava.model.qwen_loading import is_qwen
 
 logger = logging.getLogger(__name__)
 
@@ -174,19 +176,23 @@ def images_to_model(images: torch.Tensor | list[torch.Tensor], model) -> torch.T
 
 @dataclasses.dataclass
 class Prepared:
-    """One item ready for generate: `input_ids` (L,), `pixels` (images, ...) or None; or an `error`."""
+    """One item ready for generate: `input_ids` (L,), `pixels` (images, ...) or None; or an `error`.
+    Qwen checkpoints: `model_inputs`, what `qwen_prompt_inputs` gives (their input_ids also in `input_ids`)."""
 
     index: int
     input_ids: torch.Tensor | None = None
     pixels: torch.Tensor | list[torch.Tensor] | None = None
     image_sizes: list[tuple[int, int]] | None = None
     error: str | None = None
+    model_inputs: dict[str, Any] | None = None
 
 
 class PromptDataset(Dataset):
     """Prompt tokens and pixel values per item; the loading work DataLoader workers can do in parallel.
 
-    An unreadable image is not fatal: the item comes back with `error` set and is skipped by the caller.
+    LLaVA checkpoints get LLaVA's conversation template (`conv_mode`); Qwen checkpoints their own chat
+    template, through their processor (passed as `image_processor`). An unreadable image is not fatal: the
+    item comes back with `error` set and is skipped by the caller.
     """
 
     def __init__(self, items: Sequence[Item], tokenizer, image_processor, model_config, conv_mode: str):
@@ -196,6 +202,7 @@ class PromptDataset(Dataset):
         self.model_config = model_config
         self.conv_mode = conv_mode
         self.mm_use_im_start_end = getattr(model_config, "mm_use_im_start_end", False)
+        self.chat_template_model = is_qwen(model_config)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -206,6 +213,9 @@ class PromptDataset(Dataset):
             images = [ref.open() for ref in item.images]
         except (FileNotFoundError, ValueError) as exc:
             return Prepared(index, error=str(exc))
+        if self.chat_template_model:
+            inputs = qwen_prompt_inputs(item.text, images, self.image_processor)
+            return Prepared(index, inputs["input_ids"], model_inputs=inputs)
         prompt = build_prompt(item.text, self.conv_mode, len(images), self.mm_use_im_start_end)
         input_ids = tokenizer_image_token(prompt, self.tokenizer, return_tensors="pt")
         if not images:
@@ -261,22 +271,30 @@ def _batch_images(batch: Sequence[Prepared]):
     return images, (sizes if all(size is not None for size in sizes) else None)
 
 
-def _left_pad(batch: Sequence[Prepared], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    longest = max(item.input_ids.numel() for item in batch)
-    ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), longest), dtype=torch.long)
-    for row, item in enumerate(batch):
-        ids[row, longest - item.input_ids.numel():] = item.input_ids
-        mask[row, longest - item.input_ids.numel():] = 1
-    return ids, mask
-
-
 def _answer_length(tokens: torch.Tensor, eos_token_id) -> int:
     """Generated tokens up to and including the first end-of-sequence (the rest of a batch row is padding)."""
     if eos_token_id is None:
         return int(tokens.numel())
     ends = (tokens == eos_token_id).nonzero()
     return int(ends[0]) + 1 if len(ends) else int(tokens.numel())
+
+
+def _llava_generate_inputs(model, batch: Sequence[Prepared], pad_id: int, record: PruningRecord):
+    """(ids, generate kwargs) for LLaVA or a plain language model."""
+    is_llava = isinstance(model, LlavaMetaForCausalLM)
+    images, image_sizes = _batch_images(batch)
+    if images is not None and not is_llava:
+        raise ValueError(f"{type(model).__name__} is a language model without a vision tower: it cannot take images")
+    if images is not None:
+        images = images_to_model(images, model)
+    if len(batch) == 1:  # no padding, exactly as LLaVA runs it
+        ids, mask = batch[0].input_ids.unsqueeze(0), None
+    else:
+        ids, mask = left_pad_rows([item.input_ids for item in batch], pad_id)
+    extra = {"attention_mask": mask.to(model.device)} if mask is not None else {}
+    if is_llava:
+        extra.update(images=images, image_sizes=image_sizes, pruning_record=record)
+    return ids.to(model.device), extra
 
 
 def generate_answers(model, tokenizer, batch: Sequence[Prepared], gen_kwargs: dict) -> list[Generation]:
@@ -286,27 +304,21 @@ def generate_answers(model, tokenizer, batch: Sequence[Prepared], gen_kwargs: di
     pruning, and its `generate` returns the prompt too, which is cut off here.
     """
     record = PruningRecord()
-    is_llava = isinstance(model, LlavaMetaForCausalLM)
-    images, image_sizes = _batch_images(batch)
-    if images is not None and not is_llava:
-        raise ValueError(f"{type(model).__name__} is a language model without a vision tower: it cannot take images")
-    if images is not None:
-        images = images_to_model(images, model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    if len(batch) == 1:  # no padding, exactly as LLaVA runs it
-        ids, mask = batch[0].input_ids.unsqueeze(0), None
+    if batch[0].model_inputs is not None:  # Qwen: its processor's tensors, left-padded
+        extra = qwen_generate_kwargs([item.model_inputs for item in batch], pad_id, model.device, model.dtype)
+        ids = extra.pop("input_ids")
+        extra["pruning_record"] = record
+        returns_prompt = True
     else:
-        ids, mask = _left_pad(batch, pad_id)
-    ids = ids.to(model.device)
-    extra = {"attention_mask": mask.to(model.device)} if mask is not None else {}
-    if is_llava:
-        extra.update(images=images, image_sizes=image_sizes, pruning_record=record)
+        ids, extra = _llava_generate_inputs(model, batch, pad_id, record)
+        returns_prompt = not isinstance(model, LlavaMetaForCausalLM)
     start = time.perf_counter()
     with torch.inference_mode():
         output_ids = model.generate(ids, pad_token_id=tokenizer.pad_token_id, **extra, **gen_kwargs)
     seconds = (time.perf_counter() - start) / len(batch)
-    # LLaVA's generate starts from embeddings, so it returns only the new tokens.
-    if not is_llava:
+    # LLaVA's generate starts from embeddings, so it returns only the new tokens; the others return the prompt too.
+    if returns_prompt:
         output_ids = output_ids[:, ids.shape[1]:]
     per_prompt = output_ids.shape[0] // len(batch)  # num_return_sequences
     rows_per_prompt = max(1, record.batch_size // len(batch))  # the record has a row per beam
@@ -362,7 +374,7 @@ def load_model(args: argparse.Namespace, device: str):
         os.path.expanduser(args.model_path), args.model_base, get_model_name_from_path(args.model_path),
         device=device, attn_implementation=args.attn_implementation,
     )
-    model.config.DART_config = dart_config_from_args(args, model.config.num_hidden_layers)
+    model.config.DART_config = dart_config_from_args(args, model.config.get_text_config().num_hidden_layers)
     return tokenizer, model, image_processor
 
 

@@ -1,0 +1,53 @@
+"""The eval workers on tiny Qwen2-VL / Qwen2.5-VL checkpoints: prompts through the model's chat template,
+DART by reduction ratio, and batch 3 writing batch 1's answers file."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from llava.eval import model_vqa_loader
+from llava.eval.qwen_inputs import qwen_prompt_inputs
+from llava.model.builder import load_pretrained_model
+from llava.model.tiny_qwen import FAMILIES, build_tiny_qwen_checkpoint
+
+POPE = ("playground/data/eval/pope/llava_pope_test.jsonl", "playground/data/eval/pope/val2014")
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def checkpoint(request, tmp_path_factory):
+    return build_tiny_qwen_checkpoint(tmp_path_factory.mktemp(request.param) / f"{request.param}-tiny", request.param)
+
+
+def answers(path):
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    return [{k: v for k, v in line.items() if k != "answer_id"} for line in lines]
+
+
+def test_a_qwen_checkpoint_answers_through_its_chat_template_at_any_batch_size(checkpoint, tmp_path, capsys):
+    questions = tmp_path / "questions.jsonl"
+    with open(POPE[0]) as f:
+        questions.write_text("".join(f.readlines()[:12]))
+    written = {}
+    for batch in (1, 3):
+        out = tmp_path / f"answers_{batch}.jsonl"
+        argv = ["--model-path", str(checkpoint), "--question-file", str(questions), "--image-folder", POPE[1],
+                "--answers-file", str(out), "--temperature", "0", "--max_new_tokens", "3", "--sparse",
+                "--reduction_ratio", "0.5", "--batch-size", str(batch)]
+        assert model_vqa_loader.main(argv) == 0
+        written[batch] = answers(out)
+    assert written[1] == written[3] and len(written[1]) == 12
+    # 64 image tokens per sample image (the tiny processor's max_pixels); T = int(64 * 0.5 / 8) = 4: 4 + 8 * 4.
+    assert {line["metadata"]["image_tokens"] for line in written[1]} == {64}
+    assert {line["metadata"]["image_tokens_kept"] for line in written[1]} == {36}
+    assert "image tokens kept per question 36.0 of 64.0" in capsys.readouterr().out
+
+
+def test_the_prompt_is_the_models_chat_template(checkpoint):
+    tokenizer, _, processor, _ = load_pretrained_model(str(checkpoint), None, device="cpu")
+    inputs = qwen_prompt_inputs("Is there a red square?", [Image.new("RGB", (56, 56))], processor)
+    text = tokenizer.decode(inputs["input_ids"])
+    assert text.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+                           "<|vision_start|><|image_pad|>")
+    assert text.endswith("<|vision_end|>Is there a red square?<|im_end|>\n<|im_start|>assistant\n")
+    assert int((inputs["mm_token_type_ids"] == 1).sum()) == inputs["image_grid_thw"].prod() // 4
