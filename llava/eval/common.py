@@ -23,6 +23,7 @@ from typing import Any
 
 import shortuuid
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -201,8 +202,6 @@ class PromptDataset(Dataset):
         self.image_processor = image_processor
         self.model_config = model_config
         self.conv_mode = conv_mode
-        self.mm_use_im_start_end = getattr(model_config, "mm_use_im_start_end", False)
-        self.chat_template_model = is_qwen(model_config)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -213,15 +212,23 @@ class PromptDataset(Dataset):
             images = [ref.open() for ref in item.images]
         except (FileNotFoundError, ValueError) as exc:
             return Prepared(index, error=str(exc))
-        if self.chat_template_model:
-            inputs = qwen_prompt_inputs(item.text, images, self.image_processor)
-            return Prepared(index, inputs["input_ids"], model_inputs=inputs)
-        prompt = build_prompt(item.text, self.conv_mode, len(images), self.mm_use_im_start_end)
-        input_ids = tokenizer_image_token(prompt, self.tokenizer, return_tensors="pt")
-        if not images:
-            return Prepared(index, input_ids)
-        pixels = process_images(images, self.image_processor, self.model_config)
-        return Prepared(index, input_ids, pixels, [image.size for image in images])
+        return prepare_prompt(index, item.text, images, self.tokenizer, self.image_processor, self.model_config,
+                              self.conv_mode)
+
+
+def prepare_prompt(index: int, question: str, images: Sequence[Image.Image], tokenizer, image_processor, model_config,
+                   conv_mode: str) -> Prepared:
+    """One question and its images, ready for `generate_answers`: LLaVA's conversation template `conv_mode`,
+    or a Qwen checkpoint's own chat template through its processor (passed as `image_processor`)."""
+    if is_qwen(model_config):
+        inputs = qwen_prompt_inputs(question, images, image_processor)
+        return Prepared(index, inputs["input_ids"], model_inputs=inputs)
+    prompt = build_prompt(question, conv_mode, len(images), getattr(model_config, "mm_use_im_start_end", False))
+    input_ids = tokenizer_image_token(prompt, tokenizer, return_tensors="pt")
+    if not images:
+        return Prepared(index, input_ids)
+    pixels = process_images(list(images), image_processor, model_config)
+    return Prepared(index, input_ids, pixels, [image.size for image in images])
 
 
 def _single(batch: list[Prepared]) -> Prepared:

@@ -2,6 +2,8 @@
 
     python -m llava.eval.run_llava --model-path PATH --image-file IMG --query "What is shown?" \
         [--conv-mode vicuna_v1] [--sparse --pruned_layer 2 --max_num_trunction 128 ...]
+    python -m llava.eval.run_llava --model-path Qwen/Qwen2-VL-7B-Instruct --image-file IMG --query "..." \
+        --sparse --reduction_ratio 0.778        # Qwen2-VL / Qwen2.5-VL: the budget is the ratio alone
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import sys
 import torch
 
 from llava.constants import DEFAULT_MODEL_PATH
-from llava.eval.common import generate_answer, generation_kwargs, load_model
+from llava.eval.common import generate_answers, generation_kwargs, load_model, prepare_prompt
 from llava.eval.pruning_args import add_pruning_args
-from llava.eval.prompting import build_prompt, infer_conv_mode
-from llava.mm_utils import get_model_name_from_path, load_image, process_images, tokenizer_image_token
+from llava.eval.prompting import infer_conv_mode
+from llava.mm_utils import get_model_name_from_path, load_image
 from llava.model import PruningRecord
 
 logger = logging.getLogger("llava.run_llava")
@@ -28,7 +30,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model-base", default=None)
     parser.add_argument("--image-file", required=True, help="an image path or URL; several separated by --sep")
     parser.add_argument("--query", required=True)
-    parser.add_argument("--conv-mode", default=None, help="conversation template (default: inferred from the name)")
+    parser.add_argument("--conv-mode", default=None,
+                        help="LLaVA conversation template (default: inferred from the name; Qwen uses its chat template)")
     parser.add_argument("--sep", default=",")
     parser.add_argument("--temperature", type=float, default=0.2)
     parser.add_argument("--top_p", type=float, default=None)
@@ -45,13 +48,9 @@ def answer(args: argparse.Namespace) -> tuple[str, PruningRecord, float]:
     images = [load_image(path) for path in args.image_file.split(args.sep)]
     tokenizer, model, image_processor = load_model(args, args.device)
     conv_mode = args.conv_mode or infer_conv_mode(get_model_name_from_path(args.model_path))
-    prompt = build_prompt(args.query, conv_mode, len(images), getattr(model.config, "mm_use_im_start_end", False))
-    input_ids = tokenizer_image_token(prompt, tokenizer, return_tensors="pt")
+    prepared = prepare_prompt(0, args.query, images, tokenizer, image_processor, model.config, conv_mode)
     torch.manual_seed(args.seed)
-    answer = generate_answer(
-        model, tokenizer, input_ids, process_images(images, image_processor, model.config),
-        [img.size for img in images], generation_kwargs(args),
-    )
+    (answer,) = generate_answers(model, tokenizer, [prepared], generation_kwargs(args))
     return answer.text, answer.record, answer.seconds
 
 

@@ -2,11 +2,13 @@
 DART by reduction ratio, and batch 3 writing batch 1's answers file."""
 
 import json
+import logging
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from llava.eval import model_vqa_loader
+from llava.eval import model_vqa_loader, run_llava
 from llava.eval.qwen_inputs import qwen_prompt_inputs
 from llava.model.builder import load_pretrained_model
 from llava.model.tiny_qwen import FAMILIES, build_tiny_qwen_checkpoint
@@ -51,3 +53,12 @@ def test_the_prompt_is_the_models_chat_template(checkpoint):
                            "<|vision_start|><|image_pad|>")
     assert text.endswith("<|vision_end|>Is there a red square?<|im_end|>\n<|im_start|>assistant\n")
     assert int((inputs["mm_token_type_ids"] == 1).sum()) == inputs["image_grid_thw"].prod() // 4
+
+
+def test_run_llava_answers_with_a_qwen_checkpoint(checkpoint, caplog):
+    image = sorted(Path(POPE[1]).iterdir())[0]
+    argv = ["--model-path", str(checkpoint), "--image-file", str(image), "--query", "Is there a red square?",
+            "--device", "cpu", "--temperature", "0", "--max_new_tokens", "3", "--sparse", "--reduction_ratio", "0.5"]
+    with caplog.at_level(logging.INFO, logger="llava.run_llava"):
+        assert run_llava.main(argv) == 0
+    assert "DART kept 36 of 64 image tokens" in caplog.text
