@@ -16,7 +16,12 @@ def qwen_messages(question: str, num_images: int) -> list[dict]:
 
 def qwen_prompt_inputs(question: str, images: Sequence[Image.Image], processor) -> dict[str, torch.Tensor | None]:
     """input_ids (L,) and mm_token_type_ids (L,), plus pixel_values and image_grid_thw (None without images)."""
-    text = processor.apply_chat_template(qwen_messages(question, len(images)), add_generation_prompt=True)
+    return qwen_chat_inputs(qwen_messages(question, len(images)), images, processor)
+
+
+def qwen_chat_inputs(messages: list[dict], images: Sequence[Image.Image], processor) -> dict[str, torch.Tensor | None]:
+    """As `qwen_prompt_inputs`, for a whole conversation (its `{"type": "image"}` entries take `images` in order)."""
+    text = processor.apply_chat_template(messages, add_generation_prompt=True)
     encoded = processor(text=[text], images=list(images) or None, return_tensors="pt")
     token_types = encoded.get("mm_token_type_ids")
     return {

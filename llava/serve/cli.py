@@ -2,6 +2,7 @@
 
     python -m llava.serve.cli --image-file view.jpg [--model-path PATH] [--conv-mode llava_v1] \
         [--sparse --pruned_layer 2 --max_num_trunction 128 --pivot_image_token 4 --pivot_text_token 4]
+    python -m llava.serve.cli --image-file view.jpg --model-path Qwen/Qwen2-VL-7B-Instruct --sparse --reduction_ratio 0.778
 
 Type a question after the prompt; the answer streams in, followed by a line with the image tokens DART
 kept and the prefill time. An empty line or end of input (Ctrl-D) ends the chat. The image goes with the
@@ -23,11 +24,13 @@ from llava.eval.prompting import infer_conv_mode, insert_image_tokens
 from llava.eval.pruning_args import add_pruning_args, dart_config_from_args
 from llava.mm_utils import get_model_name_from_path, load_image
 from llava.model.builder import load_pretrained_model
+from llava.model.qwen_loading import is_qwen
 from llava.serve.inference import (
     PromptError,
     SamplingParams,
     StreamedGeneration,
     prepare_inputs,
+    prepare_qwen_inputs,
 )
 from llava.serve.protocol import stop_string
 
@@ -68,7 +71,9 @@ def chat(args: argparse.Namespace, stdin=sys.stdin, stdout=sys.stdout) -> int:
         args.model_path, args.model_base, model_name, load_8bit=args.load_8bit, load_4bit=args.load_4bit,
         device=args.device, attn_implementation=args.attn_implementation,
     )
-    dart_config = dart_config_from_args(args, model.config.num_hidden_layers)
+    dart_config = dart_config_from_args(args, model.config.get_text_config().num_hidden_layers)
+    if is_qwen(model.config):
+        return _qwen_chat(args, tokenizer, model, image_processor, context_len, dart_config, image, stdin, stdout)
     conv = get_conv_template(args.conv_mode or infer_conv_mode(model_name))
     params = SamplingParams(args.temperature, args.top_p, args.max_new_tokens, stop_string(conv))
     mm_use_im_start_end = getattr(model.config, "mm_use_im_start_end", False)
@@ -107,6 +112,39 @@ def chat(args: argparse.Namespace, stdin=sys.stdin, stdout=sys.stdout) -> int:
         conv.messages[-1][-1] = report.text
         stdout.write("\n" + pruning_line(report.pruning()) + "\n")
         first = False
+
+
+def _qwen_chat(args, tokenizer, model, processor, context_len, dart_config, image, stdin, stdout) -> int:
+    """The same chat for a Qwen2-VL / Qwen2.5-VL checkpoint, through its own chat template (the image in the
+    first user turn; generation stops at the template's end-of-turn token)."""
+    params = SamplingParams(args.temperature, args.top_p, args.max_new_tokens, None)
+    torch.manual_seed(args.seed)
+    messages: list[dict] = []
+    while True:
+        stdout.write("user: ")
+        stdout.flush()
+        line = stdin.readline()
+        question = line.strip()
+        if not question:
+            stdout.write("\n" if not line else "")
+            return 0
+        content = ([{"type": "image"}] if not messages else []) + [{"type": "text", "text": question}]
+        messages.append({"role": "user", "content": content})
+        try:
+            inputs = prepare_qwen_inputs(messages, [image], processor, context_len, args.max_new_tokens)
+        except PromptError as exc:
+            stdout.write(f"\nerror: {exc}; start a new chat\n")
+            return 2
+        stdout.write("assistant: ")
+        generation = StreamedGeneration(model, tokenizer, inputs, params, dart_config).start()
+        for delta in generation:
+            stdout.write(delta)
+            stdout.flush()
+        if generation.error is not None:
+            stdout.write(f"\nerror: generation failed: {generation.error}\n")
+            return 1
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": generation.report.text}]})
+        stdout.write("\n" + pruning_line(generation.report.pruning()) + "\n")
 
 
 def main(argv=None) -> int:

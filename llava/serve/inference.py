@@ -25,6 +25,7 @@ from PIL import Image
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from llava.constants import DEFAULT_IMAGE_TOKEN
+from llava.eval.qwen_inputs import qwen_chat_inputs
 from llava.mm_utils import KeywordsStoppingCriteria, process_images, tokenizer_image_token
 from llava.model import PruningRecord
 
@@ -65,6 +66,7 @@ class PreparedInputs:
     image_sizes: list[tuple[int, int]]
     sequence_length: int
     max_new_tokens: int
+    model_inputs: dict[str, torch.Tensor] | None = None  # Qwen: token types, pixel values and grids
 
 
 def _image_token_counts(pixels, image_sizes: list[tuple[int, int]], model) -> list[int]:
@@ -104,6 +106,19 @@ def prepare_inputs(prompt: str, images: Sequence[Image.Image], tokenizer, image_
     return PreparedInputs(
         input_ids, pixels, image_sizes, length, min(max_new_tokens, context_len - length)
     )
+
+
+def prepare_qwen_inputs(messages: list[dict], images: Sequence[Image.Image], processor, context_len: int,
+                        max_new_tokens: int = 256) -> PreparedInputs:
+    """A Qwen2-VL / Qwen2.5-VL conversation through the model's chat template and processor; PromptError if it
+    does not fit in `context_len` with room for one new token."""
+    inputs = qwen_chat_inputs(messages, images, processor)
+    length = int(inputs["input_ids"].numel())
+    if length >= context_len:
+        raise PromptError(f"the prompt is {length} tokens; this model takes prompts of at most {context_len - 1} tokens")
+    extra = {key: value for key, value in inputs.items() if key != "input_ids" and value is not None}
+    return PreparedInputs(inputs["input_ids"], None, [image.size for image in images], length,
+                          min(max_new_tokens, context_len - length), model_inputs=extra)
 
 
 class _CancelCriteria(StoppingCriteria):
@@ -170,6 +185,13 @@ class GenerationReport:
         }
 
 
+def _to_model(value, model):
+    """A generate argument on the model's device (floating tensors in its dtype)."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    return value.to(model.device, dtype=model.dtype) if value.is_floating_point() else value.to(model.device)
+
+
 class StreamedGeneration:
     """One `model.generate` call in a thread; iterate it for text deltas, then read `report` (or `error`).
 
@@ -224,11 +246,15 @@ class StreamedGeneration:
                     pixels = (pixels.to(model.device, dtype=model.dtype) if isinstance(pixels, torch.Tensor)
                               else [p.to(model.device, dtype=model.dtype) for p in pixels])
                 kwargs = dataclasses.replace(self.params, max_new_tokens=self.inputs.max_new_tokens).generate_kwargs()
+                if self.inputs.model_inputs is not None:  # Qwen: the processor's tensors
+                    kwargs.update({key: value[None] if key == "mm_token_type_ids" else value
+                                   for key, value in self.inputs.model_inputs.items()})
+                    kwargs = {key: _to_model(value, model) for key, value in kwargs.items()}
+                else:
+                    kwargs.update(images=pixels, image_sizes=self.inputs.image_sizes or None)
                 self._start_time = time.perf_counter()
                 model.generate(
                     self.inputs.input_ids.unsqueeze(0).to(model.device),
-                    images=pixels,
-                    image_sizes=self.inputs.image_sizes or None,
                     pruning_record=self.record,
                     streamer=self.streamer,
                     stopping_criteria=self._stopping_criteria(),
@@ -275,7 +301,7 @@ class StreamedGeneration:
         start = self._start_time or self._end_time
         prefill = streamer.first_token_time - start if streamer.first_token_time and start else None
         side = None
-        if self.inputs.pixels is not None:
+        if self.inputs.pixels is not None:  # LLaVA's square patch grid (Qwen's grid varies per image)
             side = self.model.get_vision_tower().num_patches_per_side
         self.report = GenerationReport(
             text=text.strip(),

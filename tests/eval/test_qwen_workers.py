@@ -1,8 +1,10 @@
-"""The eval workers on tiny Qwen2-VL / Qwen2.5-VL checkpoints: prompts through the model's chat template,
-DART by reduction ratio, and batch 3 writing batch 1's answers file."""
+"""The eval workers, run_llava and the terminal chat on tiny Qwen2-VL / Qwen2.5-VL checkpoints: prompts through
+the model's chat template, DART by reduction ratio, and batch 3 writing batch 1's answers file."""
 
+import io
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from llava.eval import model_vqa_loader, run_llava
 from llava.eval.qwen_inputs import qwen_prompt_inputs
 from llava.model.builder import load_pretrained_model
 from llava.model.tiny_qwen import FAMILIES, build_tiny_qwen_checkpoint
+from llava.serve import cli
 
 POPE = ("playground/data/eval/pope/llava_pope_test.jsonl", "playground/data/eval/pope/val2014")
 
@@ -62,3 +65,19 @@ def test_run_llava_answers_with_a_qwen_checkpoint(checkpoint, caplog):
     with caplog.at_level(logging.INFO, logger="llava.run_llava"):
         assert run_llava.main(argv) == 0
     assert "DART kept 36 of 64 image tokens" in caplog.text
+
+
+def test_the_terminal_chat_talks_to_a_qwen_checkpoint_and_its_first_answer_is_run_llavas(checkpoint, capsys):
+    image = sorted(Path(POPE[1]).iterdir())[0]
+    flags = ["--model-path", str(checkpoint), "--image-file", str(image), "--device", "cpu", "--temperature", "0",
+             "--sparse", "--reduction_ratio", "0.5"]
+    out = io.StringIO()
+    questions = io.StringIO("Is there a red square?\nAnd a circle?\n")
+    assert cli.chat(cli.parse_args(flags + ["--max-new-tokens", "4"]), stdin=questions, stdout=out) == 0
+    text = out.getvalue()
+    assert text.count("user: ") == 3 and text.count("assistant: ") == 2
+    assert re.findall(r"\[DART kept (\d+) of (\d+) image tokens", text) == [("36", "64"), ("36", "64")]
+    first = text.split("assistant: ", 1)[1].split("\n[DART", 1)[0].strip()
+    one_shot, _, _ = run_llava.answer(run_llava.parse_args(flags + ["--query", "Is there a red square?",
+                                                                    "--max_new_tokens", "4"]))
+    assert first == one_shot
