@@ -64,6 +64,18 @@ def pruning_line(pruning: dict) -> str:
     return f"[no pruning: {total} image tokens{timing}]"
 
 
+def stream_answer(generation: StreamedGeneration, stdout):
+    """Write the answer as it streams, then its pruning line; the report, or None (error written) on failure."""
+    for delta in generation.start():
+        stdout.write(delta)
+        stdout.flush()
+    if generation.error is not None:
+        stdout.write(f"\nerror: generation failed: {generation.error}\n")
+        return None
+    stdout.write("\n" + pruning_line(generation.report.pruning()) + "\n")
+    return generation.report
+
+
 def chat(args: argparse.Namespace, stdin=sys.stdin, stdout=sys.stdout) -> int:
     image = load_image(args.image_file)
     model_name = get_model_name_from_path(args.model_path.rstrip("/"))
@@ -101,16 +113,10 @@ def chat(args: argparse.Namespace, stdin=sys.stdin, stdout=sys.stdout) -> int:
             stdout.write(f"\nerror: {exc}; start a new chat\n")
             return 2
         stdout.write(f"{conv.roles[1]}: ")
-        generation = StreamedGeneration(model, tokenizer, inputs, params, dart_config).start()
-        for delta in generation:
-            stdout.write(delta)
-            stdout.flush()
-        if generation.error is not None:
-            stdout.write(f"\nerror: generation failed: {generation.error}\n")
+        report = stream_answer(StreamedGeneration(model, tokenizer, inputs, params, dart_config), stdout)
+        if report is None:
             return 1
-        report = generation.report
         conv.messages[-1][-1] = report.text
-        stdout.write("\n" + pruning_line(report.pruning()) + "\n")
         first = False
 
 
@@ -136,15 +142,10 @@ def _qwen_chat(args, tokenizer, model, processor, context_len, dart_config, imag
             stdout.write(f"\nerror: {exc}; start a new chat\n")
             return 2
         stdout.write("assistant: ")
-        generation = StreamedGeneration(model, tokenizer, inputs, params, dart_config).start()
-        for delta in generation:
-            stdout.write(delta)
-            stdout.flush()
-        if generation.error is not None:
-            stdout.write(f"\nerror: generation failed: {generation.error}\n")
+        report = stream_answer(StreamedGeneration(model, tokenizer, inputs, params, dart_config), stdout)
+        if report is None:
             return 1
-        messages.append({"role": "assistant", "content": [{"type": "text", "text": generation.report.text}]})
-        stdout.write("\n" + pruning_line(generation.report.pruning()) + "\n")
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": report.text}]})
 
 
 def main(argv=None) -> int:
