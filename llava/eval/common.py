@@ -457,8 +457,8 @@ def _answer(task: Task, args: argparse.Namespace, chunk: Chunk, pending: list[It
 BATCHES_PER_WINDOW = 4
 
 
-def windows(prepared: Iterable[Prepared], batch_size: int) -> Iterator[list[Prepared]]:
-    """Consecutive windows of `BATCHES_PER_WINDOW` batches (the last one shorter)."""
+def windows(prepared: Iterable, batch_size: int) -> Iterator[list]:
+    """Consecutive windows of `BATCHES_PER_WINDOW` batches of `prepared` items (the last one shorter)."""
     size = batch_size * BATCHES_PER_WINDOW
     window = []
     for item in prepared:

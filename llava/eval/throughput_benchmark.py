@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from llava.constants import DEFAULT_MODEL_PATH
-from llava.eval.common import Prepared, PromptDataset, answer_window, windows
+from llava.eval.common import PromptDataset, answer_window, windows
 from llava.eval.model_vqa import vqa_items
 from llava.eval.prefill_benchmark import build_model
 from llava.eval.questions import read_jsonl
@@ -110,14 +110,14 @@ def benchmark_answerer(args) -> tuple[object, Answerer, int]:
     model = build_model(model_args)
     model.generation_config.eos_token_id = None  # random weights: every answer is exactly --new-tokens long
     prompts = benchmark_prompts(args, model.config.hidden_size, model.dtype)
-    indexed = [Prepared(i, input_ids=torch.empty(p.shape[0])) for i, p in enumerate(prompts)]
 
     def answer(batch_size: int) -> list[int]:
         kept = []
-        for window in windows(indexed, batch_size):  # grouped by length within a window, as the workers do
-            ordered = sorted(window, key=lambda p: p.input_ids.numel())
+        # Grouped by length within a window, as the workers do.
+        for window in windows(range(len(prompts)), batch_size):
+            ordered = sorted(window, key=lambda i: prompts[i].shape[0])
             for start in range(0, len(ordered), batch_size):
-                batch = [prompts[p.index] for p in ordered[start : start + batch_size]]
+                batch = [prompts[i] for i in ordered[start : start + batch_size]]
                 kept += generate_from_embeddings(model, batch, args.new_tokens)
         return kept
 

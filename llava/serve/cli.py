@@ -64,6 +64,18 @@ def pruning_line(pruning: dict) -> str:
     return f"[no pruning: {total} image tokens{timing}]"
 
 
+def read_question(prompt: str, stdin, stdout) -> str | None:
+    """The next question, or None when the user ends the chat (an empty line or end of input)."""
+    stdout.write(prompt)
+    stdout.flush()
+    line = stdin.readline()
+    question = line.strip()
+    if not question:
+        stdout.write("\n" if not line else "")
+        return None
+    return question
+
+
 def stream_answer(generation: StreamedGeneration, stdout):
     """Write the answer as it streams, then its pruning line; the report, or None (error written) on failure."""
     for delta in generation.start():
@@ -93,12 +105,8 @@ def chat(args: argparse.Namespace, stdin=sys.stdin, stdout=sys.stdout) -> int:
 
     first = True
     while True:
-        stdout.write(f"{conv.roles[0]}: ")
-        stdout.flush()
-        line = stdin.readline()
-        question = line.strip()
-        if not question:
-            stdout.write("\n" if not line else "")
+        question = read_question(f"{conv.roles[0]}: ", stdin, stdout)
+        if question is None:
             return 0
         conv.append_message(conv.roles[0], insert_image_tokens(question, 1, mm_use_im_start_end) if first else question)
         conv.append_message(conv.roles[1], None)
@@ -127,12 +135,8 @@ def _qwen_chat(args, tokenizer, model, processor, context_len, dart_config, imag
     torch.manual_seed(args.seed)
     messages: list[dict] = []
     while True:
-        stdout.write("user: ")
-        stdout.flush()
-        line = stdin.readline()
-        question = line.strip()
-        if not question:
-            stdout.write("\n" if not line else "")
+        question = read_question("user: ", stdin, stdout)
+        if question is None:
             return 0
         content = ([{"type": "image"}] if not messages else []) + [{"type": "text", "text": question}]
         messages.append({"role": "user", "content": content})

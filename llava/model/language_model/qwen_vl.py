@@ -38,18 +38,13 @@ PRUNING_KWARGS = ("image_spans", "pruning_record")
 def vision_spans(input_ids: torch.Tensor, token_ids: tuple[int, ...]) -> list[list[ImageSpan]]:
     """Per row of (B, L) `input_ids`, the (start, length) of each run of image or video placeholder tokens:
     an image's tokens run from its first `<|image_pad|>` up to its `<|vision_end|>`."""
-    placeholder = torch.isin(input_ids, torch.tensor(token_ids, device=input_ids.device))
+    placeholder = torch.isin(input_ids, torch.tensor(token_ids, device=input_ids.device)).int()
+    # +1 where a run starts, -1 just after it ends (a zero column on each side closes runs at the edges).
+    edges = torch.nn.functional.pad(placeholder, (1, 1)).diff(dim=1)
     spans = []
-    for row in placeholder:
-        row = row.tolist()
-        found, start = [], None
-        for i, is_token in enumerate(row + [False]):
-            if is_token and start is None:
-                start = i
-            elif not is_token and start is not None:
-                found.append((start, i - start))
-                start = None
-        spans.append(found)
+    for row in edges.cpu():
+        starts, ends = (row == 1).nonzero().flatten().tolist(), (row == -1).nonzero().flatten().tolist()
+        spans.append([(start, end - start) for start, end in zip(starts, ends)])
     return spans
 
 

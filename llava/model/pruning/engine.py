@@ -132,9 +132,10 @@ class PruningHook:
         # At prefill, the sequence the next stage prunes: its absolute positions (None: all of them) and
         # which of them are real tokens (None: all).
         self._current: torch.Tensor | None = None
-        self._current_valid: torch.Tensor | None = self.attention_mask.bool() if self.attention_mask is not None else None
+        self._current_valid: torch.Tensor | None = None
         batch, length = hidden_states.shape[:2]
         if past_length == 0:
+            self._current_valid = self.attention_mask.bool() if self.attention_mask is not None else None
             record.start_prefill(length)
             record.image_spans = spans_per_row(image_spans, batch) if image_spans is not None else None
             self.stages = self._prefill_stages(record, length)
@@ -198,7 +199,7 @@ class PruningHook:
         keep, valid = pad_rows_left(rows)
         absolute = keep if self._current is None else self._current.gather(1, keep)
         kept = PrunedStage(layer, absolute, valid)
-        record.add_stage(kept)
+        record.stages.append(kept)
         record.selection_seconds += time.perf_counter() - start
         self._current = absolute
         self._current_valid = _and_valid(

@@ -50,8 +50,8 @@ class PruningRecord:
         last pruning stage). Each row is ascending; when samples keep different numbers of tokens the shorter
         rows are left-padded and `keep_valid` marks the real entries (None when no row is padded).
     keep_valid: (B, L') bool, False on the padding of ragged rows, or None.
-    layer: the first pruning layer K (layers >= K see fewer tokens); stages: every stage, in layer order
-        (one for DART).
+    layer: the first pruning layer K (layers >= K see fewer tokens). keep, keep_valid and layer are read off
+    stages: every stage, in layer order (one for DART), filled at prefill.
     forced_keep: if set before the call, used instead of running the pruning method: a (B, L') tensor, a
         (L',) tensor for every row, or one tensor per row (rows may differ in length). Positions past a row's
         last forced position (e.g. generated tokens in a longer sequence) are kept too.
@@ -63,9 +63,6 @@ class PruningRecord:
     selection_seconds: time the selection took at prefill (method and bookkeeping, not the layers).
     """
 
-    keep: torch.Tensor | None = None
-    keep_valid: torch.Tensor | None = None
-    layer: int | None = None
     stages: list[PrunedStage] = dataclasses.field(default_factory=list)
     prefill_length: int | None = None
     image_spans: list[list[ImageSpan]] | None = None
@@ -75,15 +72,21 @@ class PruningRecord:
 
     def start_prefill(self, length: int) -> None:
         """Forget what an earlier call using this record kept (its settings and forced_keep stay)."""
-        self.keep = self.keep_valid = self.layer = None
         self.stages = []
         self.selection_seconds = 0.0
         self.prefill_length = length
 
-    def add_stage(self, stage: PrunedStage) -> None:
-        self.stages.append(stage)
-        self.keep, self.keep_valid = stage.keep, stage.keep_valid
-        self.layer = self.stages[0].layer
+    @property
+    def keep(self) -> torch.Tensor | None:
+        return self.stages[-1].keep if self.stages else None
+
+    @property
+    def keep_valid(self) -> torch.Tensor | None:
+        return self.stages[-1].keep_valid if self.stages else None
+
+    @property
+    def layer(self) -> int | None:
+        return self.stages[0].layer if self.stages else None
 
     @property
     def pruned(self) -> bool:

@@ -193,25 +193,37 @@ def manual_decode(model, spliced, record, steps):
     return torch.stack(tokens, 1), torch.stack(logits, 1)
 
 
-@pytest.mark.parametrize("attn", ["eager", "sdpa"])
-def test_cached_decoding_after_a_ragged_prefill_equals_a_full_forward_with_the_kept_sets_forced(tiny_ckpt, attn):
-    tokenizer, model, processor, _ = load_pretrained_model(str(tiny_ckpt), None, device="cpu", attn_implementation=attn)
-    model.config.DART_config = make_dart_config(max_num_trunction=24)
+def ragged_decoding_batch(tokenizer, processor, model):
+    """Three left-padded prompts, spliced: one image, no image, two images."""
     prompts = [prompt(tokenizer, "<image>\nColour?"), prompt(tokenizer, "Is a circle round? Answer with a word."),
                prompt(tokenizer, "<image>\n<image>\nWhich of the two pictures is brighter, the first or the second?")]
     ids, mask = left_pad(prompts)
     images = process_images([scene(5), scene(6), scene(7)], processor, model.config)
+    return model.prepare_multimodal_inputs(ids, images, mask, padding_side="left")
+
+
+def with_generated_tokens(model, spliced, tokens):
+    """Embeddings, mask and positions of the spliced prompts followed by all generated tokens but the last."""
+    generated = model.get_model().embed_tokens(tokens[:, :-1])
+    embeds = torch.cat([spliced.inputs_embeds, generated], dim=1)
+    mask = torch.cat([spliced.attention_mask.long(), torch.ones_like(tokens[:, :-1])], dim=1)
+    steps = tokens.shape[1]
+    positions = torch.cat([spliced.position_ids, spliced.position_ids[:, -1:] + torch.arange(1, steps)], dim=1)
+    return embeds, mask, positions
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_cached_decoding_after_a_ragged_prefill_equals_a_full_forward_with_the_kept_sets_forced(tiny_ckpt, attn):
+    tokenizer, model, processor, _ = load_pretrained_model(str(tiny_ckpt), None, device="cpu", attn_implementation=attn)
+    model.config.DART_config = make_dart_config(max_num_trunction=24)
     steps = 5
     with torch.no_grad():
-        spliced = model.prepare_multimodal_inputs(ids, images, mask, padding_side="left")
+        spliced = ragged_decoding_batch(tokenizer, processor, model)
         record = PruningRecord()
         tokens, step_logits = manual_decode(model, spliced, record, steps)
         assert record.keep_valid is not None
         # One forward over prompt + generated tokens, no cache, with each row's prefill kept set forced.
-        generated = model.get_model().embed_tokens(tokens[:, :-1])
-        embeds = torch.cat([spliced.inputs_embeds, generated], dim=1)
-        full_mask = torch.cat([spliced.attention_mask.long(), torch.ones_like(tokens[:, :-1])], dim=1)
-        positions = torch.cat([spliced.position_ids, spliced.position_ids[:, -1:] + torch.arange(1, steps)], dim=1)
+        embeds, full_mask, positions = with_generated_tokens(model, spliced, tokens)
         forced = PruningRecord(forced_keep=[record.kept_positions(b) for b in range(3)])
         full = model(inputs_embeds=embeds, attention_mask=full_mask, position_ids=positions,
                      image_spans=spliced.image_spans, pruning_record=forced).logits
@@ -474,20 +486,13 @@ def test_a_two_stage_method_on_a_ragged_batch_equals_single_runs(llava15, mixed_
 def test_cached_decoding_after_a_two_stage_ragged_prefill_equals_a_full_forward(tiny_ckpt, attn):
     tokenizer, model, processor, _ = load_pretrained_model(str(tiny_ckpt), None, device="cpu", attn_implementation=attn)
     model.config.DART_config = make_dart_config(method=POSITIONAL.name)
-    prompts = [prompt(tokenizer, "<image>\nColour?"), prompt(tokenizer, "Is a circle round? Answer with a word."),
-               prompt(tokenizer, "<image>\n<image>\nWhich of the two pictures is brighter, the first or the second?")]
-    ids, mask = left_pad(prompts)
-    images = process_images([scene(5), scene(6), scene(7)], processor, model.config)
     steps = 5
     with torch.no_grad():
-        spliced = model.prepare_multimodal_inputs(ids, images, mask, padding_side="left")
+        spliced = ragged_decoding_batch(tokenizer, processor, model)
         record = PruningRecord()
         tokens, step_logits = manual_decode(model, spliced, record, steps)
         # No cache: the content-free method selects the same tokens again, the generated ones are text.
-        generated = model.get_model().embed_tokens(tokens[:, :-1])
-        embeds = torch.cat([spliced.inputs_embeds, generated], dim=1)
-        full_mask = torch.cat([spliced.attention_mask.long(), torch.ones_like(tokens[:, :-1])], dim=1)
-        positions = torch.cat([spliced.position_ids, spliced.position_ids[:, -1:] + torch.arange(1, steps)], dim=1)
+        embeds, full_mask, positions = with_generated_tokens(model, spliced, tokens)
         full = model(inputs_embeds=embeds, attention_mask=full_mask, position_ids=positions,
                      image_spans=spliced.image_spans, pruning_record=PruningRecord()).logits
     assert [record.num_kept_image_tokens(b) for b in range(3)] == [144, 0, 288]
