@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 
 from llava.constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_TOKEN, IMAGE_PLACEHOLDER
-from llava.conversation import get_conv_template
+from llava.conversation import Conversation, get_conv_template
 
 
 def infer_conv_mode(model_name: str) -> str:
@@ -46,3 +47,18 @@ def build_prompt(question: str, conv_mode: str, num_images: int = 1, mm_use_im_s
     conv.append_message(conv.roles[0], insert_image_tokens(question, num_images, mm_use_im_start_end))
     conv.append_message(conv.roles[1], None)
     return conv.get_prompt()
+
+
+def conversation_prompt(messages: Sequence[Mapping[str, str]], conv_mode: str) -> tuple[str, Conversation]:
+    """A {role, content} conversation (ending with the user's turn) in a LLaVA template: the prompt with an open
+    assistant turn, and the filled template (for its stop string). A "system" message replaces the template's
+    system prompt; `<image>` placeholders stay where the messages put them."""
+    conv = get_conv_template(conv_mode)
+    roles = {"user": conv.roles[0], "assistant": conv.roles[1]}
+    for message in messages:
+        if message["role"] == "system":
+            conv.system = message["content"]
+        else:
+            conv.append_message(roles[message["role"]], message["content"])
+    conv.append_message(conv.roles[1], None)
+    return conv.get_prompt(), conv

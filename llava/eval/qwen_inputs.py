@@ -3,15 +3,32 @@ processor (not LLaVA's conversation templates), and the extra tensors its `gener
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from PIL import Image
+
+from llava.constants import DEFAULT_IMAGE_TOKEN
 
 
 def qwen_messages(question: str, num_images: int) -> list[dict]:
     """One user turn: the images first, then the question (as Qwen's own examples and lmms-eval put them)."""
     return [{"role": "user", "content": [{"type": "image"}] * num_images + [{"type": "text", "text": question}]}]
+
+
+def qwen_content(messages: Sequence[Mapping[str, str]]) -> list[dict]:
+    """{role, content} messages with `<image>` placeholders -> Qwen's chat-template form, each placeholder an
+    `{"type": "image"}` entry where it stood (the images are taken in order of appearance)."""
+    converted = []
+    for message in messages:
+        content = []
+        for i, text in enumerate(message["content"].split(DEFAULT_IMAGE_TOKEN)):
+            if i:
+                content.append({"type": "image"})
+            if text.strip():
+                content.append({"type": "text", "text": text.strip()})
+        converted.append({"role": message["role"], "content": content})
+    return converted
 
 
 def qwen_prompt_inputs(question: str, images: Sequence[Image.Image], processor) -> dict[str, torch.Tensor | None]:

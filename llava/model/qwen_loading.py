@@ -61,6 +61,14 @@ def load_qwen_processor(model_path: str, model_type: str, min_pixels: int | None
     )
 
 
+def qwen_max_image_tokens(processor) -> int:
+    """The most language-model tokens one image can become: the processor's pixel bound over the area one merged
+    token covers (patch_size * merge_size pixels square)."""
+    image_processor = processor.image_processor
+    side = image_processor.patch_size * image_processor.merge_size
+    return int(image_processor.size["longest_edge"]) // (side * side)
+
+
 def load_qwen(model_path: str, config: AutoConfig, load_kwargs: dict, min_pixels=None, max_pixels=None):
     """(tokenizer, model, processor, context_len) for a Qwen2-VL / Qwen2.5-VL checkpoint."""
     model = QWEN_CLASSES[config.model_type].from_pretrained(model_path, config=config, **load_kwargs)

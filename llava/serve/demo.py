@@ -2,6 +2,7 @@
 
     python -m llava.serve.demo                       # the embedded tiny model, page at http://127.0.0.1:7860
     python -m llava.serve.demo --model-path liuhaotian/llava-v1.5-7b --device cuda
+    python -m llava.serve.demo --model-path Qwen/Qwen2-VL-7B-Instruct --device cuda
 
 Starts the three servers as child processes (the same commands a real deployment runs separately, see
 docs/Serving.md), waits until each answers, logs the page's address, and stops all three on Ctrl-C or
@@ -63,7 +64,9 @@ def commands(args: argparse.Namespace) -> dict[str, list[str]]:
     if args.model_base:
         worker += ["--model-base", args.model_base]
     if not args.no_sparse:
-        worker += ["--sparse", "--pruned_layer", "2", "--max_num_trunction", "128"]
+        # The DART release's defaults: 128 selected on LLaVA; the 77.8% reduction ratio on Qwen (ratio only).
+        budget = ["--reduction_ratio", "0.778"] if _is_qwen_checkpoint(args.model_path) else ["--max_num_trunction", "128"]
+        worker += ["--sparse", "--pruned_layer", "2", *budget]
     return {
         "controller": [sys.executable, "-m", "llava.serve.controller", "--host", args.host,
                        "--port", str(args.controller_port)],
@@ -72,6 +75,19 @@ def commands(args: argparse.Namespace) -> dict[str, list[str]]:
                        "--port", str(args.port), "--controller-url", controller, "--model-list-mode", "reload",
                        "--log-dir", args.log_dir],
     }
+
+
+def _is_qwen_checkpoint(model_path: str) -> bool:
+    """Whether the checkpoint's config names a Qwen2-VL / Qwen2.5-VL model (an unreadable one is left to the
+    worker, which says what is wrong with it)."""
+    from transformers import AutoConfig
+
+    from llava.model.qwen_loading import is_qwen
+
+    try:
+        return is_qwen(AutoConfig.from_pretrained(model_path))
+    except (OSError, ValueError):
+        return False
 
 
 def _client_host(host: str) -> str:

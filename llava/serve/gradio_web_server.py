@@ -31,6 +31,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
+from llava.constants import DEFAULT_IMAGE_TOKEN
 from llava.conversation import Conversation, conv_templates, get_conv_template
 from llava.data.questions import QA, QUESTION_TYPES, prompt
 from llava.data.scenes import Scene, sample_scene
@@ -206,15 +207,34 @@ def answer_note(final: dict[str, Any]) -> str:
 
 def overlay_for(state: ChatState, pruning: dict[str, Any] | None) -> Image.Image | None:
     """The kept-patch view of every image the model saw, side by side in prompt order (each image's span is
-    pruned on its own), or None (no image, or no square patch grid)."""
-    if state.conv is None or not pruning or not pruning.get("patch_grid") or not pruning.get("kept_indices"):
+    pruned on its own, on its own grid), or None (no image, or an image without a patch grid)."""
+    if state.conv is None or not pruning or not pruning.get("kept_indices"):
         return None
     images = state.conv.get_images(return_pil=True)
-    if not images:
+    grids = pruning.get("patch_grids") or [pruning.get("patch_grid")] * len(images)
+    if not images or len(grids) != len(images) or not all(grids):
         return None
-    panels = [draw_kept_patches(image, kept, pruning["patch_grid"], pruning.get("image_aspect_ratio"))
-              for image, kept in zip(images, pruning["kept_indices"])]
+    panels = [draw_kept_patches(image, kept, grid, pruning.get("image_aspect_ratio"))
+              for image, kept, grid in zip(images, pruning["kept_indices"], grids)]
     return panels[0] if len(panels) == 1 else side_by_side(panels)
+
+
+def conversation_messages(conv: Conversation) -> list[dict[str, str]]:
+    """The conversation after its template's examples as {role, content} messages, up to the open answer (what
+    a worker that applies the model's own chat template takes). A turn's images go first, as `<image>`
+    placeholders (where LLaVA's template puts them too, and Qwen's own examples)."""
+    messages = []
+    for i, (_, message) in enumerate(conv.messages[conv.offset:]):
+        if message is None:
+            break
+        if isinstance(message, tuple):
+            text = message[0]
+            count = text.count(DEFAULT_IMAGE_TOKEN)
+            text = DEFAULT_IMAGE_TOKEN * count + text.replace(DEFAULT_IMAGE_TOKEN, "").strip()
+        else:
+            text = message
+        messages.append({"role": "user" if i % 2 == 0 else "assistant", "content": text})
+    return messages
 
 
 # -- logs ------------------------------------------------------------------------------------------------
@@ -259,6 +279,20 @@ class WebServer:
     def __init__(self, config: ServerConfig):
         self.config = config
         self.log = ConversationLog(config.log_dir)
+        self._details: dict[str, dict[str, Any]] = {}  # per model: its worker's /model_details
+
+    def details(self, model: str, refresh: bool = False) -> dict[str, Any] | None:
+        """The model's /model_details (read once per model unless `refresh`), or None when no worker answers."""
+        if refresh or model not in self._details:
+            try:
+                address = get_worker_address(self.config.controller_url, model)
+                if not address:
+                    return None
+                self._details[model] = model_details(address)
+            except ServeError as exc:
+                logger.warning("cannot read the details of %s: %s", model, exc)
+                return None
+        return self._details[model]
 
     # models
 
@@ -340,14 +374,17 @@ class WebServer:
         images = conv.get_images(return_pil=True)
         payload = {
             "model": model,
-            "prompt": conv.get_prompt(),
             "images": [encode_image(image) for image in images],
             "temperature": float(settings.temperature),
             "top_p": float(settings.top_p),
             "max_new_tokens": int(settings.max_new_tokens),
-            "stop": stop_string(conv),
             "dart": settings.dart_request(),
         }
+        details = self.details(model) if model else None
+        if details and details.get("prompt_format") == "messages":  # Qwen: the worker applies its chat template
+            payload["messages"] = conversation_messages(conv)
+        else:
+            payload.update(prompt=conv.get_prompt(), stop=stop_string(conv))
         conv.messages[-1][-1] = CURSOR
         yield (state, to_chatbot(state)) + no_change + self._buttons(False)
 
@@ -415,17 +452,14 @@ class WebServer:
     # model details -> slider ranges
 
     def slider_ranges(self, model: str | None):
-        """K in 1..layers-1 and max kept up to the image token count, from the worker's /model_details."""
-        try:
-            address = get_worker_address(self.config.controller_url, model) if model else ""
-            if not address:
-                return gr.update(), gr.update()
-            details = model_details(address)
-        except ServeError as exc:
-            logger.warning("cannot read the details of %s: %s", model, exc)
-            return gr.update(), gr.update()
+        """K in 1..layers-1 and max kept up to the image token count, from the worker's /model_details; for a
+        Qwen model the budget switches to the reduction ratio (its reference takes no max kept)."""
+        details = self.details(model, refresh=True) if model else None
+        if details is None:
+            return gr.update(), gr.update(), gr.update()
+        budget = gr.update(value=BUDGET_RATIO) if details.get("prompt_format") == "messages" else gr.update()
         return (gr.update(maximum=max(1, details["num_hidden_layers"] - 1)),
-                gr.update(maximum=details["image_tokens"]))
+                gr.update(maximum=details["image_tokens"]), budget)
 
     def build(self, models: list[str]) -> gr.Blocks:
         with gr.Blocks(title="LLaVA + DART", analytics_enabled=False) as demo:
@@ -443,7 +477,7 @@ class WebServer:
                     imagebox = gr.Image(type="pil", label="Image", sources=["upload", "clipboard"], elem_id="imagebox")
                     image_mode = gr.Radio(IMAGE_MODES, value="Default", label="Preprocess for non-square image")
                     template = gr.Dropdown([AUTO_TEMPLATE, *sorted(conv_templates)], value=AUTO_TEMPLATE,
-                                           label="Conversation template")
+                                           label="Conversation template (LLaVA models)")
                     with gr.Accordion("DART pruning", open=True):
                         dart_on = gr.Checkbox(value=True, label="DART on", elem_id="dart_on")
                         budget_mode = gr.Radio([BUDGET_MAX_KEPT, BUDGET_RATIO], value=BUDGET_MAX_KEPT,
@@ -494,13 +528,14 @@ class WebServer:
                 self.http_bot, bot_inputs, bot_outputs
             )
             clear.click(self.clear, None, [state, chatbot, textbox, imagebox, overlay, stats, *buttons])
-            model_selector.change(self.slider_ranges, [model_selector], [layer, max_kept])
+            ranges = [layer, max_kept, budget_mode]
+            model_selector.change(self.slider_ranges, [model_selector], ranges)
             if self.config.model_list_mode == "reload":
                 demo.load(self.model_choices, [model_selector], [model_selector]).then(
-                    self.slider_ranges, [model_selector], [layer, max_kept]
+                    self.slider_ranges, [model_selector], ranges
                 )
             else:
-                demo.load(self.slider_ranges, [model_selector], [layer, max_kept])
+                demo.load(self.slider_ranges, [model_selector], ranges)
         return demo
 
 

@@ -28,6 +28,7 @@ from llava.constants import DEFAULT_IMAGE_TOKEN
 from llava.eval.qwen_inputs import qwen_chat_inputs
 from llava.mm_utils import KeywordsStoppingCriteria, process_images, tokenizer_image_token
 from llava.model import PruningRecord
+from llava.serve.overlay import RESIZE_VIEW
 
 logger = logging.getLogger(__name__)
 
@@ -163,21 +164,25 @@ class GenerationReport:
     seconds: float
     record: PruningRecord
     dart_config: dict[str, Any] | None
-    patches_per_side: int | None = None
+    patch_grids: list[list[int]] = dataclasses.field(default_factory=list)  # (rows, cols) per image
     image_aspect_ratio: str | None = None
 
     def pruning(self) -> dict[str, Any]:
-        """The pruning summary a client shows: counts, timings, kept patch indices per image (row-major)."""
+        """The pruning summary a client shows: counts, timings, kept patch indices per image (row-major in its
+        `patch_grids` entry; `patch_grid`: the grid every image shares, if they do)."""
         kept = [positions.tolist() for positions in self.record.kept_image_positions(0)]
-        side = self.patches_per_side
-        grid = [side, side] if side and all(n == side * side for _, n in (self.record.image_spans or [[]])[0]) else None
+        spans = (self.record.image_spans or [[]])[0]
+        # A grid describes an image only where its span has one token per cell (not LLaVA-1.6's anyres splice).
+        grids = [grid if n == grid[0] * grid[1] else None for grid, (_, n) in zip(self.patch_grids, spans)]
+        shared = grids[0] if grids and all(grid == grids[0] for grid in grids) else None
         return {
             "enabled": self.dart_config is not None,
             "pruned": self.record.pruned,
             "kept_image_tokens": self.record.num_kept_image_tokens(),
             "image_tokens": self.record.num_image_tokens(),
             "kept_indices": kept,
-            "patch_grid": grid,
+            "patch_grid": shared,
+            "patch_grids": grids,
             "image_aspect_ratio": self.image_aspect_ratio,
             "selection_seconds": self.record.selection_seconds,
             "prefill_seconds": self.prefill_seconds,
@@ -300,9 +305,6 @@ class StreamedGeneration:
             reason = "stop"
         start = self._start_time or self._end_time
         prefill = streamer.first_token_time - start if streamer.first_token_time and start else None
-        side = None
-        if self.inputs.pixels is not None:  # LLaVA's square patch grid (Qwen's grid varies per image)
-            side = self.model.get_vision_tower().num_patches_per_side
         self.report = GenerationReport(
             text=text.strip(),
             num_tokens=streamer.num_tokens,
@@ -311,6 +313,22 @@ class StreamedGeneration:
             seconds=(self._end_time or start) - start if start else 0.0,
             record=self.record,
             dart_config=self.dart_config,
-            patches_per_side=side,
-            image_aspect_ratio=getattr(self.model.config, "image_aspect_ratio", None),
+            patch_grids=self._patch_grids(),
+            image_aspect_ratio=RESIZE_VIEW if self.inputs.model_inputs is not None
+            else getattr(self.model.config, "image_aspect_ratio", None),
         )
+
+    def _patch_grids(self) -> list[list[int]]:
+        """Each image's token grid: LLaVA's square patch grid; Qwen's merged grid, (h, w) of `image_grid_thw`
+        over the 2x2 (`spatial_merge_size`) merge, which follows the image's own size."""
+        num_images = len(self.inputs.image_sizes)
+        if self.inputs.model_inputs is not None:
+            grid_thw = self.inputs.model_inputs.get("image_grid_thw")
+            if grid_thw is None:
+                return []
+            merge = self.model.config.vision_config.spatial_merge_size
+            return [[int(h) // merge, int(w) // merge] for _, h, w in grid_thw.tolist()]
+        if not num_images:
+            return []
+        side = self.model.get_vision_tower().num_patches_per_side
+        return [[side, side]] * num_images

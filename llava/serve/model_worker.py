@@ -1,20 +1,23 @@
-"""A model worker: loads one LLaVA checkpoint and streams answers, with DART pruning per request.
+"""A model worker: loads one LLaVA or Qwen2-VL / Qwen2.5-VL checkpoint and streams answers, with DART pruning
+per request.
 
     python -m llava.serve.model_worker --controller-address http://127.0.0.1:10000 --port 40000 \
         --model-path PATH [--sparse --pruned_layer 2 --max_num_trunction 128 ...] [--limit-model-concurrency 5]
 
 Endpoints (POST, JSON):
-    /worker_generate_stream  a `GenerateRequest` (see `llava.serve.protocol`) -> NDJSON stream:
+    /worker_generate_stream  a `GenerateRequest` (see `llava.serve.protocol`: a templated `prompt`, LLaVA only,
+                             or `messages` put into the model's own template) -> NDJSON stream:
         {"text": answer so far, "error_code": 0}                                     per new piece of text
         {"text": answer, "error_code": 0, "finished": true, "finish_reason", "usage", "queue_seconds",
          "pruning": {"enabled", "pruned", "kept_image_tokens", "image_tokens", "kept_indices" (per image,
-                     row-major patch indices), "patch_grid", "selection_seconds", "prefill_seconds", "config"}}
+                     row-major indices into the image's grid), "patch_grids" ([rows, cols] per image), "patch_grid",
+                     "selection_seconds", "prefill_seconds", "config"}}
         a failure after streaming started ends the stream with {"error_code": 1, "error": ..., "finished": true}
         Bad requests are refused before streaming: 422 (fields: types, ranges, unknown names), 400 (image not
         decodable, <image> count mismatch, prompt too long, invalid DART settings), 413 (too large).
     /worker_get_status       {model_names, speed, queue_length}  queue_length = running + waiting requests
     /worker_get_concurrency  {limit_model_concurrency, running, waiting, queue_length}
-    /model_details           {context_length, image_tokens, dart_defaults, limits}
+    /model_details           {prompt_format, context_length, image_tokens, dart_defaults, limits, ...}
 
 DART: `--sparse` and the DART flags set the worker's defaults; a request's `dart` object overrides any of
 `sparse, pruned_layer, reduction_ratio, max_num_trunction, pivot_image_token, pivot_text_token,
@@ -40,14 +43,25 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool
 
 from llava.constants import DEFAULT_MODEL_PATH, WORKER_HEART_BEAT_INTERVAL
+from llava.constants import DEFAULT_IMAGE_TOKEN
+from llava.eval.prompting import conversation_prompt, infer_conv_mode
 from llava.eval.pruning_args import add_pruning_args
+from llava.eval.qwen_inputs import qwen_content
 from llava.mm_utils import get_model_name_from_path
 from llava.model.builder import load_pretrained_model
+from llava.model.qwen_loading import is_qwen, qwen_max_image_tokens
 from llava.model.pruning import PruningConfigError, make_dart_config, parse_dart_config
 from llava.pruning_settings import SETTINGS, SPARSE_FLAG, dart_config_values
 from llava.serve import DEFAULT_CONTROLLER_PORT, DEFAULT_HOST, DEFAULT_WORKER_PORT, configure_logging
 from llava.serve.http_utils import BodySizeLimit, readable_validation_errors, run_app
-from llava.serve.inference import PromptError, SamplingParams, StreamedGeneration, prepare_inputs
+from llava.serve.inference import (
+    PromptError,
+    SamplingParams,
+    StreamedGeneration,
+    prepare_inputs,
+    prepare_qwen_inputs,
+)
+from llava.serve.overlay import RESIZE_VIEW
 from llava.serve.protocol import (
     NDJSON_MEDIA_TYPE,
     BadImage,
@@ -56,6 +70,7 @@ from llava.serve.protocol import (
     ImageLimits,
     decode_image,
     encode_chunk,
+    stop_string,
 )
 
 logger = logging.getLogger("llava.serve.model_worker")
@@ -114,14 +129,18 @@ class ModelWorker:
     def __init__(self, model_path: str, model_base: str | None = None, model_name: str | None = None,
                  device: str = "cuda", load_8bit: bool = False, load_4bit: bool = False,
                  attn_implementation: str | None = None, dart_defaults: dict[str, Any] | None = None,
-                 limit_model_concurrency: int = 5, limits: RequestLimits = RequestLimits()):
+                 limit_model_concurrency: int = 5, limits: RequestLimits = RequestLimits(),
+                 conv_mode: str | None = None, min_pixels: int | None = None, max_pixels: int | None = None):
         self.model_name = model_name or get_model_name_from_path(model_path.rstrip("/"))
         logger.info("loading %s from %s", self.model_name, model_path)
         self.tokenizer, self.model, self.image_processor, self.context_len = load_pretrained_model(
             os.path.expanduser(model_path), model_base, self.model_name, load_8bit=load_8bit, load_4bit=load_4bit,
-            device=device, attn_implementation=attn_implementation,
+            device=device, attn_implementation=attn_implementation, min_pixels=min_pixels, max_pixels=max_pixels,
         )
-        self.num_layers = self.model.config.num_hidden_layers
+        self.is_qwen = is_qwen(self.model.config)
+        # The template `messages` are put in (LLaVA checkpoints; Qwen's come with their own chat template).
+        self.conv_mode = None if self.is_qwen else conv_mode or infer_conv_mode(self.model_name)
+        self.num_layers = self.model.config.get_text_config().num_hidden_layers
         self.dart_defaults = dict(dart_defaults or {"sparse": False})
         self.default_dart_config = self.resolve_dart({})  # fails at start-up on bad flags, not per request
         self.limits = limits
@@ -148,10 +167,15 @@ class ModelWorker:
         limits = self.limits
         if request.model is not None and request.model != self.model_name:
             raise HTTPException(400, f"model: this worker serves {self.model_name!r}, not {request.model!r}")
-        if len(request.prompt) > limits.max_prompt_chars:
+        field = "prompt" if request.prompt is not None else "messages"
+        if request.text_length() > limits.max_prompt_chars:
             raise HTTPException(
-                413, f"prompt: {len(request.prompt)} characters, more than the limit of {limits.max_prompt_chars}"
+                413, f"{field}: {request.text_length()} characters, more than the limit of {limits.max_prompt_chars}"
             )
+        if self.is_qwen and request.prompt is not None:
+            raise HTTPException(400, f"prompt: {self.model_name} is a {self.model.config.model_type} model, which "
+                                     "takes `messages` ([{role, content}], `<image>` where an image goes; its chat "
+                                     "template builds the prompt), not a templated prompt")
         if request.max_new_tokens > limits.max_new_tokens:
             raise HTTPException(422, f"max_new_tokens: {request.max_new_tokens} is more than this worker's limit "
                                      f"of {limits.max_new_tokens}")
@@ -168,12 +192,25 @@ class ModelWorker:
             dart_config = self.resolve_dart(overrides)
         except PruningConfigError as exc:
             raise HTTPException(400, f"dart: {exc}") from None
-        params = SamplingParams(request.temperature, request.top_p, request.max_new_tokens, request.stop)
+        if request.placeholder_count() != len(images):
+            raise HTTPException(400, f"{field}: the {field} has {request.placeholder_count()} {DEFAULT_IMAGE_TOKEN} "
+                                     f"placeholder(s) but {len(images)} image(s) were sent; put one "
+                                     f"{DEFAULT_IMAGE_TOKEN} where each image goes")
+        stop = request.stop
         try:
-            inputs = prepare_inputs(request.prompt, images, self.tokenizer, self.image_processor, self.model,
-                                    self.context_len, request.max_new_tokens)
+            if self.is_qwen:  # generation ends at the chat template's end-of-turn token
+                inputs = prepare_qwen_inputs(qwen_content(m.model_dump() for m in request.messages), images,
+                                             self.image_processor, self.context_len, request.max_new_tokens)
+            else:
+                prompt = request.prompt
+                if prompt is None:
+                    prompt, conv = conversation_prompt([m.model_dump() for m in request.messages], self.conv_mode)
+                    stop = stop if stop is not None else stop_string(conv)
+                inputs = prepare_inputs(prompt, images, self.tokenizer, self.image_processor, self.model,
+                                        self.context_len, request.max_new_tokens)
         except PromptError as exc:
-            raise HTTPException(400, f"prompt: {exc}") from None
+            raise HTTPException(400, f"{field}: {exc}") from None
+        params = SamplingParams(request.temperature, request.top_p, request.max_new_tokens, stop)
         usage = {"prompt_tokens": inputs.sequence_length}
         return StreamedGeneration(self.model, self.tokenizer, inputs, params, dart_config), usage
 
@@ -188,14 +225,24 @@ class ModelWorker:
                 "queue_length": slots.queue_length}
 
     def details(self) -> dict[str, Any]:
-        tower = self.model.get_vision_tower()
+        """What a client needs to build requests and controls. `image_tokens`: per image (Qwen: the most an
+        image can have, from the processor's pixel bound; its grid follows each image's size)."""
+        if self.is_qwen:
+            image_tokens, grid, view = qwen_max_image_tokens(self.image_processor), None, RESIZE_VIEW
+        else:
+            tower = self.model.get_vision_tower()
+            image_tokens, grid = tower.num_patches, [tower.num_patches_per_side] * 2
+            view = getattr(self.model.config, "image_aspect_ratio", None)
         return {
             "model_name": self.model_name,
+            "model_type": self.model.config.model_type,
+            "prompt_format": "messages" if self.is_qwen else "prompt",
+            "conv_mode": self.conv_mode,
             "context_length": self.context_len,
             "num_hidden_layers": self.num_layers,
-            "image_tokens": tower.num_patches,
-            "patch_grid": [tower.num_patches_per_side] * 2,
-            "image_aspect_ratio": getattr(self.model.config, "image_aspect_ratio", None),
+            "image_tokens": image_tokens,
+            "patch_grid": grid,
+            "image_aspect_ratio": view,
             "dart_defaults": self.dart_defaults,
             "dart_config": self.default_dart_config,
             "limits": {**dataclasses.asdict(self.limits.images), "max_prompt_chars": self.limits.max_prompt_chars,
@@ -337,6 +384,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model-path", default=DEFAULT_MODEL_PATH, help="default: the embedded tiny model")
     parser.add_argument("--model-base", default=None)
     parser.add_argument("--model-name", default=None, help="name to serve under (default: from the path)")
+    parser.add_argument("--conv-mode", default=None, help="LLaVA template for `messages` requests (default: from "
+                        "the model name, as LLaVA does); Qwen checkpoints use their own chat template")
+    parser.add_argument("--min-pixels", type=int, default=None, help="Qwen: smallest image area the processor makes")
+    parser.add_argument("--max-pixels", type=int, default=None, help="Qwen: largest image area the processor makes")
     parser.add_argument("--device", default="cuda", help="cuda (falls back to the CPU when unavailable) or cpu")
     parser.add_argument("--load-8bit", action="store_true", help="bitsandbytes 8-bit weights (CUDA only)")
     parser.add_argument("--load-4bit", action="store_true", help="bitsandbytes 4-bit weights (CUDA only)")
@@ -386,6 +437,7 @@ def main(argv=None) -> None:
         worker = ModelWorker(
             args.model_path, args.model_base, args.model_name, args.device, args.load_8bit, args.load_4bit,
             args.attn_implementation, dart_defaults_from_args(args), args.limit_model_concurrency, limits,
+            args.conv_mode, args.min_pixels, args.max_pixels,
         )
     except (FileNotFoundError, ImportError, ValueError) as exc:  # bad flags or checkpoint: one clear line
         logger.error("cannot start the worker: %s", exc)

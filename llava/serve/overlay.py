@@ -1,9 +1,11 @@
 """Draw which image patches DART kept, on the image as the model saw it.
 
-The model sees a 336 x 336 view of the image (LLaVA-1.5: padded to a square with the processor's mean
-colour, then resized; `square`: shortest side resized, then centre-cropped) cut into a 24 x 24 grid of
-14-pixel patches, image token i = patch (i // 24, i % 24). The overlay shows that view, dims the dropped
-patches and outlines the kept ones.
+LLaVA-1.5 sees a 336 x 336 view of the image (padded to a square with the processor's mean colour, then
+resized; `square`: shortest side resized, then centre-cropped) cut into a 24 x 24 grid of 14-pixel patches,
+image token i = patch (i // 24, i % 24). Qwen2-VL / Qwen2.5-VL resize the image (`RESIZE_VIEW`) so that each
+side is a multiple of 28 pixels and merge 2 x 2 patches into one token: a rows x cols grid that follows the
+image's own shape, token i = cell (i // cols, i % cols). The overlay shows that view, dims the dropped cells
+and outlines the kept ones.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from PIL import Image, ImageDraw, ImageEnhance
 # CLIP's normalisation mean, the colour LLaVA pads with (`expand2square(image, mean * 255)`).
 CLIP_MEAN_RGB = (122, 116, 104)
 KEPT_OUTLINE = (255, 214, 0)
+# The view of a model that resizes the image to its token grid's shape (Qwen), as `image_aspect_ratio` names it.
+RESIZE_VIEW = "resize"
+OVERLAY_PIXELS = 504  # the longer side of an overlay: 24 patches x 21 pixels for LLaVA-1.5
 
 
 def model_view(image: Image.Image, image_aspect_ratio: str | None, size: int,
@@ -36,17 +41,27 @@ def model_view(image: Image.Image, image_aspect_ratio: str | None, size: int,
     return resized.crop((left, top, left + size, top + size))
 
 
+def cell_pixels(grid: Sequence[int]) -> int:
+    """Overlay pixels per grid cell: the longer side near `OVERLAY_PIXELS`, at least 4 pixels a cell."""
+    return max(4, OVERLAY_PIXELS // max(grid))
+
+
 def draw_kept_patches(image: Image.Image, kept: Iterable[int], grid: Sequence[int],
-                      image_aspect_ratio: str | None = "pad", cell: int = 21, dim: float = 0.3) -> Image.Image:
-    """The model's view of `image` at `cell` pixels per patch: dropped patches darkened to `dim` of their
-    brightness, kept ones (row-major indices into the `grid` = (rows, cols)) at full brightness and outlined."""
+                      image_aspect_ratio: str | None = "pad", cell: int | None = None, dim: float = 0.3) -> Image.Image:
+    """The model's view of `image` at `cell` pixels per patch (default `cell_pixels(grid)`): dropped patches
+    darkened to `dim` of their brightness, kept ones (row-major indices into the `grid` = (rows, cols)) at full
+    brightness and outlined. Only the `RESIZE_VIEW` takes a grid that is not square."""
     rows, cols = grid
-    if rows != cols:
-        raise ValueError(f"the patch grid must be square, got {rows}x{cols}")
+    if rows != cols and image_aspect_ratio != RESIZE_VIEW:
+        raise ValueError(f"the patch grid must be square for the {image_aspect_ratio!r} view, got {rows}x{cols}")
     kept = sorted(set(int(i) for i in kept))
     if kept and (kept[0] < 0 or kept[-1] >= rows * cols):
         raise ValueError(f"kept patch indices must be in [0, {rows * cols}), got {kept[0]}..{kept[-1]}")
-    view = model_view(image, image_aspect_ratio, rows * cell)
+    cell = cell or cell_pixels(grid)
+    if image_aspect_ratio == RESIZE_VIEW:
+        view = image.convert("RGB").resize((cols * cell, rows * cell), Image.Resampling.BICUBIC)
+    else:
+        view = model_view(image, image_aspect_ratio, rows * cell)
     result = ImageEnhance.Brightness(view).enhance(dim)
     draw = ImageDraw.Draw(result)
     for index in kept:

@@ -21,11 +21,12 @@ import dataclasses
 import io
 import json
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
+from llava.constants import DEFAULT_IMAGE_TOKEN
 from llava.conversation import Conversation, SeparatorStyle
 from llava.pruning_settings import SETTINGS, SPARSE_FLAG, Setting
 
@@ -186,17 +187,47 @@ DartOverrides = create_model(
 )
 
 
+class ChatMessage(_Strict):
+    """One turn of a conversation; `<image>` in `content` marks where an image goes (the request's images in
+    order of appearance)."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
 class GenerateRequest(_Strict):
-    """`/worker_generate_stream`. `prompt` is the full templated prompt with one `<image>` per image (as LLaVA)."""
+    """`/worker_generate_stream`: exactly one of `prompt` (the full templated prompt with one `<image>` per image,
+    as LLaVA's worker takes it; LLaVA checkpoints only) or `messages` (the worker applies the model's own
+    template: LLaVA's conversation template or Qwen's chat template), ending with a user turn."""
 
     model: str | None = Field(None, max_length=512)
-    prompt: str = Field(min_length=1)
+    prompt: str | None = Field(None, min_length=1)
+    messages: list[ChatMessage] | None = Field(None, min_length=1, max_length=256)
     images: list[str] = Field(default_factory=list)
     temperature: float = Field(0.2, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(256, ge=1)
     stop: str | None = Field(None, max_length=64)
     dart: DartOverrides | None = None
+
+    @model_validator(mode="after")
+    def _one_prompt_form(self):
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("send exactly one of `prompt` (a templated prompt) and `messages` (a conversation)")
+        if self.messages is not None and self.messages[-1].role != "user":
+            raise ValueError("messages: the last message must be the user's (the turn to answer)")
+        return self
+
+    def placeholder_count(self) -> int:
+        """`<image>` placeholders in the prompt or the messages."""
+        if self.prompt is not None:
+            return self.prompt.count(DEFAULT_IMAGE_TOKEN)
+        return sum(message.content.count(DEFAULT_IMAGE_TOKEN) for message in self.messages)
+
+    def text_length(self) -> int:
+        if self.prompt is not None:
+            return len(self.prompt)
+        return sum(len(message.content) for message in self.messages)
 
 
 def validation_message(errors: Iterable[dict[str, Any]]) -> str:

@@ -33,3 +33,19 @@ def worker(serve_logs, controller, tiny_ckpt):
     proc, url = start_worker(serve_logs, controller, tiny_ckpt, extra=extra)
     yield url
     proc.stop()
+
+
+@pytest.fixture(scope="session")
+def qwen_ckpt(tmp_path_factory):
+    from llava.model.tiny_qwen import build_tiny_qwen_checkpoint
+
+    return build_tiny_qwen_checkpoint(tmp_path_factory.mktemp("qwen") / "qwen2-vl-tiny", "qwen2_vl", seed=1)
+
+
+@pytest.fixture(scope="session")
+def qwen_worker(serve_logs, controller, qwen_ckpt):
+    """A worker on a tiny Qwen2-VL checkpoint, DART on at reduction ratio 0.5, served as "qwen-tiny"."""
+    proc, url = start_worker(serve_logs, controller, qwen_ckpt, model_name="qwen-tiny",
+                             extra=["--sparse", "--reduction_ratio", "0.5"])
+    yield url
+    proc.stop()

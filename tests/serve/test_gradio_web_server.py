@@ -168,8 +168,8 @@ def test_empty_input_is_ignored(server):
 
 
 def test_sliders_follow_the_models_depth_and_image_tokens(server):
-    layer, max_kept = server.slider_ranges("tiny")
-    assert layer["maximum"] == 3 and max_kept["maximum"] == 576
+    layer, max_kept, budget = server.slider_ranges("tiny")
+    assert layer["maximum"] == 3 and max_kept["maximum"] == 576 and "value" not in budget
     assert server.fetch_models() == ["tiny"]
 
 
