@@ -1,0 +1,284 @@
+"""lmms-eval model classes for our LLaVA and Qwen2-VL / Qwen2.5-VL checkpoints, with DART (or another pruning
+method) inside the language model.
+
+    python -m lmms_eval --model llava_dart --model_args pretrained=liuhaotian/llava-v1.5-7b,Sparse=True,\
+max_num_trunction=128 --tasks pope --batch_size 4
+
+`model_args` take the DART release's spellings (`Sparse`, `pruned_layer`, `image_token_start_index`,
+`image_token_length`, `max_num_trunction`, `reduction_ratio`, `pivot_image_token`, `pivot_text_token`,
+`retain_token_num_for_llava_next`) plus `pruning_method`; the two span arguments are only checked against the
+real image spans (the spans win, with one warning where they disagree). Prompts and batches go through the same
+code as our own eval workers (`llava.eval.common`), so a question gets the answer our worker gives it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from lmms_eval.api.instance import Instance
+from lmms_eval.api.model import lmms
+from PIL import Image
+from tqdm import tqdm
+
+from llava.eval.common import Generation, Prepared, answer_window, prepare_prompt
+from llava.eval.prompting import infer_conv_mode
+from llava.mm_utils import get_model_name_from_path
+from llava.model import PruningRecord
+from llava.model.builder import load_pretrained_model
+from llava.model.pruning import make_dart_config, parse_dart_config
+from llava.model.qwen_loading import is_qwen
+from llava.pruning_settings import ATTENTION_BACKENDS, BY_NAME, SPARSE_FLAG, dart_config_values
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_NEW_TOKENS = 128  # what lmms-eval's own model classes use when a task sets none
+
+
+class ModelArgsError(ValueError):
+    """A `--model_args` entry the model cannot use."""
+
+
+def _setting_value(name: str, value: Any) -> Any:
+    """A model_args value (lmms-eval has already turned "4" into 4 and "True" into True) in the setting's type."""
+    setting = BY_NAME[name]
+    if setting.nullable and (value is None or str(value).lower() == "none"):
+        return None
+    if setting.kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ModelArgsError(f"model_args {name}={value!r}: expected an integer")
+    if setting.kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ModelArgsError(f"model_args {name}={value!r}: expected a number")
+        value = float(value)
+    if setting.kind is str and not isinstance(value, str):
+        raise ModelArgsError(f"model_args {name}={value!r}: expected a name")
+    return value
+
+
+def _sparse_value(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ModelArgsError(f"model_args Sparse={value!r}: expected True or False")
+    return value
+
+
+def pruning_config(args: dict[str, Any], num_layers: int) -> dict[str, Any] | None:
+    """The DART_config the model_args ask for (None: no pruning), validated against the model's depth."""
+    sparse = _sparse_value(args.pop("Sparse", args.pop(SPARSE_FLAG, False)))
+    values = {name: _setting_value(name, args.pop(name)) for name in list(args) if name in BY_NAME}
+    if not sparse:
+        if values:
+            logger.warning("model_args %s are set but Sparse is not: no pruning", ", ".join(sorted(values)))
+        return None
+    try:
+        return parse_dart_config(make_dart_config(**dart_config_values(values)), num_layers).to_dict()
+    except ValueError as exc:
+        raise ModelArgsError(f"model_args: {exc}") from None
+
+
+def _images(visuals: Any) -> list[Image.Image]:
+    """A document's visuals (an image, a list, or a nested list of them) as RGB images; videos are refused."""
+    if visuals is None:
+        return []
+    if isinstance(visuals, Image.Image):
+        return [visuals.convert("RGB")]
+    images = []
+    for visual in visuals:
+        if not isinstance(visual, (Image.Image, list, tuple)):
+            raise ValueError(f"this model takes images only, the task gave a {type(visual).__name__}: {visual!r:.80}")
+        images += _images(visual)
+    return images
+
+
+def _cut_at_stops(text: str, until: Sequence[str]) -> str:
+    for stop in until:
+        if stop and stop in text:
+            text = text[: text.index(stop)]
+    return text
+
+
+def _hf_generation_kwargs(gen_kwargs: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A task's generation_kwargs -> (transformers generate kwargs, stop strings); temperature 0 is greedy."""
+    gen_kwargs = dict(gen_kwargs)
+    until = gen_kwargs.pop("until", [])
+    until = [until] if isinstance(until, str) else list(until or [])
+    temperature = float(gen_kwargs.get("temperature") or 0)
+    sampling = bool(gen_kwargs.get("do_sample")) or temperature > 0
+    kwargs = {"max_new_tokens": int(gen_kwargs.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS),
+              "num_beams": int(gen_kwargs.get("num_beams") or 1), "do_sample": sampling, "use_cache": True}
+    if sampling:
+        kwargs.update(temperature=temperature or 1.0, top_p=float(gen_kwargs.get("top_p") or 1.0))
+    return kwargs, until
+
+
+class _DartModel(lmms):
+    """What the three registered models share; `family` names the checkpoints each takes."""
+
+    family = "llava"
+
+    def __init__(self, pretrained: str, device: str | None = "cuda", batch_size: int | str = 1,
+                 attn_implementation: str | None = None, conv_template: str | None = None,
+                 min_pixels: int | None = None, max_pixels: int | None = None, **pruning_args):
+        super().__init__()
+        unknown = sorted(set(pruning_args) - set(BY_NAME) - {"Sparse", SPARSE_FLAG})
+        if unknown:
+            known = ["pretrained", "device", "batch_size", "attn_implementation", "conv_template", "min_pixels",
+                     "max_pixels", "Sparse", *BY_NAME]
+            raise ModelArgsError(f"unknown model_args {', '.join(unknown)} (known: {', '.join(known)})")
+        if attn_implementation is not None and attn_implementation not in ATTENTION_BACKENDS:
+            raise ModelArgsError(f"model_args attn_implementation={attn_implementation!r}: expected one of "
+                                 f"{', '.join(ATTENTION_BACKENDS)}")
+        self.batch_size_per_device = int(batch_size)
+        if self.batch_size_per_device < 1:
+            raise ModelArgsError(f"batch_size must be >= 1, got {batch_size}")
+
+        accelerator = Accelerator()
+        if accelerator.num_processes > 1:  # lmms-eval gives each rank its share of the requests
+            self.accelerator = accelerator
+            self._rank, self._world_size = accelerator.process_index, accelerator.num_processes
+            device = "cpu" if accelerator.device.type == "cpu" else f"cuda:{accelerator.local_process_index}"
+        self._device = device or "cuda"
+        model_name = get_model_name_from_path(str(pretrained).rstrip("/"))
+        self.tokenizer, self.model, self.image_processor, self.context_len = load_pretrained_model(
+            str(pretrained), None, model_name, device=self._device, attn_implementation=attn_implementation,
+            min_pixels=min_pixels, max_pixels=max_pixels,
+        )
+        family = self.model.config.model_type if is_qwen(self.model.config) else "llava"
+        if family != self.family:
+            raise ModelArgsError(f"{pretrained} is a {family} checkpoint; this model class takes {self.family} "
+                                 f"checkpoints (use --model {MODEL_IDS[family]})")
+        self.conv_mode = conv_template or infer_conv_mode(model_name)
+        text_config = self.model.config.get_text_config()
+        # The eval workers' way: the settings on the config, read by every call.
+        self.model.config.DART_config = pruning_config(dict(pruning_args), text_config.num_hidden_layers)
+        self.kept_image_tokens = self.image_tokens = 0
+        logger.info("%s: %s on %s, rank %d of %d, %s", type(self).__name__, pretrained, self.model.device,
+                    self._rank, self._world_size, self.model.config.DART_config or "no pruning")
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch_size_per_device
+
+    @property
+    def device(self):
+        return self.model.device
+
+    # -- requests -> prompts ------------------------------------------------------------------------------
+
+    def _prepare(self, index: int, context: str, visuals: Any) -> Prepared:
+        images = _images(visuals)
+        question = context.replace("<image>", "").strip() if self.family != "llava" else context
+        return prepare_prompt(index, question, images, self.tokenizer, self.image_processor, self.model.config,
+                              self.conv_mode)
+
+    def _doc(self, task: str, split: str, doc_id: int):
+        return self.task_dict[task][split][doc_id]
+
+    # -- lmms-eval's API ---------------------------------------------------------------------------------
+
+    def generate_until(self, requests: list[Instance]) -> list[str]:
+        """Answers in request order, in left-padded batches of `batch_size` prompts of similar length (grouped by
+        generation settings), cut at the task's stop strings."""
+        groups: dict[str, list[int]] = {}
+        for i, request in enumerate(requests):
+            groups.setdefault(json.dumps(request.args[1], sort_keys=True, default=str), []).append(i)
+        answers: list[str | None] = [None] * len(requests)
+        progress = tqdm(total=len(requests), disable=self._rank != 0, desc="Model Responding")
+        for indices in groups.values():
+            gen_kwargs, until = _hf_generation_kwargs(requests[indices[0]].args[1])
+            prepared = []
+            for i in indices:
+                context, _, doc_to_visual, doc_id, task, split = requests[i].args
+                prepared.append(self._prepare(i, context, doc_to_visual(self._doc(task, split, doc_id))))
+            for i, answer in answer_window(self.model, self.tokenizer, prepared, self.batch_size, gen_kwargs).items():
+                answers[i] = _cut_at_stops(answer.text, until)
+                self._count(answer)
+                progress.update(1)
+        progress.close()
+        if self.image_tokens:
+            logger.info("image tokens kept: %d of %d (%.1f%%)", self.kept_image_tokens, self.image_tokens,
+                        100 * self.kept_image_tokens / self.image_tokens)
+        return answers
+
+    def _count(self, answer: Generation) -> None:
+        self.kept_image_tokens += answer.kept_image_tokens
+        self.image_tokens += answer.image_tokens
+
+    def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
+        """(log P(continuation | context), whether greedy decoding gives it) per request. With pruning, the
+        context is pruned as generate would prune it (its own prefill picks the kept set) and the continuation is
+        scored with that kept set forced, so a continuation's score is what decoding it after that prefill gives."""
+        results = []
+        for context, doc_to_target, doc_to_visual, doc_id, task, split in tqdm(
+            [request.args for request in requests], disable=self._rank != 0, desc="Model Scoring"
+        ):
+            doc = self._doc(task, split, doc_id)
+            continuation = doc_to_target if isinstance(doc_to_target, str) else doc_to_target(doc)
+            results.append(self._score(self._prepare(0, context, doc_to_visual(doc)), continuation))
+        return results
+
+    def _score(self, prepared: Prepared, continuation: str) -> tuple[float, bool]:
+        target = self.tokenizer(continuation, add_special_tokens=False, return_tensors="pt").input_ids[0]
+        if target.numel() == 0:
+            return 0.0, True
+        kept = None
+        if self.model.config.DART_config is not None:
+            context_record = PruningRecord()
+            self._forward(prepared, torch.empty(0, dtype=torch.long), context_record)
+            kept = context_record.kept_positions(0) if context_record.pruned else None
+        logits = self._forward(prepared, target, PruningRecord(forced_keep=kept))
+        scored = logits[0, -target.numel() - 1 : -1].float().log_softmax(-1)
+        target = target.to(scored.device)
+        logprob = scored.gather(1, target[:, None]).sum().item()
+        return logprob, bool((scored.argmax(-1) == target).all())
+
+    def _forward(self, prepared: Prepared, target: torch.Tensor, record: PruningRecord) -> torch.Tensor:
+        """Logits of one forward over the prompt followed by `target` tokens (no cache)."""
+        model = self.model
+        ids = torch.cat([prepared.input_ids, target])[None].to(model.device)
+        kwargs: dict[str, Any] = {"pruning_record": record, "use_cache": False}
+        if prepared.model_inputs is not None:  # Qwen: its processor's tensors; the target is text
+            inputs = prepared.model_inputs
+            kwargs["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(target)])[None].to(
+                model.device)
+            if inputs["pixel_values"] is not None:
+                kwargs.update(pixel_values=inputs["pixel_values"].to(model.device, model.dtype),
+                              image_grid_thw=inputs["image_grid_thw"].to(model.device))
+        elif prepared.pixels is not None:
+            pixels = prepared.pixels
+            kwargs.update(images=pixels.to(model.device, model.dtype) if isinstance(pixels, torch.Tensor)
+                          else [p.to(model.device, model.dtype) for p in pixels], image_sizes=prepared.image_sizes)
+        with torch.inference_mode():
+            return model(input_ids=ids, **kwargs).logits
+
+    def generate_until_multi_round(self, requests) -> list[str]:
+        raise NotImplementedError(f"{type(self).__name__} does not implement multi-round generation")
+
+
+class LlavaDart(_DartModel):
+    """`--model llava_dart`: LLaVA-1.5 / 1.6 checkpoints (original layout), LLaVA's conversation template
+    (`conv_template`, default from the checkpoint name by LLaVA's rule)."""
+
+    family = "llava"
+
+
+class Qwen2VLDart(_DartModel):
+    """`--model qwen2_vl_dart`: Qwen2-VL checkpoints (HF layout), their own chat template."""
+
+    family = "qwen2_vl"
+
+
+class Qwen2_5_VLDart(_DartModel):
+    """`--model qwen2_5_vl_dart`: Qwen2.5-VL checkpoints (HF layout), their own chat template."""
+
+    family = "qwen2_5_vl"
+
+
+MODEL_IDS = {"llava": "llava_dart", "qwen2_vl": "qwen2_vl_dart", "qwen2_5_vl": "qwen2_5_vl_dart"}
+MODEL_CLASSES: dict[str, type[_DartModel]] = {
+    MODEL_IDS[cls.family]: cls for cls in (LlavaDart, Qwen2VLDart, Qwen2_5_VLDart)
+}
+
