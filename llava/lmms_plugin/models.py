@@ -26,7 +26,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from llava.eval.common import Generation, Prepared, answer_window, prepare_prompt
-from llava.eval.prompting import infer_conv_mode
+from llava.conversation import get_conv_template
 from llava.mm_utils import get_model_name_from_path
 from llava.model import PruningRecord
 from llava.model.builder import load_pretrained_model
@@ -120,9 +120,11 @@ class _DartModel(lmms):
     family = "llava"
 
     def __init__(self, pretrained: str, device: str | None = "cuda", batch_size: int | str = 1,
-                 attn_implementation: str | None = None, conv_template: str | None = None,
-                 min_pixels: int | None = None, max_pixels: int | None = None, **pruning_args):
+                 attn_implementation: str | None = None, conv_template: str = "vicuna_v1",
+                 min_pixels: int | None = None, max_pixels: int | None = None, max_batch_size: int | None = None,
+                 **pruning_args):
         super().__init__()
+        del max_batch_size  # lmms-eval passes it for automatic batch sizes, which these models do not do
         unknown = sorted(set(pruning_args) - set(BY_NAME) - {"Sparse", SPARSE_FLAG})
         if unknown:
             known = ["pretrained", "device", "batch_size", "attn_implementation", "conv_template", "min_pixels",
@@ -150,7 +152,8 @@ class _DartModel(lmms):
         if family != self.family:
             raise ModelArgsError(f"{pretrained} is a {family} checkpoint; this model class takes {self.family} "
                                  f"checkpoints (use --model {MODEL_IDS[family]})")
-        self.conv_mode = conv_template or infer_conv_mode(model_name)
+        get_conv_template(conv_template)  # an unknown name fails here, listing the known ones
+        self.conv_mode = conv_template
         text_config = self.model.config.get_text_config()
         # The eval workers' way: the settings on the config, read by every call.
         self.model.config.DART_config = pruning_config(dict(pruning_args), text_config.num_hidden_layers)
@@ -259,8 +262,8 @@ class _DartModel(lmms):
 
 
 class LlavaDart(_DartModel):
-    """`--model llava_dart`: LLaVA-1.5 / 1.6 checkpoints (original layout), LLaVA's conversation template
-    (`conv_template`, default from the checkpoint name by LLaVA's rule)."""
+    """`--model llava_dart`: LLaVA-1.5 / 1.6 checkpoints (original layout) in LLaVA's conversation template
+    `conv_template` (default vicuna_v1, as lmms-eval's own `llava` and the DART release's scripts)."""
 
     family = "llava"
 

@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Qwen2-VL with DART in lmms-eval, as the DART release's eval_scripts/lmms_eval.sh runs it.
+# Usage: [CKPT=...] [TASKS=mme,pope] [CUDA_VISIBLE_DEVICES=0,1,...] bash scripts/qwen2_vl/lmms_eval.sh [SPARSE] [RATIO] [MAX_KEPT]
+# (settings and environment: scripts/lmms_eval_lib.sh; install: docs/LmmsEval.md)
+MODEL=qwen2_vl_dart DEFAULT_CKPT=Qwen/Qwen2-VL-7B-Instruct source "$(dirname "${BASH_SOURCE[0]}")/../lmms_eval_lib.sh" "$@"
