@@ -171,6 +171,25 @@ def _load_lora(model_path: str, model_base: str, config: LlavaConfig | None, **k
     return model.merge_and_unload()
 
 
+def config_overrides(customized_config: str | dict | None, overwrite_config: dict | None) -> dict:
+    """The config attributes `customized_config` (a JSON file or a dict) and `overwrite_config` set, the latter
+    winning; a file that is not a JSON object is a ValueError naming it."""
+    overrides = {}
+    if isinstance(customized_config, (str, os.PathLike)):
+        try:
+            with open(customized_config, encoding="utf-8") as f:
+                customized_config = json.load(f)
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"customized_config {customized_config}: not a readable JSON file ({exc})") from None
+    for source in (customized_config, overwrite_config):
+        if source is None:
+            continue
+        if not isinstance(source, dict):
+            raise ValueError(f"config overrides must be a JSON object / dict, got {type(source).__name__}")
+        overrides.update(source)
+    return overrides
+
+
 def load_pretrained_model(
     model_path: str,
     model_base: str | None,
@@ -184,6 +203,9 @@ def load_pretrained_model(
     torch_dtype: torch.dtype | None = None,
     min_pixels: int | None = None,
     max_pixels: int | None = None,
+    multimodal: bool = True,
+    customized_config: str | dict | None = None,
+    overwrite_config: dict | None = None,
     **kwargs,
 ):
     """Load a LLaVA (or plain LLaMA) checkpoint: returns `(tokenizer, model, image_processor, context_len)`.
@@ -195,7 +217,11 @@ def load_pretrained_model(
         float32 on the CPU unless `torch_dtype` says otherwise.
     Qwen2-VL / Qwen2.5-VL checkpoints (HF format, by `config.model_type`) load with pruning support and return
     their processor in the third place; `min_pixels` / `max_pixels` bound their image sizes.
+    customized_config (a JSON file or a dict) and overwrite_config (a dict), as LLaVA-NeXT's loader takes them
+        (lmms-eval's own `llava` model passes them through): config attributes set before the model is built,
+        e.g. `{"DART_config": {...}}`. `multimodal` is accepted for those callers and changes nothing.
     """
+    del multimodal
     device = resolve_device(device)
     dtype = torch_dtype or default_dtype(device)
     if not model_path or (not os.path.exists(model_path) and model_path.startswith(("/", ".", "~"))):
@@ -209,6 +235,8 @@ def load_pretrained_model(
         )
 
     config = read_config(model_path)
+    for key, value in config_overrides(customized_config, overwrite_config).items():
+        setattr(config, key, value)
     if is_qwen(config):
         tokenizer, model, processor, context_len = load_qwen(
             model_path, config, load_kwargs, min_pixels=min_pixels, max_pixels=max_pixels)

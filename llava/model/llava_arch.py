@@ -93,7 +93,10 @@ class LlavaMetaForCausalLM:
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) -> (N, num_patches, D) projected features."""
         features = self.get_vision_tower()(images)
-        return self.get_model().mm_projector(features)
+        projector = self.get_model().mm_projector
+        # In the projector's dtype: callers such as lmms-eval's own `llava` send float16 pixels even to a
+        # float32 model on the CPU.
+        return projector(features.to(next(projector.parameters()).dtype))
 
     def image_features(
         self, images: torch.Tensor | list[torch.Tensor], image_sizes: list[tuple[int, int]] | None = None

@@ -201,3 +201,56 @@ def test_pruned_loglikelihood_scores_what_pruned_decoding_would_write(tmp_path):
     assert model.tokenizer(continuation, add_special_tokens=False).input_ids == tokens.tolist()  # round trip
     (logprob, greedy), = model.loglikelihood([_loglikelihood_request(model, image, question, continuation)])
     assert greedy and logprob == pytest.approx(expected, abs=1e-4)
+
+
+def _lmms_eval_command(tmp_path: Path, model: str, model_args: str, *extra: str):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "lmms_eval", "--model", model, "--model_args", model_args, "--tasks", "pope_dart_sample",
+         "--include_path", "llava/lmms_plugin/tasks", "--limit", str(LIMIT), "--output_path", str(tmp_path),
+         "--log_samples", *extra],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )
+
+
+def _answers(out: Path) -> list[str]:
+    (samples_file,) = out.rglob("*_samples_pope_dart_sample.jsonl")
+    samples = sorted((json.loads(line) for line in samples_file.read_text().splitlines()), key=lambda s: s["doc_id"])
+    return [s["filtered_resps"] for s in samples]
+
+
+def test_lmms_evals_own_llava_model_runs_on_our_package_with_dart_from_customized_config(tmp_path):
+    """lmms-eval's built-in `--model llava` imports our llava.model.builder / mm_utils / conversation; DART comes
+    in through `customized_config` (config attributes), and it answers as llava_dart with the same budget."""
+    dart = {"K": 2, "image_token_start_index": None, "image_token_length": None, "max_num_trunction": 64,
+            "reduction_ratio": 0.778, "retain_token_num_for_llava_next": None, "pivot_image_token": 4,
+            "pivot_text_token": 4}
+    config = tmp_path / "dart.json"
+    config.write_text(json.dumps({"DART_config": dart}))
+    theirs = _lmms_eval_command(tmp_path / "theirs", "llava",
+                                f"pretrained={DEFAULT_MODEL_PATH},device_map=auto,customized_config={config}",
+                                "--device", "cpu")
+    assert "Error during evaluation" not in theirs.stdout + theirs.stderr, theirs.stdout[-3000:]
+    ours = _lmms_eval_command(tmp_path / "ours", "llava_dart",
+                              f"pretrained={DEFAULT_MODEL_PATH},device=cpu,Sparse=True,max_num_trunction=64")
+    assert _answers(tmp_path / "theirs") == _answers(tmp_path / "ours")
+
+    # The settings are really read: a layer the model does not have stops the run, naming it.
+    config.write_text(json.dumps({"DART_config": {**dart, "K": 99}}))
+    bad = _lmms_eval_command(tmp_path / "bad", "llava",
+                             f"pretrained={DEFAULT_MODEL_PATH},device_map=auto,customized_config={config}", "--device",
+                             "cpu")
+    assert "DART_config['K']=99 must be in" in bad.stdout + bad.stderr
+
+
+def test_the_release_style_script_runs_a_qwen_checkpoint(tmp_path, qwen_ckpt):
+    env = {**os.environ, "CKPT": str(qwen_ckpt), "TASKS": "pope_dart_sample", "LIMIT": "2",
+           "OUTPUT": str(tmp_path / "out"), "PYTHON": sys.executable, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(["bash", "scripts/qwen2_vl/lmms_eval.sh", "True", "0.5"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "|pope_dart_sample|" in proc.stdout and "Error during evaluation" not in proc.stdout
+    assert "qwen2_vl_dart on" in proc.stderr and "Sparse=True ratio 0.5" in proc.stderr
+    (results,) = (tmp_path / "out").rglob("*_results.json")
+    assert "reduction_ratio=0.5" in json.loads(results.read_text())["config"]["model_args"]

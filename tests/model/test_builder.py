@@ -132,3 +132,18 @@ def test_lora_checkpoint_with_model_base_equals_merged_weights(tiny_ckpt, tmp_pa
     torch.testing.assert_close(logits(loaded, image), logits(merged, image), rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="LoRA checkpoint: pass the base model"):
         load_pretrained_model(str(lora_dir), None, device="cpu")
+
+
+def test_customized_and_overwrite_config_set_config_attributes_before_the_model_is_built(tiny_ckpt, tmp_path):
+    """LLaVA-NeXT's loader arguments, as lmms-eval's own `llava` passes them: a JSON file and a dict of config
+    attributes (the dict wins)."""
+    overrides = tmp_path / "overrides.json"
+    overrides.write_text(json.dumps({"DART_config": {"K": 3}, "marker": "file"}))
+    _, model, _, _ = load_pretrained_model(str(tiny_ckpt), None, device="cpu", multimodal=True,
+                                           customized_config=str(overrides), overwrite_config={"marker": "dict"})
+    assert model.config.DART_config == {"K": 3} and model.config.marker == "dict"
+    overrides.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="must be a JSON object"):
+        load_pretrained_model(str(tiny_ckpt), None, device="cpu", customized_config=str(overrides))
+    with pytest.raises(ValueError, match="not-there.json: not a readable JSON file"):
+        load_pretrained_model(str(tiny_ckpt), None, device="cpu", customized_config=str(tmp_path / "not-there.json"))
