@@ -254,3 +254,13 @@ def test_the_release_style_script_runs_a_qwen_checkpoint(tmp_path, qwen_ckpt):
     assert "qwen2_vl_dart on" in proc.stderr and "Sparse=True ratio 0.5" in proc.stderr
     (results,) = (tmp_path / "out").rglob("*_results.json")
     assert "reduction_ratio=0.5" in json.loads(results.read_text())["config"]["model_args"]
+
+
+def test_the_installed_lmms_eval_is_the_one_the_extras_pin():
+    import importlib.metadata
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    (pin,) = [r for r in extras["lmms"] if r.startswith("lmms-eval")]
+    assert pin == f"lmms-eval=={importlib.metadata.version('lmms-eval')}"
+    assert "filelock>=3.12,<4.2" in extras["lmms"] and "filelock>=3.12,<4.2" in extras["lmms-cpu"]
