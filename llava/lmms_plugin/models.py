@@ -25,8 +25,8 @@ from lmms_eval.api.model import lmms
 from PIL import Image
 from tqdm import tqdm
 
-from llava.eval.common import Generation, Prepared, answer_window, prepare_prompt
 from llava.conversation import get_conv_template
+from llava.eval.common import Generation, Prepared, answer_window, prepare_prompt
 from llava.mm_utils import get_model_name_from_path
 from llava.model import PruningRecord
 from llava.model.builder import load_pretrained_model
@@ -280,8 +280,5 @@ class Qwen2_5_VLDart(_DartModel):
     family = "qwen2_5_vl"
 
 
+# The model id lmms-eval knows each family by (registered in llava.lmms_plugin).
 MODEL_IDS = {"llava": "llava_dart", "qwen2_vl": "qwen2_vl_dart", "qwen2_5_vl": "qwen2_5_vl_dart"}
-MODEL_CLASSES: dict[str, type[_DartModel]] = {
-    MODEL_IDS[cls.family]: cls for cls in (LlavaDart, Qwen2VLDart, Qwen2_5_VLDart)
-}
-

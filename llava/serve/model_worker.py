@@ -42,8 +42,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool
 
-from llava.constants import DEFAULT_MODEL_PATH, WORKER_HEART_BEAT_INTERVAL
-from llava.constants import DEFAULT_IMAGE_TOKEN
+from llava.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_MODEL_PATH, WORKER_HEART_BEAT_INTERVAL
 from llava.eval.prompting import conversation_prompt, infer_conv_mode
 from llava.eval.pruning_args import add_pruning_args
 from llava.eval.qwen_inputs import qwen_content
