@@ -44,9 +44,9 @@ SETTINGS: tuple[Setting, ...] = (
             minimum=0, per_request=False),
     Setting("image_token_length", "image_token_length", int, None, "expected number of image tokens (checked)",
             nullable=True, minimum=0, per_request=False),
-    Setting("max_num_trunction", "max_num_trunction", int, None,
-            "image tokens selected besides the pivots; unset: from --reduction_ratio", nullable=True,
-            minimum=0, maximum=65536),
+    Setting("max_num_trunction", "max_num_trunction", int, 128,
+            "image tokens selected besides the pivots (the DART release's 128 keeps 4 + 8 * 16 = 132 of 576); "
+            "none: from --reduction_ratio (Qwen always uses the ratio)", nullable=True, minimum=0, maximum=65536),
     Setting("reduction_ratio", "reduction_ratio", float, 0.778, "used when --max_num_trunction is unset",
             minimum=0, maximum=1),
     Setting("pivot_image_token", "pivot_image_token", int, 4, "pivots among the image tokens", minimum=0, maximum=256),

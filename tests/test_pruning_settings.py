@@ -33,6 +33,21 @@ def test_cli_defaults_give_the_table_defaults_as_dart_config():
     assert config["K"] == 2 and config["method"] == "dart"
 
 
+def test_sparse_alone_is_the_releases_setting_everywhere():
+    """--sparse alone, make_dart_config() and the scripts keep the same 132 of 576 tokens (M = 128)."""
+    from llava.model.pruning import make_dart_config
+
+    cli = parse_dart_config(dart_config_from_args(_parser().parse_args(["--sparse"]), 32), 32)
+    api = parse_dart_config(make_dart_config(), 32)
+    assert cli == api and cli.max_num_trunction == 128
+    assert 4 + 8 * cli.budget_per_pivot(576) == 132
+    ratio = parse_dart_config(dart_config_from_args(_parser().parse_args(["--sparse", "--max_num_trunction", "none"]),
+                                                    32), 32)
+    assert ratio.max_num_trunction is None and 4 + 8 * ratio.budget_per_pivot(576) == 124  # int(576 * 0.222 / 8)
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["--max_num_trunction", "many"])
+
+
 def test_method_flag_offers_every_registered_method():
     parser = _parser()
     for name in method_names():

@@ -19,9 +19,20 @@ def add_pruning_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     group.add_argument("--attn_implementation", default="sdpa", choices=list(ATTENTION_BACKENDS))
     for setting in SETTINGS:
         choices = method_names() if setting.key == "method" else None
-        group.add_argument(f"--{setting.name}", type=setting.kind, default=setting.default, help=setting.help,
+        kind = _nullable(setting.kind) if setting.nullable else setting.kind
+        group.add_argument(f"--{setting.name}", type=kind, default=setting.default, help=setting.help,
                            choices=choices)
     return parser
+
+
+def _nullable(kind: type):
+    """A flag type that also takes `none` (unset), e.g. `--max_num_trunction none` for the ratio budget."""
+
+    def parse(text: str):
+        return None if text.lower() == "none" else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names the type in its "invalid int value" message
+    return parse
 
 
 def dart_config_from_args(args: argparse.Namespace, num_hidden_layers: int | None = None) -> dict[str, Any] | None:

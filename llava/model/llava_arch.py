@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 
 import torch
 from torch import nn
@@ -54,7 +55,11 @@ class LlavaMetaModel:
         model_args: needs `vision_tower`, `mm_vision_select_layer`, `mm_vision_select_feature`,
         `mm_projector_type`, and optionally `pretrain_mm_mlp_adapter` (a stage-1 projector file).
         """
-        self.config.mm_vision_tower = model_args.vision_tower
+        tower = model_args.vision_tower
+        # A local tower by its absolute path: every checkpoint saved from here (periodic, stage-1 projector,
+        # LoRA) then loads from any working directory; the final checkpoint carries a copy of it
+        # (llava.model.weights.portable_vision_tower).
+        self.config.mm_vision_tower = os.path.abspath(tower) if os.path.isdir(tower) else tower
         self.config.mm_vision_select_layer = model_args.mm_vision_select_layer
         self.config.mm_vision_select_feature = getattr(model_args, "mm_vision_select_feature", "patch")
         self.config.mm_patch_merge_type = getattr(model_args, "mm_patch_merge_type", "flat")

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import shutil
 
 import torch
 from safetensors.torch import load_file
+
+logger = logging.getLogger(__name__)
 
 PROJECTOR_PREFIX = "mm_projector."
 
@@ -43,9 +48,36 @@ def load_projector_state(path: str) -> dict[str, torch.Tensor]:
     return projector
 
 
+# Where a checkpoint keeps a copy of a local vision tower; `mm_vision_tower` then names it relative to the
+# checkpoint, which the loader resolves (llava.model.builder.resolve_vision_tower).
+VISION_TOWER_DIR = "vision_tower"
+
+
+@contextlib.contextmanager
+def portable_vision_tower(config, output_dir: str):
+    """While saving into `output_dir`: a vision tower named by a local path (relative to the training run's
+    working directory, so the checkpoint would load only from there) is copied into the checkpoint and named
+    relative to it; a hub id stays as it is."""
+    tower = getattr(config, "mm_vision_tower", None)
+    if not tower or not os.path.isdir(tower):
+        yield
+        return
+    target = os.path.join(output_dir, VISION_TOWER_DIR)
+    if os.path.abspath(tower) != os.path.abspath(target):
+        shutil.copytree(tower, target, dirs_exist_ok=True)
+        logger.info("copied the vision tower %s into %s (mm_vision_tower: %r)", tower, target, VISION_TOWER_DIR)
+    config.mm_vision_tower = VISION_TOWER_DIR
+    try:
+        yield
+    finally:
+        config.mm_vision_tower = tower
+
+
 def save_llava_checkpoint(model, tokenizer, output_dir: str) -> None:
     """Save in LLaVA's layout: language model + projector weights; the vision tower is named by the config
-    (`mm_vision_tower`) and loaded from there, so its weights are left out."""
+    (`mm_vision_tower`) and loaded from there, so its weights are left out (a local tower is copied in, see
+    `portable_vision_tower`)."""
     state = {k: v for k, v in model.state_dict().items() if "vision_tower" not in k}
-    model.save_pretrained(output_dir, state_dict=state)
+    with portable_vision_tower(model.config, output_dir):
+        model.save_pretrained(output_dir, state_dict=state)
     tokenizer.save_pretrained(output_dir)

@@ -22,7 +22,7 @@ from llava.model import LlavaConfig, LlavaLlamaForCausalLM
 from llava.train.arguments import DataArguments, ModelArguments, TrainingArguments
 from llava.train.dataset import make_supervised_data_module
 from llava.model.builder import read_config, resolve_vision_tower
-from llava.model.weights import save_llava_checkpoint
+from llava.model.weights import portable_vision_tower, save_llava_checkpoint
 from llava.train.llava_trainer import LLaVATrainer, gather_state_dict, save_projector
 
 logger = logging.getLogger(__name__)
@@ -178,8 +178,9 @@ def save_trained_model(trainer: LLaVATrainer, model, tokenizer, training_args: T
             model, lambda name, p: "lora_" not in name and (p.requires_grad or "mm_projector" in name)
         )
         if training_args.local_rank in (0, -1):
-            model.config.save_pretrained(output_dir)
-            model.save_pretrained(output_dir)
+            with portable_vision_tower(model.config, output_dir):
+                model.config.save_pretrained(output_dir)
+                model.save_pretrained(output_dir)
             torch.save(non_lora, os.path.join(output_dir, "non_lora_trainables.bin"))
         return
     trainer.accelerator.wait_for_everyone()

@@ -2,11 +2,13 @@
 LoRA round trip."""
 
 import json
+import shutil
 
 import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
+from transformers import CLIPVisionModel
 
 from llava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from llava.model.builder import load_pretrained_model
@@ -199,3 +201,21 @@ def test_lora_checkpoint_loads_through_model_base_and_matches_merged(tmp_path, t
     with torch.no_grad():
         torch.testing.assert_close(loaded(input_ids=ids, images=image).logits, merged(input_ids=ids, images=image).logits,
                                    rtol=0, atol=1e-5)
+
+
+def test_a_checkpoint_trained_with_a_relative_local_tower_loads_from_anywhere(tmp_path, tiny_ckpt, base_llm,
+                                                                             monkeypatch):
+    """The tower given as a path relative to the training run's directory: the final checkpoint carries a copy
+    and names it relative to itself, so it loads from another directory, also after being moved."""
+    work = tmp_path / "work"
+    shutil.copytree(tiny_ckpt / "vision_tower", work / "towers" / "clip")
+    monkeypatch.chdir(work)
+    run(*args_for(tmp_path, base_llm, "towers/clip", write_dataset(tmp_path / "data", 2), tmp_path / "out", "v1"))
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["mm_vision_tower"] == "vision_tower"
+    moved = tmp_path / "elsewhere" / "ckpt"
+    shutil.move(tmp_path / "out", moved)
+    monkeypatch.chdir(tmp_path)
+    _, model, _, _ = load_pretrained_model(str(moved), None, device="cpu")
+    tower = model.get_vision_tower().vision_tower
+    reference = CLIPVisionModel.from_pretrained(work / "towers" / "clip")
+    assert all(torch.equal(a, b) for a, b in zip(tower.state_dict().values(), reference.state_dict().values()))
