@@ -112,15 +112,20 @@ def load_results_dir(results_dir: str) -> dict[str, list]:
 
 
 def summary_line(result: dict) -> str:
+    """What the numbers are: each subtask scores acc + acc+ in percent (at most 200), a total is their sum over
+    the subtasks present, and a partial set (as the sample data's) says so."""
     parts = []
-    for eval_type in EVAL_TYPES:
+    for eval_type, names in EVAL_TYPES.items():
         part = result[eval_type]
-        n = len(EVAL_TYPES[eval_type])
-        text = f"{eval_type} {part['total']:.2f}"
+        present = [name for name in names if name in part["subtasks"]]
+        if not present:
+            parts.append(f"{eval_type}: no subtask (0 of {len(names)})")
+            continue
+        text = f"{eval_type} {part['total']:.2f} / {200 * len(present)}"
         if part["absent"]:
-            text += f" ({n - len(part['absent'])} of {n} subtasks)"
+            text += f" ({len(present)} of {len(names)} subtasks: {', '.join(present)})"
         parts.append(text)
-    return "MME: " + ", ".join(parts)
+    return "MME (acc + acc+ per subtask, summed): " + ", ".join(parts)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -137,9 +142,10 @@ def main(argv=None) -> int:
         result = score_mme(load_results_dir(args.results_dir))
     except (ScoringInputError, OSError) as e:
         return fail(str(e))
-    for eval_type in EVAL_TYPES:
-        for name in result[eval_type]["absent"]:
-            logger.warning("MME subtask %s (%s) has no %s.txt; the total covers the others", name, eval_type, name)
+    absent = [name for eval_type in EVAL_TYPES for name in result[eval_type]["absent"]]
+    if absent:
+        logger.warning("MME: no results for %d subtask(s) (%s); the totals cover the others", len(absent),
+                       ", ".join(absent))
     result["results_dir"] = args.results_dir
     return finish(summary_line(result), result, args.result_json or os.path.join(args.results_dir, "mme_score.json"))
 

@@ -23,7 +23,7 @@ import sys
 import time
 
 import torch
-
+from tqdm import tqdm
 from transformers import Qwen2VLTextConfig
 
 from llava.model import LlavaConfig, LlavaLlamaForCausalLM, PruningRecord
@@ -143,8 +143,10 @@ def run(args) -> list[Result]:
     times = {v.name: [] for v in variants}
     selection = {v.name: [] for v in variants}
     results: dict[str, Result] = {}
+    rounds = tqdm(range(args.warmup + args.repeats), desc="prefill rounds", unit="round", file=sys.stderr)
     with torch.inference_mode():
-        for round_index in range(args.warmup + args.repeats):
+        for round_index in rounds:
+            rounds.set_postfix_str("warm-up" if round_index < args.warmup else "timed")
             for variant in variants:
                 model.config.DART_config = variant.dart_config
                 record = PruningRecord()

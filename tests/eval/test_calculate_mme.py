@@ -77,7 +77,7 @@ def test_cli(tmp_path, capsys):
     results_dir.mkdir(parents=True)
     (results_dir / "existence.txt").write_text("".join("\t".join(line) + "\n" for line in EXISTENCE))
     assert main(["--results_dir", str(results_dir)]) == 0
-    assert "MME: perception 83.33 (1 of 10 subtasks), cognition 0.00 (0 of 4 subtasks)" in capsys.readouterr().out
+    assert "MME (acc + acc+ per subtask, summed): perception 83.33 / 200 (1 of 10 subtasks: existence), cognition: no subtask (0 of 4)" in capsys.readouterr().out
     result = json.loads((results_dir / "mme_score.json").read_text())
     assert result["perception"]["subtasks"]["existence"]["acc_plus"] == pytest.approx(1 / 3)
 

@@ -72,4 +72,4 @@ def test_convert_then_calculate(mme_dir, capsys):
     out = capsys.readouterr().out
     # existence: 3 of 4 right (acc .75), image 0001 both right, 0002 not (acc+ .5) -> 125;
     # artwork: both right -> 200. Perception 325.
-    assert "perception 325.00 (2 of 10 subtasks)" in out
+    assert "perception 325.00 / 400 (2 of 10 subtasks: " in out

@@ -60,8 +60,9 @@ EXPECTED = {
         "-m llava.eval.model_vqa_loader {W} --question-file {D}/gqa/llava_gqa_testdev_balanced.jsonl "
         "--image-folder {D}/gqa/data/images --answers-file {D}/gqa/answers/llava_gqa_testdev_balanced/{N}/merge.jsonl",
         "-m llava.eval.convert_gqa_for_eval --src {D}/gqa/answers/llava_gqa_testdev_balanced/{N}/merge.jsonl "
-        "--dst {D}/gqa/data/testdev_balanced_predictions.json",
-        "-m llava.eval.eval_gqa --data-dir {D}/gqa/data --tier testdev_balanced",
+        "--dst {D}/gqa/data/predictions/{N}/testdev_balanced_predictions.json",
+        "-m llava.eval.eval_gqa --data-dir {D}/gqa/data --tier testdev_balanced "
+        "--predictions predictions/{N}/{{tier}}_predictions.json",
     ],
     "sqa": [
         "-m llava.eval.model_vqa_science {W} --question-file {D}/scienceqa/llava_test_CQM-A.json "

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import torch
 from torch import nn
 from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModel
+from transformers.utils import logging as hf_logging
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,9 @@ class CLIPVisionTower(nn.Module):
             return
         # The PIL processor reproduces LLaVA's original pixel values and needs no torchvision.
         self.image_processor = CLIPImageProcessorPil.from_pretrained(self.vision_tower_name)
-        self.vision_tower = CLIPVisionModel.from_pretrained(self.vision_tower_name, device_map=device_map, dtype=dtype)
+        with _no_loading_bar():  # one "Loading weights" bar per checkpoint (the language model's) is enough
+            self.vision_tower = CLIPVisionModel.from_pretrained(self.vision_tower_name, device_map=device_map,
+                                                                dtype=dtype)
         self.vision_tower.requires_grad_(False)
         self.is_loaded = True
 
@@ -74,3 +78,14 @@ class CLIPVisionTower(nn.Module):
     @property
     def num_patches(self) -> int:
         return self.num_patches_per_side**2
+
+
+@contextlib.contextmanager
+def _no_loading_bar():
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()

@@ -13,6 +13,9 @@ eval_answers llava.eval.model_vqa_loader "$D/answers/$SPLIT/$NAME/merge.jsonl" \
 
 "$PY" -m llava.eval.convert_gqa_for_eval \
     --src "$D/answers/$SPLIT/$NAME/merge.jsonl" \
-    --dst "$GQADIR/testdev_balanced_predictions.json"
+    --dst "$GQADIR/predictions/$NAME/testdev_balanced_predictions.json"
 
-"$PY" -m llava.eval.eval_gqa --data-dir "$GQADIR" --tier testdev_balanced
+# Predictions and score per run name (the official tool reads <tier>_predictions.json from its data dir; a
+# shared file would let one run's score overwrite another's).
+"$PY" -m llava.eval.eval_gqa --data-dir "$GQADIR" --tier testdev_balanced \
+    --predictions "predictions/$NAME/{tier}_predictions.json"
