@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from llava.serve.protocol import iter_chunks
+from llava.serve.protocol import ErrorCode, iter_chunks
 
 
 class ServeError(RuntimeError):
@@ -17,6 +17,17 @@ class ServeError(RuntimeError):
     def __init__(self, message: str, status: int | None = None):
         super().__init__(message)
         self.status = status
+
+
+def worker_lost_chunk(text: str, cause: str) -> dict[str, Any]:
+    """The last chunk of a stream whose worker went away mid-answer: the worker's own failure shape, so that
+    a client handles it like any failed generation (`cause`: what broke, e.g. the exception's class name)."""
+    return {
+        "text": text,
+        "error_code": ErrorCode.WORKER_LOST,
+        "error": f"the model worker stopped in the middle of the answer ({cause}); please ask again",
+        "finished": True,
+    }
 
 
 def _detail(response: httpx.Response) -> str:
@@ -56,13 +67,20 @@ def model_details(address: str) -> dict[str, Any]:
 
 def stream_generate(address: str, payload: dict[str, Any], timeout: float = 120) -> Iterator[dict[str, Any]]:
     """POST to `address`/worker_generate_stream (a worker, or the controller, which forwards) and yield the
-    NDJSON chunks. ServeError on a refusal (with the server's message) or a dropped connection."""
+    NDJSON chunks. ServeError on a refusal (with the server's message) or a connection lost before any chunk;
+    a stream that breaks off after some chunks ends with a `worker_lost_chunk` (error_code WORKER_LOST), as the
+    controller ends one, so that the caller shows the error like any failed generation."""
     url = f"{address}/worker_generate_stream"
+    last: dict[str, Any] | None = None
     try:
         with httpx.stream("POST", url, json=payload, timeout=httpx.Timeout(10, read=timeout)) as response:
             if response.status_code != 200:
                 response.read()
                 raise ServeError(_detail(response), response.status_code)
-            yield from iter_chunks(response.iter_lines())
+            for last in iter_chunks(response.iter_lines()):
+                yield last
     except httpx.HTTPError as exc:
-        raise ServeError(f"lost the connection to {address}: {exc}") from None
+        if last is None:  # nothing arrived: the caller may still send the request elsewhere
+            raise ServeError(f"lost the connection to {address}: {exc}") from None
+        if not last.get("finished"):
+            yield worker_lost_chunk(last.get("text") or "", exc.__class__.__name__)

@@ -11,7 +11,9 @@ Endpoints (POST, JSON; names as in LLaVA):
     /worker_get_status    -> {model_names, speed, queue_length} summed over all workers
     /worker_generate_stream  forwards a generation to a worker (same body and NDJSON stream as the worker's
                           endpoint); a worker that cannot be reached is removed and the request goes to the
-                          next one; 503 with the reason when none is left
+                          next one; 503 with the reason when none is left. A worker whose stream breaks off
+                          mid-answer is removed and the stream ends with an error chunk
+                          {"text": so far, "error_code": 2 (WORKER_LOST), "error", "finished": true}
 
 Workers whose last heartbeat is older than `--heart-beat-expiration` seconds are removed.
 Dispatch: `shortest_queue` picks the worker with the smallest queue_length / speed (and counts the request
@@ -37,6 +39,7 @@ from pydantic import ValidationError
 
 from llava.constants import CONTROLLER_HEART_BEAT_EXPIRATION
 from llava.serve import DEFAULT_CONTROLLER_PORT, DEFAULT_HOST, configure_logging
+from llava.serve.client import worker_lost_chunk
 from llava.serve.http_utils import BodySizeLimit, readable_validation_errors, run_app
 from llava.serve.protocol import (
     NDJSON_MEDIA_TYPE,
@@ -44,6 +47,7 @@ from llava.serve.protocol import (
     ModelRequest,
     RegisterWorkerRequest,
     WorkerStatus,
+    encode_chunk,
     validation_message,
 )
 
@@ -246,15 +250,50 @@ async def _forward_generation(controller: Controller, body: bytes) -> Response:
             content = await upstream.aread()
             await upstream.aclose()
             return Response(content, status_code=upstream.status_code, media_type=upstream.headers.get("content-type"))
-        return StreamingResponse(_relay(upstream), media_type=NDJSON_MEDIA_TYPE)
+        return StreamingResponse(_relay(controller, address, upstream), media_type=NDJSON_MEDIA_TYPE)
 
 
-async def _relay(upstream: httpx.Response):
+async def _relay(controller: Controller, address: str, upstream: httpx.Response):
+    """Pass the worker's NDJSON lines through. If the worker's stream breaks off before its last chunk, end
+    the client's stream with an error chunk and drop the worker at once: it died or cannot be read, and
+    waiting for its heartbeats to go stale would send the next requests to it too."""
+    pending = b""  # an incomplete line, held back so that a client never receives half a JSON object
+    last_line = b""
     try:
         async for piece in upstream.aiter_raw():
-            yield piece
+            complete, newline, pending = (pending + piece).rpartition(b"\n")
+            if newline:
+                last_line = _last_nonblank_line(complete) or last_line
+                yield complete + newline
+        if pending:
+            yield pending
+    except httpx.TransportError as exc:
+        last_chunk = _parse_chunk(last_line)
+        if last_chunk.get("finished"):
+            return  # the answer was complete; only the end of the response was lost
+        # One line per broken stream, no traceback: the cause is known and the client is told.
+        logger.warning("the stream from worker %s broke off mid-answer (%s: %s); dropping the worker",
+                       address, exc.__class__.__name__, exc)
+        controller.remove_worker(address, "its stream broke off mid-answer")
+        yield encode_chunk(worker_lost_chunk(last_chunk.get("text") or "", exc.__class__.__name__))
     finally:
         await upstream.aclose()
+
+
+def _last_nonblank_line(data: bytes) -> bytes:
+    for line in reversed(data.split(b"\n")):
+        if line.strip():
+            return line
+    return b""
+
+
+def _parse_chunk(line: bytes) -> dict:
+    """A relayed NDJSON line as a dict ({} when there is none or it is not a JSON object)."""
+    try:
+        chunk = json.loads(line) if line.strip() else {}
+    except ValueError:
+        return {}
+    return chunk if isinstance(chunk, dict) else {}
 
 
 def _model_field(body: bytes) -> object:

@@ -11,7 +11,12 @@ saw it with the kept patches highlighted, plus the prefill time and the number o
 
 The page talks to the controller (which worker serves the model) and then streams from that worker
 (NDJSON, see `llava.serve.protocol`). A worker that cannot be reached is dropped by a controller refresh
-and the request is tried once more on another worker.
+and the request is tried once more on another worker; one that breaks off mid-answer is reported in the chat
+and dropped the same way.
+
+Uploads reach the handler as files, unopened: the size is read from the header, images over 4096x4096 are
+refused with a plain message (JPEG is decoded at reduced scale first), and the chat keeps at most 2048 px a
+side (and no more pixels than the model's worker accepts).
 """
 
 from __future__ import annotations
@@ -22,14 +27,16 @@ import datetime
 import hashlib
 import json
 import logging
+import math
 import os
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
-from PIL import Image
+from PIL import Image, ImageOps
 
 from llava.constants import DEFAULT_IMAGE_TOKEN
 from llava.conversation import Conversation, conv_templates, get_conv_template
@@ -40,7 +47,7 @@ from llava.eval.prompting import infer_conv_mode
 from llava.serve import DEFAULT_CONTROLLER_PORT, DEFAULT_HOST, DEFAULT_WEB_PORT, configure_logging
 from llava.serve.client import ServeError, get_worker_address, list_models, model_details, stream_generate
 from llava.serve.overlay import draw_kept_patches, side_by_side
-from llava.serve.protocol import encode_image, stop_string
+from llava.serve.protocol import IMAGE_FORMATS, ErrorCode, encode_image, stop_string
 
 logger = logging.getLogger("llava.serve.gradio_web_server")
 
@@ -51,6 +58,12 @@ IMAGE_MODES = ["Crop", "Resize", "Pad", "Default"]
 MAX_TEXT_CHARS = 1536  # LLaVA's demo cut: 1536 characters, 1200 with an image
 MAX_TEXT_CHARS_WITH_IMAGE = 1200
 CURSOR = "▌"
+# Uploads: at most this many pixels are ever decoded (the workers' default limit, about 50 MB as RGB); a JPEG
+# is decoded at 1/2, 1/4 or 1/8 scale when that is enough, so larger JPEG photos still work.
+MAX_DECODE_SIDE = 4096
+MAX_DECODE_PIXELS = MAX_DECODE_SIDE * MAX_DECODE_SIDE
+# What the chat keeps (and sends): no model here looks at more (LLaVA resizes to 336 px).
+MAX_IMAGE_SIDE = 2048
 
 
 @dataclasses.dataclass
@@ -237,6 +250,78 @@ def conversation_messages(conv: Conversation) -> list[dict[str, str]]:
     return messages
 
 
+# -- uploads ---------------------------------------------------------------------------------------------
+
+
+class UploadRejected(ValueError):
+    """An upload the page will not use; the message is for the user and names no server path."""
+
+
+def upload_path(upload: dict[str, Any] | None) -> str | None:
+    """The file path in the image box's raw value (Gradio's FileData as a dict), None when there is none."""
+    if upload is None:
+        return None
+    path = upload.get("path") if isinstance(upload, dict) else None
+    if not path:  # a data: URL, which the box's upload and clipboard sources do not send
+        raise UploadRejected("The image did not arrive as a file; please upload it again.")
+    return path
+
+
+def _fit(size: tuple[int, int], max_side: int, max_pixels: int) -> tuple[int, int]:
+    """`size` scaled down (never up, aspect kept) to at most `max_side` per side and `max_pixels` in all."""
+    width, height = size
+    scale = min(1.0, max_side / max(width, height), math.sqrt(max_pixels / (width * height)))
+    return max(1, int(width * scale)), max(1, int(height * scale))
+
+
+def _open_upload(path: str | Path) -> Image.Image:
+    """The image's header only (no pixels decoded yet)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is checked next
+            return Image.open(path, formats=IMAGE_FORMATS)
+    except Image.DecompressionBombError:
+        raise UploadRejected(f"The image has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels; the limit is "
+                             f"{MAX_DECODE_SIDE}x{MAX_DECODE_SIDE}; please upload a smaller image.") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        logger.info("upload %s is not a supported image: %s", path, exc)
+        raise UploadRejected(f"The file is not an image in a supported format ({', '.join(IMAGE_FORMATS)}); "
+                             "please upload another image.") from None
+
+
+def load_upload(path: str | Path, max_pixels: int | None = None) -> Image.Image:
+    """An uploaded image file as an RGB image of at most MAX_IMAGE_SIDE per side and `max_pixels` (a worker's
+    limit; MAX_DECODE_PIXELS when unknown), upright as its EXIF says. The size is checked from the header
+    before any pixel is decoded: UploadRejected, with a message for the user, above MAX_DECODE_PIXELS (after
+    JPEG's reduced-scale decoding) or for a file that is not a readable image."""
+    with _open_upload(path) as image:
+        width, height = image.size
+        if width < 1 or height < 1:
+            raise UploadRejected(f"The image has no pixels ({width}x{height}); please upload another image.")
+        target = _fit(image.size, MAX_IMAGE_SIDE, min(max_pixels or MAX_DECODE_PIXELS, MAX_DECODE_PIXELS))
+        image.draft("RGB", target)  # JPEG: decode at the smallest 1/2^k scale still covering `target`
+        if image.size[0] * image.size[1] > MAX_DECODE_PIXELS:
+            raise UploadRejected(f"The image is {width}x{height} pixels; the limit is {MAX_DECODE_SIDE}x"
+                                 f"{MAX_DECODE_SIDE} ({MAX_DECODE_PIXELS:,} pixels); please upload a smaller image.")
+        try:
+            # Decodes (at the draft scale), then resizes to exactly `target`: thumbnail() may round a side up,
+            # past a worker's pixel limit.
+            image = image.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0) if image.size != target else image
+            return ImageOps.exif_transpose(image).convert("RGB")
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            logger.info("upload %s could not be decoded: %s", path, exc)
+            raise UploadRejected("The image could not be decoded (the file may be damaged or cut short); "
+                                 "please upload another image.") from None
+
+
+def bounded_image(image: Image.Image, max_pixels: int | None = None) -> Image.Image:
+    """An already decoded image (from a script or a test) within the same bounds as an upload, as RGB."""
+    target = _fit(image.size, MAX_IMAGE_SIDE, min(max_pixels or MAX_DECODE_PIXELS, MAX_DECODE_PIXELS))
+    if target != image.size:
+        image = image.resize(target, Image.Resampling.LANCZOS)
+    return image.convert("RGB")
+
+
 # -- logs ------------------------------------------------------------------------------------------------
 
 
@@ -310,13 +395,17 @@ class WebServer:
 
     # chat
 
-    def add_text(self, state: ChatState, text: str, image: Image.Image | None, image_mode: str, template: str,
-                 model: str | None):
-        """Append the user's turn; a new image starts a new conversation (as in LLaVA)."""
+    def add_text(self, state: ChatState, text: str, image: str | Path | Image.Image | None, image_mode: str,
+                 template: str, model: str | None):
+        """Append the user's turn; a new image starts a new conversation (as in LLaVA). `image`: the upload's
+        file path (from the page) or a PIL image; it is kept downscaled, and a refused upload is a plain
+        error toast (gr.Error) that leaves the conversation as it was."""
         text = (text or "").strip()
         if not text and image is None:
             state.skip_next = True
             return (state, to_chatbot(state), "", None) + (gr.update(),) * 5
+        if image is not None:
+            image = self._chat_image(image, model)
         if state.failed and state.conv is not None:  # drop the exchange that failed
             state.drop_last_exchange()
             state.failed = False
@@ -334,6 +423,28 @@ class WebServer:
         state.conv.append_message(state.conv.roles[1], None)
         state.skip_next = False
         return (state, to_chatbot(state), "", None) + self._buttons(False)
+
+    def add_upload(self, state: ChatState, text: str, upload: dict[str, Any] | None, image_mode: str,
+                   template: str, model: str | None):
+        """`add_text` for the page, given the image box's raw value. Its event skips Gradio's preprocessing,
+        which opens the file itself: a file it cannot read became an error naming the server's temporary
+        path, and a mode conversion decoded the full image (a 12000x12000 upload held 1.6 GB)."""
+        try:
+            path = upload_path(upload)
+        except UploadRejected as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        return self.add_text(state, text, path, image_mode, template, model)
+
+    def _chat_image(self, image: str | Path | Image.Image, model: str | None) -> Image.Image:
+        """The image to keep in the conversation, no larger than the model's worker accepts."""
+        details = self.details(model) if model else None
+        max_pixels = ((details or {}).get("limits") or {}).get("max_pixels")
+        try:
+            if isinstance(image, Image.Image):
+                return bounded_image(image, max_pixels)
+            return load_upload(image, max_pixels)
+        except UploadRejected as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
 
     def regenerate(self, state: ChatState, image_mode: str):
         if state.conv is None or len(state.conv.messages) - state.conv.offset < 2:
@@ -432,6 +543,8 @@ class WebServer:
             try:
                 for chunk in stream_generate(address, payload, self.config.request_timeout):
                     received = True
+                    if chunk.get("error_code") == ErrorCode.WORKER_LOST:
+                        self._forget_lost_worker(address)
                     yield chunk
                 return
             except ServeError as exc:
@@ -439,6 +552,12 @@ class WebServer:
                     raise
                 logger.warning("worker %s unreachable (%s); refreshing the worker list", address, exc)
                 self.fetch_models(refresh=True)
+
+    def _forget_lost_worker(self, address: str) -> None:
+        """A worker that broke off a stream is probably dead: have the controller re-check its workers now, so
+        that the next question goes to a live one instead of waiting for the heartbeats to go stale."""
+        logger.warning("worker %s broke off a stream; refreshing the worker list", address)
+        self.fetch_models(refresh=True)
 
     @staticmethod
     def _buttons(enabled: bool):
@@ -474,7 +593,9 @@ class WebServer:
                 with gr.Column(scale=3):
                     model_selector = gr.Dropdown(choices=models, value=models[0] if models else None,
                                                  label="Model", interactive=True, elem_id="model_selector")
-                    imagebox = gr.Image(type="pil", label="Image", sources=["upload", "clipboard"], elem_id="imagebox")
+                    # Its uploads reach `add_upload` unopened (preprocess=False there); `load_upload` reads them.
+                    imagebox = gr.Image(type="filepath", image_mode=None, label="Image",
+                                        sources=["upload", "clipboard"], elem_id="imagebox")
                     image_mode = gr.Radio(IMAGE_MODES, value="Default", label="Preprocess for non-square image")
                     template = gr.Dropdown([AUTO_TEMPLATE, *sorted(conv_templates)], value=AUTO_TEMPLATE,
                                            label="Conversation template (LLaVA models)")
@@ -521,8 +642,8 @@ class WebServer:
                 button.click(_vote_handler(self, vote_type), [state, model_selector], [textbox, upvote, downvote, flag])
             for trigger in (textbox.submit, send_btn.click):
                 trigger(
-                    self.add_text, [state, textbox, imagebox, image_mode, template, model_selector],
-                    [state, chatbot, textbox, imagebox, *buttons],
+                    self.add_upload, [state, textbox, imagebox, image_mode, template, model_selector],
+                    [state, chatbot, textbox, imagebox, *buttons], preprocess=False,
                 ).then(self.http_bot, bot_inputs, bot_outputs)
             regenerate.click(self.regenerate, [state, image_mode], [state, chatbot, *buttons]).then(
                 self.http_bot, bot_inputs, bot_outputs

@@ -41,6 +41,7 @@ class ErrorCode:
 
     OK = 0
     GENERATION_FAILED = 1
+    WORKER_LOST = 2  # the worker's stream broke off (it died or the connection dropped) before the last chunk
 
 
 def stop_string(conv: Conversation) -> str | None:

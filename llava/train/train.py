@@ -201,6 +201,8 @@ def run(model_args, data_args, training_args, attn_implementation: str | None = 
         raise ValueError("--tune_mm_mlp_adapter trains the projector only, so it needs --vision_tower")
     training_args.tune_mm_mlp_adapter = model_args.tune_mm_mlp_adapter  # the trainer decides what to save by it
     model = build_model(model_args, training_args, attn_implementation)
+    # The template it learns to answer in, for whoever loads the checkpoint (not guessed from its name).
+    model.config.conv_template = model_args.version
     tokenizer = load_tokenizer(model_args, training_args)
     if model_args.vision_tower is not None:
         setup_vision(model, tokenizer, model_args, data_args, training_args)

@@ -16,7 +16,7 @@ features the projector sees are exactly the trained ones. Two groups of targets:
 `scene` puts what each question needs into every token, leaving the language model only the question and
 the options to read, but then pruning cannot matter. With `local` alone, answers depend on the patches
 that show them: a language model first trained on text with `--train_on_prompt` answers existence
-questions from them (the checkpoint card, session 5), not yet the word (named only on its own ink patches)
+questions from them (docs/tiny_model_history.md), not yet the word (named only on its own ink patches)
 or the background colour (named by no local target). Single targets can be added to a group
 (`--targets local background word`).
 Scenes are drawn fresh for every batch. `--init` continues from a written tower (e.g. `local`, then both).

@@ -7,7 +7,7 @@
 Each conversation starts with the scene's caption ("The image shows a small red circle at the top, on a
 white background.") and asks 8-14 questions of the chosen types; the held-out file asks one question per
 scene, from the evaluation split. If a language model cannot learn a type here, where nothing has to be
-read from image tokens, no vision-side change will teach it that type (the checkpoint card's diagnosis).
+read from image tokens, no vision-side change will teach it that type (docs/tiny_model_history.md).
 Text-only steps cost about half of an image step, so language-model settings can be tried quickly. The
 text-only stage 0 (`generate_data.py --stages 0`) trains on conversations of this kind; eval.json measures
 what it taught.

@@ -8,7 +8,7 @@
 #   4. a random-init 4-layer LLaMA in the original format (llava.model.tiny_checkpoint --layout base)
 #   5. stage 0: the LLM alone on scenes described in text, with a language-model loss on every text token
 #      (--train_on_prompt); trained on answers only, a from-scratch LLM never learns to look things up in
-#      its context and stays at chance on yes/no (the checkpoint card, session 5)
+#      its context and stays at chance on yes/no (docs/tiny_model_history.md)
 #   6. stage 1: captions with the `plain` template (projector 2e-3, LLM 3e-4)
 #   7. stage 2: multi-turn question answering with the `v1` template, prompt tokens labelled too
 #   8. stages 3-6, multiple choice with 2-4 options (ScienceQA has 2-4; stage 2 only ever showed 4):

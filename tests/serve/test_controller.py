@@ -3,6 +3,7 @@
 import asyncio
 import json
 import random
+import threading
 import time
 from collections import Counter
 
@@ -20,7 +21,7 @@ from serve_helpers import (
 )
 
 from llava.serve.controller import Controller, DispatchMethod
-from llava.serve.protocol import WorkerStatus
+from llava.serve.protocol import ErrorCode, WorkerStatus
 
 
 def _controller(method: DispatchMethod, seed: int = 0) -> Controller:
@@ -153,3 +154,54 @@ def test_forwarding_needs_a_model_name(controller, body, message):
     response = httpx.post(f"{controller}/worker_generate_stream", content=content)
     assert response.status_code == 422
     assert response.json()["detail"] == message
+
+
+def test_a_worker_killed_mid_stream_ends_every_stream_with_an_error_and_is_dropped(serve_logs, tiny_ckpt):
+    """Streams through the controller when their worker is SIGKILLed mid-answer: each client gets a last NDJSON
+    error chunk with the text so far, the controller logs one warning per stream (no traceback) and drops the
+    worker before it answers, so that the next request is told at once that nobody serves the model."""
+    streams = 6
+    proc, controller = start_controller(serve_logs, expiration=60)  # heartbeats cannot explain the removal
+    worker, url = start_worker(serve_logs, controller, tiny_ckpt, model_name="mortal",
+                               extra=["--limit-model-concurrency", str(streams)])
+    results: list[list[dict] | BaseException] = [[] for _ in range(streams)]
+
+    def consume(i: int) -> None:
+        try:
+            # Sampling makes the random model write spaces, so text streams out word by word (greedy, it
+            # repeats one space-free token and its text arrives only at the end); 1024 tokens take seconds.
+            payload = generate_payload(model="mortal", max_new_tokens=1024, stop=None, temperature=1.0)
+            # Raw lines, not `client.stream_generate` (which ends a broken stream itself): the controller's
+            # own answer must be a complete NDJSON stream.
+            with httpx.stream("POST", f"{controller}/worker_generate_stream", json=payload, timeout=60) as response:
+                for line in response.iter_lines():
+                    results[i].append(json.loads(line))
+        except BaseException as exc:  # reported by the assertions below
+            results[i] = exc
+
+    threads = [threading.Thread(target=consume, args=(i,)) for i in range(streams)]
+    try:
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: all(isinstance(r, list) and len(r) >= 2 for r in results), 60,
+                   what="every stream to be generating")
+        worker.kill()
+        for thread in threads:
+            thread.join(30)
+        for chunks in results:
+            assert isinstance(chunks, list), chunks
+            *answer, last = chunks
+            assert not any(chunk.get("finished") for chunk in answer), "killed after the answer was complete"
+            assert last["error_code"] == ErrorCode.WORKER_LOST and last["finished"] is True
+            assert last["text"] == answer[-1]["text"]
+            assert last["error"].startswith("the model worker stopped in the middle of the answer")
+        assert url not in registered_workers(controller)  # right away, not after the heartbeat expiration
+        response = httpx.post(f"{controller}/worker_generate_stream", json=generate_payload(model="mortal"))
+        assert response.status_code == 503
+        assert response.json()["detail"] == "cannot serve model 'mortal': no worker is registered"
+        log = proc.log_tail(200_000)
+        assert log.count(f"the stream from worker {url} broke off mid-answer") == streams
+        assert "Traceback" not in log
+    finally:
+        worker.stop()
+        proc.stop()

@@ -4,9 +4,13 @@ import dataclasses
 import json
 import re
 
+import gradio as gr
 import httpx
 import pytest
-from serve_helpers import free_port, registered_workers, scene_image
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image, ImageFile
+from serve_helpers import free_port, registered_workers, scene_image, start_worker
 
 from llava.conversation import get_conv_template
 from llava.serve.gradio_web_server import (
@@ -159,6 +163,117 @@ def test_an_unreachable_worker_is_dropped_and_the_user_told(server, controller):
     # and asked again: nobody serves the model now.
     assert final[1][-1]["content"] == "**Error:** no worker serves 'ghost2' right now"
     assert dead not in registered_workers(controller)
+
+
+def test_a_worker_killed_mid_answer_is_reported_and_dropped(server, controller, serve_logs, tiny_ckpt):
+    """The page streams from the worker itself: when that worker dies mid-answer the user sees why (no
+    address, no socket error) and the controller forgets the worker at once."""
+    proc, url = start_worker(serve_logs, controller, tiny_ckpt, model_name="mortal")
+    try:
+        state = ChatState()
+        server.add_text(state, "What is in the picture?", scene_image(), "Default", AUTO_TEMPLATE, "mortal")
+        # Sampling: the random model then writes spaces, so its text streams (see test_controller).
+        values = dataclasses.astuple(GenerationSettings(temperature=1.0, max_new_tokens=1024))
+        outputs = server.http_bot(state, "mortal", *values)
+        for _ in range(3):  # the cursor, then two pieces of the answer
+            next(outputs)
+        proc.kill()
+        state, chatbot = list(outputs)[-1][:2]
+    finally:
+        proc.stop()
+    # The cause is RemoteProtocolError (a cut chunked body) or ReadError (a reset connection).
+    assert re.fullmatch(r"\*\*Error:\*\* the model worker stopped in the middle of the answer \((RemoteProtocol|Read)"
+                        r"Error\); please ask again", chatbot[-1]["content"]), chatbot[-1]["content"]
+    assert state.failed
+    assert url not in registered_workers(controller)
+
+
+@pytest.fixture
+def decodes(monkeypatch):
+    """The (width, height) of every pixel decode PIL runs (each `ImageFile.load` of an image not loaded yet)."""
+    sizes = []
+    real_load = ImageFile.ImageFile.load
+
+    def load(image):
+        if getattr(image, "tile", None):  # pixels still to decode
+            sizes.append(image.size)
+        return real_load(image)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    return sizes
+
+
+def test_an_oversized_upload_is_refused_plainly_without_being_decoded(server, tmp_path, decodes):
+    upload = tmp_path / "gradio-tmp" / "huge.png"
+    upload.parent.mkdir()
+    Image.new("1", (12000, 12000)).save(upload)  # 18 kB on disk, 432 MB as RGB
+    state = ChatState()
+    with pytest.raises(gr.Error) as refusal:
+        server.add_text(state, "What is in the picture?", str(upload), "Default", AUTO_TEMPLATE, "tiny")
+    assert refusal.value.message == ("The image is 12000x12000 pixels; the limit is 4096x4096 (16,777,216 "
+                                     "pixels); please upload a smaller image.")
+    assert decodes == [] and state.conv is None
+
+
+@pytest.mark.parametrize("content", [b"just some text", b"\x89PNG\r\n\x1a\n" + b"\0" * 64])
+def test_an_unreadable_upload_gets_a_message_without_the_server_path(server, tmp_path, content):
+    upload = tmp_path / "upload.png"
+    upload.write_bytes(content)
+    with pytest.raises(gr.Error) as refusal:
+        server.add_text(ChatState(), "Hi?", str(upload), "Default", AUTO_TEMPLATE, "tiny")
+    assert refusal.value.message in (
+        "The file is not an image in a supported format (PNG, JPEG, WEBP, GIF, BMP); please upload another image.",
+        "The image could not be decoded (the file may be damaged or cut short); please upload another image.",
+    )
+    assert str(tmp_path) not in refusal.value.message
+
+
+def test_a_large_jpeg_upload_is_decoded_at_reduced_scale_and_answered(server, tmp_path, decodes):
+    upload = tmp_path / "photo.jpg"
+    scene_image(9600, 7200).save(upload, quality=80)
+    decodes.clear()
+    state = ChatState()
+    server.add_text(state, "What is in the picture?", str(upload), "Default", AUTO_TEMPLATE, "tiny")
+    (kept,) = state.conv.get_images(return_pil=True)
+    # The worker takes at most 1,000,000 pixels: the chat keeps 1154x866; the JPEG decoded at 1/8 scale.
+    assert kept.size == (1154, 866) and kept.mode == "RGB"
+    assert decodes == [(1200, 900)]
+    values = dataclasses.astuple(GenerationSettings(temperature=0, max_new_tokens=3))
+    final = list(server.http_bot(state, "tiny", *values))[-1]
+    assert not state.failed and "kept **132 / 576**" in final[3]
+
+
+def test_uploads_through_the_page_reach_the_handler_unopened(server, tmp_path):
+    """Through the running page (Gradio's own upload, queue and error path): a normal image is taken, a file
+    Gradio could not open and a huge image get plain messages, without the server's temporary path."""
+    Image.new("1", (12000, 12000)).save(tmp_path / "huge.png")
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    scene_image().save(tmp_path / "scene.png")
+    demo = server.build(["tiny"])
+    demo.queue()
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False,
+                show_error=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+
+        def send(name):
+            return client.predict("What is in the picture?", handle_file(str(tmp_path / name)), "Default",
+                                  AUTO_TEMPLATE, "tiny", api_name="/add_upload")
+
+        chatbot = send("scene.png")[0]
+        assert chatbot[0]["content"][0]["text"] == "What is in the picture?"
+        for name, message in [
+            ("huge.png", "The image is 12000x12000 pixels; the limit is 4096x4096 (16,777,216 pixels); please "
+                         "upload a smaller image."),
+            ("junk.png", "The file is not an image in a supported format (PNG, JPEG, WEBP, GIF, BMP); please "
+                         "upload another image."),
+        ]:
+            with pytest.raises(AppError) as refusal:
+                send(name)
+            assert str(refusal.value) == message
+    finally:
+        demo.close()
 
 
 def test_empty_input_is_ignored(server):

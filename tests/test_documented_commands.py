@@ -1,0 +1,106 @@
+"""Every command the README and docs/ show runs as written: its `python -m llava...` module exists and takes
+each flag given, its `bash scripts/...` script exists, and the docs say once how to get the environment."""
+
+import argparse
+import importlib
+import importlib.util
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "checkpoints/llava-v1.5-tiny/README.md"]
+SHELL_FENCES = ("", "bash", "sh", "console")
+
+
+def code_snippets(path: Path) -> list[str]:
+    """Shell code blocks (continuation lines joined) and inline code spans of a Markdown file."""
+    snippets, block, fence = [], None, None
+    for line in path.read_text().splitlines():
+        if line.lstrip().startswith("```"):
+            if block is None:
+                fence, block = line.strip()[3:].strip(), []
+            else:
+                if fence in SHELL_FENCES:
+                    snippets += re.sub(r"\\\n\s*", " ", "\n".join(block)).splitlines()
+                block = None
+            continue
+        if block is not None:
+            block.append(line)
+        else:
+            snippets += re.findall(r"`([^`]+)`", line)
+    return snippets
+
+
+def commands(path: Path) -> list[tuple[str, list[str]]]:
+    """(module or script, its arguments) for each `-m llava.*` and `bash scripts/*` in the file."""
+    found = []
+    for snippet in code_snippets(path):
+        try:
+            words = shlex.split(snippet, comments=True)
+        except ValueError:  # an inline span with an unmatched quote is prose, not a command
+            continue
+        for i, word in enumerate(words[:-1]):
+            if word == "-m" and re.fullmatch(r"llava(\.[a-z_0-9]+)+", words[i + 1]):  # not `llava.eval.<worker>`
+                found.append((words[i + 1], words[i + 2:]))
+            elif word == "bash" and words[i + 1].startswith("scripts/"):
+                found.append((words[i + 1], words[i + 2:]))
+    return found
+
+
+ALL = [(path, target, args) for path in DOCS for target, args in commands(path)]
+
+
+class _Parsed(Exception):
+    def __init__(self, parser):
+        self.parser = parser
+
+
+def module_parser(module_name: str, monkeypatch) -> argparse.ArgumentParser:
+    """The parser a module's `main` builds (it stops at parsing, before any work)."""
+
+    def capture(self, args=None, namespace=None):
+        raise _Parsed(self)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_known_args", capture)
+    module = importlib.import_module(module_name)
+    try:
+        module.main([])
+    except _Parsed as parsed:
+        return parsed.parser
+    raise AssertionError(f"{module_name}.main did not parse its arguments")
+
+
+def _flags(args: list[str]) -> list[str]:
+    return [word.strip("[]").split("=", 1)[0] for word in args if word.strip("[]").startswith("--")]
+
+
+def test_the_docs_show_commands_at_all():
+    modules = {target for _, target, _ in ALL if target.startswith("llava.")}
+    assert {"llava.eval.run_llava", "llava.serve.demo", "llava.eval.model_vqa_loader"} <= modules
+    assert any(target.startswith("scripts/") for _, target, _ in ALL)
+
+
+@pytest.mark.parametrize("path,target,args", ALL, ids=[f"{p.name}:{t}" for p, t, _ in ALL])
+def test_a_documented_command_exists_with_its_flags(path, target, args, monkeypatch):
+    if target.startswith("scripts/"):
+        assert (REPO / target).is_file(), f"{path.name}: {target} does not exist"
+        return
+    assert importlib.util.find_spec(target) is not None, f"{path.name}: no module {target}"
+    known = set(module_parser(target, monkeypatch)._option_string_actions)
+    unknown = [flag for flag in _flags(args) if flag not in known]
+    assert not unknown, f"{path.name}: {target} has no flag(s) {unknown}"
+
+
+def test_docs_that_show_bare_python_commands_say_how_to_get_the_environment():
+    """`python` in the docs is the project's virtualenv: the README says once how to activate it, and every
+    other page that runs `python -m llava...` points there or says it too."""
+    readme = (REPO / "README.md").read_text()
+    assert "source .venv/bin/activate" in readme
+    for path in DOCS[1:]:
+        if any(target.startswith("llava.") for p, target, _ in ALL if p == path):
+            text = path.read_text()
+            assert "source .venv/bin/activate" in text or ".venv/bin/python" in text, path.name
