@@ -251,5 +251,7 @@ def load_image(image_file: str, timeout: float = 10.0) -> Image.Image:
             return image.convert("RGB")
     except FileNotFoundError:
         raise FileNotFoundError(f"image file not found: {image_file}") from None
+    except Image.DecompressionBombError as exc:  # an Exception, not an OSError: caught apart so one image skips
+        raise ValueError(f"cannot read image {image_file}: too large ({exc})") from exc
     except (OSError, SyntaxError, ValueError) as exc:  # PIL raises UnidentifiedImageError (an OSError) and friends
         raise ValueError(f"cannot read image {image_file}: not a valid image file ({exc})") from exc

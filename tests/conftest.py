@@ -56,3 +56,26 @@ def to_llava_next():
         return path
 
     return convert
+
+
+@pytest.fixture(scope="session")
+def write_bomb_png():
+    """write_bomb_png(path) writes a small PNG whose header says 20000x20000: past PIL's decompression-bomb
+    limit (Image.open refuses it before decoding), as a 20000x20000 upload is, in a few hundred bytes."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    def write(path: Path) -> Path:
+        buffer = io.BytesIO()
+        Image.new("L", (1, 1)).save(buffer, format="PNG")
+        data = bytearray(buffer.getvalue())
+        # IHDR's data starts after the 8-byte signature and the chunk's length and type (8 bytes).
+        data[16:24] = struct.pack(">II", 20000, 20000)
+        data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+        path.write_bytes(bytes(data))
+        return path
+
+    return write

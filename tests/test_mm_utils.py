@@ -19,6 +19,7 @@ from llava.mm_utils import (
     expand2square,
     get_anyres_image_grid_shape,
     get_model_name_from_path,
+    load_image,
     load_image_from_base64,
     load_image_processor,
     process_anyres_image,
@@ -194,6 +195,16 @@ def test_load_image_from_base64():
     Image.new("RGB", (3, 2), (1, 2, 3)).save(buffer, format="PNG")
     image = load_image_from_base64(base64.b64encode(buffer.getvalue()).decode())
     assert image.size == (3, 2) and image.getpixel((2, 1)) == (1, 2, 3)
+
+
+def test_an_image_past_the_decompression_bomb_limit_is_a_value_error(tmp_path, write_bomb_png):
+    from llava.eval.questions import ImageRef
+
+    bomb = write_bomb_png(tmp_path / "bomb.png")
+    with pytest.raises(ValueError, match=rf"cannot read image {bomb}: too large \(Image size \(400000000 pixels\)"):
+        load_image(str(bomb))
+    with pytest.raises(ValueError, match=r"cannot decode the base64 image: too large"):
+        ImageRef(base64=base64.b64encode(bomb.read_bytes()).decode()).open()
 
 
 @pytest.mark.parametrize(

@@ -20,8 +20,9 @@ from llava.eval.questions import ImageRef, Item, Row, read_jsonl
 def vqa_items(row: Row, args: argparse.Namespace) -> list[Item]:
     """LLaVA's question line: the image in front of the question text, which is also the recorded prompt."""
     row.require("question_id", "image", "text")
-    image = ImageRef(path=os.path.join(os.path.expanduser(args.image_folder), row.data["image"]))
-    return [Item({"question_id": row.data["question_id"], "prompt": row.data["text"]}, row.data["text"], (image,))]
+    question_id, image_file, text = row.key("question_id"), row.text("image"), row.text("text")
+    image = ImageRef(path=os.path.join(os.path.expanduser(args.image_folder), image_file))
+    return [Item({"question_id": question_id, "prompt": text}, text, (image,))]
 
 
 TASK = Task(description=__doc__, read_questions=read_jsonl, to_items=vqa_items, max_new_tokens=1024)

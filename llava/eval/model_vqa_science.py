@@ -29,17 +29,21 @@ def science_items(row: Row, args: argparse.Namespace) -> list[Item]:
     """The first (human) turn without its <image> tag; the recorded prompt marks image questions with
     "<image>\\n" in front, as LLaVA's does (the scorer does not read it)."""
     row.require("id", "conversations")
+    question_id = row.key("id")
     try:
-        question = row.data["conversations"][0]["value"].replace(DEFAULT_IMAGE_TOKEN, "").strip()
-    except (IndexError, KeyError, TypeError, AttributeError):
+        question = row.data["conversations"][0]["value"]
+    except (IndexError, KeyError, TypeError):
         raise QuestionFileError(f"{row.location}: conversations[0].value is missing") from None
+    if not isinstance(question, str):
+        raise QuestionFileError(f"{row.location}: conversations[0].value must be a string, got {type(question).__name__}")
+    question = question.replace(DEFAULT_IMAGE_TOKEN, "").strip()
     prompt, images = question, ()
     if "image" in row.data:
-        images = (ImageRef(path=os.path.join(os.path.expanduser(args.image_folder), row.data["image"])),)
+        images = (ImageRef(path=os.path.join(os.path.expanduser(args.image_folder), row.text("image"))),)
         prompt = f"{DEFAULT_IMAGE_TOKEN}\n{question}"
     if args.single_pred_prompt:
         question, prompt = f"{question}\n{SINGLE_PRED_PROMPT}", f"{prompt}\n{SINGLE_PRED_PROMPT}"
-    return [Item({"question_id": row.data["id"], "prompt": prompt}, question, images)]
+    return [Item({"question_id": question_id, "prompt": prompt}, question, images)]
 
 
 TASK = Task(

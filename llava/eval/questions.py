@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import os
 import sys
@@ -35,6 +36,30 @@ class Row:
         if missing:
             raise QuestionFileError(f"{self.location}: missing field(s) {', '.join(map(repr, missing))}")
 
+    def text(self, field: str) -> str:
+        """A field that must hold a string (a question's text, an image's file name)."""
+        self.require(field)
+        return self._typed(field, str, "a string")
+
+    def key(self, field: str) -> str | int:
+        """A question's id: a string or an integer, as the scorers match answers to questions by it."""
+        self.require(field)
+        value = self._typed(field, (str, int), "a string or an integer")
+        if isinstance(value, bool):
+            self._wrong_type(field, "a string or an integer")
+        return value
+
+    def _typed(self, field: str, types: type | tuple[type, ...], expected: str) -> Any:
+        value = self.data[field]
+        if not isinstance(value, types):
+            self._wrong_type(field, expected)
+        return value
+
+    def _wrong_type(self, field: str, expected: str) -> None:
+        value = self.data[field]
+        got = "null" if value is None else f"{type(value).__name__} {json.dumps(value, default=str)[:60]}"
+        raise QuestionFileError(f"{self.location}: field {field!r} must be {expected}, got {got}")
+
 
 @dataclasses.dataclass(frozen=True)
 class ImageRef:
@@ -52,6 +77,8 @@ class ImageRef:
             return load_image(self.path)
         try:
             return load_image_from_base64(self.base64 or "").convert("RGB")
+        except Image.DecompressionBombError as exc:
+            raise ValueError(f"cannot decode the base64 image: too large ({exc})") from exc
         except (OSError, SyntaxError, ValueError) as exc:  # binascii.Error is a ValueError
             raise ValueError(f"cannot decode the base64 image: {exc}") from exc
 
@@ -75,6 +102,22 @@ def _check_file(path: str) -> None:
         raise QuestionFileError(f"question file not found: {path}")
 
 
+def _read_text(path: str) -> str:
+    """The file's text; bytes that are not UTF-8 are reported with the line and column they sit at."""
+    _check_file(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise QuestionFileError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at column {column}); "
+            "save the file as UTF-8"
+        ) from None
+
+
 def _object_row(location: str, data: Any) -> Row:
     if not isinstance(data, dict):
         raise QuestionFileError(f"{location}: expected a JSON object, got {type(data).__name__}")
@@ -83,26 +126,22 @@ def _object_row(location: str, data: Any) -> Row:
 
 def read_jsonl(path: str) -> list[Row]:
     """LLaVA's question JSONL: one JSON object per line; blank lines are ignored."""
-    _check_file(path)
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(_object_row(f"{path}:{lineno}", json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    raise QuestionFileError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    for lineno, line in enumerate(_read_text(path).split("\n"), 1):
+        if line.strip():
+            try:
+                rows.append(_object_row(f"{path}:{lineno}", json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise QuestionFileError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
     return rows
 
 
 def read_json_list(path: str) -> list[Row]:
     """A JSON list of objects (ScienceQA's llava_test_CQM-A.json)."""
-    _check_file(path)
-    with open(path, encoding="utf-8") as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as exc:
-            raise QuestionFileError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    try:
+        data = json.loads(_read_text(path))
+    except json.JSONDecodeError as exc:
+        raise QuestionFileError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     if not isinstance(data, list):
         raise QuestionFileError(f"{path}: expected a JSON list of questions, got {type(data).__name__}")
     return [_object_row(f"{path}[{i}]", entry) for i, entry in enumerate(data)]
@@ -123,11 +162,11 @@ def _tsv_value(text: str) -> str | None:
 
 def read_tsv(path: str, required_columns: tuple[str, ...] = ()) -> list[Row]:
     """A tab-separated table with a header row (MMBench); cells are strings, or None where pandas sees NaN."""
-    _check_file(path)
+    text = _read_text(path)
     # Base64 images make cells far larger than csv's default 128 KiB field limit.
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     rows = []
-    with open(path, encoding="utf-8", newline="") as f:
+    with io.StringIO(text, newline="") as f:
         reader = csv.reader(f, delimiter="\t")
         header = next(reader, None)
         if header is None:

@@ -83,6 +83,32 @@ def test_missing_field_names_the_line(tmp_path):
         vqa_items(rows[1], argparse.Namespace(image_folder="imgs"))
 
 
+@pytest.mark.parametrize("entry, message", [
+    ({"id": 1, "image": None, "conversations": [{"value": "q"}]}, r"field 'image' must be a string, got null"),
+    ({"id": 1, "image": 5, "conversations": [{"value": "q"}]}, r"field 'image' must be a string, got int 5"),
+    ({"id": None, "conversations": [{"value": "q"}]}, r"field 'id' must be a string or an integer, got null"),
+    ({"id": True, "conversations": [{"value": "q"}]}, r"field 'id' must be a string or an integer, got bool true"),
+    ({"id": "a", "conversations": [{"value": ["q"]}]}, r"conversations\[0\].value must be a string, got list"),
+])
+def test_science_fields_of_the_wrong_type_name_the_entry(entry, message):
+    with pytest.raises(QuestionFileError, match=rf"f\[3\]: {message}"):
+        science_items(Row("f[3]", entry), argparse.Namespace(image_folder="imgs", single_pred_prompt=False))
+
+
+@pytest.mark.parametrize("reader, content", [
+    (read_jsonl, b'{"question_id": 1, "image": "a.png", "text": "q"}\n{"question_id": 2, "text": "caf\xe9"}\n'),
+    (read_json_list, b'[\n  {"id": "1"},\n  {"id": "caf\xe9"}\n]'),
+    (read_mmbench, b"index\tquestion\timage\tA\tB\n1\tcaf\xe9\taGk=\tx\ty\n"),
+])
+def test_bytes_that_are_not_utf8_name_the_line(tmp_path, reader, content):
+    path = tmp_path / "questions"
+    path.write_bytes(content)
+    line = content[: content.index(b"\xe9")].count(b"\n") + 1
+    column = content.index(b"\xe9") - content.rfind(b"\n", 0, content.index(b"\xe9"))
+    with pytest.raises(QuestionFileError, match=rf"{path}:{line}: not UTF-8 text \(byte 0xe9 at column {column}\)"):
+        reader(str(path))
+
+
 def test_json_list_and_missing_file(tmp_path):
     path = tmp_path / "q.json"
     path.write_text(json.dumps([{"id": "a"}, 3]))

@@ -30,6 +30,12 @@ def test_missing_and_corrupt_images_are_named(tiny_ckpt, tmp_path, capsys):
     assert f"cannot read image {corrupt}" in capsys.readouterr().err
 
 
+def test_an_oversized_image_is_one_clear_error(tiny_ckpt, tmp_path, capsys, write_bomb_png):
+    bomb = write_bomb_png(tmp_path / "bomb.png")
+    assert run(tiny_ckpt, bomb) == 2
+    assert f"error: cannot read image {bomb}: too large" in capsys.readouterr().err
+
+
 def test_bad_dart_setting_is_an_error(tiny_ckpt, tmp_path, capsys):
     image = tmp_path / "img.png"
     Image.new("RGB", (64, 64)).save(image)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from llava.eval import model_vqa, model_vqa_loader, model_vqa_mmbench, model_vqa_science
+from llava.eval import common, model_vqa, model_vqa_loader, model_vqa_mmbench, model_vqa_science
 from worker_helpers import DART_FLAGS, GENERATION_FLAGS, NUM_QUESTIONS, read_answers, write_textvqa_set
 
 # One thread everywhere (here and in the subprocesses): answers must match bit for bit across processes,
@@ -116,30 +116,34 @@ def test_dataloader_workers_give_the_same_answers(tiny_ckpt, vqa_set, reference,
     assert read_answers(answers) == read_answers(reference)
 
 
-def test_missing_and_corrupt_images_are_skipped_and_recorded(tiny_ckpt, vqa_set, reference, tmp_path, capsys):
+def test_missing_corrupt_and_oversized_images_are_skipped_and_recorded(tiny_ckpt, vqa_set, reference, tmp_path, capsys,
+                                                                      write_bomb_png):
     questions, images = vqa_set
     lines = questions.read_text().splitlines()
-    bad = [json.loads(lines[0]), json.loads(lines[2])]
-    bad[0]["image"], bad[1]["image"] = "missing.jpg", "corrupt.jpg"
+    bad = [json.loads(lines[0]), json.loads(lines[2]), json.loads(lines[4])]
+    bad[0]["image"], bad[1]["image"], bad[2]["image"] = "missing.jpg", "corrupt.jpg", "bomb.png"
     (tmp_path / "imgs").mkdir()
     for name in os.listdir(images):
         (tmp_path / "imgs" / name).write_bytes((images / name).read_bytes())
     (tmp_path / "imgs" / "corrupt.jpg").write_bytes(b"\xff\xd8 not a jpeg")
-    (tmp_path / "q.jsonl").write_text("\n".join([json.dumps(bad[0]), lines[1], json.dumps(bad[1]), *lines[3:]]) + "\n")
+    write_bomb_png(tmp_path / "imgs" / "bomb.png")  # PIL's DecompressionBombError, which is not an OSError
+    (tmp_path / "q.jsonl").write_text("\n".join(
+        [json.dumps(bad[0]), lines[1], json.dumps(bad[1]), lines[3], json.dumps(bad[2]), *lines[5:]]) + "\n")
     answers = tmp_path / "a.jsonl"
     args = loader_args(tiny_ckpt, (tmp_path / "q.jsonl", tmp_path / "imgs"), answers)
     assert model_vqa_loader.main(args) == 0
-    assert f"skipped 2 (see {tmp_path / 'a.errors.jsonl'})" in capsys.readouterr().out
+    assert f"skipped 3 (see {tmp_path / 'a.errors.jsonl'})" in capsys.readouterr().out
     expected = read_answers(reference)
-    assert read_answers(answers) == [expected[1]] + expected[3:]
+    assert read_answers(answers) == [expected[1], expected[3]] + expected[5:]
     errors = read_answers(tmp_path / "a.errors.jsonl")
-    assert [e["prompt"] for e in errors] == [bad[0]["text"], bad[1]["text"]]
+    assert [e["prompt"] for e in errors] == [b["text"] for b in bad]
     assert "image file not found" in errors[0]["error"] and "cannot read image" in errors[1]["error"]
-    # Fixed images: the next run answers just those two, and the sidecar goes away.
-    for name in ("missing.jpg", "corrupt.jpg"):
+    assert "bomb.png: too large" in errors[2]["error"]
+    # Fixed images: the next run answers just those three, and the sidecar goes away.
+    for name in ("missing.jpg", "corrupt.jpg", "bomb.png"):
         (tmp_path / "imgs" / name).write_bytes((images / "img0.jpg").read_bytes())
     assert model_vqa_loader.main(args) == 0
-    assert "answered 2 questions" in capsys.readouterr().out
+    assert "answered 3 questions" in capsys.readouterr().out
     assert not (tmp_path / "a.errors.jsonl").exists()
 
 
@@ -160,6 +164,32 @@ def test_bad_input_gives_one_clear_error(tiny_ckpt, vqa_set, tmp_path, capsys):
     assert model_vqa_loader.main(loader_args(tiny_ckpt, vqa_set, tmp_path / "a.jsonl", "--image-folder", str(tmp_path / "x"))) == 2
     assert "image folder not found" in capsys.readouterr().err
     assert not (tmp_path / "a.jsonl").read_text()
+
+
+@pytest.mark.parametrize("field, value", [("image", 123), ("image", None), ("text", ["a", "b"]), ("text", None),
+                                          ("question_id", [1])])
+def test_a_field_of_the_wrong_type_is_named_before_the_model_loads(tiny_ckpt, vqa_set, tmp_path, capsys, monkeypatch,
+                                                                    field, value):
+    questions, images = vqa_set
+    lines = questions.read_text().splitlines()
+    line = {**json.loads(lines[1]), field: value}
+    bad = tmp_path / "q.jsonl"
+    bad.write_text("\n".join([lines[0], json.dumps(line), *lines[2:]]) + "\n")
+    monkeypatch.setattr(common, "load_model", lambda *a: pytest.fail("the model loaded before the check"))
+    assert model_vqa_loader.main(loader_args(tiny_ckpt, (bad, images), tmp_path / "a.jsonl")) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:2: field '{field}' must be a string" in err
+    assert not (tmp_path / "a.jsonl").exists()
+
+
+def test_a_question_file_that_is_not_utf8_names_its_line(tiny_ckpt, vqa_set, tmp_path, capsys):
+    questions, images = vqa_set
+    lines = questions.read_bytes().split(b"\n")
+    lines[2] = lines[2].replace(b"what is", b"qu\xe9 is")  # Latin-1 for é
+    bad = tmp_path / "q.jsonl"
+    bad.write_bytes(b"\n".join(lines))
+    assert model_vqa_loader.main(loader_args(tiny_ckpt, (bad, images), tmp_path / "a.jsonl")) == 2
+    assert f"{bad}:3: not UTF-8 text (byte 0xe9 at column" in capsys.readouterr().err
 
 
 def test_rank_from_the_environment_picks_the_chunk(tiny_ckpt, vqa_set, reference, tmp_path, monkeypatch):

@@ -57,3 +57,9 @@ def test_cli_without_pruning_and_end_of_input(tiny_ckpt, image_file):
 def test_cli_reports_a_missing_image_clearly(tmp_path, capsys):
     assert cli.main(["--image-file", str(tmp_path / "nope.png"), "--device", "cpu"]) == 2
     assert f"error: image file not found: {tmp_path / 'nope.png'}" in capsys.readouterr().err
+
+
+def test_cli_reports_an_oversized_image_clearly(tmp_path, capsys, write_bomb_png):
+    bomb = write_bomb_png(tmp_path / "bomb.png")
+    assert cli.main(["--image-file", str(bomb), "--device", "cpu"]) == 2
+    assert f"error: cannot read image {bomb}: too large" in capsys.readouterr().err
