@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
-from llava.constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_TOKEN, IMAGE_PLACEHOLDER
+from llava.constants import (
+    DEFAULT_IM_END_TOKEN,
+    DEFAULT_IM_START_TOKEN,
+    DEFAULT_IMAGE_TOKEN,
+    DEFAULT_MODEL_PATH,
+    IMAGE_PLACEHOLDER,
+)
 from llava.conversation import Conversation, get_conv_template
+from llava.data.questions import OPTION_PROMPT, SHORT_ANSWER_PROMPT
+
+logger = logging.getLogger(__name__)
 
 
 def infer_conv_mode(model_name: str) -> str:
-    """LLaVA's rule for picking a template from the checkpoint name, used only when --conv-mode is not given."""
+    """LLaVA's rule for picking a template from the checkpoint name, for checkpoints that record none."""
     name = model_name.lower()
     if "llama-2" in name:
         return "llava_llama_2"
@@ -23,6 +35,47 @@ def infer_conv_mode(model_name: str) -> str:
     if "mpt" in name:
         return "mpt"
     return "llava_v0"
+
+
+def choose_conv_mode(requested: str | None, model_config: Any, model_name: str) -> str:
+    """The conversation template to prompt a LLaVA checkpoint with, logged with where it came from: the
+    one asked for, else the one training recorded in config.json (`conv_template`, written by our train.py),
+    else LLaVA's guess from the checkpoint's name (released checkpoints record none)."""
+    recorded = getattr(model_config, "conv_template", None)
+    if requested:
+        get_conv_template(requested)  # an unknown name fails here, listing the valid ones
+        if recorded and recorded != requested:
+            logger.warning("conversation template %s (--conv-mode); the checkpoint was trained with %s", requested, recorded)
+        else:
+            logger.info("conversation template %s (--conv-mode)", requested)
+        return requested
+    if recorded:
+        get_conv_template(recorded)
+        logger.info("conversation template %s (recorded in the checkpoint's config.json)", recorded)
+        return recorded
+    guessed = infer_conv_mode(model_name)
+    logger.info("conversation template %s (guessed from the name %r; the checkpoint records none, "
+                "pass --conv-mode to choose)", guessed, model_name)
+    return guessed
+
+
+# The answer-form instructions of LLaVA-1.5's short-answer prompts, the only prompts the embedded default saw.
+ANSWER_INSTRUCTIONS = (SHORT_ANSWER_PROMPT, OPTION_PROMPT, "Please answer yes or no.")
+EMBEDDED_DEFAULT_NOTICE = (f"the embedded default answers short questions about generated scenes; '{SHORT_ANSWER_PROMPT}' "
+                           f"is added to questions without an answer instruction (its card: {DEFAULT_MODEL_PATH}/README.md)")
+
+
+def is_embedded_default(model_path: str | None) -> bool:
+    return model_path is not None and Path(model_path).expanduser().resolve() == Path(DEFAULT_MODEL_PATH).resolve()
+
+
+def with_answer_instruction(question: str) -> str:
+    """`question` ending in one of the short-answer instructions: as is when it has one, else with LLaVA-1.5's
+    short-answer line added. For the embedded default, which was trained on no other prompt form and
+    rambles into a made-up next turn without one."""
+    if question.rstrip().endswith(ANSWER_INSTRUCTIONS):
+        return question
+    return f"{question.rstrip()}\n{SHORT_ANSWER_PROMPT}"
 
 
 def image_token(mm_use_im_start_end: bool) -> str:

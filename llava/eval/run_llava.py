@@ -1,9 +1,14 @@
 """Ask one question about one (or several) image(s) from the command line.
 
+    python -m llava.eval.run_llava --image-file playground/data/eval/gqa/data/images/n000679.jpg \
+        --query "What shape is at the top left?" --sparse        # the embedded default, with DART
     python -m llava.eval.run_llava --model-path PATH --image-file IMG --query "What is shown?" \
         [--conv-mode vicuna_v1] [--sparse --pruned_layer 2 --max_num_trunction 128 ...]
     python -m llava.eval.run_llava --model-path Qwen/Qwen2-VL-7B-Instruct --image-file IMG --query "..." \
         --sparse --reduction_ratio 0.778        # Qwen2-VL / Qwen2.5-VL: the budget is the ratio alone
+
+The embedded default was trained on LLaVA-1.5's short-answer prompts only: questions to it get the
+short-answer instruction added (logged), and open questions ("Describe the image.") get poor answers.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ import sys
 import torch
 
 from llava.constants import DEFAULT_MODEL_PATH
+from llava.conversation import get_conv_template
 from llava.eval.common import generate_answers, generation_kwargs, load_model, prepare_prompt
 from llava.eval.pruning_args import add_pruning_args
-from llava.eval.prompting import infer_conv_mode
+from llava.eval.prompting import EMBEDDED_DEFAULT_NOTICE, choose_conv_mode, is_embedded_default, with_answer_instruction
 from llava.mm_utils import get_model_name_from_path, load_image
 from llava.model import PruningRecord
+from llava.model.qwen_loading import is_qwen
 
 logger = logging.getLogger("llava.run_llava")
 
@@ -31,7 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--image-file", required=True, help="an image path or URL; several separated by --sep")
     parser.add_argument("--query", required=True)
     parser.add_argument("--conv-mode", default=None,
-                        help="LLaVA conversation template (default: inferred from the name; Qwen uses its chat template)")
+                        help="LLaVA conversation template (default: the one the checkpoint records, else guessed from its "
+                        "name; Qwen uses its chat template)")
     parser.add_argument("--sep", default=",")
     parser.add_argument("--temperature", type=float, default=0.2)
     parser.add_argument("--top_p", type=float, default=None)
@@ -45,10 +53,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def answer(args: argparse.Namespace) -> tuple[str, PruningRecord, float]:
     """Load the model, ask the question; returns (answer, pruning record, seconds spent generating)."""
+    if args.conv_mode:
+        get_conv_template(args.conv_mode)  # an unknown name fails before the model loads
     images = [load_image(path) for path in args.image_file.split(args.sep)]
     tokenizer, model, image_processor = load_model(args, args.device)
-    conv_mode = args.conv_mode or infer_conv_mode(get_model_name_from_path(args.model_path))
-    prepared = prepare_prompt(0, args.query, images, tokenizer, image_processor, model.config, conv_mode)
+    conv_mode = None if is_qwen(model.config) else choose_conv_mode(
+        args.conv_mode, model.config, get_model_name_from_path(args.model_path))
+    query = args.query
+    if is_embedded_default(args.model_path) and with_answer_instruction(query) != query:
+        query = with_answer_instruction(query)
+        logger.info(EMBEDDED_DEFAULT_NOTICE)
+    prepared = prepare_prompt(0, query, images, tokenizer, image_processor, model.config, conv_mode)
     torch.manual_seed(args.seed)
     (answer,) = generate_answers(model, tokenizer, [prepared], generation_kwargs(args))
     return answer.text, answer.record, answer.seconds

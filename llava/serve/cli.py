@@ -1,5 +1,6 @@
 """Chat about an image in the terminal, with DART pruning.
 
+    python -m llava.serve.cli --image-file playground/data/eval/gqa/data/images/n000679.jpg --sparse
     python -m llava.serve.cli --image-file view.jpg [--model-path PATH] [--conv-mode llava_v1] \
         [--sparse --pruned_layer 2 --max_num_trunction 128 --pivot_image_token 4 --pivot_text_token 4]
     python -m llava.serve.cli --image-file view.jpg --model-path Qwen/Qwen2-VL-7B-Instruct --sparse --reduction_ratio 0.778
@@ -7,7 +8,9 @@
 Type a question after the prompt; the answer streams in, followed by a line with the image tokens DART
 kept and the prefill time. An empty line or end of input (Ctrl-D) ends the chat. The image goes with the
 first question; later questions continue the same conversation (as LLaVA's CLI), and each turn's prompt,
-image included, is prefilled (and pruned) again.
+image included, is prefilled (and pruned) again. The embedded default (no --model-path) answers short
+questions about its generated scenes ("What color is the star?", "Is there a blue circle in the image?",
+"How many red shapes are there?"): each question gets the short-answer instruction it was trained with.
 """
 
 from __future__ import annotations
@@ -20,7 +23,13 @@ import torch
 
 from llava.constants import DEFAULT_MODEL_PATH
 from llava.conversation import get_conv_template
-from llava.eval.prompting import infer_conv_mode, insert_image_tokens
+from llava.eval.prompting import (
+    EMBEDDED_DEFAULT_NOTICE,
+    choose_conv_mode,
+    insert_image_tokens,
+    is_embedded_default,
+    with_answer_instruction,
+)
 from llava.eval.pruning_args import add_pruning_args, dart_config_from_args
 from llava.mm_utils import get_model_name_from_path, load_image
 from llava.model.builder import load_pretrained_model
@@ -43,7 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model-base", default=None)
     parser.add_argument("--image-file", required=True, help="an image path or http(s) URL")
     parser.add_argument("--device", default="cuda", help="cuda (falls back to the CPU when unavailable) or cpu")
-    parser.add_argument("--conv-mode", default=None, help="conversation template (default: from the model name)")
+    parser.add_argument("--conv-mode", default=None, help="conversation template (default: the one the checkpoint records, else guessed from its name)")
     parser.add_argument("--temperature", type=float, default=0.2, help="0 means greedy decoding")
     parser.add_argument("--top_p", type=float, default=1.0)
     parser.add_argument("--max-new-tokens", type=int, default=512)
@@ -89,6 +98,8 @@ def stream_answer(generation: StreamedGeneration, stdout):
 
 
 def chat(args: argparse.Namespace, stdin=sys.stdin, stdout=sys.stdout) -> int:
+    if args.conv_mode:
+        get_conv_template(args.conv_mode)  # an unknown name fails before the model loads
     image = load_image(args.image_file)
     model_name = get_model_name_from_path(args.model_path.rstrip("/"))
     tokenizer, model, image_processor, context_len = load_pretrained_model(
@@ -98,16 +109,21 @@ def chat(args: argparse.Namespace, stdin=sys.stdin, stdout=sys.stdout) -> int:
     dart_config = dart_config_from_args(args, model.config.get_text_config().num_hidden_layers)
     if is_qwen(model.config):
         return _qwen_chat(args, tokenizer, model, image_processor, context_len, dart_config, image, stdin, stdout)
-    conv = get_conv_template(args.conv_mode or infer_conv_mode(model_name))
+    conv = get_conv_template(choose_conv_mode(args.conv_mode, model.config, model_name))
     params = SamplingParams(args.temperature, args.top_p, args.max_new_tokens, stop_string(conv))
     mm_use_im_start_end = getattr(model.config, "mm_use_im_start_end", False)
     torch.manual_seed(args.seed)
+    short_answers = is_embedded_default(args.model_path)
+    if short_answers:
+        stdout.write(f"[{EMBEDDED_DEFAULT_NOTICE}]\n")
 
     first = True
     while True:
         question = read_question(f"{conv.roles[0]}: ", stdin, stdout)
         if question is None:
             return 0
+        if short_answers:
+            question = with_answer_instruction(question)
         conv.append_message(conv.roles[0], insert_image_tokens(question, 1, mm_use_im_start_end) if first else question)
         conv.append_message(conv.roles[1], None)
         prompt = conv.get_prompt()

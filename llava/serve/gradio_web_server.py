@@ -38,7 +38,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image, ImageOps
 
-from llava.constants import DEFAULT_IMAGE_TOKEN
+from llava.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_MODEL_PATH
 from llava.conversation import Conversation, conv_templates, get_conv_template
 from llava.data.questions import QA, QUESTION_TYPES, prompt
 from llava.data.scenes import Scene, sample_scene
@@ -157,6 +157,12 @@ def to_chatbot(state: ChatState) -> list[dict[str, str]]:
 EXAMPLE_TYPES = ("color", "count", "relation")
 
 
+EMBEDDED_DEFAULT_NAME = Path(DEFAULT_MODEL_PATH).name  # the name its worker serves it under by default
+EMBEDDED_DEFAULT_HINT = (f"\n\n**{EMBEDDED_DEFAULT_NAME}**, the embedded default, answers short questions about "
+                         "generated scenes asked as the examples below ask them (with the short-answer instruction); "
+                         "open questions such as \"What is in the picture?\" get poor answers.")
+
+
 def example_questions(seed: int = 0) -> list[tuple[Scene, QA]]:
     """Held-out generated scenes, each with a question about it in LLaVA-1.5's short-answer form: the form
     the embedded default was trained on (an open question such as "What is in the picture?" is not)."""
@@ -181,8 +187,12 @@ def example_inputs(folder: Path) -> list[list[str]]:
     return rows
 
 
-def template_name(choice: str, model: str | None) -> str:
-    return infer_conv_mode(model or "") if choice == AUTO_TEMPLATE else choice
+def template_name(choice: str, model: str | None, details: dict[str, Any] | None = None) -> str:
+    """The template picked on the page; "auto" takes the one the model's worker prompts with (what its
+    checkpoint records), else LLaVA's guess from the model name."""
+    if choice != AUTO_TEMPLATE:
+        return choice
+    return (details or {}).get("conv_mode") or infer_conv_mode(model or "")
 
 
 def format_stats(final: dict[str, Any]) -> str:
@@ -409,16 +419,18 @@ class WebServer:
         if state.failed and state.conv is not None:  # drop the exchange that failed
             state.drop_last_exchange()
             state.failed = False
+        if image is not None or state.conv is None:  # a new conversation, in the template chosen on the page
+            conv_mode = template_name(template, model, self.details(model) if model else None)
         if image is not None:
             text = text[:MAX_TEXT_CHARS_WITH_IMAGE]
             if "<image>" not in text:
                 text = text + "\n<image>"
             message = (text, image, image_mode)
-            state.new_conversation(get_conv_template(template_name(template, model)))
+            state.new_conversation(get_conv_template(conv_mode))
         else:
             message = text[:MAX_TEXT_CHARS]
             if state.conv is None:
-                state.new_conversation(get_conv_template(template_name(template, model)))
+                state.new_conversation(get_conv_template(conv_mode))
         state.conv.append_message(state.conv.roles[0], message)
         state.conv.append_message(state.conv.roles[1], None)
         state.skip_next = False
@@ -588,6 +600,7 @@ class WebServer:
                 "Upload an image, ask about it. With DART on, the model keeps a few pivot tokens and the image "
                 "tokens least duplicated with them after layer K-1; the view on the right shows which patches "
                 "it kept (bright, outlined) and how long the prefill took."
+                + (EMBEDDED_DEFAULT_HINT if EMBEDDED_DEFAULT_NAME in models else "")
             )
             with gr.Row():
                 with gr.Column(scale=3):

@@ -43,7 +43,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool
 
 from llava.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_MODEL_PATH, WORKER_HEART_BEAT_INTERVAL
-from llava.eval.prompting import conversation_prompt, infer_conv_mode
+from llava.eval.prompting import choose_conv_mode, conversation_prompt
 from llava.eval.pruning_args import add_pruning_args
 from llava.eval.qwen_inputs import qwen_content
 from llava.mm_utils import get_model_name_from_path
@@ -138,7 +138,7 @@ class ModelWorker:
         )
         self.is_qwen = is_qwen(self.model.config)
         # The template `messages` are put in (LLaVA checkpoints; Qwen's come with their own chat template).
-        self.conv_mode = None if self.is_qwen else conv_mode or infer_conv_mode(self.model_name)
+        self.conv_mode = None if self.is_qwen else choose_conv_mode(conv_mode, self.model.config, self.model_name)
         self.num_layers = self.model.config.get_text_config().num_hidden_layers
         self.dart_defaults = dict(dart_defaults or {"sparse": False})
         self.default_dart_config = self.resolve_dart({})  # fails at start-up on bad flags, not per request
@@ -383,8 +383,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model-path", default=DEFAULT_MODEL_PATH, help="default: the embedded tiny model")
     parser.add_argument("--model-base", default=None)
     parser.add_argument("--model-name", default=None, help="name to serve under (default: from the path)")
-    parser.add_argument("--conv-mode", default=None, help="LLaVA template for `messages` requests (default: from "
-                        "the model name, as LLaVA does); Qwen checkpoints use their own chat template")
+    parser.add_argument("--conv-mode", default=None, help="LLaVA template for `messages` requests (default: the "
+                        "one the checkpoint records, else guessed from its name); Qwen uses its own chat template")
     parser.add_argument("--min-pixels", type=int, default=None, help="Qwen: smallest image area the processor makes")
     parser.add_argument("--max-pixels", type=int, default=None, help="Qwen: largest image area the processor makes")
     parser.add_argument("--device", default="cuda", help="cuda (falls back to the CPU when unavailable) or cpu")

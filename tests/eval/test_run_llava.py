@@ -49,3 +49,30 @@ def test_unpruned_run_reports_all_image_tokens(tiny_ckpt, tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         assert run(tiny_ckpt, image) == 0
     assert "no pruning: 576 image tokens" in caplog.text
+
+
+def test_the_template_comes_from_the_checkpoint_record_not_its_name(tiny_ckpt, tmp_path, caplog):
+    """A copy of the checkpoint under a name without "v1" that records its template: that template is used
+    (the name alone would give llava_v0), and the log says where it came from."""
+    import json
+    import shutil
+
+    finetune = tmp_path / "my-finetune"
+    shutil.copytree(tiny_ckpt, finetune)
+    config = json.loads((finetune / "config.json").read_text())
+    config["conv_template"] = "llava_v1"
+    (finetune / "config.json").write_text(json.dumps(config))
+    image = tmp_path / "img.png"
+    Image.new("RGB", (64, 64)).save(image)
+    with caplog.at_level(logging.INFO):
+        assert main(["--model-path", str(finetune), "--image-file", str(image), "--query", "Is it dark?",
+                     "--temperature", "0", "--max_new_tokens", "2", "--device", "cpu"]) == 0
+    assert "conversation template llava_v1 (recorded in the checkpoint's config.json)" in caplog.text
+
+
+def test_an_unknown_template_fails_before_the_model_loads(tmp_path, capsys):
+    image = tmp_path / "img.png"
+    Image.new("RGB", (64, 64)).save(image)
+    assert main(["--model-path", str(tmp_path / "no-model-here"), "--image-file", str(image), "--query", "q",
+                 "--conv-mode", "vicuna_v9", "--device", "cpu"]) == 2
+    assert "Unknown conversation template 'vicuna_v9'" in capsys.readouterr().err

@@ -97,3 +97,57 @@ def test_answers_known_multiple_choice_questions(default_model, known_sqa_questi
     assert {truth for _, truth in known_sqa_questions} == set("ABCD")
     if dart:
         assert all(record.num_kept_image_tokens() == 132 for _, record in results)
+
+
+def _bare_questions(known_questions):
+    """Known GQA questions as a user would type them: without the short-answer instruction."""
+    return [({"text": row["text"].split("\n")[0], "image": row["image"]}, truth) for row, truth in known_questions[:3]]
+
+
+def test_run_llava_adds_the_short_answer_instruction_for_it_and_says_so(known_questions, capsys, caplog):
+    """A bare question to the embedded default gets its short-answer line and a notice, so the first contact
+    is the right one-word answer, not a made-up next turn; a question with an instruction is left alone."""
+    import logging
+
+    from llava.eval import run_llava
+    from llava.eval.prompting import EMBEDDED_DEFAULT_NOTICE
+
+    for row, truth in _bare_questions(known_questions):
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            assert run_llava.main(["--image-file", str(row["image"]), "--query", row["text"], "--temperature", "0",
+                                   "--max_new_tokens", "8", "--device", "cpu"]) == 0
+        assert capsys.readouterr().out.strip().lower().rstrip(".") == truth
+        assert caplog.text.count(EMBEDDED_DEFAULT_NOTICE) == 1
+    row, truth = known_questions[0]
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert run_llava.main(["--image-file", str(row["image"]), "--query", row["text"], "--temperature", "0",
+                               "--max_new_tokens", "8", "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.strip().lower().rstrip(".") == truth
+    assert EMBEDDED_DEFAULT_NOTICE not in caplog.text
+
+
+def test_the_terminal_chat_says_what_it_answers_and_adds_the_instruction(known_questions):
+    import io
+
+    from llava.data.questions import SHORT_ANSWER_PROMPT
+    from llava.eval.prompting import EMBEDDED_DEFAULT_NOTICE
+    from llava.serve import cli
+
+    (row, truth), = _bare_questions(known_questions)[:1]
+    args = cli.parse_args(["--image-file", str(row["image"]), "--device", "cpu", "--temperature", "0",
+                           "--max-new-tokens", "8", "--debug"])
+    stdout = io.StringIO()
+    assert cli.chat(args, stdin=io.StringIO(row["text"] + "\n"), stdout=stdout) == 0
+    out = stdout.getvalue()
+    assert out.startswith(f"[{EMBEDDED_DEFAULT_NOTICE}]\n")
+    assert f"{row['text']}\n{SHORT_ANSWER_PROMPT} ASSISTANT:" in out  # the --debug prompt
+    assert out.split("ASSISTANT: ")[-1].split("\n")[0].strip().lower().rstrip(".") == truth
+
+
+def test_the_demo_page_names_the_embedded_default_by_the_name_its_worker_serves():
+    from llava.mm_utils import get_model_name_from_path
+    from llava.serve.gradio_web_server import EMBEDDED_DEFAULT_NAME
+
+    assert EMBEDDED_DEFAULT_NAME == get_model_name_from_path(DEFAULT_MODEL_PATH)

@@ -188,19 +188,25 @@ def test_a_worker_killed_mid_stream_ends_every_stream_with_an_error_and_is_dropp
         worker.kill()
         for thread in threads:
             thread.join(30)
+        broken = 0
         for chunks in results:
             assert isinstance(chunks, list), chunks
             *answer, last = chunks
-            assert not any(chunk.get("finished") for chunk in answer), "killed after the answer was complete"
-            assert last["error_code"] == ErrorCode.WORKER_LOST and last["finished"] is True
+            assert not any(chunk.get("finished") for chunk in answer), "a chunk after the last one"
+            assert last["finished"] is True
+            if last["error_code"] == 0:  # sampling met the end-of-sequence token before the kill
+                continue
+            broken += 1
+            assert last["error_code"] == ErrorCode.WORKER_LOST
             assert last["text"] == answer[-1]["text"]
             assert last["error"].startswith("the model worker stopped in the middle of the answer")
+        assert broken >= streams // 2, f"only {broken} of {streams} streams were still open at the kill"
         assert url not in registered_workers(controller)  # right away, not after the heartbeat expiration
         response = httpx.post(f"{controller}/worker_generate_stream", json=generate_payload(model="mortal"))
         assert response.status_code == 503
         assert response.json()["detail"] == "cannot serve model 'mortal': no worker is registered"
         log = proc.log_tail(200_000)
-        assert log.count(f"the stream from worker {url} broke off mid-answer") == streams
+        assert log.count(f"the stream from worker {url} broke off mid-answer") == broken
         assert "Traceback" not in log
     finally:
         worker.stop()

@@ -300,3 +300,14 @@ def test_chatbot_messages_hide_the_image_token_and_skip_template_examples():
         {"role": "assistant", "content": "*(empty answer)*\n\n*DART kept 1/576 image tokens*"},
         {"role": "user", "content": "why?"},
     ]
+
+
+def test_the_auto_template_is_the_one_the_worker_prompts_with(server, monkeypatch):
+    """ "auto" on the page follows the worker's /model_details conv_mode (what its checkpoint records), and
+    LLaVA's name guess only when the worker gives none."""
+    for reported, expected in [("llava_v1", get_conv_template("llava_v1")), (None, get_conv_template("llava_v0"))]:
+        monkeypatch.setattr(server, "details", lambda model, refresh=False, mode=reported: {"conv_mode": mode})
+        state = ChatState()
+        server.add_text(state, "Is it dark?", scene_image(), "Default", AUTO_TEMPLATE, "tiny")
+        assert (state.conv.system, state.conv.sep_style, state.conv.roles) == (
+            expected.system, expected.sep_style, expected.roles)
