@@ -53,7 +53,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("pivot_text_token", "pivot_text_token", int, 4, "pivots among the text tokens", minimum=0, maximum=256),
     Setting("retain_token_num_for_llava_next", "retain_token_num_for_llava_next", int, None,
             "budget for LLaVA-1.6 (anyres) inputs", nullable=True, minimum=0, maximum=65536),
-    Setting("pruning_method", "method", str, "dart", "the selection method: dart (default) or random (baseline)"),
+    Setting("pruning_method", "method", str, "dart", "the selection method: dart (default), fastv, pdrop or random"),
+    Setting("pdrop_layers", "pdrop_layers", str, None,
+            "pdrop: the layers before which it prunes, e.g. 8,16,24 (default: those of 32 scaled to the depth)",
+            nullable=True),
+    Setting("pdrop_ratios", "pdrop_ratios", str, None,
+            "pdrop: the fraction of the image's tokens kept at each of those layers, e.g. 0.5,0.25,0.125",
+            nullable=True),
 )
 
 BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -66,3 +72,12 @@ ATTENTION_BACKENDS = ("eager", "sdpa", "flash_attention_2")
 def dart_config_values(values: dict[str, Any]) -> dict[str, Any]:
     """{setting name: value} -> {DART_config key: value}, for the settings present in `values`."""
     return {BY_NAME[name].key: value for name, value in values.items() if name in BY_NAME}
+
+
+# How summaries name each method ("DART kept 132 of 576 image tokens", "FastV kept ...").
+METHOD_LABELS = {"dart": "DART", "fastv": "FastV", "pdrop": "PDrop", "random": "random pruning"}
+
+
+def method_label(dart_config: dict[str, Any] | None) -> str:
+    method = (dart_config or {}).get("method", "dart")
+    return METHOD_LABELS.get(method, method)

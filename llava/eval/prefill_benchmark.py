@@ -29,7 +29,7 @@ from transformers import Qwen2VLTextConfig
 from llava.model import LlavaConfig, LlavaLlamaForCausalLM, PruningRecord
 from llava.model.language_model.qwen_vl import Qwen2VLTextModelWithPruning
 from llava.model.pruning import make_dart_config, parse_dart_config
-from llava.model.pruning.random_baseline import dart_kept_count
+from llava.model.pruning.config import dart_kept_count
 
 # Per family: LLaVA-1.5-7B's layer count and heads at width 1024, Qwen2-VL-7B's (GQA 28 / 4) at width 896;
 # the MLP keeps the 7B models' intermediate/hidden ratios; the prompt is the family's usual shape.

@@ -27,6 +27,7 @@ from llava.eval.prompting import EMBEDDED_DEFAULT_NOTICE, choose_conv_mode, is_e
 from llava.mm_utils import get_model_name_from_path, load_image
 from llava.model import PruningRecord
 from llava.model.qwen_loading import is_qwen
+from llava.pruning_settings import METHOD_LABELS
 
 logger = logging.getLogger("llava.run_llava")
 
@@ -80,7 +81,9 @@ def main(argv=None) -> int:
     print(text)
     kept, total = record.num_kept_image_tokens(), record.num_image_tokens()
     if args.sparse:
-        logger.info("DART kept %d of %d image tokens (%.1f%% pruned) in %.2fs", kept, total, 100 * (1 - kept / max(total, 1)), seconds)
+        method = METHOD_LABELS.get(args.pruning_method, args.pruning_method)
+        logger.info("%s kept %d of %d image tokens (%.1f%% pruned) in %.2fs", method, kept, total,
+                    100 * (1 - kept / max(total, 1)), seconds)
     else:
         logger.info("no pruning: %d image tokens, %.2fs", total, seconds)
     return 0

@@ -16,6 +16,7 @@ import os
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers.utils.output_capturing import maybe_install_capturing_hooks
 
 from llava.constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_PATCH_TOKEN
 from llava.model.language_model.llava_llama import LlavaConfig, LlavaLlamaForCausalLM
@@ -296,4 +297,10 @@ def _prepare_multimodal(model, tokenizer, device: str, dtype: torch.dtype, devic
     if not vision_tower.is_loaded:
         vision_tower.load_model(device_map=device_map if device.startswith("cuda") else None, dtype=dtype)
     vision_tower.to(device=device, dtype=dtype)
+    # transformers installs its output-capturing hooks lazily, per model, on the first call that captures.
+    # The tower captures its hidden states on every call, so it is hooked first; a later call with
+    # output_attentions / output_hidden_states on the whole model would hook the tower a second time, double
+    # the entries of its hidden-state tuple, and make `mm_vision_select_layer` pick another layer from then
+    # on. Hooking the whole model now, before anything runs, hooks every part once.
+    maybe_install_capturing_hooks(model)
     return vision_tower.image_processor

@@ -34,6 +34,7 @@ from llava.eval.pruning_args import add_pruning_args, dart_config_from_args
 from llava.mm_utils import get_model_name_from_path, load_image
 from llava.model.builder import load_pretrained_model
 from llava.model.qwen_loading import is_qwen
+from llava.pruning_settings import method_label
 from llava.serve.inference import (
     PromptError,
     SamplingParams,
@@ -69,7 +70,7 @@ def pruning_line(pruning: dict) -> str:
     prefill = pruning["prefill_seconds"]
     timing = f", prefill {prefill:.3f} s" if prefill is not None else ""
     if pruning["pruned"]:
-        return f"[DART kept {kept} of {total} image tokens ({100 * (1 - kept / max(total, 1)):.1f}% pruned){timing}]"
+        return f"[{method_label(pruning.get('config'))} kept {kept} of {total} image tokens ({100 * (1 - kept / max(total, 1)):.1f}% pruned){timing}]"
     return f"[no pruning: {total} image tokens{timing}]"
 
 

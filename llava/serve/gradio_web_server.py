@@ -44,6 +44,7 @@ from llava.data.questions import QA, QUESTION_TYPES, prompt
 from llava.data.scenes import Scene, sample_scene
 from llava.data.shapes import render
 from llava.eval.prompting import infer_conv_mode
+from llava.pruning_settings import method_label
 from llava.serve import DEFAULT_CONTROLLER_PORT, DEFAULT_HOST, DEFAULT_WEB_PORT, configure_logging
 from llava.serve.client import ServeError, get_worker_address, list_models, model_details, stream_generate
 from llava.serve.overlay import draw_kept_patches, side_by_side
@@ -221,7 +222,7 @@ def answer_note(final: dict[str, Any]) -> str:
     pruning = final.get("pruning") or {}
     parts = []
     if pruning.get("image_tokens"):
-        verb = "DART kept" if pruning.get("pruned") else "no pruning:"
+        verb = f"{method_label(pruning.get('config'))} kept" if pruning.get("pruned") else "no pruning:"
         parts.append(f"{verb} {pruning['kept_image_tokens']}/{pruning['image_tokens']} image tokens")
     if pruning.get("prefill_seconds") is not None:
         parts.append(f"prefill {pruning['prefill_seconds']:.3f} s")

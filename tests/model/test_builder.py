@@ -147,3 +147,26 @@ def test_customized_and_overwrite_config_set_config_attributes_before_the_model_
         load_pretrained_model(str(tiny_ckpt), None, device="cpu", customized_config=str(overrides))
     with pytest.raises(ValueError, match="not-there.json: not a readable JSON file"):
         load_pretrained_model(str(tiny_ckpt), None, device="cpu", customized_config=str(tmp_path / "not-there.json"))
+
+
+@pytest.mark.parametrize("flag", ["output_attentions", "output_hidden_states"])
+def test_asking_for_attentions_or_hidden_states_leaves_later_calls_unchanged(tiny_ckpt, flag):
+    """transformers hooks a model for output capturing on its first capturing call; hooking the vision tower a
+    second time would double its hidden-state tuple and move the selected layer, so that every call after
+    one with output_attentions gave other image features."""
+    from PIL import Image
+
+    from llava.mm_utils import process_images, tokenizer_image_token
+    from llava.model import PruningRecord
+
+    tokenizer, model, processor, _ = load_pretrained_model(str(tiny_ckpt), None, device="cpu", attn_implementation="eager")
+    ids = tokenizer_image_token("USER: <image>\nWhat is it? ASSISTANT:", tokenizer, return_tensors="pt")[None]
+    images = process_images([Image.new("RGB", (336, 336), (200, 30, 30))], processor, model.config)
+
+    def logits(**kwargs):
+        with torch.no_grad():
+            return model(ids, images=images, pruning_record=PruningRecord(dart_config=None), **kwargs).logits
+
+    before = logits()
+    assert torch.equal(logits(**{flag: True}), before)
+    assert torch.equal(logits(), before)

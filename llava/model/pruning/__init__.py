@@ -1,7 +1,7 @@
 """Visual-token pruning, independent of the model family.
 
 - `config`: the `DART_config` dict (historical keys) parsed into a validated `DARTConfig`.
-- `methods`: the method protocol and registry; `dart` and `random_baseline` register themselves.
+- `methods`: the method protocol and registry; `dart`, `fastv`, `pdrop` and `random_baseline` register themselves.
 - `record`: `PruningRecord`, the per-call state (settings in, kept positions out).
 - `engine`: `PruningHook`, called before every decoder layer; `backends`: what a LLaMA-style model supplies.
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from llava.model.pruning import dart, random_baseline  # noqa: F401  (they register their methods)
+from llava.model.pruning import dart, fastv, pdrop, random_baseline  # noqa: F401  (they register their methods)
 from llava.model.pruning.config import DARTConfig, PruningConfigError, make_dart_config, parse_dart_config
 from llava.model.pruning.methods import (
     PruningInput,

@@ -50,6 +50,26 @@ class RotaryDecoderBackend:
         keys = attn.k_proj(layer.input_layernorm(layer_input)).view(batch, length, -1, attn.head_dim)
         return self.apply_rotary(keys, position_embeddings).flatten(2)
 
+    def last_token_attention(self, layer_idx: int, layer_input: torch.Tensor, position_embeddings, keys: torch.Tensor,
+                             valid: torch.Tensor | None) -> torch.Tensor:
+        """softmax(q_last . k / sqrt(d)) per head, averaged over heads: the row of the last token in the
+        attention weights eager attention would return for this layer, (B, L) in float32. Only the last
+        token's query is projected, so it costs one (heads x L) product whatever attention backend runs."""
+        layer = self.model.layers[layer_idx]
+        attn = layer.self_attn
+        batch, length, _ = layer_input.shape
+        query = attn.q_proj(layer.input_layernorm(layer_input[:, -1:])).view(batch, 1, -1, attn.head_dim)
+        cos, sin = position_embeddings
+        query = self.apply_rotary(query, (cos[..., -1:, :], sin[..., -1:, :]))[:, 0]  # (B, heads, d)
+        keys = keys.view(batch, length, -1, attn.head_dim)
+        groups = query.shape[1] // keys.shape[2]  # grouped-query attention: each KV head serves `groups` heads
+        keys = keys.repeat_interleave(groups, dim=2)
+        scale = getattr(attn, "scaling", attn.head_dim ** -0.5)
+        scores = torch.einsum("bhd,blhd->bhl", query.float(), keys.float()) * scale
+        if valid is not None:  # the last token is the newest, so causality masks nothing else
+            scores = scores.masked_fill(~valid.to(scores.device).bool()[:, None, :], float("-inf"))
+        return scores.softmax(dim=-1).mean(dim=1)
+
     def apply_rotary(self, keys: torch.Tensor, position_embeddings) -> torch.Tensor:
         """RoPE on (B, L, heads, head_dim) keys, as the attention layers apply it."""
         cos, sin = (e.unsqueeze(2) for e in position_embeddings)

@@ -21,7 +21,7 @@ REQUIRED_KEYS = (
     "pivot_image_token",
     "pivot_text_token",
 )
-OPTIONAL_KEYS = ("method", "seed")
+OPTIONAL_KEYS = ("method", "seed", "pdrop_layers", "pdrop_ratios")
 
 
 class PruningConfigError(ValueError):
@@ -41,6 +41,9 @@ class DARTConfig:
     pivot_image_token / pivot_text_token: number of pivots taken among image / text tokens.
     method: name of a registered pruning method (`llava.model.pruning.method_names()`).
     seed: seed for stochastic baselines (ignored by DART).
+    pdrop_layers / pdrop_ratios: PyramidDrop's stages: before each layer, keep that fraction of the image's
+        original token count (None: the PyramidDrop release's layers 8, 16, 24 of 32, scaled to the model's
+        depth, and ratios 0.5, 0.25, 0.125).
     """
 
     K: int = 2
@@ -53,13 +56,23 @@ class DARTConfig:
     pivot_text_token: int = 4
     method: str = "dart"
     seed: int = 0
+    pdrop_layers: tuple[int, ...] | None = None
+    pdrop_ratios: tuple[float, ...] | None = None
 
     @property
     def num_pivots(self) -> int:
         return self.pivot_image_token + self.pivot_text_token
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The DART_config dict; PyramidDrop's stage keys only when set, so that every other method's dict
+        (and the settings id the answer files are resumed by) is the one it always was."""
+        values = dataclasses.asdict(self)
+        for key in ("pdrop_layers", "pdrop_ratios"):
+            if values[key] is None:
+                del values[key]
+            else:
+                values[key] = list(values[key])
+        return values
 
     def budget_per_pivot(self, num_image_tokens: int, llava_next: bool = False) -> int:
         """T = floor(M / (pivot_image_token + pivot_text_token)) (docs/DART.md, step 3).
@@ -81,6 +94,15 @@ class DARTConfig:
         if self.num_pivots == 0:
             return 0
         return max(0, math.floor(total / self.num_pivots))
+
+
+def dart_kept_count(num_image_tokens: int, cfg: DARTConfig, llava_next: bool = False) -> int:
+    """How many image tokens DART keeps of an image's `num_image_tokens` when no budget is cut short:
+    image pivots + (image + text pivots) * T. The budget every single-stage method is given, so that a
+    comparison keeps the same number of tokens for each."""
+    pivots = min(cfg.pivot_image_token, num_image_tokens)
+    per_pivot = cfg.budget_per_pivot(num_image_tokens, llava_next=llava_next)
+    return min(num_image_tokens, pivots + cfg.num_pivots * per_pivot)
 
 
 def _check_int(cfg: Mapping[str, Any], key: str, *, allow_none: bool, minimum: int = 0) -> None:
@@ -128,7 +150,7 @@ def parse_dart_config(raw: Mapping[str, Any] | DARTConfig, num_hidden_layers: in
         raise PruningConfigError(f"DART_config['reduction_ratio'] must be a number in [0, 1), got {ratio!r}")
 
     method = raw.get("method", "dart")
-    from llava.model.pruning import method_names  # late import: the methods register on package import
+    from llava.model.pruning import get_method, method_names  # late import: the methods register on package import
 
     if method not in method_names():
         raise PruningConfigError(f"DART_config['method']={method!r} is unknown; available: {method_names()}")
@@ -136,7 +158,8 @@ def parse_dart_config(raw: Mapping[str, Any] | DARTConfig, num_hidden_layers: in
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise PruningConfigError(f"DART_config['seed'] must be an integer, got {seed!r}")
 
-    return DARTConfig(
+    pdrop_layers, pdrop_ratios = _pdrop_stages(raw, num_hidden_layers)
+    settings = DARTConfig(
         K=raw["K"],
         image_token_start_index=raw["image_token_start_index"],
         image_token_length=raw["image_token_length"],
@@ -147,13 +170,52 @@ def parse_dart_config(raw: Mapping[str, Any] | DARTConfig, num_hidden_layers: in
         pivot_text_token=raw["pivot_text_token"],
         method=method,
         seed=seed,
+        pdrop_layers=pdrop_layers,
+        pdrop_ratios=pdrop_ratios,
     )
+    resolve = get_method(method).resolve
+    return resolve(settings, num_hidden_layers) if resolve is not None and num_hidden_layers is not None else settings
+
+
+def _pdrop_stages(raw: Mapping[str, Any], num_hidden_layers: int | None):
+    """PyramidDrop's (layers, ratios) as tuples, checked: ascending layers in 1..N-1, one ratio per layer,
+    non-increasing, in (0, 1]."""
+    layers, ratios = raw.get("pdrop_layers"), raw.get("pdrop_ratios")
+    if layers is None and ratios is None:
+        return None, None
+    if layers is None or ratios is None:
+        raise PruningConfigError("DART_config['pdrop_layers'] and ['pdrop_ratios'] are set together or not at all")
+    layers, ratios = _number_list(layers, "pdrop_layers", int), _number_list(ratios, "pdrop_ratios", float)
+    if len(layers) != len(ratios) or not layers:
+        raise PruningConfigError(f"DART_config['pdrop_layers'] {list(layers)} and ['pdrop_ratios'] {list(ratios)} "
+                                 "must have one ratio per layer")
+    top = (num_hidden_layers - 1) if num_hidden_layers is not None else None
+    if list(layers) != sorted(set(layers)) or layers[0] < 1 or (top is not None and layers[-1] > top):
+        raise PruningConfigError(f"DART_config['pdrop_layers']={list(layers)} must be ascending and distinct, in "
+                                 f"1..{top if top is not None else 'N-1'}")
+    if any(not 0 < r <= 1 for r in ratios) or list(ratios) != sorted(ratios, reverse=True):
+        raise PruningConfigError(f"DART_config['pdrop_ratios']={list(ratios)} must be in (0, 1] and non-increasing")
+    return layers, ratios
+
+
+def _number_list(value: Any, key: str, kind: type) -> tuple:
+    """A list, tuple or comma-separated string of numbers as a tuple of `kind`."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise PruningConfigError(f"DART_config[{key!r}] must be a list of numbers, got {value!r}")
+    try:
+        parsed = tuple(kind(item) for item in items if not isinstance(item, bool))
+    except (TypeError, ValueError):
+        raise PruningConfigError(f"DART_config[{key!r}] must be a list of numbers, got {value!r}") from None
+    if len(parsed) != len(items) or (kind is int and any(float(i) != int(float(i)) for i in items)):
+        raise PruningConfigError(f"DART_config[{key!r}] must be a list of {kind.__name__}s, got {value!r}")
+    return parsed
 
 
 def make_dart_config(**overrides: Any) -> dict[str, Any]:
     """A complete DART_config dict with the paper's defaults (K=2, 4+4 pivots, 128 kept), overridden by kwargs."""
-    cfg = {k: v for k, v in DARTConfig().to_dict().items()}
-    unknown = sorted(set(overrides) - set(cfg))
+    cfg = DARTConfig().to_dict()
+    unknown = sorted(set(overrides) - set(cfg) - set(OPTIONAL_KEYS))
     if unknown:
         raise PruningConfigError(f"unknown DART setting(s) {unknown}; allowed: {sorted(cfg)}")
     cfg.update(overrides)

@@ -61,6 +61,11 @@ class PruningBackend(Protocol):
     def layer_keys(self, layer_idx: int, layer_input: torch.Tensor, position_embeddings: Any, cache) -> torch.Tensor:
         """Layer `layer_idx`'s key states after RoPE, (B, L, kv_heads * head_dim): from the cache or recomputed."""
 
+    def last_token_attention(self, layer_idx: int, layer_input: torch.Tensor, position_embeddings: Any,
+                             keys: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+        """Layer `layer_idx`'s attention weights of each row's last token, averaged over heads, (B, L), with
+        `keys` that layer's key states and `valid` (B, L) the real tokens (None: all)."""
+
     def position_embeddings(self, hidden_states: torch.Tensor, position_ids: torch.Tensor) -> Any:
         """What the layers take as `position_embeddings` for the given (gathered) positions."""
 
@@ -219,26 +224,39 @@ class PruningHook:
     def _selected_rows(self, stage: int, hidden_states: torch.Tensor, position_embeddings) -> list[torch.Tensor]:
         cfg = self.settings
         method = get_method(cfg.method)
+        layer = self.stages[stage]
         normed = self.backend.final_norm(hidden_states) if PruningInput.NORMED in method.inputs else None
-        keys = None
-        if PruningInput.KEYS in method.inputs:
-            keys = self.backend.layer_keys(self.stages[stage] - 1, self._layer_input, position_embeddings, self.cache)
+        keys = attention = None
+        if method.inputs & {PruningInput.KEYS, PruningInput.PREVIOUS_LAYER_ATTENTION}:
+            keys = self.backend.layer_keys(layer - 1, self._layer_input, position_embeddings, self.cache)
+        if PruningInput.PREVIOUS_LAYER_ATTENTION in method.inputs:
+            attention = self.backend.last_token_attention(layer - 1, self._layer_input, position_embeddings, keys,
+                                                          self._current_valid)
+        elif PruningInput.PRUNING_LAYER_ATTENTION in method.inputs:
+            own_keys = self.backend.layer_keys(layer, hidden_states, position_embeddings, None)
+            attention = self.backend.last_token_attention(layer, hidden_states, position_embeddings, own_keys,
+                                                          self._current_valid)
         batch, length = hidden_states.shape[:2]
         rows = []
         for b in range(batch):
-            spans = self.record.image_spans[b] if self.record.image_spans else []
+            original = self.record.image_spans[b] if self.record.image_spans else []
             valid = self._current_valid[b] if self._current_valid is not None else None
             if stage == 0:
-                self._check_declared_span(spans, length, valid)
+                self._check_declared_span(original, length, valid)
+                spans = original
             else:
-                spans = _spans_in(self._current[b], valid, spans)
-            rows.append(self._select_row(
-                method, cfg, stage, spans, length, valid, hidden_states.device,
-                normed[b] if normed is not None else None, keys[b] if keys is not None else None,
-            ))
+                spans = _spans_in(self._current[b], valid, original)
+            per_sample = {
+                "normed": normed[b] if normed is not None else None,
+                "keys": keys[b] if keys is not None else None,
+                "attention": attention[b] if attention is not None else None,
+            }
+            rows.append(self._select_row(method, cfg, stage, spans, [n for _, n in original], length, valid,
+                                         hidden_states.device, per_sample))
         return rows
 
-    def _select_row(self, method, cfg, stage, spans, length, valid_tokens, device, normed, keys) -> torch.Tensor:
+    def _select_row(self, method, cfg, stage, spans, original_lengths, length, valid_tokens, device,
+                    per_sample) -> torch.Tensor:
         """Sample's kept positions, ascending: its text (not its padding), plus each image's selection."""
         text = torch.ones(length, dtype=torch.bool, device=device)
         for start, count in spans:
@@ -247,11 +265,12 @@ class PruningHook:
             text &= valid_tokens.to(device)
         kept = [text.nonzero().flatten()]
         padding = int(valid_tokens.long().argmax()) if valid_tokens is not None else 0  # rows are left-padded
-        for start, count in spans:
+        for (start, count), original_length in zip(spans, original_lengths):
             if count == 0:
                 continue
             text_after = text[start + count :].nonzero().flatten() + start + count
-            inputs = SpanInputs((start, count), text_after, normed, keys, self.backend.llava_next, stage, padding)
+            inputs = SpanInputs((start, count), text_after, llava_next=self.backend.llava_next, stage=stage,
+                                padding=padding, original_length=original_length, **per_sample)
             kept.append(method.select(inputs, cfg).to(device))
         return torch.cat(kept).sort().values
 

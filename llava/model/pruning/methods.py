@@ -20,10 +20,17 @@ from llava.model.pruning.config import DARTConfig
 
 
 class PruningInput(enum.Enum):
-    """What a method may ask the engine for, all taken just before the pruning layer K."""
+    """What a method may ask the engine for, all taken just before the pruning layer K.
+
+    The attention inputs are the softmax row of the sample's last token (the end of the prompt), averaged
+    over the heads, (L,): what eager attention would return as that layer's attention weights for that row,
+    computed from the layer's queries and keys alone, so that it needs no eager attention and no (L, L) matrix.
+    """
 
     NORMED = "normed"  # layer K-1's output hidden states through the model's final norm, (L, D)
     KEYS = "keys"  # layer K-1's key states after RoPE, heads concatenated, (L, kv_heads * head_dim)
+    PREVIOUS_LAYER_ATTENTION = "previous_layer_attention"  # the last token's attention in layer K-1 (FastV)
+    PRUNING_LAYER_ATTENTION = "pruning_layer_attention"  # ... with layer K's own projections on its input (PDrop)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,9 +44,13 @@ class SpanInputs:
         images' tokens): where text pivots are taken. With one image and no padding, `[s+m, L)`.
     normed, keys: the sample's whole sequence, present when the method declared them.
     llava_next: the sequence is a LLaVA-1.6 (anyres) one, which has its own budget rule.
+    attention: the last token's attention over the whole sequence, (L,), present when the method declared
+        one of the attention inputs.
     stage: 0 at the method's first pruning layer, 1 at its second, ...
     padding: how many padding entries precede the sample's first token (left padding in a batch); a
         position minus `padding` is the one the sample has when run alone.
+    original_length: how many tokens the image had before the first stage (a later stage's budget may be
+        a fraction of it); 0 means `span`'s length.
     """
 
     span: tuple[int, int]
@@ -49,6 +60,8 @@ class SpanInputs:
     llava_next: bool = False
     stage: int = 0
     padding: int = 0
+    attention: torch.Tensor | None = None
+    original_length: int = 0
 
 
 SelectFn = Callable[[SpanInputs, DARTConfig], torch.Tensor]
@@ -62,7 +75,8 @@ def at_layer_k(cfg: DARTConfig) -> tuple[int, ...]:
 @dataclasses.dataclass(frozen=True)
 class PruningMethod:
     """A registered method. `config_class` is the dataclass its settings parse into; `layers(cfg)` the
-    ascending layers before which it prunes (each >= 1 and below the model's depth)."""
+    ascending layers before which it prunes (each >= 1 and below the model's depth); `resolve(cfg, depth)`,
+    if set, fills the method's defaults that depend on the model's depth when the settings are parsed."""
 
     name: str
     select: SelectFn
@@ -70,6 +84,7 @@ class PruningMethod:
     config_class: type = DARTConfig
     summary: str = ""
     layers: Callable[[DARTConfig], tuple[int, ...]] = at_layer_k
+    resolve: Callable[[DARTConfig, int], DARTConfig] | None = None
 
 
 _METHODS: dict[str, PruningMethod] = {}

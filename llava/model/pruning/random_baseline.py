@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from llava.model.pruning.config import DARTConfig
+from llava.model.pruning.config import DARTConfig, dart_kept_count
 from llava.model.pruning.methods import PruningMethod, SpanInputs, register_method
-
-
-def dart_kept_count(num_image_tokens: int, cfg: DARTConfig, llava_next: bool = False) -> int:
-    """How many image tokens DART keeps when no budget is cut short: pivots + pivots_total * T."""
-    pivots = min(cfg.pivot_image_token, num_image_tokens)
-    per_pivot = cfg.budget_per_pivot(num_image_tokens, llava_next=llava_next)
-    return min(num_image_tokens, pivots + cfg.num_pivots * per_pivot)
 
 
 def select(inputs: SpanInputs, cfg: DARTConfig) -> torch.Tensor:

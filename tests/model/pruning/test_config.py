@@ -33,7 +33,7 @@ def test_historical_dict_round_trips():
         ({"reduction_ratio": 1.0}, r"\[0, 1\)"),
         ({"reduction_ratio": -0.1}, "'reduction_ratio'"),
         ({"reduction_ratio": "0.5"}, "'reduction_ratio'"),
-        ({"method": "fastv"}, "unknown"),
+        ({"method": "no_such_method"}, "unknown"),
         ({"typo_key": 1}, "unknown key"),
     ],
 )

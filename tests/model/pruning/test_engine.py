@@ -73,6 +73,15 @@ def generate_single(model, ids, images, record, **kwargs):
         return model.generate(ids[None], images=images, pruning_record=record, do_sample=False, **kwargs)[0].tolist()
 
 
+def single_runs(model, requests, settings, **kwargs):
+    """[(tokens, record)] of each request run alone with `settings`."""
+    runs = []
+    for ids, images in requests:
+        record = PruningRecord(dart_config=settings)
+        runs.append((generate_single(model, ids, images, record, **kwargs), record))
+    return runs
+
+
 def generate_batch(model, requests, record, **kwargs):
     ids, mask = left_pad([ids for ids, _ in requests])
     images = [img for _, imgs in requests if imgs is not None for img in imgs]
@@ -113,10 +122,7 @@ def expected_rows(model, spliced, cfg):
 def test_mixed_batch_equals_single_runs_tokens_and_kept_sets(llava15, mixed_requests):
     tokenizer, model, _ = llava15
     settings = make_dart_config(max_num_trunction=32)
-    singles = []
-    for ids, images in mixed_requests:
-        record = PruningRecord(dart_config=settings)
-        singles.append((generate_single(model, ids, images, record, max_new_tokens=6), record))
+    singles = single_runs(model, mixed_requests, settings, max_new_tokens=6)
     batch_record = PruningRecord(dart_config=settings)
     batched = generate_batch(model, mixed_requests, batch_record, max_new_tokens=6)
 
