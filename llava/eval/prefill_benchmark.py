@@ -28,7 +28,7 @@ from transformers import Qwen2VLTextConfig
 
 from llava.model import LlavaConfig, LlavaLlamaForCausalLM, PruningRecord
 from llava.model.language_model.qwen_vl import Qwen2VLTextModelWithPruning
-from llava.model.pruning import make_dart_config, parse_dart_config
+from llava.model.pruning import make_dart_config, method_names, parse_dart_config
 from llava.model.pruning.config import dart_kept_count
 
 # Per family: LLaVA-1.5-7B's layer count and heads at width 1024, Qwen2-VL-7B's (GQA 28 / 4) at width 896;
@@ -56,6 +56,7 @@ class Result:
     kv_cache_bytes: int
     ideal_speedup: float = 1.0
     measured_speedup: float = 1.0
+    stages: list[tuple[int, int]] = dataclasses.field(default_factory=list)  # (layer, tokens per row) per stage
 
 
 def layer_flops(seq_len: int, hidden: int, intermediate: int, kv_dim: int) -> float:
@@ -69,12 +70,16 @@ def layer_flops(seq_len: int, hidden: int, intermediate: int, kv_dim: int) -> fl
     return float(linear + attention)
 
 
-def ideal_speedup(full_len: int, pruned_len: int, k: int, layers: int, hidden: int, intermediate: int, kv_dim: int) -> float:
-    """Layers 0..K-1 see all tokens, layers K..N-1 the pruned sequence: ratio of the FLOP counts."""
+def ideal_speedup(full_len: int, stages: list[tuple[int, int]], layers: int, hidden: int, intermediate: int,
+                  kv_dim: int) -> float:
+    """Ratio of the FLOP counts unpruned / pruned. `stages`: (first layer, tokens per row) of each pruning
+    stage, ascending: layers before the first stage see all `full_len` tokens, each stage's layers (up to the
+    next stage) its own count. One stage at K is DART's case; PyramidDrop has several."""
     full = layers * layer_flops(full_len, hidden, intermediate, kv_dim)
-    pruned = k * layer_flops(full_len, hidden, intermediate, kv_dim) + (layers - k) * layer_flops(
-        pruned_len, hidden, intermediate, kv_dim
-    )
+    bounds = [(0, full_len)] + list(stages)
+    pruned = 0.0
+    for (first, tokens), (end, _) in zip(bounds, bounds[1:] + [(layers, 0)]):
+        pruned += (end - first) * layer_flops(tokens, hidden, intermediate, kv_dim)
     return full / pruned
 
 
@@ -155,16 +160,17 @@ def run(args) -> list[Result]:
                     times[variant.name].append(seconds)
                     selection[variant.name].append(record.selection_seconds)
                 pruned_len = record.keep.shape[1] if record.pruned else seq_len
-                results[variant.name] = Result(variant.name, pruned_len, 0.0, 0.0, kv_cache_bytes(cache))
+                stages = [(stage.layer, stage.keep.shape[1]) for stage in record.stages]
+                results[variant.name] = Result(variant.name, pruned_len, 0.0, 0.0, kv_cache_bytes(cache),
+                                               stages=stages)
     kv_dim = args.kv_heads * (args.hidden_size // args.heads)
     base = statistics.median(times["vanilla"])
     for name, result in results.items():
         result.median_seconds = statistics.median(times[name])
         result.selection_seconds = statistics.median(selection[name])
         result.measured_speedup = base / result.median_seconds
-        k = args.k if name != "vanilla" else args.layers
         result.ideal_speedup = ideal_speedup(
-            seq_len, result.seq_len_after_k, k, args.layers, args.hidden_size, args.intermediate_size, kv_dim
+            seq_len, result.stages, args.layers, args.hidden_size, args.intermediate_size, kv_dim
         )
     return list(results.values())
 
@@ -175,24 +181,28 @@ def variants_of(args) -> list[Variant]:
         return [Variant(f"{method}-{ratio}", make_dart_config(K=args.k, reduction_ratio=ratio, max_num_trunction=None,
                                                               method=method))
                 for ratio in args.ratios for method in args.methods]
-    return [Variant(f"{method}-{kept}", make_dart_config(K=args.k, max_num_trunction=kept, method=method))
-            for kept in args.kept for method in args.methods]
+    variants = [Variant(f"{method}-{kept}", make_dart_config(K=args.k, max_num_trunction=kept, method=method))
+                for kept in args.kept for method in args.methods if method != "pdrop"]
+    if "pdrop" in args.methods:  # its budget is its stages' ratios, not a kept count
+        variants.append(Variant("pdrop", make_dart_config(K=args.k, method="pdrop")))
+    return variants
 
 
 def format_table(results: list[Result], seq_len: int, batch_size: int = 1) -> str:
     lines = [
-        f"{'variant':<12} {'tokens>=K':>9} {'prefill ms':>11} {'speed-up':>9} {'ideal':>7} {'meas/ideal':>10} "
+        f"{'variant':<12} {'tokens/row':>10} {'prefill ms':>11} {'speed-up':>9} {'ideal':>7} {'meas/ideal':>10} "
         f"{'select ms':>10} {'select %':>9} {'KV cache MiB':>13}"
     ]
     for r in results:
         share = 100 * r.selection_seconds / r.median_seconds
         lines.append(
-            f"{r.name:<12} {r.seq_len_after_k:>9} {1000 * r.median_seconds:>11.1f} {r.measured_speedup:>8.2f}x "
+            f"{r.name:<12} {r.seq_len_after_k:>10} {1000 * r.median_seconds:>11.1f} {r.measured_speedup:>8.2f}x "
             f"{r.ideal_speedup:>6.2f}x {r.measured_speedup / r.ideal_speedup:>10.2f} {1000 * r.selection_seconds:>10.2f} "
             f"{share:>8.2f}% {r.kv_cache_bytes / 2**20:>13.1f}"
         )
-    lines.append(f"(prompt: {seq_len} tokens x batch {batch_size}; tokens>=K: sequence length per row seen by "
-                 "layers K..N-1; times and KV cache for the whole batch)")
+    lines.append(f"(prompt: {seq_len} tokens x batch {batch_size}; tokens/row: sequence length per row seen by "
+                 "the last layers (after the last pruning stage); ideal: the FLOP ratio of layer_flops over every "
+                 "layer's own length; times and KV cache for the whole batch)")
     return "\n".join(lines)
 
 
@@ -208,7 +218,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--k", type=int, default=2, help="DART's pruned layer K")
     parser.add_argument("--kept", type=int, nargs="+", default=[128, 64], help="max_num_trunction values (llava)")
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.778], help="reduction ratios (qwen2_vl)")
-    parser.add_argument("--methods", nargs="+", default=["dart", "random"])
+    parser.add_argument("--methods", nargs="+", default=["dart", "random"], choices=method_names(),
+                        help="pruning methods to time beside vanilla (pdrop uses its stages, not --kept)")
     parser.add_argument("--prefix-tokens", type=int, help="default: 35, 15")
     parser.add_argument("--image-tokens", type=int, help="default: 576, 1024")
     parser.add_argument("--suffix-tokens", type=int, help="default: 25, 25")

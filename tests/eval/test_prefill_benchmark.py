@@ -15,8 +15,27 @@ def test_layer_flops_by_hand():
 def test_ideal_speedup_is_the_flop_ratio():
     full, pruned = layer_flops(100, 8, 16, 8), layer_flops(40, 8, 16, 8)
     expected = 10 * full / (3 * full + 7 * pruned)
-    assert ideal_speedup(100, 40, k=3, layers=10, hidden=8, intermediate=16, kv_dim=8) == pytest.approx(expected)
-    assert ideal_speedup(100, 100, k=3, layers=10, hidden=8, intermediate=16, kv_dim=8) == pytest.approx(1.0)
+    assert ideal_speedup(100, [(3, 40)], layers=10, hidden=8, intermediate=16, kv_dim=8) == pytest.approx(expected)
+    assert ideal_speedup(100, [], layers=10, hidden=8, intermediate=16, kv_dim=8) == pytest.approx(1.0)
+
+
+def test_ideal_speedup_of_several_stages_counts_each_stages_layers():
+    # layers 0-1: 100 tokens, 2-4: 60, 5-9: 30
+    flops = {n: layer_flops(n, 8, 16, 8) for n in (100, 60, 30)}
+    expected = 10 * flops[100] / (2 * flops[100] + 3 * flops[60] + 5 * flops[30])
+    assert ideal_speedup(100, [(2, 60), (5, 30)], layers=10, hidden=8, intermediate=16, kv_dim=8) == pytest.approx(expected)
+
+
+def test_attention_methods_run_beside_dart_with_their_own_stages(tmp_path):
+    out = tmp_path / "bench.json"
+    argv = ["--layers", "4", "--heads", "4", "--hidden-size", "64", "--intermediate-size", "128", "--kept", "16",
+            "--methods", "fastv", "pdrop", "--repeats", "1", "--warmup", "0", "--json", str(out)]
+    assert main(argv) == 0
+    results = {r["name"]: r for r in json.loads(out.read_text())["results"]}
+    assert results["fastv-16"]["stages"] == [[2, 35 + 25 + 20]]  # DART's budget: 4 + 8 * 2 image tokens
+    # PyramidDrop's stages scaled to 4 layers: 1, 2, 3 keeping int(576 * 0.5, 0.25, 0.125) image tokens
+    assert results["pdrop"]["stages"] == [[1, 60 + 288], [2, 60 + 144], [3, 60 + 72]]
+    assert results["pdrop"]["kv_cache_bytes"] == (636 + 348 + 204 + 132) * 2 * 64 * 4
 
 
 def test_tiny_run_reports_every_variant(tmp_path, capsys):
