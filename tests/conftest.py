@@ -28,7 +28,7 @@ def tiny_image():
 
 @pytest.fixture(scope="session")
 def tiny_script():
-    """tiny_script("pruning_sweep") imports scripts/tiny/pruning_sweep.py (scripts/ is not a package)."""
+    """tiny_script("make_tokenizer") imports scripts/tiny/make_tokenizer.py (scripts/ is not a package)."""
     folder = Path(__file__).resolve().parents[1] / "scripts" / "tiny"
 
     def load(name: str):

@@ -43,7 +43,7 @@ class DARTConfig:
     seed: seed for stochastic baselines (ignored by DART).
     pdrop_layers / pdrop_ratios: PyramidDrop's stages: before each layer, keep that fraction of the image's
         original token count (None: the PyramidDrop release's layers 8, 16, 24 of 32, scaled to the model's
-        depth, and ratios 0.5, 0.25, 0.125).
+        depth, and ratios 0.5, 0.25, 0.125; ratios alone go with those layers).
     """
 
     K: int = 2
@@ -183,9 +183,14 @@ def _pdrop_stages(raw: Mapping[str, Any], num_hidden_layers: int | None):
     layers, ratios = raw.get("pdrop_layers"), raw.get("pdrop_ratios")
     if layers is None and ratios is None:
         return None, None
-    if layers is None or ratios is None:
-        raise PruningConfigError("DART_config['pdrop_layers'] and ['pdrop_ratios'] are set together or not at all")
-    layers, ratios = _number_list(layers, "pdrop_layers", int), _number_list(ratios, "pdrop_ratios", float)
+    if ratios is None:
+        raise PruningConfigError("DART_config['pdrop_layers'] needs ['pdrop_ratios'], one per layer")
+    ratios = _number_list(ratios, "pdrop_ratios", float)
+    if any(not 0 < r <= 1 for r in ratios) or list(ratios) != sorted(ratios, reverse=True):
+        raise PruningConfigError(f"DART_config['pdrop_ratios']={list(ratios)} must be in (0, 1] and non-increasing")
+    if layers is None:  # the default layers, filled in with the model's depth
+        return None, ratios
+    layers = _number_list(layers, "pdrop_layers", int)
     if len(layers) != len(ratios) or not layers:
         raise PruningConfigError(f"DART_config['pdrop_layers'] {list(layers)} and ['pdrop_ratios'] {list(ratios)} "
                                  "must have one ratio per layer")
@@ -193,8 +198,6 @@ def _pdrop_stages(raw: Mapping[str, Any], num_hidden_layers: int | None):
     if list(layers) != sorted(set(layers)) or layers[0] < 1 or (top is not None and layers[-1] > top):
         raise PruningConfigError(f"DART_config['pdrop_layers']={list(layers)} must be ascending and distinct, in "
                                  f"1..{top if top is not None else 'N-1'}")
-    if any(not 0 < r <= 1 for r in ratios) or list(ratios) != sorted(ratios, reverse=True):
-        raise PruningConfigError(f"DART_config['pdrop_ratios']={list(ratios)} must be in (0, 1] and non-increasing")
     return layers, ratios
 
 

@@ -13,7 +13,7 @@ import dataclasses
 
 import torch
 
-from llava.model.pruning.config import DARTConfig
+from llava.model.pruning.config import DARTConfig, PruningConfigError
 from llava.model.pruning.fastv import top_attended
 from llava.model.pruning.methods import PruningInput, PruningMethod, SpanInputs, register_method
 
@@ -23,12 +23,16 @@ REFERENCE_RATIOS = (0.5, 0.25, 0.125)
 
 def with_default_stages(cfg: DARTConfig, num_hidden_layers: int) -> DARTConfig:
     """The configured stages, else the reference's layers scaled to the model's depth (distinct, within
-    1..N-1) with its ratios."""
+    1..N-1) with the configured ratios or the reference's."""
     if cfg.pdrop_layers is not None:
         return cfg
-    scaled = sorted({min(max(1, round(layer * num_hidden_layers / 32)), num_hidden_layers - 1)
-                     for layer in REFERENCE_LAYERS})
-    return dataclasses.replace(cfg, pdrop_layers=tuple(scaled), pdrop_ratios=REFERENCE_RATIOS[: len(scaled)])
+    scaled = tuple(sorted({min(max(1, round(layer * num_hidden_layers / 32)), num_hidden_layers - 1)
+                           for layer in REFERENCE_LAYERS}))
+    ratios = cfg.pdrop_ratios if cfg.pdrop_ratios is not None else REFERENCE_RATIOS[: len(scaled)]
+    if len(ratios) != len(scaled):
+        raise PruningConfigError(f"DART_config['pdrop_ratios'] has {len(ratios)} ratios but the default layers of a "
+                                 f"{num_hidden_layers}-layer model are {list(scaled)}: give pdrop_layers too")
+    return dataclasses.replace(cfg, pdrop_layers=scaled, pdrop_ratios=ratios)
 
 
 def kept_count(original_length: int, ratio: float) -> int:
