@@ -90,6 +90,10 @@ class AnswerFile:
         self._check_settings(existing)
         self.done = collections.Counter(record_key(r, self.key_fields) for r in existing)
         self.num_existing = len(existing)
+        # (kept, total) image tokens of the answers already there, so that a resumed run's summary covers them
+        metadata = [r.get("metadata") or {} for r in existing]
+        self.existing_image_tokens = [(m["image_tokens_kept"], m["image_tokens"]) for m in metadata
+                                      if m.get("image_tokens") and "image_tokens_kept" in m]
         self._file = open(path, "w" if overwrite else "a", encoding="utf-8")
 
     def _check_settings(self, existing: list[dict[str, Any]]) -> None:

@@ -412,6 +412,9 @@ def run(task: Task, args: argparse.Namespace) -> RunStats:
     try:
         pending = answers.pending(items)
         stats.already_answered = len(items) - len(pending)
+        for kept, total in answers.existing_image_tokens:
+            stats.kept_image_tokens.append(kept)
+            stats.image_tokens.append(total)
         if pending:
             _check_image_folder(os.path.expanduser(args.image_folder), pending)
             _answer(task, args, chunk, pending, answers, errors, stats)

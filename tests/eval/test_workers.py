@@ -97,7 +97,12 @@ def test_resume_after_a_kill_answers_each_question_once(tiny_ckpt, vqa_set, refe
     # A complete file: nothing to do, and the model is not even loaded.
     monkeypatch.setattr("llava.eval.common.load_model", lambda *a: pytest.fail("loaded the model"))
     assert model_vqa_loader.main(loader_args(tiny_ckpt, vqa_set, answers)) == 0
-    assert f"answered 0 questions ({NUM_QUESTIONS} already answered)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"answered 0 questions ({NUM_QUESTIONS} already answered)" in out
+    # The summary's kept tokens cover the answers found in the file, as they were recorded.
+    recorded = [json.loads(line)["metadata"] for line in answers.read_text().splitlines()]
+    kept = sum(m["image_tokens_kept"] for m in recorded) / len(recorded)
+    assert f"image tokens kept per question {kept:.1f} of 576.0" in out
 
 
 def test_resume_refuses_other_settings_and_overwrite_starts_over(tiny_ckpt, vqa_set, reference, tmp_path, capsys):
