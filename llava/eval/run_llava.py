@@ -60,9 +60,8 @@ def answer(args: argparse.Namespace) -> tuple[str, PruningRecord, float]:
     tokenizer, model, image_processor = load_model(args, args.device)
     conv_mode = None if is_qwen(model.config) else choose_conv_mode(
         args.conv_mode, model.config, get_model_name_from_path(args.model_path))
-    query = args.query
-    if is_embedded_default(args.model_path) and with_answer_instruction(query) != query:
-        query = with_answer_instruction(query)
+    query = with_answer_instruction(args.query) if is_embedded_default(args.model_path) else args.query
+    if query != args.query:
         logger.info(EMBEDDED_DEFAULT_NOTICE)
     prepared = prepare_prompt(0, query, images, tokenizer, image_processor, model.config, conv_mode)
     torch.manual_seed(args.seed)
