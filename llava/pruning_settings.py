@@ -53,7 +53,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("pivot_text_token", "pivot_text_token", int, 4, "pivots among the text tokens", minimum=0, maximum=256),
     Setting("retain_token_num_for_llava_next", "retain_token_num_for_llava_next", int, None,
             "budget for LLaVA-1.6 (anyres) inputs", nullable=True, minimum=0, maximum=65536),
-    Setting("pruning_method", "method", str, "dart", "the selection method: dart (default), fastv, pdrop or random"),
+    Setting("pruning_method", "method", str, "dart", "the method: dart (default), fastv, pdrop, random (inside the language model), visionzip, divprune, pooling (before it)"),
     Setting("pdrop_layers", "pdrop_layers", str, None,
             "pdrop: the layers before which it prunes, e.g. 8,16,24 (default: those of 32 scaled to the depth)",
             nullable=True),
@@ -75,7 +75,8 @@ def dart_config_values(values: dict[str, Any]) -> dict[str, Any]:
 
 
 # How summaries name each method ("DART kept 132 of 576 image tokens", "FastV kept ...").
-METHOD_LABELS = {"dart": "DART", "fastv": "FastV", "pdrop": "PDrop", "random": "random pruning"}
+METHOD_LABELS = {"dart": "DART", "fastv": "FastV", "pdrop": "PDrop", "random": "random pruning",
+                 "visionzip": "VisionZip", "divprune": "DivPrune", "pooling": "pooling"}
 
 
 def method_label(dart_config: dict[str, Any] | None) -> str:

@@ -2,13 +2,14 @@
 
     python -m llava.eval.sweep --out runs/sweep                     # the embedded default, on the CPU
     python -m llava.eval.sweep --out runs/sweep-7b --ckpt liuhaotian/llava-v1.5-7b \\
-        --benchmarks textvqa pope mme gqa --methods dart fastv pdrop random --tokens 192 128 64
+        --benchmarks textvqa pope mme gqa --methods dart fastv pdrop visionzip divprune pooling --tokens 192 128 64
 
 Each point runs the benchmark's own script (`scripts/v1_5/eval/<bench>.sh`: the workers, on every GPU in
 CUDA_VISIBLE_DEVICES, and the official scorer), reads the scorer's result file, and takes the image tokens
 actually kept from the workers' summary. A budget is the number of image tokens to keep, given the same way
-to every method: DART, FastV and random keep 4 image pivots + 8 x floor(M / 8) (the largest such count up to
-the budget), and PyramidDrop's stages end at that same count. The sweep writes OUT/results.json after every
+to every method: DART, FastV, random, VisionZip and DivPrune keep 4 image pivots + 8 x floor(M / 8) (the
+largest such count up to the budget), PyramidDrop's stages end at that same count, and pooling keeps the
+largest h x w grid within it (h = floor(sqrt(count))). The sweep writes OUT/results.json after every
 point (a rerun skips the points it holds; the scripts resume their answer files too), and at the end
 OUT/results.md and OUT/accuracy_vs_tokens.png (one panel per benchmark, one line per method).
 """
@@ -70,7 +71,8 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Path, str], float]]] = {
     "sqa": ("accuracy", _answers_score("scienceqa")),
     "mmbench": ("circular accuracy", _mmbench),
 }
-METHOD_STYLES = {"dart": "o-", "fastv": "^-", "pdrop": "v-", "random": "s--"}
+METHOD_STYLES = {"dart": "o-", "fastv": "^-", "pdrop": "v-", "random": "s--", "visionzip": "D-", "divprune": "P-",
+                 "pooling": "x--"}
 
 
 def dart_family_budget(tokens: int) -> int:
@@ -184,8 +186,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="directory for results.json, results.md and the plot")
     parser.add_argument("--ckpt", default=None, help="checkpoint (default: the scripts' embedded default)")
     parser.add_argument("--benchmarks", nargs="+", default=["pope", "gqa", "sqa"], choices=list(BENCHMARKS))
-    parser.add_argument("--methods", nargs="+", default=["dart", "fastv", "pdrop", "random"],
-                        choices=list(METHOD_STYLES))
+    parser.add_argument("--methods", nargs="+", default=list(METHOD_STYLES), choices=list(METHOD_STYLES))
     parser.add_argument("--tokens", nargs="+", type=int, default=[64, 32, 16], help="image tokens to keep")
     parser.add_argument("--image-tokens", type=int, default=576, help="image tokens per image unpruned (PDrop's ratios)")
     parser.add_argument("--max-new-tokens", type=int, default=32, help="answers are short; bounds a rambling one")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 
 import torch
 from torch import nn
@@ -17,9 +18,12 @@ from torch import nn
 from llava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from llava.mm_utils import get_anyres_image_grid_shape
 from llava.model.multimodal_encoder.builder import build_vision_tower
+from llava.model.multimodal_encoder.clip_encoder import SelectLayerOutputs
 from llava.model.multimodal_projector.builder import build_vision_projector
 from llava.model.patch_merge import check_merge_type, merge_crops, merged_token_count
-from llava.model.pruning.record import ImageSpan  # (start, length) of one image's tokens in the sequence
+from llava.model.pruning import DARTConfig, PruningInput, PruningMethod, PruningRecord, get_method
+from llava.model.pruning.methods import VisionInputs
+from llava.model.pruning.record import ImageReduction, ImageSpan  # ImageSpan: (start, length) in the sequence
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +37,13 @@ class MultimodalInputs:
     position_ids: torch.Tensor  # (B, L), 0 at each sample's first real token
     labels: torch.Tensor | None  # (B, L) with IGNORE_INDEX on image tokens and padding
     image_spans: list[list[ImageSpan]]
+
+
+@dataclasses.dataclass
+class _EncodedImage:
+    features: torch.Tensor  # (n, D) its tokens in sequence order
+    grid: tuple[int, int] | None  # (rows, cols) when the tokens are one crop's patch grid
+    tower: SelectLayerOutputs | None  # that crop's select-layer outputs, when asked for
 
 
 class LlavaMetaModel:
@@ -97,7 +108,10 @@ class LlavaMetaForCausalLM:
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) -> (N, num_patches, D) projected features."""
-        features = self.get_vision_tower()(images)
+        return self.project_features(self.get_vision_tower()(images))
+
+    def project_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Vision-tower features (..., C) -> language-model tokens (..., D)."""
         projector = self.get_model().mm_projector
         # In the projector's dtype: callers such as lmms-eval's own `llava` send float16 pixels even to a
         # float32 model on the CPU.
@@ -113,22 +127,61 @@ class LlavaMetaForCausalLM:
         (`llava.model.patch_merge`); image_sizes: the original (width, height) of each image, which the
         spatial merges need.
         """
+        return [image.features for image in self._encoded_images(images, image_sizes)]
+
+    def reduced_image_features(self, images, image_sizes, method: PruningMethod,
+                               settings: DARTConfig) -> tuple[list[torch.Tensor], list[ImageReduction]]:
+        """`image_features` put through a method that reduces them before the language model: the reduced
+        features per image and what the method did to each."""
+        encoded = self._encoded_images(images, image_sizes, PruningInput.VISION_CLS_ATTENTION in method.inputs)
+        llava_next = str(getattr(self.config, "image_aspect_ratio", "pad")).startswith("anyres")
+        features, reductions = [], []
+        for image in encoded:
+            tower = image.tower
+            inputs = VisionInputs(
+                image.features, image.grid, llava_next, self.project_features,
+                tower_features=tower.patches if tower is not None else None,
+                tower_cls=tower.cls if tower is not None else None,
+                cls_attention=tower.cls_attention if tower is not None else None,
+                tower_keys=tower.keys if tower is not None else None,
+            )
+            reduced = method.reduce(inputs, settings)
+            features.append(reduced.features)
+            reductions.append(ImageReduction(image.features.shape[0], reduced.kept_patches))
+        return features, reductions
+
+    def _encoded_images(self, images, image_sizes, tower_outputs: bool = False) -> list[_EncodedImage]:
         if isinstance(images, torch.Tensor) and images.ndim == 4:
-            return list(self.encode_images(images))
-        stacks = [img if img.ndim == 4 else img.unsqueeze(0) for img in images]
-        merge_type = getattr(self.config, "mm_patch_merge_type", "flat")
+            stacks, merge_type = list(images.unsqueeze(1)), None  # one crop per image, never merged
+        else:
+            stacks = [img if img.ndim == 4 else img.unsqueeze(0) for img in images]
+            merge_type = getattr(self.config, "mm_patch_merge_type", "flat")
         if image_sizes is not None and len(image_sizes) != len(stacks):
             raise ValueError(f"{len(stacks)} images but {len(image_sizes)} image_sizes")
-        encoded = self.encode_images(torch.cat(stacks))
+        tower = self.get_vision_tower()
+        pixels = torch.cat(stacks)
+        # The [CLS] ranking is computed for single-crop images only: those are the ones it can reduce.
+        select = tower.forward_with_cls_attention(pixels) if tower_outputs else None
+        encoded = self.project_features(select.patches if select is not None else tower(pixels))
         newline = getattr(self.get_model(), "image_newline", None)
-        features, offset = [], 0
+        side = tower.num_patches_per_side
+        result, offset = [], 0
         for i, stack in enumerate(stacks):
             crops = encoded[offset : offset + stack.shape[0]]
+            if merge_type is None:
+                features = crops[0]
+            else:
+                size = image_sizes[i] if image_sizes is not None else None
+                features = merge_crops(crops, merge_type, size, self._crop_grid(stack.shape[0], size, merge_type),
+                                       newline)
+            one_grid = stack.shape[0] == 1 and features.shape[0] == side * side
+            outputs = None
+            if select is not None and one_grid:
+                outputs = SelectLayerOutputs(select.patches[offset], select.cls[offset],
+                                             select.cls_attention[offset], select.keys[offset])
+            result.append(_EncodedImage(features, (side, side) if one_grid else None, outputs))
             offset += stack.shape[0]
-            size = image_sizes[i] if image_sizes is not None else None
-            grid = self._crop_grid(stack.shape[0], size, merge_type)
-            features.append(merge_crops(crops, merge_type, size, grid, newline))
-        return features
+        return result
 
     def image_token_count(self, num_crops: int, image_size: tuple[int, int] | None) -> int:
         """Tokens that one image preprocessed into `num_crops` crops takes in the spliced sequence."""
@@ -161,16 +214,28 @@ class LlavaMetaForCausalLM:
         labels: torch.LongTensor | None = None,
         padding_side: str | None = None,
         image_sizes: list[tuple[int, int]] | None = None,
+        pruning_record: PruningRecord | None = None,
     ) -> MultimodalInputs:
         """Replace each IMAGE_TOKEN_INDEX in `input_ids` (B, L) by the next image's features.
 
         Padding (attention_mask == 0) is stripped per sample, the samples are re-padded on
         `padding_side` (default: the config's `tokenizer_padding_side`), and sequences longer than
         `tokenizer_model_max_length` are truncated, as in LLaVA. `image_sizes` (original width, height per
-        image) are needed by the spatial merges of LLaVA-1.6's anyres crops.
+        image) are needed by the spatial merges of LLaVA-1.6's anyres crops. When the call's pruning method
+        (`pruning_record`'s settings, else the model's) works before the language model, the features are
+        reduced here and the record says what became of each image.
         """
         num_placeholders = int((input_ids == IMAGE_TOKEN_INDEX).sum())
-        features = self.image_features(images, image_sizes) if images is not None and len(images) > 0 else []
+        method, settings = self._reducer(pruning_record)
+        reductions = None
+        if images is None or len(images) == 0:
+            features = []
+        elif method is not None:
+            start = time.perf_counter()
+            features, reductions = self.reduced_image_features(images, image_sizes, method, settings)
+            pruning_record.selection_seconds = time.perf_counter() - start
+        else:
+            features = self.image_features(images, image_sizes)
         if num_placeholders != len(features):
             raise ValueError(
                 f"the prompt has {num_placeholders} <image> placeholder(s) but {len(features)} image(s) were given; "
@@ -182,17 +247,30 @@ class LlavaMetaForCausalLM:
         embed_tokens = self.get_model().embed_tokens
         max_length = getattr(self.config, "tokenizer_model_max_length", None)
 
-        samples, next_image = [], 0
+        samples, per_sample_reductions, next_image = [], [], 0
         for b in range(input_ids.shape[0]):
             valid = attention_mask[b]
             ids = input_ids[b][valid]
             sample_labels = labels[b][valid] if labels is not None else None
             sample = _splice_one(ids, sample_labels, features, next_image, embed_tokens)
+            if reductions is not None:
+                per_sample_reductions.append(reductions[next_image : next_image + len(sample[2])])
             next_image += len(sample[2])
             if max_length is not None:
                 sample = _truncate(sample, max_length)
             samples.append(sample)
+        if pruning_record is not None:
+            pruning_record.image_reductions = per_sample_reductions if reductions is not None else None
         return _pad_batch(samples, padding_side or getattr(self.config, "tokenizer_padding_side", "right"))
+
+    def _reducer(self, record: PruningRecord | None) -> tuple[PruningMethod | None, DARTConfig | None]:
+        """The call's method and settings if that method works before the language model, else (None, None)."""
+        if record is None:
+            return None, None
+        settings = self.get_model().dart_config(record)
+        if settings is None or not get_method(settings.method).before_llm:
+            return None, None
+        return get_method(settings.method), settings
 
 
 def _uses_image_newline(config) -> bool:

@@ -231,8 +231,11 @@ def answer_note(final: dict[str, Any]) -> str:
 
 def overlay_for(state: ChatState, pruning: dict[str, Any] | None) -> Image.Image | None:
     """The kept-patch view of every image the model saw, side by side in prompt order (each image's span is
-    pruned on its own, on its own grid), or None (no image, or an image without a patch grid)."""
+    pruned on its own, on its own grid), or None (no image, an image without a patch grid, or tokens that a
+    method before the language model pooled or merged, which are no patches of the image)."""
     if state.conv is None or not pruning or not pruning.get("kept_indices"):
+        return None
+    if any(kept is None for kept in pruning["kept_indices"]):
         return None
     images = state.conv.get_images(return_pil=True)
     grids = pruning.get("patch_grids") or [pruning.get("patch_grid")] * len(images)

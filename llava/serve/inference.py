@@ -170,10 +170,9 @@ class GenerationReport:
     def pruning(self) -> dict[str, Any]:
         """The pruning summary a client shows: counts, timings, kept patch indices per image (row-major in its
         `patch_grids` entry; `patch_grid`: the grid every image shares, if they do)."""
-        kept = [positions.tolist() for positions in self.record.kept_image_positions(0)]
-        spans = (self.record.image_spans or [[]])[0]
-        # A grid describes an image only where its span has one token per cell (not LLaVA-1.6's anyres splice).
-        grids = [grid if n == grid[0] * grid[1] else None for grid, (_, n) in zip(self.patch_grids, spans)]
+        kept = [p.tolist() if p is not None else None for p in self.record.kept_image_positions(0)]
+        # A grid describes an image only where it has one token per cell (not LLaVA-1.6's anyres splice).
+        grids = [grid if n == grid[0] * grid[1] else None for grid, n in zip(self.patch_grids, self._image_lengths())]
         shared = grids[0] if grids and all(grid == grids[0] for grid in grids) else None
         return {
             "enabled": self.dart_config is not None,
@@ -188,6 +187,12 @@ class GenerationReport:
             "prefill_seconds": self.prefill_seconds,
             "config": self.dart_config,
         }
+
+    def _image_lengths(self) -> list[int]:
+        """Each image's token count before pruning (a method before the language model shortens its span)."""
+        if self.record.image_reductions is not None:
+            return [r.original_tokens for r in self.record.image_reductions[0]]
+        return [n for _, n in (self.record.image_spans or [[]])[0]]
 
 
 def _to_model(value, model):

@@ -10,7 +10,7 @@ Endpoints (POST, JSON):
         {"text": answer so far, "error_code": 0}                                     per new piece of text
         {"text": answer, "error_code": 0, "finished": true, "finish_reason", "usage", "queue_seconds",
          "pruning": {"enabled", "pruned", "kept_image_tokens", "image_tokens", "kept_indices" (per image,
-                     row-major indices into the image's grid), "patch_grids" ([rows, cols] per image), "patch_grid",
+                     row-major indices into the image's grid; null where a method pooled or merged its tokens), "patch_grids" ([rows, cols] per image), "patch_grid",
                      "selection_seconds", "prefill_seconds", "config"}}
         a failure after streaming started ends the stream with {"error_code": 1, "error": ..., "finished": true}
         Bad requests are refused before streaming: 422 (fields: types, ranges, unknown names), 400 (image not

@@ -135,6 +135,14 @@ def test_a_small_image_at_a_high_ratio_keeps_only_its_pivots(family, models):
     assert record.num_kept_image_tokens() == 4
 
 
+@pytest.mark.parametrize("method", ["visionzip", "divprune", "pooling"])
+def test_a_method_before_the_language_model_is_refused_clearly(family, models, method):
+    inputs = inputs_of(*prompt([(1, 8, 12)]))
+    with pytest.raises(ValueError, match=f"{method!r} reduces the image features before the language model.*"
+                                         "does not support such methods yet"):
+        greedy(models["sdpa"], inputs, PruningRecord(dart_config=make_dart_config(method=method)), steps=1)
+
+
 def test_max_num_trunction_is_ignored_like_the_reference_and_said_once(family, models, caplog):
     _reported.clear()
     inputs = inputs_of(*prompt([(1, 16, 16)]))

@@ -148,14 +148,15 @@ class LlavaLlamaForCausalLM(LlamaForCausalLM, LlavaMetaForCausalLM):
         """LLaVA's forward: `input_ids` with IMAGE_TOKEN_INDEX placeholders + `images`, or spliced `inputs_embeds`
         (+ `image_spans`). With labels and pruning, the loss is over the kept positions (image tokens carry no
         labels, so the text loss is unchanged)."""
+        record = pruning_record if pruning_record is not None else PruningRecord()
         if inputs_embeds is None and images is not None:
-            spliced = self.prepare_multimodal_inputs(input_ids, images, attention_mask, labels, image_sizes=image_sizes)
+            spliced = self.prepare_multimodal_inputs(input_ids, images, attention_mask, labels, image_sizes=image_sizes,
+                                                     pruning_record=record)
             input_ids, inputs_embeds = None, spliced.inputs_embeds
             attention_mask, position_ids = spliced.attention_mask, spliced.position_ids
             labels, image_spans = spliced.labels, spliced.image_spans
         elif input_ids is not None and bool((input_ids == IMAGE_TOKEN_INDEX).any()):
             raise ValueError("the prompt contains an <image> placeholder but no image was given")
-        record = pruning_record if pruning_record is not None else PruningRecord()
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -209,6 +210,9 @@ class LlavaLlamaForCausalLM(LlamaForCausalLM, LlavaMetaForCausalLM):
         kwargs.pop("position_ids", None)
         image_spans = kwargs.pop("image_spans", None)
         inputs_embeds = kwargs.pop("inputs_embeds", None)
+        record = pruning_record if pruning_record is not None else PruningRecord()
+        if inputs_embeds is None or images is not None:
+            record.image_reductions = None  # filled again if this call's splice reduces its images
         if inputs_embeds is not None:
             # Embeddings already spliced (e.g. by `prepare_multimodal_inputs`): the caller gives the image spans.
             if inputs is not None or images is not None:
@@ -221,7 +225,7 @@ class LlavaLlamaForCausalLM(LlamaForCausalLM, LlavaMetaForCausalLM):
         elif images is not None:
             # Left padding: with a batch, every sample's last prompt token must sit at the end.
             spliced = self.prepare_multimodal_inputs(inputs, images, attention_mask, padding_side="left",
-                                                     image_sizes=image_sizes)
+                                                     image_sizes=image_sizes, pruning_record=record)
             inputs_embeds, attention_mask = spliced.inputs_embeds, spliced.attention_mask.long()
             position_ids, image_spans = spliced.position_ids, spliced.image_spans
         else:
@@ -231,7 +235,6 @@ class LlavaLlamaForCausalLM(LlamaForCausalLM, LlavaMetaForCausalLM):
             if attention_mask is None:
                 attention_mask = torch.ones_like(inputs)
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        record = pruning_record if pruning_record is not None else PruningRecord()
         self.last_pruning_record = record
         return super().generate(
             inputs_embeds=inputs_embeds,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 
 import torch
@@ -11,6 +12,22 @@ from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionMode
 from transformers.utils import logging as hf_logging
 
 logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class SelectLayerOutputs:
+    """The select layer's view of a batch of crops, for reducers that rank patches by the [CLS] token.
+
+    patches: (N, n, C) the patch features LLaVA uses; cls: (N, C) the [CLS] feature of the same layer;
+    cls_attention: (N, n) the [CLS] query's attention over the patches in the encoder layer that outputs the
+    select layer, summed over the heads (what that layer's eager attention weights give for row 0); keys:
+    (N, n + 1, head_dim) that layer's keys averaged over the heads, [CLS] first.
+    """
+
+    patches: torch.Tensor
+    cls: torch.Tensor
+    cls_attention: torch.Tensor
+    keys: torch.Tensor
 
 
 class CLIPVisionTower(nn.Module):
@@ -54,6 +71,34 @@ class CLIPVisionTower(nn.Module):
         """images: (N, 3, H, W) -> (N, num_patches, hidden) in the input's dtype."""
         outputs = self.vision_tower(images.to(device=self.device, dtype=self.dtype), output_hidden_states=True)
         return self.feature_select(outputs.hidden_states).to(images.dtype)
+
+    @torch.no_grad()
+    def forward_with_cls_attention(self, images: torch.Tensor) -> SelectLayerOutputs:
+        """As `forward`, plus the select layer's [CLS] attention and keys, computed from that layer's own
+        query and key projections (one query row), so that it needs no eager attention."""
+        if self.select_feature != "patch":
+            raise ValueError("ranking patches by the [CLS] attention needs mm_vision_select_feature 'patch', "
+                             f"got {self.select_feature!r}")
+        outputs = self.vision_tower(images.to(device=self.device, dtype=self.dtype), output_hidden_states=True)
+        hidden = outputs.hidden_states  # hidden[i] is the input of encoder layer i, hidden[i + 1] its output
+        layer_index = self.select_layer % len(hidden) - 1
+        if layer_index < 0:
+            raise ValueError(f"mm_vision_select_layer {self.select_layer} is the embeddings, not an encoder layer")
+        layer = self.vision_tower.encoder.layers[layer_index]
+        attn = layer.self_attn
+        normed = layer.layer_norm1(hidden[layer_index])
+        batch, length, _ = normed.shape
+        query = attn.q_proj(normed[:, :1]).view(batch, attn.num_heads, attn.head_dim)
+        keys = attn.k_proj(normed).view(batch, length, attn.num_heads, attn.head_dim)
+        scores = torch.einsum("bhd,blhd->bhl", query.float(), keys.float()) * attn.scale
+        selected = hidden[self.select_layer]
+        dtype = images.dtype
+        return SelectLayerOutputs(
+            patches=selected[:, 1:].to(dtype),
+            cls=selected[:, 0].to(dtype),
+            cls_attention=scores.softmax(dim=-1).sum(dim=1)[:, 1:],
+            keys=keys.mean(dim=2).to(dtype),
+        )
 
     @property
     def config(self) -> CLIPVisionConfig:

@@ -1,7 +1,8 @@
 """Visual-token pruning, independent of the model family.
 
 - `config`: the `DART_config` dict (historical keys) parsed into a validated `DARTConfig`.
-- `methods`: the method protocol and registry; `dart`, `fastv`, `pdrop` and `random_baseline` register themselves.
+- `methods`: the method protocol and registry. Inside the language model: `dart`, `fastv`, `pdrop` and
+  `random_baseline`; before it: `visionzip`, `divprune` and `pooling`. Each registers itself.
 - `record`: `PruningRecord`, the per-call state (settings in, kept positions out).
 - `engine`: `PruningHook`, called before every decoder layer; `backends`: what a LLaMA-style model supplies.
 
@@ -12,17 +13,21 @@ from __future__ import annotations
 
 import torch
 
-from llava.model.pruning import dart, fastv, pdrop, random_baseline  # noqa: F401  (they register their methods)
+from llava.model.pruning import (  # noqa: F401  (they register their methods)
+    dart, divprune, fastv, pdrop, pooling, random_baseline, visionzip,
+)
 from llava.model.pruning.config import DARTConfig, PruningConfigError, make_dart_config, parse_dart_config
 from llava.model.pruning.methods import (
     PruningInput,
     PruningMethod,
+    ReducedImage,
     SpanInputs,
+    VisionInputs,
     get_method,
     method_names,
     register_method,
 )
-from llava.model.pruning.record import USE_MODEL_CONFIG, PrunedStage, PruningRecord
+from llava.model.pruning.record import USE_MODEL_CONFIG, ImageReduction, PrunedStage, PruningRecord
 
 
 def keep_indices(
@@ -48,12 +53,15 @@ def keep_indices(
 
 __all__ = [
     "DARTConfig",
+    "ImageReduction",
     "PruningConfigError",
     "PruningInput",
     "PrunedStage",
     "PruningMethod",
     "PruningRecord",
+    "ReducedImage",
     "SpanInputs",
+    "VisionInputs",
     "USE_MODEL_CONFIG",
     "get_method",
     "keep_indices",

@@ -22,6 +22,8 @@ from llava.model.pruning.engine import warn_once
 class RotaryDecoderBackend:
     """The engine's view of one LLaMA-style base model (`model`: e.g. a `LlamaModel` subclass)."""
 
+    reduces_before_llm = True  # LLaVA's splice (llava_arch) reduces the image features for such methods
+
     def __init__(self, model):
         self.model = model
         self.config = model.config
@@ -95,6 +97,7 @@ class QwenVLBackend(RotaryDecoderBackend):
     `DART_config` is read first (the DART release's Qwen2.5-VL reads it from `text_config`, also accepted)."""
 
     llava_next = False
+    reduces_before_llm = False
 
     def __init__(self, model, settings_config=None):
         super().__init__(model)

@@ -44,10 +44,12 @@ class PruningBackend(Protocol):
 
     config: the model config (`num_hidden_layers`; `text_length` for LLaVA-1.6 scripts, checked only).
     llava_next: the sequence follows LLaVA-1.6's budget rule (anyres images).
+    reduces_before_llm: the family's splice applies the methods that work before the language model.
     """
 
     config: Any
     llava_next: bool
+    reduces_before_llm: bool
 
     def default_settings(self) -> DARTConfig | Mapping[str, Any] | None:
         """The model-wide settings, used when the call's record leaves them unset (`DART_config`)."""
@@ -143,6 +145,8 @@ class PruningHook:
             self._current_valid = self.attention_mask.bool() if self.attention_mask is not None else None
             record.start_prefill(length)
             record.image_spans = spans_per_row(image_spans, batch) if image_spans is not None else None
+            if record.image_reductions is not None:
+                record.image_reductions = spans_per_row(record.image_reductions, batch)
             self.stages = self._prefill_stages(record, length)
         else:
             self.stages = self._decoding_stages(record, cache, past_length)
@@ -153,9 +157,21 @@ class PruningHook:
         has_image = any(len(row) > 0 for row in spans)
         if self.settings is None or not (has_image or record.forced_keep is not None) or length < 2:
             return ()
+        method = get_method(self.settings.method)
+        if method.before_llm:
+            if record.forced_keep is not None:
+                raise ValueError(f"forced_keep sets what the language model keeps; {method.name!r} reduces the "
+                                 "image features before it")
+            if record.image_reductions is None and has_image:
+                where = ("pass `images` to generate/forward, or the call's pruning_record to "
+                         "prepare_multimodal_inputs" if self.backend.reduces_before_llm else
+                         "this model family does not support such methods yet")
+                raise ValueError(f"pruning method {method.name!r} reduces the image features before the language "
+                                 f"model, but they reached it unreduced: {where}")
+            return ()
         if record.forced_keep is not None:  # a forced kept set replaces the method: one stage, at K
             return (self.settings.K,)
-        layers = tuple(get_method(self.settings.method).layers(self.settings))
+        layers = tuple(method.layers(self.settings))
         depth = self.backend.config.num_hidden_layers
         if not layers or list(layers) != sorted(set(layers)) or layers[0] < 1 or layers[-1] >= depth:
             raise ValueError(f"pruning method {self.settings.method!r} asks for layers {layers}; they must be "

@@ -1,11 +1,17 @@
 """The method protocol: what a pruning method declares, and the registry the engine looks methods up in.
 
-A method is a pure function `select(inputs, cfg) -> LongTensor` that, for one image span of one sample,
-returns the ascending positions of the image tokens to keep. It declares the inputs it reads
-(`PruningInput`) so the engine computes only those, and where it prunes (`layers`: before layer K, the
-default, or before each of several layers, every stage choosing among the tokens the one before kept).
-It is registered by name; `DART_config['method']` (or `--pruning_method`) picks it. Text and the tokens of
-other images are kept by the engine, not the method.
+A method works in one of two places:
+
+- inside the language model: a pure function `select(inputs, cfg) -> LongTensor` that, for one image span
+  of one sample, returns the ascending positions of the image tokens to keep. It says where it prunes
+  (`layers`: before layer K, the default, or before each of several layers, every stage choosing among the
+  tokens the one before kept). Text and the tokens of other images are kept by the engine, not the method.
+- before it: a pure function `reduce(inputs, cfg) -> ReducedImage` that turns one image's features into
+  fewer tokens (by selecting some, pooling or merging them) before they are spliced into the prompt, so the
+  language model only ever sees the shorter sequence (VisionZip, DivPrune, pooling).
+
+Either way it declares the inputs it reads (`PruningInput`), so that only those are computed, and it is
+registered by name; `DART_config['method']` (or `--pruning_method`) picks it.
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ class PruningInput(enum.Enum):
     KEYS = "keys"  # layer K-1's key states after RoPE, heads concatenated, (L, kv_heads * head_dim)
     PREVIOUS_LAYER_ATTENTION = "previous_layer_attention"  # the last token's attention in layer K-1 (FastV)
     PRUNING_LAYER_ATTENTION = "pruning_layer_attention"  # ... with layer K's own projections on its input (PDrop)
+    # Before the language model: the vision tower's [CLS] attention row at its select layer, summed over the
+    # heads, with that layer's keys and the [CLS] feature (VisionZip).
+    VISION_CLS_ATTENTION = "vision_cls_attention"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +76,42 @@ class SpanInputs:
 SelectFn = Callable[[SpanInputs, DARTConfig], torch.Tensor]
 
 
+@dataclasses.dataclass(frozen=True)
+class VisionInputs:
+    """One image as a reducer before the language model sees it.
+
+    features: (n, D) its tokens as the language model would get them (projected, crops merged).
+    grid: (rows, cols) when `features` is one crop's patch grid, row-major; None otherwise (anyres merges).
+    llava_next: the image belongs to a LLaVA-1.6 (anyres) model, which has its own budget rule.
+    project: the multimodal projector, for methods that combine tower features before projecting them.
+    tower_features: (n, C) the same patches at the vision tower's select layer, before the projector;
+        tower_cls: (C,) the [CLS] token there; cls_attention: (n,) the [CLS] query's attention over the
+        patches in that layer, summed over the heads; tower_keys: (n + 1, d) that layer's keys averaged over
+        the heads, [CLS] first. Present when the method declared `VISION_CLS_ATTENTION`.
+    """
+
+    features: torch.Tensor
+    grid: tuple[int, int] | None = None
+    llava_next: bool = False
+    project: Callable[[torch.Tensor], torch.Tensor] | None = None
+    tower_features: torch.Tensor | None = None
+    tower_cls: torch.Tensor | None = None
+    cls_attention: torch.Tensor | None = None
+    tower_keys: torch.Tensor | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ReducedImage:
+    """What a reducer made of one image: its new tokens (n', D), and, when they are a subset of its
+    patches, which ones (ascending offsets in the image's tokens); None when tokens were pooled or merged."""
+
+    features: torch.Tensor
+    kept_patches: torch.Tensor | None = None
+
+
+ReduceFn = Callable[[VisionInputs, DARTConfig], ReducedImage]
+
+
 def at_layer_k(cfg: DARTConfig) -> tuple[int, ...]:
     """Prune once, after decoder layer K-1 (DART, random)."""
     return (cfg.K,)
@@ -74,17 +119,28 @@ def at_layer_k(cfg: DARTConfig) -> tuple[int, ...]:
 
 @dataclasses.dataclass(frozen=True)
 class PruningMethod:
-    """A registered method. `config_class` is the dataclass its settings parse into; `layers(cfg)` the
-    ascending layers before which it prunes (each >= 1 and below the model's depth); `resolve(cfg, depth)`,
-    if set, fills the method's defaults that depend on the model's depth when the settings are parsed."""
+    """A registered method: `select` (inside the language model) or `reduce` (before it), exactly one.
+    `config_class` is the dataclass its settings parse into; `layers(cfg)` the ascending layers before which
+    `select` prunes (each >= 1 and below the model's depth); `resolve(cfg, depth)`, if set, fills the
+    method's defaults that depend on the model's depth when the settings are parsed."""
 
     name: str
-    select: SelectFn
-    inputs: frozenset[PruningInput]
+    select: SelectFn | None = None
+    inputs: frozenset[PruningInput] = frozenset()
     config_class: type = DARTConfig
     summary: str = ""
     layers: Callable[[DARTConfig], tuple[int, ...]] = at_layer_k
     resolve: Callable[[DARTConfig, int], DARTConfig] | None = None
+    reduce: ReduceFn | None = None
+
+    def __post_init__(self):
+        if (self.select is None) == (self.reduce is None):
+            raise ValueError(f"pruning method {self.name!r} needs exactly one of `select` and `reduce`")
+
+    @property
+    def before_llm(self) -> bool:
+        """The method reduces the image features before the language model (no stage inside it)."""
+        return self.reduce is not None
 
 
 _METHODS: dict[str, PruningMethod] = {}

@@ -42,6 +42,16 @@ class PrunedStage:
     keep_valid: torch.Tensor | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class ImageReduction:
+    """What a method before the language model (VisionZip, DivPrune, pooling) made of one image: it had
+    `original_tokens` tokens and its span holds what the method left; `kept_patches` are the offsets of
+    the tokens kept when they are a subset of the image's (ascending), None when they were pooled or merged."""
+
+    original_tokens: int
+    kept_patches: torch.Tensor | None = None
+
+
 @dataclasses.dataclass
 class PruningRecord:
     """Pruning state of one call. Users read the helpers (or `keep`) afterwards.
@@ -60,7 +70,10 @@ class PruningRecord:
         None for "no pruning in this call", or `USE_MODEL_CONFIG` (the default) for `model.config.DART_config`.
     prefill_length: the length L of the prefill sequence (padding included).
     image_spans: per sample, the (start, length) of each image in the prefill sequence.
-    selection_seconds: time the selection took at prefill (method and bookkeeping, not the layers).
+    selection_seconds: time the selection took at prefill (method and bookkeeping, not the layers); for a
+        method before the language model, the reduction's time (the vision tower's not included).
+    image_reductions: per sample, per image, what a method before the language model did (None: no such
+        method ran); filled when the images are spliced, so `image_spans` then hold the reduced lengths.
     """
 
     stages: list[PrunedStage] = dataclasses.field(default_factory=list)
@@ -69,11 +82,14 @@ class PruningRecord:
     selection_seconds: float = 0.0
     forced_keep: torch.Tensor | Sequence[torch.Tensor] | None = None
     dart_config: DARTConfig | Mapping[str, Any] | None | _UseModelConfig = USE_MODEL_CONFIG
+    image_reductions: list[list[ImageReduction]] | None = None
 
     def start_prefill(self, length: int) -> None:
-        """Forget what an earlier call using this record kept (its settings and forced_keep stay)."""
+        """Forget what an earlier call using this record kept (its settings and forced_keep stay, and so do
+        the image reductions of this call's splice, which come before it)."""
         self.stages = []
-        self.selection_seconds = 0.0
+        if self.image_reductions is None:
+            self.selection_seconds = 0.0
         self.prefill_length = length
 
     @property
@@ -90,7 +106,8 @@ class PruningRecord:
 
     @property
     def pruned(self) -> bool:
-        return self.keep is not None
+        """Whether the language model saw fewer image tokens than the images have (at some layer)."""
+        return self.keep is not None or self.image_reductions is not None
 
     @property
     def batch_size(self) -> int:
@@ -105,8 +122,12 @@ class PruningRecord:
         row = self.keep[sample].cpu()
         return row if self.keep_valid is None else row[self.keep_valid[sample].cpu()]
 
-    def kept_image_positions(self, sample: int = 0) -> list[torch.Tensor]:
-        """Per image of `sample`: the kept tokens' offsets inside that image (patch indices, row-major)."""
+    def kept_image_positions(self, sample: int = 0) -> list[torch.Tensor | None]:
+        """Per image of `sample`: the kept tokens' offsets inside that image (patch indices, row-major);
+        None for an image whose tokens a method before the language model pooled or merged."""
+        if self.image_reductions is not None:
+            return [r.kept_patches.cpu() if r.kept_patches is not None else None
+                    for r in self.image_reductions[sample]]
         spans = (self.image_spans or [[]])[sample]
         if self.keep is None:
             return [torch.arange(length) for _, length in spans]
@@ -114,7 +135,15 @@ class PruningRecord:
         return [keep[(keep >= start) & (keep < start + length)] - start for start, length in spans]
 
     def num_kept_image_tokens(self, sample: int = 0) -> int:
-        return sum(int(p.numel()) for p in self.kept_image_positions(sample))
+        """Image tokens of `sample` the last layers see."""
+        spans = (self.image_spans or [[]])[sample]
+        if self.keep is None:
+            return sum(length for _, length in spans)
+        keep = self.kept_positions(sample)
+        return sum(int(((keep >= start) & (keep < start + length)).sum()) for start, length in spans)
 
     def num_image_tokens(self, sample: int = 0) -> int:
+        """Image tokens of `sample` before any pruning."""
+        if self.image_reductions is not None:
+            return sum(r.original_tokens for r in self.image_reductions[sample])
         return sum(length for _, length in (self.image_spans or [[]])[sample])
