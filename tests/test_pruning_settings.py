@@ -79,6 +79,13 @@ def test_gradio_request_uses_table_names_and_validates(budget_mode):
     DartOverrides(**request)
 
 
+def test_every_registered_method_has_a_label_the_demo_offers():
+    from llava.pruning_settings import METHOD_LABELS
+
+    assert sorted(METHOD_LABELS) == method_names()
+    assert GenerationSettings().pruning_method == BY_NAME["pruning_method"].default
+
+
 def test_gradio_defaults_are_the_table_defaults():
     settings = GenerationSettings()
     for name in ("pruned_layer", "reduction_ratio", "pivot_image_token", "pivot_text_token"):

@@ -44,7 +44,7 @@ from llava.data.questions import QA, QUESTION_TYPES, prompt
 from llava.data.scenes import Scene, sample_scene
 from llava.data.shapes import render
 from llava.eval.prompting import infer_conv_mode
-from llava.pruning_settings import method_label
+from llava.pruning_settings import METHOD_LABELS, method_label
 from llava.serve import DEFAULT_CONTROLLER_PORT, DEFAULT_HOST, DEFAULT_WEB_PORT, configure_logging
 from llava.serve.client import ServeError, get_worker_address, list_models, model_details, stream_generate
 from llava.serve.overlay import draw_kept_patches, side_by_side
@@ -111,6 +111,7 @@ class GenerationSettings:
     pruned_layer: int = 2
     pivot_image_token: int = 4
     pivot_text_token: int = 4
+    pruning_method: str = "dart"
 
     def dart_request(self) -> dict[str, Any]:
         """The request's `dart` object."""
@@ -123,6 +124,7 @@ class GenerationSettings:
             "max_num_trunction": int(self.max_kept) if self.budget_mode == BUDGET_MAX_KEPT else None,
             "pivot_image_token": int(self.pivot_image_token),
             "pivot_text_token": int(self.pivot_text_token),
+            "pruning_method": self.pruning_method,
         }
 
 
@@ -485,13 +487,15 @@ class WebServer:
 
     def http_bot(self, state: ChatState, model: str | None, temperature: float, top_p: float, max_new_tokens: int,
                  dart_on: bool, budget_mode: str, max_kept: int, reduction_ratio: float, pruned_layer: int,
-                 pivot_image_token: int, pivot_text_token: int, request: gr.Request | None = None):
+                 pivot_image_token: int, pivot_text_token: int, pruning_method: str,
+                 request: gr.Request | None = None):
         """Stream the answer into the chat; finally show the kept-patch overlay and the statistics.
 
         The settings arrive one argument per sidebar component (Gradio passes component values positionally
         and injects `request` by its annotation)."""
         settings = GenerationSettings(temperature, top_p, max_new_tokens, dart_on, budget_mode, max_kept,
-                                      reduction_ratio, pruned_layer, pivot_image_token, pivot_text_token)
+                                      reduction_ratio, pruned_layer, pivot_image_token, pivot_text_token,
+                                      pruning_method)
         no_change = (gr.update(), gr.update())
         if state.skip_next or state.conv is None:
             yield (state, to_chatbot(state)) + no_change + (gr.update(),) * 5
@@ -618,6 +622,9 @@ class WebServer:
                                            label="Conversation template (LLaVA models)")
                     with gr.Accordion("DART pruning", open=True):
                         dart_on = gr.Checkbox(value=True, label="DART on", elem_id="dart_on")
+                        method = gr.Dropdown([(label, name) for name, label in METHOD_LABELS.items()], value="dart",
+                                             label="Method (the others keep as many tokens as DART would)",
+                                             elem_id="pruning_method")
                         budget_mode = gr.Radio([BUDGET_MAX_KEPT, BUDGET_RATIO], value=BUDGET_MAX_KEPT,
                                                label="Budget from")
                         max_kept = gr.Slider(0, 576, value=128, step=1, label="Max kept (selected besides the pivots)",
@@ -650,7 +657,7 @@ class WebServer:
                     stats = gr.Markdown(elem_id="prune_stats")
 
             settings = [temperature, top_p, max_tokens, dart_on, budget_mode, max_kept, ratio, layer,
-                        pivot_image, pivot_text]
+                        pivot_image, pivot_text, method]
             buttons = [upvote, downvote, flag, regenerate, clear]
             bot_inputs = [state, model_selector, *settings]
             bot_outputs = [state, chatbot, overlay, stats, *buttons]

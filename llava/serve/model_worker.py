@@ -49,7 +49,7 @@ from llava.eval.qwen_inputs import qwen_content
 from llava.mm_utils import get_model_name_from_path
 from llava.model.builder import load_pretrained_model
 from llava.model.qwen_loading import is_qwen, qwen_max_image_tokens
-from llava.model.pruning import PruningConfigError, make_dart_config, parse_dart_config
+from llava.model.pruning import PruningConfigError, get_method, make_dart_config, parse_dart_config
 from llava.pruning_settings import SETTINGS, SPARSE_FLAG, dart_config_values
 from llava.serve import DEFAULT_CONTROLLER_PORT, DEFAULT_HOST, DEFAULT_WORKER_PORT, configure_logging
 from llava.serve.http_utils import BodySizeLimit, readable_validation_errors, run_app
@@ -159,7 +159,11 @@ class ModelWorker:
         if not settings.get("sparse"):
             return None
         raw = make_dart_config(**dart_config_values(settings))
-        return parse_dart_config(raw, self.num_layers).to_dict()
+        parsed = parse_dart_config(raw, self.num_layers)
+        if self.is_qwen and get_method(parsed.method).before_llm:
+            raise PruningConfigError(f"DART_config['method']={parsed.method!r} reduces the image before the language "
+                                     f"model, which {self.model.config.model_type} models do not support yet")
+        return parsed.to_dict()
 
     def prepare(self, request: GenerateRequest) -> tuple[StreamedGeneration, dict[str, Any]]:
         """Check everything about the request before anything streams; HTTPException(4xx) naming the problem."""

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from llava.eval.prefill_benchmark import ideal_speedup, layer_flops, main
+from llava.eval.prefill_benchmark import ideal_speedup, layer_flops, main, parse_args
 
 
 def test_layer_flops_by_hand():
@@ -76,3 +76,35 @@ def test_qwen_run_prunes_by_ratio_on_a_gqa_text_model(tmp_path, capsys):
     # 2 of 4 layers cache all 431 tokens, 2 only 124: keys + values of 2 heads x 16 dims, float32.
     assert results["dart-0.778"]["kv_cache_bytes"] == (2 * 431 + 2 * 124) * 2 * 2 * 16 * 4
     assert "summary: DART keeping 84/391 image tokens (expected 84)" in capsys.readouterr().out
+
+
+def test_methods_before_the_language_model_run_on_the_reduced_prompt_at_every_batch_size(tmp_path):
+    out = tmp_path / "bench.json"
+    argv = ["--layers", "4", "--heads", "4", "--hidden-size", "64", "--intermediate-size", "128", "--kept", "16",
+            "--methods", "visionzip", "divprune", "pooling", "--repeats", "1", "--warmup", "0", "--batch-size", "1", "2",
+            "--new-tokens", "3", "--json", str(out)]
+    assert main(argv) == 0
+    results = {(r["name"], r["batch_size"]): r for r in json.loads(out.read_text())["results"]}
+    assert set(results) == {(name, batch) for name in ("vanilla", "visionzip-16", "divprune-16", "pooling-16")
+                            for batch in (1, 2)}
+    for method in ("visionzip", "divprune", "pooling"):
+        for batch in (1, 2):
+            r = results[f"{method}-16", batch]
+            # DART's budget, 4 + 8 * 2 = 20 image tokens (pooling: a 4 x 5 grid), in every one of the 4 layers
+            assert r["seq_len_after_k"] == 35 + 25 + 20 and r["stages"] == []
+            assert r["kv_cache_bytes"] == batch * 4 * 80 * 2 * 64 * 4
+            assert r["prefill_flops"] == batch * 4 * layer_flops(80, 64, 128, 64)
+            assert r["ideal_speedup"] == layer_flops(636, 64, 128, 64) / layer_flops(80, 64, 128, 64)
+            assert r["ttft_seconds"] >= r["median_seconds"] and r["decode_ms_per_token"] > 0
+            assert r["peak_memory_bytes"] is None  # measured on CUDA only
+    assert results["vanilla", 2]["prefill_flops"] == 2 * 4 * layer_flops(636, 64, 128, 64)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--methods", "pooling", "--image-tokens", "2880"], "need one crop's square patch grid"),
+    (["--family", "qwen2_vl", "--methods", "divprune"], "which only LLaVA does here"),
+])
+def test_impossible_method_shapes_are_refused(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    assert message in capsys.readouterr().err

@@ -169,3 +169,22 @@ def test_sampling_params_follow_llavas_temperature_convention():
     sampled = SamplingParams(temperature=0.7, top_p=0.9, max_new_tokens=5).generate_kwargs()
     assert sampled["do_sample"] is True and sampled["temperature"] == 0.7 and sampled["top_p"] == 0.9
     assert sampled["max_new_tokens"] == 5
+
+
+@pytest.mark.parametrize("method", ["divprune", "pooling"])
+def test_a_method_before_the_language_model_reports_the_images_own_grid(loaded, tiny_image, method):
+    """The summary counts the image's 576 tokens, the kept ones, and the kept patches where they are patches
+    of the image (DivPrune); pooled tokens have none, so the demo draws no kept-patch view."""
+    from llava.serve.gradio_web_server import overlay_for
+
+    settings = parse_dart_config(make_dart_config(method=method, max_num_trunction=64)).to_dict()
+    generation, _ = _run(loaded, _inputs(loaded, tiny_image), SamplingParams(temperature=0, max_new_tokens=3), settings)
+    pruning = generation.report.pruning()
+    assert (pruning["image_tokens"], pruning["pruned"], pruning["patch_grid"]) == (576, True, [24, 24])
+    if method == "divprune":
+        assert pruning["kept_image_tokens"] == 68 and len(pruning["kept_indices"][0]) == 68
+    else:
+        assert pruning["kept_image_tokens"] == 64 and pruning["kept_indices"] == [None]  # 8 x 8 pooled
+        state = SimpleNamespace(conv=SimpleNamespace(get_images=lambda return_pil: [tiny_image]))
+        assert overlay_for(state, pruning) is None
+    assert pruning["selection_seconds"] > 0
