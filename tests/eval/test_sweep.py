@@ -77,3 +77,8 @@ def test_a_budget_below_the_pivots_is_refused(capsys):
     with pytest.raises(SystemExit):
         sweep.parse_args(["--out", "x", "--tokens", "8"])
     assert "below DART's smallest, 12" in capsys.readouterr().err
+
+
+def test_plot_labels_skip_a_count_beside_a_labelled_one():
+    assert sweep.spaced_ticks({576, 60, 56, 28, 25, 12}) == [12, 28, 60, 576]
+    assert sweep.spaced_ticks({576, 132, 121, 64}) == [64, 132, 576]

@@ -135,6 +135,28 @@ def test_a_small_image_at_a_high_ratio_keeps_only_its_pivots(family, models):
     assert record.num_kept_image_tokens() == 4
 
 
+@pytest.mark.parametrize("method", ["fastv", "pdrop"])
+def test_attention_methods_keep_the_most_attended_tokens_of_eager_attention_under_m_rope(family, models, method):
+    """FastV (after layer K-1 = 1) and a one-stage PyramidDrop (before layer 2, by layer 2's own attention):
+    the kept set is the top of the last prompt token's head-averaged attention in that layer of an unpruned
+    eager forward (the 3-D positions through M-RoPE), under eager and sdpa alike."""
+    inputs = inputs_of(*prompt([(1, 12, 16)], seed=2))  # 48 image tokens
+    extra = {"pdrop_layers": [2], "pdrop_ratios": [0.25]} if method == "pdrop" else {}
+    settings = make_dart_config(method=method, K=2, reduction_ratio=0.75, max_num_trunction=None, **extra)
+    with torch.no_grad():
+        plain = models["eager"](**inputs, pruning_record=PruningRecord(dart_config=None), output_attentions=True)
+    (start, count), = vision_spans(inputs["input_ids"], (IMAGE, VIDEO))[0]
+    kept_count = 4 + 8 * int(48 * 0.25 / 8) if method == "fastv" else int(48 * 0.25)  # DART's budget; int(m * r)
+    layer = 1 if method == "fastv" else 2
+    scores = plain.attentions[layer][0, :, -1, start:start + count].mean(0)
+    expected = scores.topk(kept_count).indices.sort().values
+    for attn, model in models.items():
+        record = PruningRecord(dart_config=settings)
+        greedy(model, inputs, record, steps=2)
+        (kept,) = record.kept_image_positions()
+        assert torch.equal(kept, expected), attn
+
+
 @pytest.mark.parametrize("method", ["visionzip", "divprune", "pooling"])
 def test_a_method_before_the_language_model_is_refused_clearly(family, models, method):
     inputs = inputs_of(*prompt([(1, 8, 12)]))
