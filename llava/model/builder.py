@@ -172,6 +172,24 @@ def _load_lora(model_path: str, model_base: str, config: LlavaConfig | None, **k
     return model.merge_and_unload()
 
 
+def check_loading_info(model, info: dict, model_path: str) -> None:
+    """Every tensor on disk used or reported: a tower the config says the checkpoint carries
+    (`unfreeze_mm_vision_tower`) must be there, and tensors the model has no place for are named."""
+    tower = model.get_vision_tower()
+    missing_tower = [k for k in info.get("missing_keys", []) if ".vision_tower." in f".{k}"]
+    if tower is not None and getattr(tower, "weights_in_checkpoint", False) and missing_tower:
+        raise ValueError(
+            f"{model_path}: the config sets unfreeze_mm_vision_tower, so its weights must hold the fine-tuned vision "
+            f"tower (model.vision_tower.vision_tower.*), but {len(missing_tower)} of its tensors are missing, e.g. "
+            f"{missing_tower[0]}"
+        )
+    unexpected = list(info.get("unexpected_keys", []))
+    if unexpected:
+        shown = ", ".join(unexpected[:5]) + (f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else "")
+        logger.warning("%s: %d tensor(s) of the checkpoint are not used by the model: %s", model_path,
+                       len(unexpected), shown)
+
+
 def config_overrides(customized_config: str | dict | None, overwrite_config: dict | None) -> dict:
     """The config attributes `customized_config` (a JSON file or a dict) and `overwrite_config` set, the latter
     winning; a file that is not a JSON object is a ValueError naming it."""
@@ -260,7 +278,9 @@ def load_pretrained_model(
         elif not _has_full_weights(model_path):
             raise ValueError(f"{model_path} holds no language-model weights (a projector-only checkpoint?): pass --model-base")
         else:
-            model = LlavaLlamaForCausalLM.from_pretrained(model_path, config=config, **load_kwargs)
+            model, info = LlavaLlamaForCausalLM.from_pretrained(model_path, config=config, output_loading_info=True,
+                                                                **load_kwargs)
+            check_loading_info(model, info, model_path)
     elif is_lora:
         model = _load_lora(model_path, model_base, None, **load_kwargs)
     else:

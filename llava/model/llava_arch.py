@@ -130,12 +130,13 @@ class LlavaMetaForCausalLM:
         return [image.features for image in self._encoded_images(images, image_sizes)]
 
     def reduced_image_features(self, images, image_sizes, method: PruningMethod,
-                               settings: DARTConfig) -> tuple[list[torch.Tensor], list[ImageReduction]]:
+                               settings: DARTConfig) -> tuple[list[torch.Tensor], list[ImageReduction], float]:
         """`image_features` put through a method that reduces them before the language model: the reduced
-        features per image and what the method did to each."""
+        features per image, what the method did to each, and the seconds the method took (not the tower)."""
         encoded = self._encoded_images(images, image_sizes, PruningInput.VISION_CLS_ATTENTION in method.inputs)
         llava_next = str(getattr(self.config, "image_aspect_ratio", "pad")).startswith("anyres")
         features, reductions = [], []
+        start = time.perf_counter()
         for image in encoded:
             tower = image.tower
             inputs = VisionInputs(
@@ -148,7 +149,7 @@ class LlavaMetaForCausalLM:
             reduced = method.reduce(inputs, settings)
             features.append(reduced.features)
             reductions.append(ImageReduction(image.features.shape[0], reduced.kept_patches))
-        return features, reductions
+        return features, reductions, time.perf_counter() - start
 
     def _encoded_images(self, images, image_sizes, tower_outputs: bool = False) -> list[_EncodedImage]:
         if isinstance(images, torch.Tensor) and images.ndim == 4:
@@ -231,9 +232,8 @@ class LlavaMetaForCausalLM:
         if images is None or len(images) == 0:
             features = []
         elif method is not None:
-            start = time.perf_counter()
-            features, reductions = self.reduced_image_features(images, image_sizes, method, settings)
-            pruning_record.selection_seconds = time.perf_counter() - start
+            features, reductions, seconds = self.reduced_image_features(images, image_sizes, method, settings)
+            pruning_record.selection_seconds = seconds
         else:
             features = self.image_features(images, image_sizes)
         if num_placeholders != len(features):

@@ -170,3 +170,67 @@ def test_asking_for_attentions_or_hidden_states_leaves_later_calls_unchanged(tin
     before = logits()
     assert torch.equal(logits(**{flag: True}), before)
     assert torch.equal(logits(), before)
+
+
+def release_layout(tmp_path, tiny_ckpt, with_tower=True, extra=None):
+    """The tiny checkpoint laid out as the released llava-v1.6 ones: model_type "llava",
+    unfreeze_mm_vision_tower, and the fine-tuned tower inside model.safetensors under
+    model.vision_tower.vision_tower.vision_model.* (transformers 4's names). That tower is the directory's
+    perturbed, so the two give different features. Returns (path, the perturbed tower tensors)."""
+    path = tmp_path / "llava-v1.6-layout"
+    shutil.copytree(tiny_ckpt, path)
+    config = json.loads((path / "config.json").read_text())
+    config.update(model_type="llava", unfreeze_mm_vision_tower=True)
+    (path / "config.json").write_text(json.dumps(config))
+    state = load_file(path / "model.safetensors")
+    g = torch.Generator().manual_seed(5)
+    tuned = {name: tensor + 0.05 * torch.randn(tensor.shape, generator=g)
+             for name, tensor in load_file(path / "vision_tower" / "model.safetensors").items()
+             if name.startswith("vision_model.")}
+    if with_tower:
+        state.update({f"model.vision_tower.vision_tower.{name}": tensor for name, tensor in tuned.items()})
+    state.update(extra or {})
+    from safetensors.torch import save_file
+
+    save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
+    return path, tuned
+
+
+def test_a_released_llava_1_6_layout_uses_the_tower_inside_the_checkpoint(tmp_path, tiny_ckpt, tiny_image):
+    path, tuned = release_layout(tmp_path, tiny_ckpt)
+    _, model, processor, _ = load_pretrained_model(str(path), None, device="cpu")
+    tower = model.get_vision_tower().vision_tower
+    patch = tuned["vision_model.embeddings.patch_embedding.weight"]
+    assert torch.equal(tower.embeddings.patch_embedding.weight, patch)
+    state = tower.state_dict()
+    assert len(state) == len(tuned)  # every tower tensor of the checkpoint found its place
+    for name, tensor in tuned.items():
+        assert torch.equal(state[name.removeprefix("vision_model.")], tensor), name
+
+    _, plain, _, _ = load_pretrained_model(str(tiny_ckpt), None, device="cpu")
+    pixels = process_pixels(processor, tiny_image)
+    with torch.no_grad():
+        ours, directory = model.get_vision_tower()(pixels), plain.get_vision_tower()(pixels)
+    assert not torch.allclose(ours, directory, atol=1e-3)  # the directory's tower would answer otherwise
+    from transformers import CLIPVisionModel
+
+    reference = CLIPVisionModel.from_pretrained(str(tiny_ckpt / "vision_tower"))
+    reference.load_state_dict({name.removeprefix("vision_model."): t for name, t in tuned.items()})
+    with torch.no_grad():
+        expected = reference(pixels, output_hidden_states=True).hidden_states[-2][:, 1:]
+    torch.testing.assert_close(ours, expected, rtol=0, atol=1e-5)
+
+
+def test_a_release_layout_without_its_tower_or_with_stray_tensors_says_so(tmp_path, tiny_ckpt, caplog):
+    path, _ = release_layout(tmp_path, tiny_ckpt, with_tower=False)
+    with pytest.raises(ValueError, match="unfreeze_mm_vision_tower.*tensors are missing"):
+        load_pretrained_model(str(path), None, device="cpu")
+    shutil.rmtree(path)
+    path, _ = release_layout(tmp_path, tiny_ckpt, extra={"model.stray.weight": torch.zeros(2)})
+    with caplog.at_level("WARNING", logger="llava.model.builder"):
+        load_pretrained_model(str(path), None, device="cpu")
+    assert "1 tensor(s) of the checkpoint are not used by the model: model.stray.weight" in caplog.text
+
+
+def process_pixels(processor, image):
+    return processor(images=image, return_tensors="pt")["pixel_values"]

@@ -33,8 +33,11 @@ class SelectLayerOutputs:
 class CLIPVisionTower(nn.Module):
     """Wraps `CLIPVisionModel`; `delay_load=True` keeps only the config until `load_model()`.
 
-    LLaVA checkpoints do not carry the tower's weights: they name it in `mm_vision_tower` and the loader
-    calls `load_model()` after the language model is built.
+    LLaVA-1.5 checkpoints do not carry the tower's weights: they name it in `mm_vision_tower` and the loader
+    calls `load_model()` after the language model is built. Checkpoints trained with the tower unfrozen
+    (`unfreeze_mm_vision_tower`, the released LLaVA-1.6 ones) carry it under `model.vision_tower.vision_tower.*`:
+    the tower is then built empty from its config, and the checkpoint's own weights fill it as the language
+    model's do (`mm_vision_tower` then only supplies the architecture and the image processor).
     """
 
     def __init__(self, vision_tower: str, args, delay_load: bool = False):
@@ -45,20 +48,28 @@ class CLIPVisionTower(nn.Module):
         self.select_feature = getattr(args, "mm_vision_select_feature", "patch")
         if self.select_feature not in ("patch", "cls_patch"):
             raise ValueError(f"mm_vision_select_feature must be 'patch' or 'cls_patch', got {self.select_feature!r}")
-        if not delay_load or getattr(args, "unfreeze_mm_vision_tower", False):
+        self.weights_in_checkpoint = delay_load and bool(getattr(args, "unfreeze_mm_vision_tower", False))
+        if not delay_load:
             self.load_model()
+        elif self.weights_in_checkpoint:
+            self.load_model(from_checkpoint=True)
         else:
             self.cfg_only = CLIPVisionConfig.from_pretrained(self.vision_tower_name)
 
-    def load_model(self, device_map=None, dtype: torch.dtype | None = None) -> None:
+    def load_model(self, device_map=None, dtype: torch.dtype | None = None, from_checkpoint: bool = False) -> None:
+        """Load the tower named by `mm_vision_tower`; `from_checkpoint`: build it from that name's config
+        only, for the enclosing checkpoint's weights to fill (they replace whatever it holds)."""
         if self.is_loaded:
             logger.info("%s is already loaded; skipping", self.vision_tower_name)
             return
         # The PIL processor reproduces LLaVA's original pixel values and needs no torchvision.
         self.image_processor = CLIPImageProcessorPil.from_pretrained(self.vision_tower_name)
-        with _no_loading_bar():  # one "Loading weights" bar per checkpoint (the language model's) is enough
-            self.vision_tower = CLIPVisionModel.from_pretrained(self.vision_tower_name, device_map=device_map,
-                                                                dtype=dtype)
+        if from_checkpoint:
+            self.vision_tower = CLIPVisionModel(CLIPVisionConfig.from_pretrained(self.vision_tower_name))
+        else:
+            with _no_loading_bar():  # one "Loading weights" bar per checkpoint (the language model's) is enough
+                self.vision_tower = CLIPVisionModel.from_pretrained(self.vision_tower_name, device_map=device_map,
+                                                                    dtype=dtype)
         self.vision_tower.requires_grad_(False)
         self.is_loaded = True
 
