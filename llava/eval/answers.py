@@ -133,6 +133,9 @@ class AnswerFile:
         self._file.close()
 
 
+TOO_LONG = "skipped-too-long"  # how a prompt longer than the model's context is recorded
+
+
 class ErrorLog:
     """The sidecar `<answers>.errors.jsonl`: the questions the latest run had to skip (unreadable images).
 
@@ -143,12 +146,14 @@ class ErrorLog:
     def __init__(self, path: str):
         self.path = path
         self.count = 0
+        self.too_long = 0  # of them, prompts longer than the model's context
         self._file = None
         if os.path.exists(path):
             os.remove(path)
 
     def add(self, item: Item, error: str) -> None:
         self.count += 1
+        self.too_long += error.startswith(TOO_LONG)
         logger.warning("skipping question %s: %s", item.record.get("question_id"), error)
         if self._file is None:
             self._file = open(self.path, "w", encoding="utf-8")

@@ -30,7 +30,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from llava.constants import DEFAULT_MODEL_PATH
 from llava.conversation import get_conv_template
-from llava.eval.answers import AnswerFile, ErrorLog, errors_path, merge_chunks, settings_id
+from llava.eval.answers import TOO_LONG, AnswerFile, ErrorLog, errors_path, merge_chunks, settings_id
 from llava.eval.chunking import Chunk, chunk_answers_path, get_chunk, local_device, resolve_chunk, wait_for_all_ranks
 from llava.eval.prompting import build_prompt
 from llava.eval.pruning_args import add_pruning_args, dart_config_from_args
@@ -344,6 +344,7 @@ class RunStats:
     answered: int = 0
     already_answered: int = 0
     skipped: int = 0
+    too_long: int = 0  # of the skipped, prompts longer than the model's context
     errors_file: str = ""
     kept_image_tokens: list[int] = dataclasses.field(default_factory=list)
     image_tokens: list[int] = dataclasses.field(default_factory=list)
@@ -364,7 +365,8 @@ class RunStats:
         if self.already_answered:
             parts[0] += f" ({self.already_answered} already answered)"
         if self.skipped:
-            parts.append(f"skipped {self.skipped} (see {self.errors_file})")
+            reason = f"{self.too_long} too long for the context; " if self.too_long else ""
+            parts.append(f"skipped {self.skipped} ({reason}see {self.errors_file})")
         if self.kept_image_tokens:
             kept = sum(self.kept_image_tokens) / len(self.kept_image_tokens)
             total = sum(self.image_tokens) / len(self.image_tokens)
@@ -421,7 +423,7 @@ def run(task: Task, args: argparse.Namespace) -> RunStats:
     finally:
         answers.close()
         errors.close()
-    stats.skipped = errors.count
+    stats.skipped, stats.too_long = errors.count, errors.too_long
     if chunk.from_rank and chunk.n > 1:
         _merge_rank_files(args, chunk)
     stats.seconds = time.perf_counter() - start
@@ -443,6 +445,7 @@ def _answer(task: Task, args: argparse.Namespace, chunk: Chunk, pending: list[It
     loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=num_workers, collate_fn=_single)
     with logging_redirect_tqdm(), tqdm(total=len(pending), disable=not chunk.is_first, desc="answering") as bar:
         for window in windows(loader, args.batch_size):
+            window = [refuse_too_long(prepared, model) for prepared in window]
             answered = answer_window(model, tokenizer, window, args.batch_size, gen_kwargs)
             # Written in question order, so the answers file is the same at every batch size.
             for prepared in window:
@@ -453,6 +456,22 @@ def _answer(task: Task, args: argparse.Namespace, chunk: Chunk, pending: list[It
                     answers.write(answer_line(item, answered[prepared.index], model_id, answers.settings))
                     stats.add(answered[prepared.index])
                 bar.update()
+
+
+def refuse_too_long(prepared: Prepared, model) -> Prepared:
+    """The item with `error` set when its spliced prompt is longer than the model's context
+    (`tokenizer_model_max_length`): LLaVA would cut the sequence there, losing the question after the image,
+    so the question is skipped and recorded (docs/Evaluation.md, "Prompts longer than the context")."""
+    limit = getattr(model.config, "tokenizer_model_max_length", None)
+    if prepared.error is not None or limit is None or not isinstance(model, LlavaMetaForCausalLM):
+        return prepared
+    length = model.spliced_length(prepared.input_ids, prepared.pixels, prepared.image_sizes)
+    if length <= limit:
+        return prepared
+    image_tokens = sum(model.image_token_counts(prepared.pixels, prepared.image_sizes))
+    return dataclasses.replace(prepared, error=(
+        f"{TOO_LONG}: the prompt is {length} tokens ({image_tokens} of them image tokens), more than the "
+        f"model's tokenizer_model_max_length of {limit}; it would be cut, losing the question"))
 
 
 # Questions are grouped by length within a window of this many batches; a window's answers are written

@@ -191,6 +191,21 @@ class LlavaMetaForCausalLM:
         return merged_token_count(num_crops, side, merge_type, image_size,
                                   self._crop_grid(num_crops, image_size, merge_type))
 
+    def image_token_counts(self, pixels, image_sizes: list[tuple[int, int]] | None) -> list[int]:
+        """Tokens per image in the spliced sequence (before any pruning), for pixels as `process_images`
+        gives them: a (N, 3, H, W) tensor (one crop each, never merged) or one (P, 3, H, W) stack per image."""
+        if pixels is None:
+            return []
+        if isinstance(pixels, torch.Tensor) and pixels.ndim == 4:
+            return [self.get_vision_tower().num_patches] * pixels.shape[0]
+        sizes = image_sizes if image_sizes is not None else [None] * len(pixels)
+        return [self.image_token_count(p.shape[0] if p.ndim == 4 else 1, size) for p, size in zip(pixels, sizes)]
+
+    def spliced_length(self, input_ids: torch.Tensor, pixels, image_sizes) -> int:
+        """The length of one prompt, (L,) ids with IMAGE_TOKEN_INDEX placeholders, once its images are spliced."""
+        placeholders = int((input_ids == IMAGE_TOKEN_INDEX).sum())
+        return int(input_ids.numel()) - placeholders + sum(self.image_token_counts(pixels, image_sizes))
+
     def _crop_grid(self, num_crops: int, image_size: tuple[int, int] | None, merge_type: str):
         """(cols, rows) of an image's anyres crops when a spatial merge needs it, else None."""
         if num_crops == 1 or merge_type == "flat" or image_size is None:

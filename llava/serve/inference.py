@@ -70,15 +70,6 @@ class PreparedInputs:
     model_inputs: dict[str, torch.Tensor] | None = None  # Qwen: token types, pixel values and grids
 
 
-def _image_token_counts(pixels, image_sizes: list[tuple[int, int]], model) -> list[int]:
-    """Image tokens per image after splicing, as the model's patch merge lays them out."""
-    if pixels is None:
-        return []
-    if isinstance(pixels, torch.Tensor) and pixels.ndim == 4:  # one crop per image, never merged
-        return [model.get_vision_tower().num_patches] * pixels.shape[0]
-    return [model.image_token_count(p.shape[0] if p.ndim == 4 else 1, size) for p, size in zip(pixels, image_sizes)]
-
-
 def prepare_inputs(prompt: str, images: Sequence[Image.Image], tokenizer, image_processor, model,
                    context_len: int, max_new_tokens: int = 256) -> PreparedInputs:
     """Tokenize and preprocess; PromptError if the image count or the length does not fit the model.
@@ -96,8 +87,8 @@ def prepare_inputs(prompt: str, images: Sequence[Image.Image], tokenizer, image_
     input_ids = tokenizer_image_token(prompt, tokenizer, return_tensors="pt")
     pixels = process_images(list(images), image_processor, model.config) if images else None
     image_sizes = [image.size for image in images]
-    image_tokens = sum(_image_token_counts(pixels, image_sizes, model))
-    length = int(input_ids.shape[0]) - len(images) + image_tokens
+    image_tokens = sum(model.image_token_counts(pixels, image_sizes))
+    length = model.spliced_length(input_ids, pixels, image_sizes)
     prompt_limit = min(context_len, getattr(model.config, "tokenizer_model_max_length", None) or context_len)
     if length >= prompt_limit:
         raise PromptError(

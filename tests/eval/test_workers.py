@@ -280,3 +280,29 @@ def test_mmbench_rounds_resume_and_bad_images(tiny_ckpt, tmp_path, capsys):
     assert model_vqa_mmbench.main(args) == 0
     assert "answered 3 questions (2 already answered)" in capsys.readouterr().out
     assert read_answers(answers) == lines
+
+
+def test_a_prompt_longer_than_the_context_is_skipped_as_too_long_not_cut(tiny_ckpt, vqa_set, reference, tmp_path,
+                                                                          capsys):
+    """With tokenizer_model_max_length 576 + 300 the usual questions fit and a 300-word one does not: it is
+    recorded as skipped-too-long (LLaVA would have cut its question off), the others are answered as before."""
+    import shutil
+
+    ckpt = tmp_path / "short-context"
+    shutil.copytree(tiny_ckpt, ckpt)
+    config = json.loads((ckpt / "config.json").read_text())
+    (ckpt / "config.json").write_text(json.dumps({**config, "tokenizer_model_max_length": 576 + 300}))
+    questions, images = vqa_set
+    lines = questions.read_text().splitlines()
+    long = json.loads(lines[1])
+    long["text"] = "what colour " * 150 + long["text"]
+    (tmp_path / "q.jsonl").write_text("\n".join([lines[0], json.dumps(long), *lines[2:]]) + "\n")
+    answers = tmp_path / "a.jsonl"
+    args = loader_args(ckpt, (tmp_path / "q.jsonl", images), answers)
+    assert model_vqa_loader.main(args) == 0
+    assert f"skipped 1 (1 too long for the context; see {tmp_path / 'a.errors.jsonl'})" in capsys.readouterr().out
+    expected = [(a["question_id"], a["text"]) for a in read_answers(reference, keep_ids=True)]
+    assert [(a["question_id"], a["text"]) for a in read_answers(answers, keep_ids=True)] == [expected[0], *expected[2:]]
+    (error,) = read_answers(tmp_path / "a.errors.jsonl")
+    assert error["error"].startswith("skipped-too-long: the prompt is ")
+    assert "(576 of them image tokens), more than the model's tokenizer_model_max_length of 876" in error["error"]
