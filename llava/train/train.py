@@ -9,6 +9,7 @@ Runs on the CPU without DeepSpeed (no --bf16/--fp16 there); on GPUs through `dee
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import pathlib
@@ -18,6 +19,8 @@ import transformers
 
 from llava.constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_PATCH_TOKEN
 from llava.conversation import get_conv_template
+from llava.eval.pruning_args import add_pruning_args, dart_config_from_args
+from llava.model.pruning import parse_dart_config
 from llava.model import LlavaConfig, LlavaLlamaForCausalLM
 from llava.train.arguments import DataArguments, ModelArguments, TrainingArguments
 from llava.train.dataset import make_supervised_data_module
@@ -169,6 +172,10 @@ def save_trained_model(trainer: LLaVATrainer, model, tokenizer, training_args: T
     in LLaVA's layout, without the vision tower's weights (the config names the tower, as LLaVA's do)."""
     output_dir = training_args.output_dir
     model.config.use_cache = True
+    trained_with = getattr(model.config, "DART_config", None)
+    if trained_with is not None:  # what it was fine-tuned with, not what every later call must do
+        model.config.trained_with_pruning = trained_with
+        model.config.DART_config = None
     if training_args.tune_mm_mlp_adapter:
         save_projector(model, output_dir, training_args)
         return
@@ -188,14 +195,28 @@ def save_trained_model(trainer: LLaVATrainer, model, tokenizer, training_args: T
         save_llava_checkpoint(trainer.model, tokenizer, output_dir)
 
 
-def train(attn_implementation: str | None = None) -> None:
+def parse_train_args(argv: list[str] | None = None):
+    """(model, data, training arguments, pruning DART_config or None). The pruning flags are the eval
+    workers' (`--sparse --pruning_method dart --max_num_trunction 128 ...`): with `--sparse` the model trains
+    with those settings applied in its forward (pruning-aware fine-tuning, docs/Training.md)."""
     parser = transformers.HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses()
-    run(model_args, data_args, training_args, attn_implementation)
+    model_args, data_args, training_args, rest = parser.parse_args_into_dataclasses(args=argv,
+                                                                                     return_remaining_strings=True)
+    pruning_parser = add_pruning_args(argparse.ArgumentParser(prog="llava.train.train", add_help=False))
+    pruning_args = pruning_parser.parse_args(rest)
+    return model_args, data_args, training_args, dart_config_from_args(pruning_args)
 
 
-def run(model_args, data_args, training_args, attn_implementation: str | None = None) -> LLaVATrainer:
-    """Build, train and save; returns the trainer (tests read its state)."""
+def train(attn_implementation: str | None = None) -> None:
+    model_args, data_args, training_args, pruning = parse_train_args()
+    run(model_args, data_args, training_args, attn_implementation, pruning=pruning)
+
+
+def run(model_args, data_args, training_args, attn_implementation: str | None = None,
+        pruning: dict | None = None) -> LLaVATrainer:
+    """Build, train and save; returns the trainer (tests read its state). `pruning`: a DART_config applied
+    in every training forward (the loss is then over the kept positions); the saved config does not prune
+    by default but records it as `trained_with_pruning`."""
     get_conv_template(model_args.version)  # fail now, not after loading the model, on an unknown template
     if model_args.tune_mm_mlp_adapter and model_args.vision_tower is None:
         raise ValueError("--tune_mm_mlp_adapter trains the projector only, so it needs --vision_tower")
@@ -206,6 +227,10 @@ def run(model_args, data_args, training_args, attn_implementation: str | None = 
     tokenizer = load_tokenizer(model_args, training_args)
     if model_args.vision_tower is not None:
         setup_vision(model, tokenizer, model_args, data_args, training_args)
+    if pruning is not None:
+        if model_args.vision_tower is None:
+            raise ValueError("--sparse prunes image tokens while training, so it needs --vision_tower")
+        model.config.DART_config = parse_dart_config(pruning, model.config.num_hidden_layers).to_dict()
     if training_args.lora_enable:
         model = apply_lora(model, training_args)
         if model_args.vision_tower is not None and not training_args.freeze_mm_mlp_adapter:

@@ -219,3 +219,64 @@ def test_a_checkpoint_trained_with_a_relative_local_tower_loads_from_anywhere(tm
     tower = model.get_vision_tower().vision_tower
     reference = CLIPVisionModel.from_pretrained(work / "towers" / "clip")
     assert all(torch.equal(a, b) for a, b in zip(tower.state_dict().values(), reference.state_dict().values()))
+
+
+def test_a_pruned_training_step_takes_the_loss_over_exactly_the_kept_positions(tiny_ckpt):
+    """With DART on, the loss is the next-token cross-entropy of the kept sequence: labels gathered at the kept
+    positions (image tokens carry none), computed here by hand; it back-propagates into the layers after K."""
+    from llava.model import PruningRecord
+    from llava.model.pruning import make_dart_config
+
+    _, model, _, _ = load_pretrained_model(str(tiny_ckpt), None, device="cpu")
+    model.train()
+    ids = torch.tensor([[1, 20, IMAGE_TOKEN_INDEX, 30, 40, 50, 60, 70]])
+    labels = torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, 40, 50, 60, 70]])
+    images = torch.randn(1, 3, 336, 336, generator=torch.Generator().manual_seed(0))
+    record = PruningRecord(dart_config=make_dart_config(max_num_trunction=16))
+    out = model(input_ids=ids, images=images, labels=labels, pruning_record=record)
+    keep = record.kept_positions(0)
+    assert out.logits.shape[1] == keep.numel() == 2 + (4 + 16) + 5
+    spliced = torch.cat([labels[0, :2], torch.full((576,), IGNORE_INDEX), labels[0, 3:]])  # the image's 576 rows
+    kept_labels = spliced[keep]
+    expected = torch.nn.functional.cross_entropy(out.logits[0, :-1].float(), kept_labels[1:], ignore_index=IGNORE_INDEX)
+    torch.testing.assert_close(out.loss, expected)
+    out.loss.backward()
+    last = model.get_model().layers[-1].mlp.down_proj.weight.grad
+    assert last is not None and last.abs().sum() > 0
+
+
+def test_pruning_aware_fine_tuning_trains_with_the_flags_and_saves_a_config_that_does_not_prune(
+        tmp_path, tiny_ckpt, base_llm):
+    from llava.train.train import parse_train_args
+
+    data = write_dataset(tmp_path / "data", 2)
+    model_args, data_args, training_args = args_for(tmp_path, base_llm, tiny_ckpt / "vision_tower", data,
+                                                    tmp_path / "out", "v1")
+    argv = ["--model_name_or_path", str(base_llm), "--output_dir", str(tmp_path / "out"), "--sparse",
+            "--pruning_method", "dart", "--max_num_trunction", "32", "--pruned_layer", "1"]
+    *_, pruning = parse_train_args(argv)
+    assert pruning["method"] == "dart" and pruning["max_num_trunction"] == 32 and pruning["K"] == 1
+    with pytest.raises(SystemExit):
+        parse_train_args(argv + ["--no_such_flag", "1"])
+
+    seen = []
+    from llava.model.language_model.llava_llama import LlavaLlamaForCausalLM
+
+    original = LlavaLlamaForCausalLM.forward
+
+    def spy(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        seen.append(out.logits.shape[1])
+        return out
+
+    LlavaLlamaForCausalLM.forward = spy
+    try:
+        run(model_args, data_args, training_args, pruning=pruning)
+    finally:
+        LlavaLlamaForCausalLM.forward = original
+    prompt = seen[0] - (4 + 32)  # every training forward saw the kept sequence: text + 36 image tokens
+    assert seen and all(length == prompt + 36 for length in seen) and prompt < 576
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config.get("DART_config") is None and config["trained_with_pruning"]["max_num_trunction"] == 32
+    moved = load_file(tmp_path / "out" / "model.safetensors")["model.layers.1.mlp.down_proj.weight"]
+    assert not torch.equal(moved, load_file(base_llm / "model.safetensors")["model.layers.1.mlp.down_proj.weight"])
