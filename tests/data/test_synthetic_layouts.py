@@ -58,7 +58,8 @@ def test_deterministic_and_seeded(root, tmp_path):
 
 
 GENERATED_DIRS = ("textvqa/train_images/", "pope/val2014/", "pope/coco/", "MME/MME_Benchmark_release_version/",
-                  "gqa/data/images/", "scienceqa/images/")
+                  "gqa/data/images/", "scienceqa/images/", "seed_bench/SEED-Bench-image/", "vizwiz/test/",
+                  "vqav2/test2015/", "mm-vet/images/", "llava-bench-in-the-wild/images/")
 
 
 def test_committed_sets_are_current(root):
@@ -223,6 +224,63 @@ def test_mmbench(root, truth):
 
 def test_readme_documents_every_set(root):
     text = (root / "SYNTHETIC_README.md").read_text()
-    for name in ("TextVQA", "POPE", "MME", "GQA", "ScienceQA", "MMBench"):
-        assert f"## {name}" in text
-    assert text.count("chance level") == 6
+    names = ("TextVQA", "POPE", "MME", "GQA", "ScienceQA", "MMBench", "MMBench-CN", "SEED-Bench", "VizWiz", "VQAv2",
+             "MM-Vet", "LLaVA-Bench (in the wild)")
+    for name in names:
+        assert f"## {name}\n" in text
+    assert text.count("chance level") == len(names)
+
+
+def test_seed_bench_scores_its_ground_truth_perfectly_and_a_constant_letter_at_chance(root, truth):
+    from llava.eval.convert_seed_for_submission import load_annotations, score_seed
+
+    base = root / "seed_bench"
+    lines = jsonl(base / "llava-seed-bench.jsonl")
+    data = load_annotations(str(base / "SEED-Bench.json"))
+    by_id = {q["question_id"]: q for q in data["questions"]}
+    for line in lines:
+        assert line["text"].endswith(OPTION_PROMPT) and (base / line["image"]).is_file()
+        question = by_id[line["question_id"]]
+        options = [question[f"choice_{c}"] for c in "abcd"]
+        scene = truth[f"seed_bench/{line['image']}"]
+        assert options[LETTERS.index(question["answer"])] == expected_answer(scene, question["question"])
+    perfect = score_seed(data, [{"question_id": q["question_id"], "text": q["answer"]} for q in data["questions"]])
+    assert perfect["accuracy"] == 100.0 and perfect["image"]["questions"] == 60
+    always_a = score_seed(data, [{"question_id": q["question_id"], "text": "A"} for q in data["questions"]])
+    assert always_a["accuracy"] < 50
+
+
+def test_submission_sets_convert_as_their_servers_expect(root, truth):
+    from llava.eval.convert_vizwiz_for_submission import convert as vizwiz
+    from llava.eval.convert_vqav2_for_submission import convert as vqav2
+
+    questions = jsonl(root / "vizwiz" / "llava_test.jsonl")
+    for q in questions:
+        assert q["question_id"] == q["image"] and (root / "vizwiz" / "test" / q["image"]).is_file()
+        assert q["answer"] == expected_answer(truth[f"vizwiz/test/{q['image']}"], q["text"].split("\n")[0])
+    rows = vizwiz([{"question_id": q["question_id"], "text": q["answer"]} for q in questions], questions)
+    assert [r["answer"] for r in rows] == [q["answer"] for q in questions]
+
+    dev = jsonl(root / "vqav2" / "llava_vqav2_mscoco_test-dev2015.jsonl")
+    test = jsonl(root / "vqav2" / "llava_vqav2_mscoco_test2015.jsonl")
+    assert len(dev) == 60 and {q["question_id"] for q in dev} < {q["question_id"] for q in test}
+    for q in test:
+        scene = truth[f"vqav2/test2015/{q['image']}"]
+        assert q["answer"] == expected_answer(scene, q["text"].split("\n")[0])
+    uploaded, missing = vqav2([{"question_id": q["question_id"], "text": q["answer"]} for q in dev], test)
+    assert len(uploaded) == len(test) and missing == len(test) - len(dev)
+
+
+def test_gpt_graded_sets_carry_their_references(root, truth):
+    lines = jsonl(root / "mm-vet" / "llava-mm-vet.jsonl")
+    reference = json.loads((root / "mm-vet" / "mm-vet.json").read_text())
+    assert [f"v1_{q['question_id']}" for q in lines] == list(reference)
+    for q in lines:
+        assert reference[f"v1_{q['question_id']}"]["question"] == q["text"]
+        assert (root / "mm-vet" / "images" / q["image"]).is_file()
+    bench = root / "llava-bench-in-the-wild"
+    questions, answers = jsonl(bench / "questions.jsonl"), jsonl(bench / "answers_gpt4.jsonl")
+    assert [a["question_id"] for a in answers] == [q["question_id"] for q in questions]
+    assert Counter(q["category"] for q in questions) == {"conv": 20, "detail": 20, "complex": 20}
+    captions = {c["image"]: c["caption"] for c in jsonl(bench / "context.jsonl")}
+    assert set(captions) == {q["image"] for q in questions}

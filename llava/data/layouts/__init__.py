@@ -8,7 +8,11 @@
     gqa/llava_gqa_testdev_balanced.jsonl, gqa/data/testdev_balanced_questions.json, gqa/data/images/<imageId>.jpg
     scienceqa/llava_test_CQM-A.json, scienceqa/problems.json, scienceqa/pid_splits.json,
         scienceqa/images/test/<id>/image.png
-    mmbench/mmbench_dev_20230712.tsv
+    mmbench/mmbench_dev_20230712.tsv, mmbench_cn/mmbench_dev_cn_20231003.tsv
+    seed_bench/llava-seed-bench.jsonl, seed_bench/SEED-Bench.json, seed_bench/SEED-Bench-image/<k>.png
+    vizwiz/llava_test.jsonl, vizwiz/test/; vqav2/llava_vqav2_mscoco_test{-dev,}2015.jsonl, vqav2/test2015/
+    mm-vet/llava-mm-vet.jsonl, mm-vet/mm-vet.json, mm-vet/images/;
+        llava-bench-in-the-wild/{questions,context,answers_gpt4}.jsonl, llava-bench-in-the-wild/images/
     SYNTHETIC_README.md (sizes, answer distributions, chance levels), SYNTHETIC_SCENES.jsonl (ground truth)
 
 Field names and prompt texts follow the files LLaVA-1.5 ships or downloads, as read by model_vqa_loader,
@@ -23,10 +27,12 @@ from pathlib import Path
 
 from llava.data.layouts.common import Summary, write_jsonl
 from llava.data.layouts.gqa import write_gqa
-from llava.data.layouts.mmbench import write_mmbench
+from llava.data.layouts.mmbench import write_mmbench, write_mmbench_cn
 from llava.data.layouts.mme import write_mme
 from llava.data.layouts.pope import write_pope
 from llava.data.layouts.scienceqa import write_scienceqa
+from llava.data.layouts.seed import write_seed
+from llava.data.layouts.short_answer import write_llavabench, write_mmvet, write_vizwiz, write_vqav2
 from llava.data.layouts.textvqa import write_textvqa
 
 DEFAULT_EVAL_SEED = 1_000_003  # training uses small seeds; the split hash keeps scenes disjoint regardless
@@ -39,6 +45,12 @@ WRITERS = {
     "gqa": write_gqa,
     "scienceqa": write_scienceqa,
     "mmbench": write_mmbench,
+    "mmbench_cn": write_mmbench_cn,
+    "seed": write_seed,
+    "vizwiz": write_vizwiz,
+    "vqav2": write_vqav2,
+    "mmvet": write_mmvet,
+    "llavabench": write_llavabench,
 }
 
 
@@ -70,7 +82,7 @@ def write_readme(root: Path, summaries: list[Summary], seed: int, n: int) -> Pat
 def write_eval_sets(
     root: str | Path = "playground/data/eval", seed: int = DEFAULT_EVAL_SEED, n: int = 60
 ) -> list[Summary]:
-    """Write all six benchmarks (about `n` questions each), SYNTHETIC_README.md and SYNTHETIC_SCENES.jsonl
+    """Write every benchmark (about `n` questions each), SYNTHETIC_README.md and SYNTHETIC_SCENES.jsonl
     (the scene behind every image) under `root`."""
     root = Path(root)
     summaries = [write(root, seed, n) for write in WRITERS.values()]

@@ -1,4 +1,5 @@
-"""MMBench: mmbench/mmbench_dev_20230712.tsv, images embedded as base64, circular groups of rotated options."""
+"""MMBench: mmbench/mmbench_dev_20230712.tsv (and MMBench-CN's mmbench_cn/mmbench_dev_cn_20231003.tsv),
+images embedded as base64, circular groups of rotated options."""
 
 from __future__ import annotations
 
@@ -25,10 +26,11 @@ MMBENCH_COLUMNS = ("index", "question", "hint", "A", "B", "C", "D", "answer", "c
 CIRCULAR_OFFSET = 1_000_000
 
 
-def write_mmbench(root: Path, seed: int, n: int) -> Summary:
+def write_mmbench(root: Path, seed: int, n: int, folder: str = "mmbench", split: str = "mmbench_dev_20230712",
+                  name: str = "MMBench") -> Summary:
     """n // 4 four-option questions, each in 4 circular rows: row k has the options rotated by k and
     index = base index + k * 1e6, as the real dev set's circular groups."""
-    rng, seen, scenes = rng_for(seed, "mmbench"), set(), {}
+    rng, seen, scenes = rng_for(seed, folder), set(), {}
     rows, answers, categories = [], Counter(), Counter()
     bases = sorted(MMBENCH_CATEGORIES)
     for k in range(max(1, n // 4)):
@@ -39,7 +41,7 @@ def write_mmbench(root: Path, seed: int, n: int) -> Summary:
             **({"with_word": True} if base == "word" else {}),
         )
         image = base64.b64encode(encode(render(scene), "png")).decode()
-        scenes[f"mmbench/mmbench_dev_20230712.tsv#{k}"] = scene
+        scenes[f"{folder}/{split}.tsv#{k}"] = scene
         category, l2 = MMBENCH_CATEGORIES[base]
         for r in range(4):
             options = qa.options[r:] + qa.options[:r]
@@ -48,7 +50,7 @@ def write_mmbench(root: Path, seed: int, n: int) -> Summary:
                          "synthetic", l2, "", "dev"])
             answers[answer] += 1
         categories[category] += 4
-    path = root / "mmbench" / "mmbench_dev_20230712.tsv"
+    path = root / folder / f"{split}.tsv"
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
@@ -57,7 +59,7 @@ def write_mmbench(root: Path, seed: int, n: int) -> Summary:
     path.write_text(buf.getvalue())
     groups = len(rows) // 4
     return Summary(
-        "MMBench", ["mmbench/mmbench_dev_20230712.tsv"], len(rows), answers,
+        name, [f"{folder}/{split}.tsv"], len(rows), answers,
         ["per row: 25% for a uniform random letter; 'always A' also 25% (each group puts the answer at "
          "every letter once)",
          "circular (a group counts only if all 4 rotations are right): 1/256 = 0.4% for random letters, "
@@ -67,3 +69,9 @@ def write_mmbench(root: Path, seed: int, n: int) -> Summary:
          + ", ".join(f"{c} ({v} rows)" for c, v in sorted(categories.items()))],
         scenes=scenes,
     )
+
+
+def write_mmbench_cn(root: Path, seed: int, n: int) -> Summary:
+    """MMBench-CN's layout and prompt (the scripts ask in Chinese); the generated questions stay English,
+    the only language the tiny model's tokenizer has."""
+    return write_mmbench(root, seed, n, folder="mmbench_cn", split="mmbench_dev_cn_20231003", name="MMBench-CN")
