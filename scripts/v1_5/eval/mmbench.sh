@@ -18,3 +18,5 @@ mkdir -p "$D/answers_upload/$SPLIT"
     --result-dir "$D/answers/$SPLIT" \
     --upload-dir "$D/answers_upload/$SPLIT" \
     --experiment "$NAME"
+
+echo "submit $D/answers_upload/$SPLIT/$NAME.xlsx to the MMBench evaluation server (https://mmbench.opencompass.org.cn) for the official score"

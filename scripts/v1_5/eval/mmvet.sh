@@ -14,3 +14,5 @@ mkdir -p "$D/results"
 "$PY" -m llava.eval.convert_mmvet_for_eval \
     --src "$D/answers/$NAME.jsonl" \
     --dst "$D/results/$NAME.json"
+
+echo "grade $D/results/$NAME.json with MM-Vet's GPT-4 grader (https://github.com/yuweihao/MM-Vet)"

@@ -15,3 +15,5 @@ mkdir -p "$D/answers_upload"
     --annotation-file "$D/llava_test.jsonl" \
     --result-file "$D/answers/$NAME.jsonl" \
     --result-upload-file "$D/answers_upload/$NAME.json"
+
+echo "upload $D/answers_upload/$NAME.json to the VizWiz VQA Challenge on EvalAI (https://eval.ai)"

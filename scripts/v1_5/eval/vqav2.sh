@@ -11,3 +11,5 @@ eval_answers llava.eval.model_vqa_loader "$D/answers/$SPLIT/$NAME/merge.jsonl" \
     --image-folder "$D/test2015"
 
 "$PY" -m llava.eval.convert_vqav2_for_submission --dir "$D" --split "$SPLIT" --ckpt "$NAME"
+
+echo "upload $D/answers_upload/$SPLIT/$NAME.json to the VQA Challenge on EvalAI (https://eval.ai, test-dev phase)"
