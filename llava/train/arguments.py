@@ -19,8 +19,11 @@ class ModelArguments:
     mm_projector_type: str = dataclasses.field(default="linear")
     mm_use_im_start_end: bool = dataclasses.field(default=False)
     mm_use_im_patch_token: bool = dataclasses.field(default=True)
-    mm_patch_merge_type: str = dataclasses.field(default="flat")
+    mm_patch_merge_type: str = dataclasses.field(default="flat", metadata={"help": "flat, spatial or spatial_unpad (1.6)"})
     mm_vision_select_feature: str = dataclasses.field(default="patch")
+    image_grid_pinpoints: str | None = dataclasses.field(
+        default=None, metadata={"help": "anyres grid resolutions, e.g. '[[336, 672], [672, 336], [672, 672]]' (1.6)"}
+    )
 
 
 @dataclasses.dataclass
@@ -29,7 +32,7 @@ class DataArguments:
     lazy_preprocess: bool = False
     is_multimodal: bool = False
     image_folder: str | None = dataclasses.field(default=None)
-    image_aspect_ratio: str = "square"
+    image_aspect_ratio: str = dataclasses.field(default="square", metadata={"help": "square, pad or anyres (1.6)"})
     train_on_prompt: bool = dataclasses.field(
         default=False, metadata={"help": "label the prompt's text tokens too, not only the answers (plain: already so)"}
     )

@@ -15,7 +15,9 @@ from llava.train.preprocess import move_image_token_first, tokenize_conversation
 
 
 class LazySupervisedDataset(torch.utils.data.Dataset):
-    """Items `{"input_ids", "labels", "image"?}`; samples without an "image" key are text-only.
+    """Items `{"input_ids", "labels", "image"?, "image_size"?}`; samples without an "image" key are text-only.
+    With `image_aspect_ratio` "anyres" an image is a (P, 3, H, W) stack of crops (`data_args` then carries
+    `image_grid_pinpoints`), and `image_size` its (width, height), which the spatial merges need.
 
     data_path: LLaVA's format, `[{"id", "image": "rel/path", "conversations": [{"from", "value"}, ...]}]`.
     """
@@ -58,7 +60,9 @@ class LazySupervisedDataset(torch.utils.data.Dataset):
         )
         if has_image:
             image = load_image(os.path.join(self.data_args.image_folder, sample["image"]))
-            item["image"] = process_images([image], self.data_args.image_processor, self.data_args)[0]
+            pixels = process_images([image], self.data_args.image_processor, self.data_args)
+            item["image"] = pixels[0]
+            item["image_size"] = image.size
         return item
 
 
@@ -68,7 +72,8 @@ def _word_count(sample: dict) -> int:
 
 @dataclasses.dataclass
 class DataCollatorForSupervisedDataset:
-    """Right-pads to the longest item; images are stacked (one per image sample, in order)."""
+    """Right-pads to the longest item; images are stacked (one per image sample, in order), or listed when
+    their shapes differ (anyres crop stacks), with their `image_sizes`."""
 
     tokenizer: object
 
@@ -83,7 +88,9 @@ class DataCollatorForSupervisedDataset:
         batch = {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
         images = [i["image"] for i in instances if "image" in i]
         if images:
-            batch["images"] = torch.stack(images) if all(x.shape == images[0].shape for x in images) else images
+            same = all(x.shape == images[0].shape for x in images) and images[0].ndim == 3
+            batch["images"] = torch.stack(images) if same else images
+            batch["image_sizes"] = [i["image_size"] for i in instances if "image" in i]
         return batch
 
 

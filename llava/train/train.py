@@ -10,6 +10,7 @@ Runs on the CPU without DeepSpeed (no --bf16/--fp16 there); on GPUs through `dee
 from __future__ import annotations
 
 import argparse
+import ast
 import logging
 import os
 import pathlib
@@ -121,12 +122,17 @@ def setup_vision(model, tokenizer, model_args, data_args, training_args) -> None
 
     config = model.config
     config.image_aspect_ratio = data_args.image_aspect_ratio
+    if data_args.image_aspect_ratio == "anyres":
+        # The dataset preprocesses with the same grid the model merges by (process_images reads it there).
+        config.image_grid_pinpoints = data_args.image_grid_pinpoints = grid_pinpoints(model_args, config)
     config.tokenizer_padding_side = tokenizer.padding_side
     config.tokenizer_model_max_length = tokenizer.model_max_length
     config.tune_mm_mlp_adapter = model_args.tune_mm_mlp_adapter
     if model_args.tune_mm_mlp_adapter:
         model.requires_grad_(False)
         base.mm_projector.requires_grad_(True)
+        if getattr(base, "image_newline", None) is not None:  # LLaVA-1.6's row separator is part of the adapter
+            base.image_newline.requires_grad_(True)
     config.freeze_mm_mlp_adapter = training_args.freeze_mm_mlp_adapter
     if training_args.freeze_mm_mlp_adapter:
         base.mm_projector.requires_grad_(False)
@@ -134,6 +140,26 @@ def setup_vision(model, tokenizer, model_args, data_args, training_args) -> None
     config.mm_projector_lr = training_args.mm_projector_lr
     config.mm_use_im_patch_token = model_args.mm_use_im_patch_token
     add_image_tokens(model, tokenizer, model_args)
+
+
+def grid_pinpoints(model_args, config) -> list[list[int]]:
+    """The anyres grid: --image_grid_pinpoints (a JSON / Python list of [width, height]), else the config's."""
+    raw = model_args.image_grid_pinpoints
+    if raw is None:
+        pinpoints = getattr(config, "image_grid_pinpoints", None)
+        if not pinpoints:
+            raise ValueError("--image_aspect_ratio anyres needs --image_grid_pinpoints, e.g. "
+                             "'[[336, 672], [672, 336], [672, 672]]'")
+        return pinpoints
+    try:
+        pinpoints = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        pinpoints = None
+    if not (isinstance(pinpoints, (list, tuple)) and pinpoints and all(
+            isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(v, int) and v > 0 for v in p)
+            for p in pinpoints)):
+        raise ValueError(f"--image_grid_pinpoints must be a list of [width, height] pairs, got {raw!r}")
+    return [list(p) for p in pinpoints]
 
 
 def add_image_tokens(model, tokenizer, model_args) -> None:

@@ -280,3 +280,61 @@ def test_pruning_aware_fine_tuning_trains_with_the_flags_and_saves_a_config_that
     assert config.get("DART_config") is None and config["trained_with_pruning"]["max_num_trunction"] == 32
     moved = load_file(tmp_path / "out" / "model.safetensors")["model.layers.1.mlp.down_proj.weight"]
     assert not torch.equal(moved, load_file(base_llm / "model.safetensors")["model.layers.1.mlp.down_proj.weight"])
+
+
+def test_llava_1_6_training_preprocesses_anyres_crops_and_trains_the_row_separator(tmp_path, tiny_ckpt, base_llm):
+    """anyres + spatial_unpad from a plain LLM: each sample's crops (the global view and a grid chosen from
+    --image_grid_pinpoints) and its size reach the splice, the image_newline embedding trains, and the saved
+    checkpoint splices a wide image as LLaVA-1.6 does."""
+    import dataclasses
+
+    data = write_dataset(tmp_path / "data", 2)
+    model_args, data_args, training_args = args_for(tmp_path, base_llm, tiny_ckpt / "vision_tower", data,
+                                                    tmp_path / "out", "v1", max_steps=2)
+    model_args = dataclasses.replace(model_args, mm_patch_merge_type="spatial_unpad",
+                                     image_grid_pinpoints="[[336, 672], [672, 336], [672, 672]]")
+    data_args = dataclasses.replace(data_args, image_aspect_ratio="anyres")
+    seen = []
+    from llava.model.language_model.llava_llama import LlavaLlamaForCausalLM
+
+    original = LlavaLlamaForCausalLM.forward
+
+    def spy(self, *args, **kwargs):
+        if kwargs.get("images") is not None:
+            seen.append(([tuple(i.shape) for i in kwargs["images"]], kwargs.get("image_sizes"),
+                         self.get_model().image_newline.detach().clone()))
+        return original(self, *args, **kwargs)
+
+    LlavaLlamaForCausalLM.forward = spy
+    try:
+        run(model_args, data_args, training_args)
+    finally:
+        LlavaLlamaForCausalLM.forward = original
+    shapes, sizes, first_newline = seen[0]
+    # a square 336 image: the first pinpoint, 336 x 672, wastes least: the global view + a 1 x 2 grid
+    assert shapes == [(3, 3, 336, 336)] * 2 and sizes == [(336, 336)] * 2
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["image_aspect_ratio"] == "anyres" and config["mm_patch_merge_type"] == "spatial_unpad"
+    assert config["image_grid_pinpoints"] == [[336, 672], [672, 336], [672, 672]]
+    _, model, processor, _ = load_pretrained_model(str(tmp_path / "out"), None, device="cpu")
+    assert not torch.equal(model.get_model().image_newline.detach(), first_newline)  # it trained
+    from llava.mm_utils import process_images
+
+    wide = Image.new("RGB", (672, 336), (200, 30, 30))
+    pixels = process_images([wide], processor, model.config)
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([[1, IMAGE_TOKEN_INDEX, 5, 6]]), images=pixels, image_sizes=[wide.size])
+    assert out.logits.shape[1] == 3 + model.image_token_count(pixels[0].shape[0], wide.size) > 3 + 576
+
+
+def test_bad_grid_pinpoints_are_refused_clearly(tmp_path, tiny_ckpt, base_llm):
+    import dataclasses
+
+    model_args, data_args, training_args = args_for(tmp_path, base_llm, tiny_ckpt / "vision_tower",
+                                                    write_dataset(tmp_path / "data", 2), tmp_path / "out", "v1")
+    data_args = dataclasses.replace(data_args, image_aspect_ratio="anyres")
+    with pytest.raises(ValueError, match="needs --image_grid_pinpoints"):
+        run(model_args, data_args, training_args)
+    model_args = dataclasses.replace(model_args, image_grid_pinpoints="[[336, 672], 12]")
+    with pytest.raises(ValueError, match="must be a list of \\[width, height\\] pairs"):
+        run(model_args, data_args, training_args)
