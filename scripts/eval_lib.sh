@@ -6,7 +6,8 @@
 #     eval_answers llava.eval.model_vqa_loader "$DATA_ROOT/textvqa/answers/$NAME.jsonl" --question-file ...
 #     "$PY" -m llava.eval.eval_textvqa ...
 #
-# Arguments: RATIO (DART --reduction_ratio, default 0.778) and MAX_KEPT (--max_num_trunction, default 128).
+# Arguments: RATIO (DART --reduction_ratio, default 0.778) and MAX_KEPT (--max_num_trunction, default 128;
+# for LLaVA-1.6, the scripts/v1_6/eval/*.sh, --retain_token_num_for_llava_next, default 320).
 # Environment (all optional):
 #   CKPT        model path or hub id; unset: the embedded default $DEFAULT_CKPT
 #   DATA_ROOT   benchmark data in LLaVA's layout (default ./playground/data/eval)
@@ -21,17 +22,25 @@
 #   BATCH_SIZE  questions per generate call in each worker (default 1; greedy answers are the same)
 #   EVAL_ARGS   extra worker flags, e.g. "--overwrite" or "--num-workers 8"
 #   PYTHON      interpreter (default .venv/bin/python, else python)
+#   LLAVA_VERSION  1.5 (default) or 1.6: set by scripts/v1_6/eval/*.sh, which run the v1_5 scripts with the
+#               1.6 budget and the 1.6 embedded default
 
 set -euo pipefail
 
 # The checkpoint used when CKPT is unset: the embedded default, a tiny LLaVA trained by our own code on
 # generated data (scripts/tiny/train_all.sh; its card: checkpoints/llava-v1.5-tiny/README.md).
-DEFAULT_CKPT=checkpoints/llava-v1.5-tiny
+# The LLaVA-1.6 one (anyres, spatial_unpad) is fine-tuned from it (scripts/tiny/train_llava_next.sh).
+LLAVA_VERSION=${LLAVA_VERSION:-1.5}
+case $LLAVA_VERSION in
+    1.5) DEFAULT_CKPT=checkpoints/llava-v1.5-tiny; DEFAULT_MAX_KEPT=128; RECIPE=scripts/tiny/train_all.sh ;;
+    1.6) DEFAULT_CKPT=checkpoints/llava-v1.6-tiny; DEFAULT_MAX_KEPT=320; RECIPE=scripts/tiny/train_llava_next.sh ;;
+    *) echo "error: LLAVA_VERSION must be 1.5 or 1.6, got '$LLAVA_VERSION'" >&2; exit 2 ;;
+esac
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 RATIO=${1:-0.778}
-MAX_KEPT=${2:-128}
+MAX_KEPT=${2:-$DEFAULT_MAX_KEPT}
 
 # Paths the user gave are relative to where they ran the script; make them absolute before moving to the
 # repository root (a CKPT that is not a local path is a hub id and stays as it is).
@@ -56,7 +65,7 @@ CONV_MODE=${CONV_MODE:-vicuna_v1}
 if [[ -z ${CKPT:-} ]]; then
     CKPT=$DEFAULT_CKPT
     if [[ ! -f $CKPT/config.json ]]; then
-        echo "error: the embedded default checkpoint $CKPT is missing (rebuild it: bash scripts/tiny/train_all.sh)" >&2
+        echo "error: the embedded default checkpoint $CKPT is missing (rebuild it: bash $RECIPE)" >&2
         exit 1
     fi
 fi
@@ -69,7 +78,12 @@ else
     # The paper's LLaVA-1.5 setting: prune after layer 1 (K=2), 4 image + 4 text pivots.
     METHOD=${PRUNING_METHOD:-dart}
     DART_ARGS=(--sparse --pruned_layer 2 --pivot_image_token 4 --pivot_text_token 4 --attn_implementation sdpa
-               --reduction_ratio "$RATIO" --max_num_trunction "$MAX_KEPT")
+               --reduction_ratio "$RATIO")
+    if [[ $LLAVA_VERSION == 1.6 ]]; then  # the DART release's 1.6 budget: M = min(retain, m - 4)
+        DART_ARGS+=(--retain_token_num_for_llava_next "$MAX_KEPT")
+    else
+        DART_ARGS+=(--max_num_trunction "$MAX_KEPT")
+    fi
     if [[ $METHOD != dart ]]; then DART_ARGS+=(--pruning_method "$METHOD"); fi
     NAME=${NAME:-$MODEL_NAME-$METHOD-$RATIO-$MAX_KEPT}
 fi

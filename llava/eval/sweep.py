@@ -59,6 +59,10 @@ def _answers_score(folder: str) -> Callable[[Path, str], float]:
     return lambda data, name: _read(data / folder / "answers" / f"{name}.score.json")["accuracy"]
 
 
+def _seed(data: Path, name: str) -> float:
+    return _read(data / "seed_bench" / "answers" / name / "merge.score.json")["accuracy"]
+
+
 def _mmbench(data: Path, name: str) -> float:
     return _read(data / "mmbench" / "answers" / "mmbench_dev_20230712" / f"{name}.score.json")["circular"]["accuracy"]
 
@@ -70,6 +74,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Path, str], float]]] = {
     "textvqa": ("VQA accuracy", _answers_score("textvqa")),
     "sqa": ("accuracy", _answers_score("scienceqa")),
     "mmbench": ("circular accuracy", _mmbench),
+    "seed": ("accuracy", _seed),
 }
 METHOD_STYLES = {"dart": "o-", "fastv": "^-", "pdrop": "v-", "random": "s--", "visionzip": "D-", "divprune": "P-",
                  "pooling": "x--"}
@@ -111,8 +116,10 @@ def run_point(bench: str, method: str | None, tokens: int | None, args) -> dict:
         env["CKPT"] = args.ckpt
     max_kept = str(dart_family_budget(tokens)) if tokens is not None else "128"
     start = time.time()
-    proc = subprocess.run(["bash", f"scripts/v1_5/eval/{bench}.sh", "0.778", max_kept], cwd=REPO, env=env,
-                          capture_output=True, text=True)
+    # The v1_6 scripts take the LLaVA-1.6 budget, retain_token_num_for_llava_next, in the same place; with
+    # the pivots it keeps the same count: 4 + min(retain, m - 4) rounded down to the 8 pivots.
+    script = f"scripts/v{args.llava_version.replace('.', '_')}/eval/{bench}.sh"
+    proc = subprocess.run(["bash", script, "0.778", max_kept], cwd=REPO, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{bench} {key} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     counts = [(float(kept), float(total)) for kept, total in KEPT_LINE.findall(proc.stdout + proc.stderr)]
@@ -195,6 +202,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="directory for results.json, results.md and the plot")
     parser.add_argument("--ckpt", default=None, help="checkpoint (default: the scripts' embedded default)")
+    parser.add_argument("--llava-version", choices=["1.5", "1.6"], default="1.5",
+                        help="1.6: the scripts/v1_6 scripts (the 1.6 budget, the tiny 1.6 default)")
     parser.add_argument("--benchmarks", nargs="+", default=["pope", "gqa", "sqa"], choices=list(BENCHMARKS))
     parser.add_argument("--methods", nargs="+", default=list(METHOD_STYLES), choices=list(METHOD_STYLES))
     parser.add_argument("--tokens", nargs="+", type=int, default=[64, 32, 16], help="image tokens to keep")

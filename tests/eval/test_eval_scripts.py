@@ -1,5 +1,6 @@
 """scripts/eval_lib.sh and scripts/v1_5/eval/*.sh: the commands they run, splitting over (fake) GPUs, merging."""
 
+import json
 import os
 import stat
 import subprocess
@@ -257,3 +258,48 @@ def test_every_sample_benchmark_script_runs_end_to_end(name, sample_data):
     folder = {"seed": "seed_bench", "mmvet": "mm-vet", "llavabench": "llava-bench-in-the-wild"}.get(name, name)
     answered = {path: lines for path, lines in answer_lines(sample_data, "e2e").items() if path.startswith(folder + "/")}
     assert any(len(lines) == 60 for lines in answered.values()), answered.keys()
+
+
+# -- LLaVA-1.6: scripts/v1_6/eval/*.sh run the v1_5 commands with the 1.6 budget and default -------------
+
+SCRIPTS_V1_6 = REPO / "scripts" / "v1_6" / "eval"
+DART_V1_6 = ("--sparse --pruned_layer 2 --pivot_image_token 4 --pivot_text_token 4 --attn_implementation sdpa "
+             "--reduction_ratio 0.778 --retain_token_num_for_llava_next 320")
+
+
+def test_every_v1_5_benchmark_has_a_v1_6_script():
+    assert sorted(p.stem for p in SCRIPTS_V1_6.glob("*.sh")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_v1_6_script_runs_the_benchmarks_commands_with_the_1_6_budget(name, tmp_path):
+    log = tmp_path / "calls.log"
+    recorder = fake_python(tmp_path / "python", f'echo "$*" >> {log}\n')
+    env = {"PYTHON": str(recorder), "CKPT": "/ckpt/llava-v1.6-vicuna-7b", "DATA_ROOT": str(tmp_path / "data"),
+           "OPENAI_API_KEY": ""}
+    clean = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "CKPT", "NAME", "DART")}
+    proc = subprocess.run(["bash", str(SCRIPTS_V1_6 / f"{name}.sh")], env={**clean, **env}, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    worker = ("--model-path /ckpt/llava-v1.6-vicuna-7b --conv-mode vicuna_v1 --temperature 0 --batch-size 1 "
+              + DART_V1_6)
+    expected = [line.format(W=worker, D=tmp_path / "data", N="llava-v1.6-vicuna-7b-dart-0.778-320")
+                for line in EXPECTED[name]]
+    assert log.read_text().splitlines() == expected
+
+
+def test_v1_6_scripts_default_to_the_tiny_llava_1_6_checkpoint(tmp_path):
+    log = tmp_path / "calls.log"
+    recorder = fake_python(tmp_path / "python", f'echo "$*" >> {log}\n')
+    clean = {k: v for k, v in os.environ.items() if k not in ("CKPT", "NAME", "DART")}
+    proc = subprocess.run(["bash", str(SCRIPTS_V1_6 / "pope.sh"), "0.778", "160"],
+                          env={**clean, "PYTHON": str(recorder), "DATA_ROOT": str(tmp_path)}, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    default = "checkpoints/llava-v1.6-tiny"
+    config = json.loads((REPO / default / "config.json").read_text())
+    assert config["image_aspect_ratio"] == "anyres" and config["mm_patch_merge_type"] == "spatial_unpad"
+    call = log.read_text().splitlines()[0]
+    assert call.startswith(f"-m llava.eval.model_vqa_loader --model-path {default} ")
+    assert "--retain_token_num_for_llava_next 160" in call
+    assert call.endswith(f"--answers-file {tmp_path}/pope/answers/llava-v1.6-tiny-dart-0.778-160.jsonl")
