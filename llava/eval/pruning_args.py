@@ -13,10 +13,12 @@ from llava.model.pruning import make_dart_config, method_names, parse_dart_confi
 from llava.pruning_settings import ATTENTION_BACKENDS, SETTINGS, SPARSE_FLAG, dart_config_values
 
 
-def add_pruning_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def add_pruning_args(parser: argparse.ArgumentParser, attention_flag: bool = True) -> argparse.ArgumentParser:
+    """The pruning flags; `attention_flag`: also --attn_implementation (a parser that has its own leaves it out)."""
     group = parser.add_argument_group("token pruning (DART)")
     group.add_argument(f"--{SPARSE_FLAG}", action="store_true", help="enable visual-token pruning")
-    group.add_argument("--attn_implementation", default="sdpa", choices=list(ATTENTION_BACKENDS))
+    if attention_flag:
+        group.add_argument("--attn_implementation", default="sdpa", choices=list(ATTENTION_BACKENDS))
     for setting in SETTINGS:
         choices = method_names() if setting.key == "method" else None
         kind = _nullable(setting.kind) if setting.nullable else setting.kind

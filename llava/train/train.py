@@ -9,7 +9,6 @@ Runs on the CPU without DeepSpeed (no --bf16/--fp16 there); on GPUs through `dee
 
 from __future__ import annotations
 
-import argparse
 import ast
 import logging
 import os
@@ -226,16 +225,19 @@ def parse_train_args(argv: list[str] | None = None):
     workers' (`--sparse --pruning_method dart --max_num_trunction 128 ...`): with `--sparse` the model trains
     with those settings applied in its forward (pruning-aware fine-tuning, docs/Training.md)."""
     parser = transformers.HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    model_args, data_args, training_args, rest = parser.parse_args_into_dataclasses(args=argv,
-                                                                                     return_remaining_strings=True)
-    pruning_parser = add_pruning_args(argparse.ArgumentParser(prog="llava.train.train", add_help=False))
-    pruning_args = pruning_parser.parse_args(rest)
+    add_pruning_args(parser, attention_flag=False)  # TrainingArguments has its own --attn_implementation
+    # The flags no dataclass takes come back as one more namespace: the pruning ones.
+    model_args, data_args, training_args, pruning_args = parser.parse_args_into_dataclasses(args=argv)
     return model_args, data_args, training_args, dart_config_from_args(pruning_args)
 
 
-def train(attn_implementation: str | None = None) -> None:
-    model_args, data_args, training_args, pruning = parse_train_args()
+def train(attn_implementation: str | None = None, argv: list[str] | None = None) -> None:
+    model_args, data_args, training_args, pruning = parse_train_args(argv)
     run(model_args, data_args, training_args, attn_implementation, pruning=pruning)
+
+
+def main(argv: list[str] | None = None) -> None:
+    train(argv=argv)
 
 
 def run(model_args, data_args, training_args, attn_implementation: str | None = None,
@@ -272,4 +274,4 @@ def run(model_args, data_args, training_args, attn_implementation: str | None = 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    train()
+    main()
