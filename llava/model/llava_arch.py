@@ -283,9 +283,8 @@ class LlavaMetaForCausalLM:
         if record is None:
             return None, None
         settings = self.get_model().dart_config(record)
-        if settings is None or not get_method(settings.method).before_llm:
-            return None, None
-        return get_method(settings.method), settings
+        method = get_method(settings.method) if settings is not None else None
+        return (method, settings) if method is not None and method.before_llm else (None, None)
 
 
 def _uses_image_newline(config) -> bool:

@@ -24,9 +24,9 @@ def fake_python(path: Path, body: str) -> Path:
     return path
 
 
-def run_script(name, env, *args, timeout=300):
+def run_script(name, env, *args, timeout=300, scripts=None):
     clean = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "CKPT", "NAME", "DART", "EVAL_ARGS", "BATCH_SIZE")}
-    return subprocess.run(["bash", str(SCRIPTS / f"{name}.sh"), *args], env={**clean, **env},
+    return subprocess.run(["bash", str((scripts or SCRIPTS) / f"{name}.sh"), *args], env={**clean, **env},
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -277,9 +277,7 @@ def test_v1_6_script_runs_the_benchmarks_commands_with_the_1_6_budget(name, tmp_
     recorder = fake_python(tmp_path / "python", f'echo "$*" >> {log}\n')
     env = {"PYTHON": str(recorder), "CKPT": "/ckpt/llava-v1.6-vicuna-7b", "DATA_ROOT": str(tmp_path / "data"),
            "OPENAI_API_KEY": ""}
-    clean = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "CKPT", "NAME", "DART")}
-    proc = subprocess.run(["bash", str(SCRIPTS_V1_6 / f"{name}.sh")], env={**clean, **env}, capture_output=True,
-                          text=True, timeout=60)
+    proc = run_script(name, env, scripts=SCRIPTS_V1_6, timeout=60)
     assert proc.returncode == 0, proc.stderr
     worker = ("--model-path /ckpt/llava-v1.6-vicuna-7b --conv-mode vicuna_v1 --temperature 0 --batch-size 1 "
               + DART_V1_6)
@@ -291,10 +289,8 @@ def test_v1_6_script_runs_the_benchmarks_commands_with_the_1_6_budget(name, tmp_
 def test_v1_6_scripts_default_to_the_tiny_llava_1_6_checkpoint(tmp_path):
     log = tmp_path / "calls.log"
     recorder = fake_python(tmp_path / "python", f'echo "$*" >> {log}\n')
-    clean = {k: v for k, v in os.environ.items() if k not in ("CKPT", "NAME", "DART")}
-    proc = subprocess.run(["bash", str(SCRIPTS_V1_6 / "pope.sh"), "0.778", "160"],
-                          env={**clean, "PYTHON": str(recorder), "DATA_ROOT": str(tmp_path)}, capture_output=True,
-                          text=True, timeout=60)
+    proc = run_script("pope", {"PYTHON": str(recorder), "DATA_ROOT": str(tmp_path)}, "0.778", "160",
+                      scripts=SCRIPTS_V1_6, timeout=60)
     assert proc.returncode == 0, proc.stderr
     default = "checkpoints/llava-v1.6-tiny"
     config = json.loads((REPO / default / "config.json").read_text())

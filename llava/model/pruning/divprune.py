@@ -30,13 +30,15 @@ def max_min_diverse(features: torch.Tensor, count: int) -> torch.Tensor:
     if n == 1:
         return torch.zeros(1, dtype=torch.long, device=features.device)
     nearest_other = distance.topk(2, dim=0, largest=False).values[1]  # the smallest is each row's own, ~0
-    picked = [int(nearest_other.argmax())]
+    # Indices stay on the device: no host round trip per pick.
+    picked = torch.empty(count, dtype=torch.long, device=features.device)
+    picked[0] = nearest_other.argmax()
     to_picked = distance[picked[0]].clone()  # each row's distance to the nearest picked row
-    for _ in range(count - 1):
-        to_picked[picked[-1]] = float("-inf")
-        picked.append(int(to_picked.argmax()))
-        to_picked = torch.minimum(to_picked, distance[picked[-1]])
-    return torch.tensor(picked, dtype=torch.long, device=features.device)
+    for i in range(1, count):
+        to_picked[picked[i - 1]] = float("-inf")
+        picked[i] = to_picked.argmax()
+        to_picked = torch.minimum(to_picked, distance[picked[i]])
+    return picked
 
 
 def reduce(inputs: VisionInputs, cfg: DARTConfig) -> ReducedImage:
