@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import itertools
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from llava.data.scenes import BACKGROUNDS, COLORS, KINDS, POSITIONS, SIZES, WORDS, Scene, Shape
 
 SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."
 OPTION_PROMPT = "Answer with the option's letter from the given choices directly."
+# The other multiple-choice instruction forms the eval workers write: MMBench-CN's letter request, and
+# Q-Bench's "choose" line between the question and its candidates, in English and Chinese (LLaVA's
+# model_vqa_qbench.py text, whose Chinese form follows the question after a stray backslash, no line break).
+OPTION_PROMPT_CN = "请直接回答选项字母。"
+QBENCH_CHOOSE = {"en": "\nChoose between one of the options as follows:\n", "zh": "\\在下列选项中选择一个:\n"}
 OCR_PREFIX = "Reference OCR token: "
 LETTERS = "ABCDE"
 
@@ -60,6 +65,7 @@ class QA:
     ocr: tuple[str, ...] = ()  # "Reference OCR token" words (TextVQA style), if any
     hint: str = ""  # context sentence (ScienceQA / MMBench style), if any
     detail: str = ""  # sub-type, e.g. "relation" for a verify question; used by benchmark metadata
+    form: str = ""  # multiple choice: "" LLaVA's instruction, else a key of MC_FORMS (another benchmark's)
 
     @property
     def answer_text(self) -> str:
@@ -87,9 +93,22 @@ def question_block(qa: QA, context_style: str = "sqa") -> str:
     return qa.question
 
 
+def qbench_prompt(question: str, candidates: Sequence[str], lang: str = "en") -> str:
+    """Q-Bench's user turn: the question, the "choose" line, one "A. candidate" line per candidate."""
+    return question + QBENCH_CHOOSE[lang] + "".join(f"{LETTERS[i]}. {c}\n" for i, c in enumerate(candidates))
+
+
+MC_FORMS = {"mmbench_cn": None, "qbench": "en", "qbench_zh": "zh"}  # form -> Q-Bench language (None: not Q-Bench)
+
+
 def prompt(qa: QA, context_style: str = "sqa") -> str:
     """The user turn as LLaVA-1.5's eval prompts write it (without the `<image>` line): the question block,
-    then SHORT_ANSWER_PROMPT, or OPTION_PROMPT for multiple choice."""
+    then SHORT_ANSWER_PROMPT, or OPTION_PROMPT for multiple choice; multiple choice in another benchmark's
+    form (`qa.form`) as that benchmark's worker writes it."""
+    if qa.form:
+        if MC_FORMS[qa.form] is not None:
+            return qbench_prompt(qa.question, qa.options, MC_FORMS[qa.form])
+        return f"{question_block(qa, context_style)}\n{OPTION_PROMPT_CN}"
     suffix = OPTION_PROMPT if qa.options else SHORT_ANSWER_PROMPT
     return f"{question_block(qa, context_style)}\n{suffix}"
 
@@ -349,8 +368,7 @@ def keep_options(qa: QA, n: int, rng: random.Random) -> QA:
     wrong = [o for o in qa.options if o != qa.answer_text]
     choices = [qa.answer_text] + wrong[: n - 1]
     rng.shuffle(choices)
-    return QA(qa.kind, qa.question, LETTERS[choices.index(qa.answer_text)], tuple(choices), hint=qa.hint,
-              detail=qa.detail)
+    return replace(qa, answer=LETTERS[choices.index(qa.answer_text)], options=tuple(choices))
 
 
 MC_BASES = ("color", "shape", "position", "count", "word", "background", "relation")
@@ -365,6 +383,17 @@ def ask_mc(scene: Scene, rng: random.Random, base: str | None = None, hint: str 
     if hint is None:
         hint = rng.choice(HINTS) if rng.random() < 0.3 else ""
     return multiple_choice(qa, rng, hint=hint)
+
+
+def ask_in_form(scene: Scene, rng: random.Random, form: str) -> QA | None:
+    """A multiple-choice question in another benchmark's instruction form (a key of MC_FORMS); Q-Bench also
+    asks yes/no questions with the candidates Yes / No (a third of them here)."""
+    if MC_FORMS[form] is not None and rng.random() < 1 / 3:
+        qa = ask_exist(scene, rng, ending="")
+        options = ("Yes", "No")
+        return QA(qa.kind, qa.question, LETTERS[options.index(qa.answer.capitalize())], options, form=form)
+    qa = ask_mc(scene, rng, hint="" if MC_FORMS[form] is not None else None)
+    return replace(qa, form=form) if qa is not None else None
 
 
 # The default mix: what `qa_pairs` draws from when no types are given. Adding a type here would change
@@ -391,6 +420,7 @@ FOCUSED_TYPES: dict[str, Callable[..., QA | None]] = {
     "mc_position": partial(ask_mc, base="position"),
     "mc_relation": partial(ask_mc, base="relation"),
     "mc_word": partial(ask_mc, base="word"),
+    **{f"mc_{form}": partial(ask_in_form, form=form) for form in MC_FORMS},
 }
 QUESTION_TYPES: dict[str, Callable[..., QA | None]] = {**DEFAULT_TYPES, **FOCUSED_TYPES}
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from llava.data.questions import OPTION_PROMPT_CN
 from llava.eval.common import Task, main as run_main
 from llava.eval.questions import ImageRef, Item, QuestionFileError, Row, read_tsv
 
 OPTION_LETTERS = ("A", "B", "C", "D")
 SINGLE_PRED_PROMPT = {
     "en": "Answer with the option's letter from the given choices directly.",
-    "cn": "请直接回答选项字母。",
+    "cn": OPTION_PROMPT_CN,
 }
 
 

@@ -147,6 +147,13 @@ def read_json_list(path: str) -> list[Row]:
     return [_object_row(f"{path}[{i}]", entry) for i, entry in enumerate(data)]
 
 
+def read_json_list_by_position(path: str) -> list[Row]:
+    """A JSON list whose entries carry no usable id (OCRBench's `id` repeats across its source datasets,
+    LLVisionQA's entries have none): each row gets its position in the file as `question_id`, which the
+    scorers pair the answers by."""
+    return [Row(row.location, {**row.data, "question_id": i}) for i, row in enumerate(read_json_list(path))]
+
+
 # LLaVA reads the MMBench TSVs with pandas.read_table, whose default missing-value strings these are; a cell
 # holding one of them is "no value" (e.g. a question without hint, or option D of a 3-option question).
 PANDAS_NA_VALUES = frozenset({

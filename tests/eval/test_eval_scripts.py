@@ -107,6 +107,28 @@ EXPECTED = {
         "--image-folder {D}/mm-vet/images --answers-file {D}/mm-vet/answers/{N}.jsonl",
         "-m llava.eval.convert_mmvet_for_eval --src {D}/mm-vet/answers/{N}.jsonl --dst {D}/mm-vet/results/{N}.json",
     ],
+    "ocrbench": [
+        "-m llava.eval.model_vqa_ocrbench {W} --question-file {D}/OCRBench/OCRBench/OCRBench.json "
+        "--image-folder {D}/OCRBench/OCRBench_Images --answers-file {D}/OCRBench/answers/{N}.jsonl",
+        "-m llava.eval.eval_ocrbench --annotation-file {D}/OCRBench/OCRBench/OCRBench.json "
+        "--result-file {D}/OCRBench/answers/{N}.jsonl --output-file {D}/OCRBench/results/{N}_OCRBench.json",
+    ],
+    "qbench": [
+        "-m llava.eval.model_vqa_qbench {W} --questions-file {D}/qbench/llvisionqa_dev.json "
+        "--image-folder {D}/qbench/images_llvisionqa/ --lang en "
+        "--answers-file {D}/qbench/answers/llvisionqa_dev/{N}.jsonl",
+        "-m llava.eval.eval_qbench --questions-file {D}/qbench/llvisionqa_dev.json "
+        "--result-file {D}/qbench/answers/llvisionqa_dev/{N}.jsonl "
+        "--submission-file {D}/qbench/llvisionqa_dev_{N}_answers.jsonl",
+    ],
+    "qbench_zh": [
+        "-m llava.eval.model_vqa_qbench {W} --questions-file {D}/qbench/llvisionqa_dev.json "
+        "--image-folder {D}/qbench/images_llvisionqa/ --lang zh "
+        "--answers-file {D}/qbench/answers/llvisionqa_zh_dev/{N}.jsonl",
+        "-m llava.eval.eval_qbench --questions-file {D}/qbench/llvisionqa_dev.json "
+        "--result-file {D}/qbench/answers/llvisionqa_zh_dev/{N}.jsonl "
+        "--submission-file {D}/qbench/llvisionqa_zh_dev_{N}_answers.jsonl",
+    ],
     "llavabench": [  # the GPT-4 review needs OPENAI_API_KEY
         "-m llava.eval.model_vqa {W} --question-file {D}/llava-bench-in-the-wild/questions.jsonl "
         "--image-folder {D}/llava-bench-in-the-wild/images --answers-file {D}/llava-bench-in-the-wild/answers/{N}.jsonl",
@@ -244,6 +266,11 @@ END_TO_END = {
     "vizwiz": r"upload .*vizwiz/answers_upload/e2e\.json to the VizWiz VQA Challenge",
     "mmvet": r"grade .*mm-vet/results/e2e\.json with MM-Vet's GPT-4 grader",
     "llavabench": r"OPENAI_API_KEY is unset: skipping the GPT-4 review; answers are in .*e2e\.jsonl",
+    "ocrbench": r"OCRBench: score \d+ of 60 \([\d.]+%; the full set has 1000\): text recognition \d+/30, "
+                r"Scene Text-centric VQA \d+/30",
+    "qbench": r"Q-Bench: accuracy [\d.]+% over 60 questions \(yes-or-no [\d.]+%, how .*; answers for Q-Bench: "
+              r".*llvisionqa_dev_e2e_answers\.jsonl",
+    "qbench_zh": r"Q-Bench: accuracy [\d.]+% over 60 questions .*llvisionqa_zh_dev_e2e_answers\.jsonl",
 }
 
 
@@ -255,7 +282,8 @@ def test_every_sample_benchmark_script_runs_end_to_end(name, sample_data):
     proc = run_script(name, env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(END_TO_END[name], proc.stdout + proc.stderr), proc.stdout + proc.stderr
-    folder = {"seed": "seed_bench", "mmvet": "mm-vet", "llavabench": "llava-bench-in-the-wild"}.get(name, name)
+    folder = {"seed": "seed_bench", "mmvet": "mm-vet", "llavabench": "llava-bench-in-the-wild", "ocrbench": "OCRBench",
+              "qbench_zh": "qbench"}.get(name, name)
     answered = {path: lines for path, lines in answer_lines(sample_data, "e2e").items() if path.startswith(folder + "/")}
     assert any(len(lines) == 60 for lines in answered.values()), answered.keys()
 

@@ -13,6 +13,7 @@
     vizwiz/llava_test.jsonl, vizwiz/test/; vqav2/llava_vqav2_mscoco_test{-dev,}2015.jsonl, vqav2/test2015/
     mm-vet/llava-mm-vet.jsonl, mm-vet/mm-vet.json, mm-vet/images/;
         llava-bench-in-the-wild/{questions,context,answers_gpt4}.jsonl, llava-bench-in-the-wild/images/
+    OCRBench/OCRBench/OCRBench.json, OCRBench/OCRBench_Images/; qbench/llvisionqa_dev.json, qbench/images_llvisionqa/
     SYNTHETIC_README.md (sizes, answer distributions, chance levels), SYNTHETIC_SCENES.jsonl (ground truth)
 
 Field names and prompt texts follow the files LLaVA-1.5 ships or downloads, as read by model_vqa_loader,
@@ -29,7 +30,9 @@ from llava.data.layouts.common import Summary, write_jsonl
 from llava.data.layouts.gqa import write_gqa
 from llava.data.layouts.mmbench import write_mmbench, write_mmbench_cn
 from llava.data.layouts.mme import write_mme
+from llava.data.layouts.ocrbench import write_ocrbench
 from llava.data.layouts.pope import write_pope
+from llava.data.layouts.qbench import write_qbench
 from llava.data.layouts.scienceqa import write_scienceqa
 from llava.data.layouts.seed import write_seed
 from llava.data.layouts.short_answer import write_llavabench, write_mmvet, write_vizwiz, write_vqav2
@@ -51,6 +54,8 @@ WRITERS = {
     "vqav2": write_vqav2,
     "mmvet": write_mmvet,
     "llavabench": write_llavabench,
+    "ocrbench": write_ocrbench,
+    "qbench": write_qbench,
 }
 
 
