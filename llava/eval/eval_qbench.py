@@ -7,8 +7,8 @@ test split from (its answers are not public).
         --submission-file playground/data/eval/qbench/llvisionqa_dev_MODEL_answers.jsonl [--result-json PATH]
 
 Q-Bench's metric is answer accuracy. Its authors judge the free-form answers with GPT; here a response
-counts when MMBench's exact-matching step (`infer_answer`: a letter the response names, else the one
-candidate whose text it contains) picks the correct candidate, and a response it cannot match counts as
+counts when it is exactly the correct candidate's text, or MMBench's exact-matching step (`infer_answer`:
+a letter the response names, else the one candidate whose text it contains) picks the correct candidate, and a response it cannot match counts as
 wrong (`unparsed`). Reported overall and per question type (yes-or-no, how, what: `type` 0, 1, 2) and
 concern (distortion, others, in-context distortion, in-context others: `concern` 0-3), the columns of
 Q-Bench's leaderboard. Unanswered questions count as wrong. The submission file is LLaVA's: each entry
@@ -49,7 +49,12 @@ def load_questions(path: str) -> list[dict]:
 
 
 def predicted_candidate(response: str, candidates: list[str]) -> int | None:
-    """The index of the candidate the response names, or None."""
+    """The index of the candidate the response names, or None. A response that is exactly one candidate's
+    text picks it first: MMBench's substring step alone finds two candidates in "bottom left" when "left"
+    is one too."""
+    exact = [i for i, c in enumerate(candidates) if response.strip().rstrip(".").lower() == c.strip().lower()]
+    if len(exact) == 1:
+        return exact[0]
     letter = infer_answer(response, dict(zip(LETTERS, candidates)))
     return LETTERS.index(letter) if letter and LETTERS.index(letter) < len(candidates) else None
 

@@ -63,8 +63,12 @@ def _seed(data: Path, name: str) -> float:
     return _read(data / "seed_bench" / "answers" / name / "merge.score.json")["accuracy"]
 
 
-def _mmbench(data: Path, name: str) -> float:
-    return _read(data / "mmbench" / "answers" / "mmbench_dev_20230712" / f"{name}.score.json")["circular"]["accuracy"]
+def _mmbench(folder: str, split: str) -> Callable[[Path, str], float]:
+    return lambda data, name: _read(data / folder / "answers" / split / f"{name}.score.json")["circular"]["accuracy"]
+
+
+def _qbench(run: str) -> Callable[[Path, str], float]:
+    return lambda data, name: _read(data / "qbench" / "answers" / run / f"{name}.score.json")["accuracy"]
 
 
 BENCHMARKS: dict[str, tuple[str, Callable[[Path, str], float]]] = {
@@ -73,8 +77,12 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Path, str], float]]] = {
     "gqa": ("accuracy", _gqa),
     "textvqa": ("VQA accuracy", _answers_score("textvqa")),
     "sqa": ("accuracy", _answers_score("scienceqa")),
-    "mmbench": ("circular accuracy", _mmbench),
+    "mmbench": ("circular accuracy", _mmbench("mmbench", "mmbench_dev_20230712")),
+    "mmbench_cn": ("circular accuracy", _mmbench("mmbench_cn", "mmbench_dev_cn_20231003")),
     "seed": ("accuracy", _seed),
+    "qbench": ("accuracy", _qbench("llvisionqa_dev")),
+    "qbench_zh": ("accuracy", _qbench("llvisionqa_zh_dev")),
+    "ocrbench": ("accuracy: score / questions", _answers_score("OCRBench")),
 }
 METHOD_STYLES = {"dart": "o-", "fastv": "^-", "pdrop": "v-", "random": "s--", "visionzip": "D-", "divprune": "P-",
                  "pooling": "x--"}

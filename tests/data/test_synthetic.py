@@ -177,7 +177,7 @@ FOCUSED = {
 
 
 def test_focused_types_ask_only_their_sub_type_and_answer_right():
-    assert set(QUESTION_TYPES) == set(DEFAULT_TYPES) | set(FOCUSED)
+    assert set(QUESTION_TYPES) == set(DEFAULT_TYPES) | set(FOCUSED) | set(FORM_TYPES)
     rng = random.Random(11)
     for name, (kind, detail, multiple_choice) in FOCUSED.items():
         asked = 0
@@ -187,6 +187,40 @@ def test_focused_types_ask_only_their_sub_type_and_answer_right():
                 assert (qa.kind, qa.detail, bool(qa.options)) == (kind, detail, multiple_choice), (name, qa)
                 assert qa.answer_text == expected_answer(scene, qa.question), (name, qa, scene)
         assert asked > 150, name
+
+
+FORM_TYPES = {"mc_mmbench_cn": "cn", "mc_qbench": "en", "mc_qbench_zh": "zh"}
+
+
+@pytest.mark.parametrize("name", sorted(FORM_TYPES))
+def test_form_types_are_right_and_prompted_as_the_benchmarks_worker_asks(name):
+    """The training prompt of a form type is the text the benchmark's worker builds for the same question."""
+    import argparse
+
+    from llava.eval.model_vqa_mmbench import mmbench_items
+    from llava.eval.model_vqa_qbench import qbench_items
+    from llava.eval.questions import Row
+
+    rng, asked, yes_no = random.Random(5), 0, 0
+    for scene in scenes(5, 150, with_word=True):
+        for qa in qa_pairs(scene, rng, types=[name], k=1):
+            asked += 1
+            assert qa.answer_text.lower() == expected_answer(scene, qa.question).lower(), (name, qa)
+            yes_no += qa.options == ("Yes", "No")
+            # the trained reply: MMBench-CN asks for the letter, Q-Bench to choose (its text is the answer)
+            assert qa.reply == (qa.answer if name == "mc_mmbench_cn" else qa.answer_text)
+            if name == "mc_mmbench_cn":
+                row = Row("t", {"index": "0", "question": qa.question, "hint": qa.hint or None, "image": "",
+                                **dict(zip("ABCD", qa.options))})
+                (item,) = mmbench_items(row, argparse.Namespace(all_rounds=False, single_pred_prompt=True, lang="cn"))
+                assert prompt(qa, "mmbench") == item.text
+            else:
+                row = Row("t", {"img_path": "x.jpg", "question": qa.question, "candidates": list(qa.options),
+                                "question_id": 0})
+                (item,) = qbench_items(row, argparse.Namespace(image_folder="", lang=FORM_TYPES[name]))
+                assert prompt(qa) == item.text
+    assert asked > 100
+    assert (yes_no > 20) == (name != "mc_mmbench_cn")  # Q-Bench also asks yes/no between "Yes" and "No"
 
 
 def test_multiple_choice_letter_points_at_the_true_answer():

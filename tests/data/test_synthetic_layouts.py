@@ -59,7 +59,8 @@ def test_deterministic_and_seeded(root, tmp_path):
 
 GENERATED_DIRS = ("textvqa/train_images/", "pope/val2014/", "pope/coco/", "MME/MME_Benchmark_release_version/",
                   "gqa/data/images/", "scienceqa/images/", "seed_bench/SEED-Bench-image/", "vizwiz/test/",
-                  "vqav2/test2015/", "mm-vet/images/", "llava-bench-in-the-wild/images/")
+                  "vqav2/test2015/", "mm-vet/images/", "llava-bench-in-the-wild/images/", "OCRBench/OCRBench_Images/",
+                  "qbench/images_llvisionqa/")
 
 
 def test_committed_sets_are_current(root):
@@ -225,7 +226,7 @@ def test_mmbench(root, truth):
 def test_readme_documents_every_set(root):
     text = (root / "SYNTHETIC_README.md").read_text()
     names = ("TextVQA", "POPE", "MME", "GQA", "ScienceQA", "MMBench", "MMBench-CN", "SEED-Bench", "VizWiz", "VQAv2",
-             "MM-Vet", "LLaVA-Bench (in the wild)")
+             "MM-Vet", "LLaVA-Bench (in the wild)", "OCRBench", "Q-Bench (LLVisionQA dev)")
     for name in names:
         assert f"## {name}\n" in text
     assert text.count("chance level") == len(names)
@@ -248,6 +249,38 @@ def test_seed_bench_scores_its_ground_truth_perfectly_and_a_constant_letter_at_c
     assert perfect["accuracy"] == 100.0 and perfect["image"]["questions"] == 60
     always_a = score_seed(data, [{"question_id": q["question_id"], "text": "A"} for q in data["questions"]])
     assert always_a["accuracy"] < 50
+
+
+def test_ocrbench_scores_its_answers_fully_and_a_constant_answer_rarely(root, truth):
+    from llava.eval.eval_ocrbench import load_annotations, score_ocrbench
+
+    base = root / "OCRBench"
+    entries = load_annotations(str(base / "OCRBench" / "OCRBench.json"))
+    for entry in entries:
+        scene = truth[f"OCRBench/OCRBench_Images/{entry['image_path']}"]
+        answer = entry["answers"] if isinstance(entry["answers"], str) else entry["answers"][0]
+        assert answer.lower() == expected_answer(scene, entry["question"]).lower()
+    assert {type(e["answers"]) for e in entries} == {str, list}  # both forms of OCRBench.json occur
+    perfect, _ = score_ocrbench(entries, [{"question_id": i, "text": e["answers"] if isinstance(e["answers"], str)
+                                           else e["answers"][0]} for i, e in enumerate(entries)])
+    assert perfect["score"] == perfect["questions"] == 60
+    constant, _ = score_ocrbench(entries, [{"question_id": i, "text": "red"} for i in range(len(entries))])
+    assert constant["score"] < 15
+
+
+def test_qbench_scores_its_answers_fully_and_a_constant_letter_near_chance(root, truth):
+    from llava.eval.eval_qbench import load_questions, score_qbench
+
+    base = root / "qbench"
+    entries = load_questions(str(base / "llvisionqa_dev.json"))
+    for entry in entries:
+        scene = truth[f"qbench/images_llvisionqa/{entry['img_path']}"]
+        assert entry["correct_ans"].lower() == expected_answer(scene, entry["question"]).lower()
+        assert len(entry["candidates"]) == {0: 2, 1: 3, 2: 4}[entry["type"]]
+    assert Counter(e["concern"] for e in entries) == {0: 15, 1: 15, 2: 15, 3: 15}
+    letters = [LETTERS[e["candidates"].index(e["correct_ans"])] for e in entries]
+    assert score_qbench(entries, [{"question_id": i, "text": t} for i, t in enumerate(letters)])["accuracy"] == 100
+    assert score_qbench(entries, [{"question_id": i, "text": "A"} for i in range(len(entries))])["accuracy"] < 55
 
 
 def test_submission_sets_convert_as_their_servers_expect(root, truth):
