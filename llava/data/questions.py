@@ -72,12 +72,6 @@ class QA:
         """For multiple choice the option's text, else the answer itself."""
         return self.options[LETTERS.index(self.answer)] if self.options else self.answer
 
-    @property
-    def reply(self) -> str:
-        """What the model is trained to say: the option letter where the prompt asks for it, the candidate's
-        text for Q-Bench's form (its prompt asks to choose, and its judges accept the text)."""
-        return self.answer_text if self.form and MC_FORMS[self.form] is not None else self.answer
-
     def options_block(self) -> str:
         return "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(self.options))
 

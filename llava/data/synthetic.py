@@ -56,7 +56,7 @@ def _turns(qas: list[QA], context_style: str) -> list[dict]:
     turns = []
     for qa in qas:
         turns.append({"from": "human", "value": prompt(qa, context_style)})
-        turns.append({"from": "gpt", "value": qa.reply})
+        turns.append({"from": "gpt", "value": qa.answer})
     return turns
 
 

@@ -21,13 +21,13 @@ data="${DATA:-playground/data/tiny_train/next}"
 steps="${STEPS:-450}"
 work_forms="${WORK_FORMS:-checkpoints/tiny-next-forms-work}"
 data_forms="${DATA_FORMS:-playground/data/tiny_train/next-forms}"
-steps_forms="${STEPS_FORMS:-350}"
+steps_forms="${STEPS_FORMS:-200}"
 types=(color color shape count exist verify position relation relation relation relation verify_relation
        verify_relation verify_word verify_word mc mc mc_position mc_position mc_relation mc_relation mc_relation
        mc_relation mc_relation mc_relation mc_word word choose background)
-forms=(mc mc mc_position mc_relation mc_word mc_qbench mc_qbench mc_qbench mc_qbench_zh mc_qbench_zh mc_qbench_zh
-       mc_mmbench_cn mc_mmbench_cn mc_mmbench_cn mc_mmbench_cn color shape count exist verify position relation
-       verify_relation verify_word word choose background)
+forms=(mc mc_position mc_relation mc_word mc_qbench mc_qbench mc_qbench mc_qbench_zh mc_qbench_zh mc_qbench_zh
+       mc_mmbench_cn mc_mmbench_cn mc_mmbench_cn color shape count exist verify position relation verify_relation
+       verify_word word choose background)
 pinpoints='[[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]'
 [ -f "$data/llava_tiny_finetune.json" ] ||
     "$py" scripts/tiny/generate_data.py --out "$data" --seed 20 --n-images "${N_IMAGES:-3000}" --types "${types[@]}" \
@@ -45,7 +45,7 @@ train() {  # FROM OUT DATA STEPS LEARNING_RATE TRAIN_ON_PROMPT
 }
 [ -f "$work/model.safetensors" ] || train "$from" "$work" "$data" "$steps" 3e-4 True
 [ -f "$data_forms/llava_tiny_finetune.json" ] ||
-    "$py" scripts/tiny/generate_data.py --out "$data_forms" --seed 21 --n-images "${N_IMAGES_FORMS:-2500}" \
+    "$py" scripts/tiny/generate_data.py --out "$data_forms" --seed 21 --n-images "${N_IMAGES_FORMS:-1500}" \
         --types "${forms[@]}" --text-only-fraction 0.05 --skip-eval --turns 8 14 --stages 2 --mc-options 2 4
 [ -f "$work_forms/model.safetensors" ] || train "$work" "$work_forms" "$data_forms" "$steps_forms" 1e-4 False
 "$py" scripts/tiny/package_checkpoint.py --trained "$work_forms" --vision-tower "$from/vision_tower" --out "$out" \

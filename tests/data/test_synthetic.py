@@ -207,8 +207,6 @@ def test_form_types_are_right_and_prompted_as_the_benchmarks_worker_asks(name):
             asked += 1
             assert qa.answer_text.lower() == expected_answer(scene, qa.question).lower(), (name, qa)
             yes_no += qa.options == ("Yes", "No")
-            # the trained reply: MMBench-CN asks for the letter, Q-Bench to choose (its text is the answer)
-            assert qa.reply == (qa.answer if name == "mc_mmbench_cn" else qa.answer_text)
             if name == "mc_mmbench_cn":
                 row = Row("t", {"index": "0", "question": qa.question, "hint": qa.hint or None, "image": "",
                                 **dict(zip("ABCD", qa.options))})
