@@ -16,10 +16,9 @@ import argparse
 import os
 import sys
 
+from llava.data.questions import SHORT_ANSWER_PROMPT
 from llava.eval.common import Task, main as run_main
 from llava.eval.questions import ImageRef, Item, Row, read_json_list_by_position
-
-SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."
 
 
 def ocrbench_items(row: Row, args: argparse.Namespace) -> list[Item]:
@@ -30,8 +29,7 @@ def ocrbench_items(row: Row, args: argparse.Namespace) -> list[Item]:
 
 
 TASK = Task(description=__doc__, read_questions=read_json_list_by_position, to_items=ocrbench_items,
-            max_new_tokens=128,
-            num_workers=4)
+            max_new_tokens=128, num_workers=4)
 
 
 def main(argv=None) -> int:

@@ -50,8 +50,7 @@ def qbench_items(row: Row, args: argparse.Namespace) -> list[Item]:
 
 
 TASK = Task(description=__doc__, read_questions=read_json_list_by_position, to_items=qbench_items,
-            max_new_tokens=1024,
-            add_arguments=add_arguments)
+            max_new_tokens=1024, add_arguments=add_arguments)
 
 
 def main(argv=None) -> int:
