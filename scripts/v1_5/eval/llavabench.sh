@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# LLaVA-Bench in-the-wild (GPT-4 review: needs OPENAI_API_KEY and network; without them, answers only).
+# LLaVA-Bench in-the-wild (GPT-4 review: needs OPENAI_API_KEY, network and `pip install -e ".[review]"`;
+# without the key, answers only).
 # Usage: [CKPT=...] [CUDA_VISIBLE_DEVICES=0,1,...] bash scripts/v1_5/eval/llavabench.sh [RATIO] [MAX_KEPT]
 # (settings and environment: scripts/eval_lib.sh; data layout: docs/Evaluation.md)
 source "$(dirname "${BASH_SOURCE[0]}")/../../eval_lib.sh" "$@"
