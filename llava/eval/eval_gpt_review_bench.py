@@ -29,7 +29,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from llava.eval.scoring_io import ScoringInputError, fail, index_by_qid, qid, read_json, read_jsonl
+from llava.eval.scoring_io import ScoringInputError, fail, index_by_qid, qid, read_answers, read_json, read_jsonl
 
 JUDGE_MODEL = "gpt-4-0314"
 JUDGE_SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
@@ -98,7 +98,7 @@ def openai_judge(model: str = JUDGE_MODEL, max_tokens: int = 1024, max_attempts:
 
 def _paired_answers(questions: list[dict], path: str) -> dict[str, dict]:
     """The answers of `path` by question id; every question must have one (the file is named if not)."""
-    answers, _ = index_by_qid(read_jsonl(path))
+    answers, _ = index_by_qid(read_answers(path))
     missing = [q["question_id"] for q in questions if qid(q["question_id"]) not in answers]
     if missing:
         raise ScoringInputError(f"{path}: no answer for question_id {', '.join(map(str, missing[:5]))}"

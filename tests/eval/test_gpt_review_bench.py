@@ -202,3 +202,12 @@ def test_openai_judge_talks_to_an_openai_compatible_server(tmp_path, monkeypatch
     assert request["model"] == "gpt-4-0314" and request["temperature"] == 0.2 and request["max_tokens"] == 1024
     assert request["messages"] == [{"role": "system", "content": review.JUDGE_SYSTEM},
                                    {"role": "user", "content": "the content"}]
+
+
+def test_an_answer_without_text_is_named(tmp_path):
+    answers = tmp_path / "model.jsonl"
+    answers.write_text(json.dumps({"question_id": 0}) + "\n")
+    with pytest.raises(ScoringInputError, match=r"model\.jsonl: answer #1 lacks text"):
+        review.review_all(str(BENCH / "questions.jsonl"), str(BENCH / "context.jsonl"), str(RULES),
+                          str(BENCH / "answers_gpt4.jsonl"), str(answers), str(tmp_path / "r.jsonl"),
+                          judge_scoring([]))
