@@ -97,9 +97,11 @@ def test_a_killed_worker_disappears_and_its_model_gets_a_clear_503(serve_logs, c
 
 
 def test_requests_skip_an_unreachable_worker(serve_logs, worker):
-    """A second controller (lottery) knows a dead worker with 1000x the speed of the live one: the forwarded
-    request still succeeds, and the dead worker is dropped on the way."""
-    proc, controller = start_controller(serve_logs, expiration=60, dispatch="lottery")
+    """A second controller knows a dead worker that its shortest-queue dispatch prefers (empty queue, 1000x
+    the speed of the live one): the forwarded request still succeeds, and the dead worker is dropped on the
+    way. (The lottery's draw is tested above with a seeded generator; here it would pick the dead worker
+    only 1000 times in 1001.)"""
+    proc, controller = start_controller(serve_logs, expiration=60, dispatch="shortest_queue")
     try:
         dead = f"http://127.0.0.1:{free_port()}"
         status = {"model_names": ["tiny"], "speed": 1000, "queue_length": 0}
@@ -108,6 +110,9 @@ def test_requests_skip_an_unreachable_worker(serve_logs, worker):
         # Without a status the controller asks the worker for it.
         assert httpx.post(f"{controller}/register_worker", json={"worker_name": worker, "check_heart_beat": False}).status_code == 200
         assert set(registered_workers(controller)) == {dead, worker}
+        # A busy live worker: the dead one is strictly first in line, not first by a tie.
+        assert httpx.post(f"{controller}/receive_heart_beat",
+                          json={"worker_name": worker, "queue_length": 5}).json() == {"exist": True}
 
         chunks = stream_chunks(controller, generate_payload(max_new_tokens=3))
         assert chunks[-1]["finished"] and chunks[-1]["error_code"] == 0
