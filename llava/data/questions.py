@@ -385,14 +385,15 @@ def ask_mc(scene: Scene, rng: random.Random, base: str | None = None, hint: str 
     return multiple_choice(qa, rng, hint=hint)
 
 
-def ask_in_form(scene: Scene, rng: random.Random, form: str) -> QA | None:
+def ask_in_form(scene: Scene, rng: random.Random, form: str, base: str | None = None) -> QA | None:
     """A multiple-choice question in another benchmark's instruction form (a key of MC_FORMS); Q-Bench also
-    asks yes/no questions with the candidates Yes / No (a third of them here)."""
-    if MC_FORMS[form] is not None and rng.random() < 1 / 3:
+    asks yes/no questions with the candidates Yes / No (a third of them here). `base`: the question type
+    the options are drawn for (default: any of MC_BASES)."""
+    if MC_FORMS[form] is not None and base is None and rng.random() < 1 / 3:
         qa = ask_exist(scene, rng, ending="")
         options = ("Yes", "No")
         return QA(qa.kind, qa.question, LETTERS[options.index(qa.answer.capitalize())], options, form=form)
-    qa = ask_mc(scene, rng, hint="" if MC_FORMS[form] is not None else None)
+    qa = ask_mc(scene, rng, base=base, hint="" if MC_FORMS[form] is not None else None)
     return replace(qa, form=form) if qa is not None else None
 
 
@@ -421,6 +422,9 @@ FOCUSED_TYPES: dict[str, Callable[..., QA | None]] = {
     "mc_relation": partial(ask_mc, base="relation"),
     "mc_word": partial(ask_mc, base="word"),
     **{f"mc_{form}": partial(ask_in_form, form=form) for form in MC_FORMS},
+    # MMBench-CN's letter request over the spatial questions its sample set is missed on most.
+    **{f"mc_mmbench_cn_{base}": partial(ask_in_form, form="mmbench_cn", base=base)
+       for base in ("color", "position", "relation")},
 }
 QUESTION_TYPES: dict[str, Callable[..., QA | None]] = {**DEFAULT_TYPES, **FOCUSED_TYPES}
 
