@@ -414,10 +414,11 @@ DEFAULT_TYPES: dict[str, Callable[..., QA | None]] = {
 }
 # One sub-type of a default type, for weighting a single skill up in a training stage: the quoted-word
 # check (MME's OCR questions), the relation check (MME's position and GQA's verify questions) and multiple
-# choice about positions, relations and the written word (what ScienceQA and MMBench miss most).
+# choice about colours, positions, relations and the written word (what ScienceQA and MMBench miss most).
 FOCUSED_TYPES: dict[str, Callable[..., QA | None]] = {
     "verify_word": partial(ask_verify, detail="word"),
     "verify_relation": partial(ask_verify, detail="relation"),
+    "mc_color": partial(ask_mc, base="color"),
     "mc_position": partial(ask_mc, base="position"),
     "mc_relation": partial(ask_mc, base="relation"),
     "mc_word": partial(ask_mc, base="word"),

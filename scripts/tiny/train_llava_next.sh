@@ -10,6 +10,9 @@
 #   focus, focus2, focus3
 #           the forms again, weighted to what the model still missed (relations and positions as multiple
 #           choice, Q-Bench's forms, MMBench-CN's), at a higher learning rate
+#   spatial, spatial2
+#           colours by position, positions and relations as multiple choice, in LLaVA's and MMBench-CN's forms
+#           (what MMBench, MMBench-CN and SEED-Bench still missed), at falling learning rates
 # From `forms` on, the loss is over the answers only: the Chinese instructions are byte tokens the model never
 # saw, and their loss would swamp every other gradient. Then packaging: fp16 safetensors, the tower inside
 # the checkpoint (package_checkpoint.py).
@@ -63,5 +66,15 @@ stage focus3 "$work/focus2" 24 1500 0.05 300 2e-4 False \
     mc_mmbench_cn mc_mmbench_cn mc_mmbench_cn mc_mmbench_cn mc_mmbench_cn mc_relation mc_relation mc_relation \
     mc_position mc_position mc_word mc mc mc mc_qbench mc_qbench mc_qbench mc_qbench_zh mc_qbench_zh mc_qbench_zh \
     relation position count color shape exist verify verify_relation verify_word word choose background
-"$py" scripts/tiny/package_checkpoint.py --trained "$work/focus3" --vision-tower "$from/vision_tower" --out "$out" \
+stage spatial "$work/focus3" 25 1500 0.05 300 1.5e-4 False \
+    mc_mmbench_cn_relation mc_mmbench_cn_relation mc_mmbench_cn_relation mc_mmbench_cn_position \
+    mc_mmbench_cn_position mc_mmbench_cn_color mc_mmbench_cn_color mc_mmbench_cn mc_relation mc_relation mc_position \
+    relation relation position verify_relation mc mc mc_qbench mc_qbench mc_qbench_zh mc_qbench_zh color shape count \
+    exist verify verify_word word choose background mc_word
+stage spatial2 "$work/spatial" 26 1500 0.05 300 1e-4 False \
+    mc_color mc_color mc_position mc_position mc_relation mc_relation mc_mmbench_cn_color mc_mmbench_cn_color \
+    mc_mmbench_cn_position mc_mmbench_cn_position mc_mmbench_cn_relation mc_mmbench_cn_relation mc_word mc mc \
+    mc_mmbench_cn mc_qbench mc_qbench mc_qbench_zh mc_qbench_zh relation position color shape count exist verify \
+    verify_relation verify_word word choose background
+"$py" scripts/tiny/package_checkpoint.py --trained "$work/spatial2" --vision-tower "$from/vision_tower" --out "$out" \
     --tokenizer-model "$from/tokenizer.model"

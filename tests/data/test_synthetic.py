@@ -172,7 +172,8 @@ def test_every_answer_matches_the_scene():
 # focused type -> (the kind, detail and multiple-choice-ness every one of its questions must have)
 FOCUSED = {
     "verify_word": ("verify", "word", False), "verify_relation": ("verify", "relation", False),
-    "mc_position": ("position", "", True), "mc_relation": ("relation", "", True), "mc_word": ("word", "", True),
+    "mc_color": ("color", "", True), "mc_position": ("position", "", True), "mc_relation": ("relation", "", True),
+    "mc_word": ("word", "", True),
 }
 
 
