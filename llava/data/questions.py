@@ -387,8 +387,8 @@ def ask_mc(scene: Scene, rng: random.Random, base: str | None = None, hint: str 
 
 def ask_in_form(scene: Scene, rng: random.Random, form: str, base: str | None = None) -> QA | None:
     """A multiple-choice question in another benchmark's instruction form (a key of MC_FORMS); Q-Bench also
-    asks yes/no questions with the candidates Yes / No (a third of them here). `base`: the question type
-    the options are drawn for (default: any of MC_BASES)."""
+    asks yes/no questions with the candidates Yes / No (a third of them here). `base`: the one question
+    type to ask (default: any of MC_BASES, and for Q-Bench's forms the yes/no third too)."""
     if MC_FORMS[form] is not None and base is None and rng.random() < 1 / 3:
         qa = ask_exist(scene, rng, ending="")
         options = ("Yes", "No")
@@ -423,7 +423,7 @@ FOCUSED_TYPES: dict[str, Callable[..., QA | None]] = {
     "mc_relation": partial(ask_mc, base="relation"),
     "mc_word": partial(ask_mc, base="word"),
     **{f"mc_{form}": partial(ask_in_form, form=form) for form in MC_FORMS},
-    # MMBench-CN's letter request over the spatial questions its sample set is missed on most.
+    # MMBench-CN's letter request over one spatial question type (what the 1.6 default missed there most).
     **{f"mc_mmbench_cn_{base}": partial(ask_in_form, form="mmbench_cn", base=base)
        for base in ("color", "position", "relation")},
 }
