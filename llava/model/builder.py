@@ -1,7 +1,7 @@
 """`load_pretrained_model`: LLaVA's loader, for original checkpoints, on transformers 5.
 
 The kind of checkpoint is read from its files and `config.model_type`, never guessed from the path:
-- a full LLaVA checkpoint (`model_type: llava_llama` + weights),
+- a full LLaVA checkpoint (`model_type: llava_llama` or `llava_mistral` + weights),
 - a projector-only stage-1 checkpoint (`mm_projector.*` + config) on top of `model_base`,
 - a LoRA checkpoint (`adapter_config.json`, optional `non_lora_trainables.bin`) on top of `model_base`,
 - a Qwen2-VL / Qwen2.5-VL checkpoint in the HF format (`model_type: qwen2_vl` / `qwen2_5_vl`),
@@ -15,19 +15,22 @@ import logging
 import os
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM
 from transformers.utils.output_capturing import maybe_install_capturing_hooks
 
 from llava.constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_PATCH_TOKEN
-from llava.model.language_model.llava_llama import LlavaConfig, LlavaLlamaForCausalLM
+from llava.model.language_model.families import LLAVA_CONFIG_CLASSES, causal_lm_class, is_llava_config
+from llava.model.llava_arch import LlavaMetaForCausalLM
 from llava.model.qwen_loading import is_qwen, load_qwen
+from llava.model.strict_loading import (CheckpointError, check_load_report, load_declared_tokenizer, load_strictly,
+                                         require_tokenizer_files)
 from llava.model.weights import find_weight_file, load_projector_state, load_state_file
 
 logger = logging.getLogger(__name__)
 
-# The released LLaVA-1.5 checkpoints say "llava" (older LLaVA code), ours and newer ones "llava_llama".
-# transformers' own "llava" (HF format) has a `vision_config` instead of `mm_vision_tower`.
-LLAVA_MODEL_TYPES = ("llava_llama", "llava")
+# The model_types of original LLaVA checkpoints (`families.LLAVA_CONFIG_CLASSES`). transformers' own "llava"
+# (HF format) has a `vision_config` instead of `mm_vision_tower`.
+LLAVA_MODEL_TYPES = tuple(LLAVA_CONFIG_CLASSES)
 
 
 def resolve_device(device: str) -> str:
@@ -65,7 +68,8 @@ def checkpoint_file(path: str, filename: str) -> str | None:
 
 
 def read_config(path: str):
-    """The checkpoint's config: our `LlavaConfig` for original LLaVA checkpoints, else whatever AutoConfig says.
+    """The checkpoint's config: ours for original LLaVA checkpoints (`LlavaConfig`, `LlavaMistralConfig`), else
+    whatever AutoConfig says.
 
     Original LLaVA configs carry `mm_vision_tower`; transformers' own "llava" type (HF format) does not.
     """
@@ -75,10 +79,11 @@ def read_config(path: str):
     with open(config_file) as f:
         raw = json.load(f)
     if raw.get("model_type") in LLAVA_MODEL_TYPES and "mm_vision_tower" in raw:
-        raw["model_type"] = LlavaConfig.model_type
+        config_class = LLAVA_CONFIG_CLASSES[raw["model_type"]]
+        raw["model_type"] = config_class.model_type
         if "rope_scaling" in raw and raw["rope_scaling"] is None:
             del raw["rope_scaling"]  # LLaVA-1.5 wrote null; transformers 5 warns about the key itself
-        return LlavaConfig.from_dict(raw)
+        return config_class.from_dict(raw)
     return AutoConfig.from_pretrained(path)
 
 
@@ -153,41 +158,46 @@ def _strip_peft_prefixes(state: dict) -> dict:
     return state
 
 
-def _load_lora(model_path: str, model_base: str, config: LlavaConfig | None, **kwargs):
+def _load_lora(model_path: str, model_base: str, config, **kwargs):
+    """The base model, the non-LoRA trainables (the projector, ...) over it, then the merged adapter. What the base
+    lacks must come from the trainables file, and every tensor of that file must find its place."""
     try:
         from peft import PeftModel
     except ImportError as exc:
         raise ImportError("loading a LoRA checkpoint needs peft: pip install '.[train]'") from exc
     logger.info("loading base weights from %s", model_base)
     if config is None:
-        model = AutoModelForCausalLM.from_pretrained(model_base, **kwargs)
+        model, info = AutoModelForCausalLM.from_pretrained(model_base, output_loading_info=True, **kwargs)
     else:
-        model = LlavaLlamaForCausalLM.from_pretrained(model_base, config=config, **kwargs)
+        model, info = causal_lm_class(config).from_pretrained(model_base, config=config, output_loading_info=True,
+                                                              **kwargs)
+    loaded = set()
     trainables = find_weight_file(model_path, "non_lora_trainables")
     if trainables is not None:
         state = _strip_peft_prefixes(load_state_file(trainables))
         result = model.load_state_dict(state, strict=False)
-        logger.info("non-LoRA trainables loaded (%d tensors, %d unexpected)", len(state), len(result.unexpected_keys))
+        if result.unexpected_keys:
+            check_load_report({"unexpected_keys": result.unexpected_keys}, trainables)
+        loaded = set(state)
+        logger.info("non-LoRA trainables loaded (%d tensors)", len(state))
+    check_load_report({**info, "missing_keys": [k for k in info.get("missing_keys", ()) if k not in loaded]},
+                      f"{model_base} (+ {model_path})")
     model = PeftModel.from_pretrained(model, model_path)
     return model.merge_and_unload()
 
 
 def check_loading_info(model, info: dict, model_path: str) -> None:
-    """Every tensor on disk used or reported: a tower the config says the checkpoint carries
-    (`unfreeze_mm_vision_tower`) must be there, and tensors the model has no place for are named."""
+    """Every weight of the model loaded and every tensor on disk used (`llava.model.strict_loading`); a tower the
+    config says the checkpoint carries (`unfreeze_mm_vision_tower`) but that is not there is named as such."""
     tower = model.get_vision_tower()
     missing_tower = [k for k in info.get("missing_keys", []) if ".vision_tower." in f".{k}"]
     if tower is not None and getattr(tower, "weights_in_checkpoint", False) and missing_tower:
-        raise ValueError(
+        raise CheckpointError(
             f"{model_path}: the config sets unfreeze_mm_vision_tower, so its weights must hold the fine-tuned vision "
             f"tower (model.vision_tower.vision_tower.*), but {len(missing_tower)} of its tensors are missing, e.g. "
             f"{missing_tower[0]}"
         )
-    unexpected = list(info.get("unexpected_keys", []))
-    if unexpected:
-        shown = ", ".join(unexpected[:5]) + (f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else "")
-        logger.warning("%s: %d tensor(s) of the checkpoint are not used by the model: %s", model_path,
-                       len(unexpected), shown)
+    check_load_report(info, model_path)
 
 
 def config_overrides(customized_config: str | dict | None, overwrite_config: dict | None) -> dict:
@@ -265,32 +275,38 @@ def load_pretrained_model(
     is_lora = checkpoint_file(model_path, "adapter_config.json") is not None
     if is_lora and model_base is None:
         raise ValueError(f"{model_path} is a LoRA checkpoint: pass the base model with --model-base")
-    if isinstance(config, LlavaConfig):
+    has_tokenizer = checkpoint_file(model_path, "tokenizer_config.json") is not None
+    tokenizer_path = model_path if has_tokenizer or model_base is None else model_base
+    require_tokenizer_files(tokenizer_path, checkpoint_file)  # before the weights: no minutes spent on a failing load
+    if is_llava_config(config):
         resolve_vision_tower(config, model_path)
         if is_lora:
             model = _load_lora(model_path, model_base, config, **load_kwargs)
         elif model_base is not None:
             # As in LLaVA: a non-LoRA checkpoint with a base is a projector-only (stage-1) checkpoint.
             logger.info("loading the language model from %s and the projector from %s", model_base, model_path)
-            model = LlavaLlamaForCausalLM.from_pretrained(model_base, config=config, **load_kwargs)
-            model.get_model().mm_projector.load_state_dict(load_projector_state(_projector_file(model_path)))
+            model = load_strictly(causal_lm_class(config), model_base, filled_elsewhere=("model.mm_projector.",),
+                                  config=config, **load_kwargs)
+            projector_file = _projector_file(model_path)
+            try:
+                model.get_model().mm_projector.load_state_dict(load_projector_state(projector_file))
+            except RuntimeError as exc:  # missing / unexpected / misshapen projector tensors
+                raise CheckpointError(f"{projector_file}: not the projector this config describes: {exc}") from None
             model.get_model().mm_projector.to(dtype=dtype)
         elif not _has_full_weights(model_path):
             raise ValueError(f"{model_path} holds no language-model weights (a projector-only checkpoint?): pass --model-base")
         else:
-            model, info = LlavaLlamaForCausalLM.from_pretrained(model_path, config=config, output_loading_info=True,
-                                                                **load_kwargs)
+            model, info = causal_lm_class(config).from_pretrained(model_path, config=config, output_loading_info=True,
+                                                                  **load_kwargs)
             check_loading_info(model, info, model_path)
     elif is_lora:
         model = _load_lora(model_path, model_base, None, **load_kwargs)
     else:
-        model = AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs)
-    has_tokenizer = checkpoint_file(model_path, "tokenizer_config.json") is not None
-    tokenizer_path = model_path if has_tokenizer or model_base is None else model_base
-
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, use_fast=False)
+        model = load_strictly(AutoModelForCausalLM, model_path, **load_kwargs)
+    # The class the files name (LlamaTokenizer for LLaVA's releases), whatever model_type says.
+    tokenizer = load_declared_tokenizer(tokenizer_path, checkpoint_file)
     image_processor = None
-    if isinstance(model, LlavaLlamaForCausalLM):
+    if isinstance(model, LlavaMetaForCausalLM):
         image_processor = _prepare_multimodal(model, tokenizer, device, dtype, load_kwargs.get("device_map"))
     if "device_map" not in load_kwargs and not (load_8bit or load_4bit):
         model.to(device)

@@ -18,6 +18,7 @@ from transformers import AutoConfig, AutoProcessor, AutoTokenizer, Qwen2_5_VLPro
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 from llava.model.language_model.qwen_vl import QWEN_CLASSES
+from llava.model.strict_loading import load_strictly, require_tokenizer_files
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,10 @@ def qwen_max_image_tokens(processor) -> int:
 
 def load_qwen(model_path: str, config: AutoConfig, load_kwargs: dict, min_pixels=None, max_pixels=None):
     """(tokenizer, model, processor, context_len) for a Qwen2-VL / Qwen2.5-VL checkpoint."""
-    model = QWEN_CLASSES[config.model_type].from_pretrained(model_path, config=config, **load_kwargs)
+    from llava.model.builder import checkpoint_file
+
+    require_tokenizer_files(model_path, checkpoint_file)  # before the weights: no minutes spent on a load that fails
+    model = load_strictly(QWEN_CLASSES[config.model_type], model_path, config=config, **load_kwargs)
     processor = load_qwen_processor(model_path, config.model_type, min_pixels, max_pixels)
     context_len = getattr(config.get_text_config(), "max_position_embeddings", 32768)
     return processor.tokenizer, model, processor, context_len

@@ -24,7 +24,8 @@ from llava.model.pruning import parse_dart_config
 from llava.model import LlavaConfig, LlavaLlamaForCausalLM
 from llava.train.arguments import DataArguments, ModelArguments, TrainingArguments
 from llava.train.dataset import make_supervised_data_module
-from llava.model.builder import read_config, resolve_vision_tower
+from llava.model.builder import checkpoint_file, read_config, resolve_vision_tower
+from llava.model.strict_loading import load_declared_tokenizer, load_strictly
 from llava.model.weights import portable_vision_tower, save_llava_checkpoint
 from llava.train.llava_trainer import LLaVATrainer, gather_state_dict, save_projector
 
@@ -81,10 +82,12 @@ def build_model(model_args: ModelArguments, training_args: TrainingArguments, at
         "attn_implementation": attn_implementation or training_args.attn_implementation,
         **_quantization_kwargs(training_args),
     }
+    # Strict, as every load: a weight the checkpoint lacks would start training from random values unnoticed.
     if model_args.vision_tower is not None:
-        model = LlavaLlamaForCausalLM.from_pretrained(model_args.model_name_or_path, config=llava_config(model_args), **kwargs)
+        model = load_strictly(LlavaLlamaForCausalLM, model_args.model_name_or_path, config=llava_config(model_args),
+                              **kwargs)
     else:
-        model = transformers.AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **kwargs)
+        model = load_strictly(transformers.AutoModelForCausalLM, model_args.model_name_or_path, **kwargs)
     model.config.use_cache = False
     if model_args.freeze_backbone:
         model.model.requires_grad_(False)
@@ -179,12 +182,13 @@ def add_image_tokens(model, tokenizer, model_args) -> None:
 
 
 def load_tokenizer(model_args: ModelArguments, training_args: TrainingArguments):
-    tokenizer = transformers.AutoTokenizer.from_pretrained(
+    # The class the tokenizer files name, as the eval loader does (`model_type: llava` must not change the ids).
+    tokenizer = load_declared_tokenizer(
         model_args.model_name_or_path,
+        checkpoint_file,
         cache_dir=training_args.cache_dir,
         model_max_length=training_args.model_max_length,
         padding_side="right",
-        use_fast=False,
     )
     if tokenizer.pad_token is None:
         # LLaVA (v1 and later) pads with <unk>; padding is masked out of attention and labels.

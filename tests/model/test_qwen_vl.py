@@ -259,6 +259,25 @@ def test_settings_are_read_from_the_config_or_its_text_config(family):
         greedy(model, inputs, None, steps=1)
 
 
+def test_the_dart_releases_own_qwen_settings_are_accepted_unchanged(family):
+    """The DART release's Qwen wrappers write `Sparse` and no `retain_token_num_for_llava_next` (Qwen2-VL on the
+    config, Qwen2.5-VL on its text_config); pruning follows them, and `Sparse: false` switches it off."""
+    model = build_tiny_qwen_model(family, seed=2)
+    inputs = inputs_of(*prompt([(1, 8, 12)]))
+    release = {"Sparse": True, "K": 2, "image_token_start_index": 0, "image_token_length": 0,
+               "max_num_trunction": 128, "reduction_ratio": 0.5, "pivot_image_token": 4, "pivot_text_token": 4}
+    where = model.config if family == "qwen2_vl" else model.config.text_config
+    where.DART_config = release
+    greedy(model, inputs, None, steps=1)
+    assert model.last_pruning_record.num_kept_image_tokens() == 4 + 8 * int(24 * 0.5 / 8)
+    where.DART_config = {**release, "Sparse": False}
+    greedy(model, inputs, None, steps=1)
+    assert model.last_pruning_record.num_kept_image_tokens() == 24  # unpruned
+    where.DART_config = {**release, "image_token_lenght": 0}
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['image_token_lenght'\]"):
+        greedy(model, inputs, None, steps=1)
+
+
 # -- loading a checkpoint in the hub layout ----------------------------------------------------------------
 
 

@@ -29,6 +29,7 @@ from llava.model.pruning import PruningRecord
 from llava.model.pruning.backends import QwenVLBackend
 from llava.model.pruning.engine import PruningHook
 from llava.model.pruning.record import ImageSpan
+from llava.model.strict_loading import inherit_weight_conversions
 
 # Keyword arguments of ours that travel with the library's **kwargs from the generation class down to the text
 # model; the vision tower, which gets the same **kwargs, must not see them.
@@ -179,10 +180,12 @@ class _PrunedGeneration:
 # -- Qwen2-VL --------------------------------------------------------------------------------------------
 
 
+@inherit_weight_conversions
 class Qwen2VLTextModelWithPruning(_PrunedTextModel, qwen2.Qwen2VLTextModel):
     pass
 
 
+@inherit_weight_conversions
 class Qwen2VLModelWithPruning(_VisionWithoutPruningKwargs, qwen2.Qwen2VLModel):
     def __init__(self, config):
         super().__init__(config)
@@ -190,6 +193,7 @@ class Qwen2VLModelWithPruning(_VisionWithoutPruningKwargs, qwen2.Qwen2VLModel):
         self.post_init()
 
 
+@inherit_weight_conversions
 class Qwen2VLForConditionalGenerationWithPruning(_PrunedGeneration, qwen2.Qwen2VLForConditionalGeneration):
     forward = _pruned_forward(qwen2.Qwen2VLForConditionalGeneration)
 
@@ -203,10 +207,12 @@ class Qwen2VLForConditionalGenerationWithPruning(_PrunedGeneration, qwen2.Qwen2V
 # -- Qwen2.5-VL ------------------------------------------------------------------------------------------
 
 
+@inherit_weight_conversions
 class Qwen2_5_VLTextModelWithPruning(_PrunedTextModel, qwen25.Qwen2_5_VLTextModel):
     pass
 
 
+@inherit_weight_conversions
 class Qwen2_5_VLModelWithPruning(_VisionWithoutPruningKwargs, qwen25.Qwen2_5_VLModel):
     def __init__(self, config):
         super().__init__(config)
@@ -214,6 +220,7 @@ class Qwen2_5_VLModelWithPruning(_VisionWithoutPruningKwargs, qwen25.Qwen2_5_VLM
         self.post_init()
 
 
+@inherit_weight_conversions
 class Qwen2_5_VLForConditionalGenerationWithPruning(_PrunedGeneration, qwen25.Qwen2_5_VLForConditionalGeneration):
     forward = _pruned_forward(qwen25.Qwen2_5_VLForConditionalGeneration)
 

@@ -11,6 +11,8 @@ from torch import nn
 from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModel
 from transformers.utils import logging as hf_logging
 
+from llava.model.strict_loading import load_strictly
+
 logger = logging.getLogger(__name__)
 
 
@@ -68,8 +70,8 @@ class CLIPVisionTower(nn.Module):
             self.vision_tower = CLIPVisionModel(CLIPVisionConfig.from_pretrained(self.vision_tower_name))
         else:
             with _no_loading_bar():  # one "Loading weights" bar per checkpoint (the language model's) is enough
-                self.vision_tower = CLIPVisionModel.from_pretrained(self.vision_tower_name, device_map=device_map,
-                                                                    dtype=dtype)
+                self.vision_tower = load_strictly(CLIPVisionModel, self.vision_tower_name, device_map=device_map,
+                                                  dtype=dtype)
         self.vision_tower.requires_grad_(False)
         self.is_loaded = True
 

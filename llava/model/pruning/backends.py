@@ -32,6 +32,11 @@ class RotaryDecoderBackend:
     def llava_next(self) -> bool:
         return str(getattr(self.config, "image_aspect_ratio", "pad")).startswith("anyres")
 
+    @property
+    def unused_settings_keys(self) -> tuple[str, ...]:
+        """LLaVA-1.6's budget is `retain_token_num_for_llava_next` alone; LLaVA-1.5's never reads it."""
+        return ("max_num_trunction", "reduction_ratio") if self.llava_next else ("retain_token_num_for_llava_next",)
+
     def default_settings(self):
         return getattr(self.config, "DART_config", None)
 
@@ -98,6 +103,8 @@ class QwenVLBackend(RotaryDecoderBackend):
 
     llava_next = False
     reduces_before_llm = False
+    # The DART release's Qwen dicts carry no LLaVA-1.6 budget: it is meaningless here.
+    unused_settings_keys = ("retain_token_num_for_llava_next",)
 
     def __init__(self, model, settings_config=None):
         super().__init__(model)

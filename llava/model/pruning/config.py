@@ -21,7 +21,10 @@ REQUIRED_KEYS = (
     "pivot_image_token",
     "pivot_text_token",
 )
-OPTIONAL_KEYS = ("method", "seed", "pdrop_layers", "pdrop_ratios")
+# The DART release's Qwen2-VL / Qwen2.5-VL wrappers also write their on/off switch into the dict ("Sparse"; the
+# lowercase spelling is accepted too): a false switch means no pruning (`pruning_switched_off`).
+SWITCH_KEYS = ("Sparse", "sparse")
+OPTIONAL_KEYS = ("method", "seed", "pdrop_layers", "pdrop_ratios") + SWITCH_KEYS
 
 
 class PruningConfigError(ValueError):
@@ -115,9 +118,25 @@ def _check_int(cfg: Mapping[str, Any], key: str, *, allow_none: bool, minimum: i
         raise PruningConfigError(f"DART_config[{key!r}] must be >= {minimum}, got {value}")
 
 
-def parse_dart_config(raw: Mapping[str, Any] | DARTConfig, num_hidden_layers: int | None = None) -> DARTConfig:
+def pruning_switched_off(raw: Mapping[str, Any] | DARTConfig | None) -> bool:
+    """True when a DART_config dict carries the release's switch (`Sparse`) set to false."""
+    if not isinstance(raw, Mapping):
+        return False
+    for key in SWITCH_KEYS:
+        if key in raw:
+            if not isinstance(raw[key], bool):
+                raise PruningConfigError(f"DART_config[{key!r}] must be true or false, got {raw[key]!r}")
+            if not raw[key]:
+                return True
+    return False
+
+
+def parse_dart_config(raw: Mapping[str, Any] | DARTConfig, num_hidden_layers: int | None = None,
+                      unused_keys: tuple[str, ...] = ()) -> DARTConfig:
     """Validate a user's DART_config dict and return the typed settings.
 
+    unused_keys: required keys the model family never reads (Qwen: `retain_token_num_for_llava_next`, which the
+        DART release's Qwen dicts do not carry): they may be missing and take their defaults.
     Raises PruningConfigError naming the key for missing keys, unknown keys, wrong types or values
     out of range (K outside 1..num_hidden_layers-1, negative counts, ratio outside [0, 1)).
     """
@@ -125,6 +144,8 @@ def parse_dart_config(raw: Mapping[str, Any] | DARTConfig, num_hidden_layers: in
         raw = raw.to_dict()
     if not isinstance(raw, Mapping):
         raise PruningConfigError(f"DART_config must be a dict or None, got {type(raw).__name__}")
+    defaults = DARTConfig().to_dict()
+    raw = {**{key: defaults[key] for key in unused_keys if key not in raw}, **raw}
     missing = [k for k in REQUIRED_KEYS if k not in raw]
     if missing:
         raise PruningConfigError(f"DART_config is missing key(s) {missing}; required keys: {list(REQUIRED_KEYS)}")
@@ -154,6 +175,7 @@ def parse_dart_config(raw: Mapping[str, Any] | DARTConfig, num_hidden_layers: in
 
     if method not in method_names():
         raise PruningConfigError(f"DART_config['method']={method!r} is unknown; available: {method_names()}")
+    pruning_switched_off(raw)  # checks the switch's type
     seed = raw.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise PruningConfigError(f"DART_config['seed'] must be an integer, got {seed!r}")

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import torch
 
-from llava.model.pruning.config import DARTConfig, parse_dart_config
+from llava.model.pruning.config import DARTConfig, parse_dart_config, pruning_switched_off
 from llava.model.pruning.methods import PruningInput, SpanInputs, get_method
 from llava.model.pruning.record import USE_MODEL_CONFIG, ImageSpan, PrunedStage, PruningRecord
 
@@ -45,11 +45,13 @@ class PruningBackend(Protocol):
     config: the model config (`num_hidden_layers`; `text_length` for LLaVA-1.6 scripts, checked only).
     llava_next: the sequence follows LLaVA-1.6's budget rule (anyres images).
     reduces_before_llm: the family's splice applies the methods that work before the language model.
+    unused_settings_keys: DART_config keys this family never reads, which its release's dicts may leave out.
     """
 
     config: Any
     llava_next: bool
     reduces_before_llm: bool
+    unused_settings_keys: tuple[str, ...]
 
     def default_settings(self) -> DARTConfig | Mapping[str, Any] | None:
         """The model-wide settings, used when the call's record leaves them unset (`DART_config`)."""
@@ -90,7 +92,10 @@ def call_settings(record: PruningRecord | None, backend: PruningBackend) -> DART
     raw = getattr(record, "dart_config", USE_MODEL_CONFIG)
     if raw is USE_MODEL_CONFIG:
         raw = backend.default_settings()
-    return None if raw is None else backend.adapt_settings(parse_dart_config(raw, backend.config.num_hidden_layers))
+    if raw is None or pruning_switched_off(raw):
+        return None
+    settings = parse_dart_config(raw, backend.config.num_hidden_layers, unused_keys=backend.unused_settings_keys)
+    return backend.adapt_settings(settings)
 
 
 def pad_rows_left(rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:

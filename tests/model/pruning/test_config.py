@@ -58,3 +58,29 @@ def test_not_a_dict():
 def test_make_dart_config_rejects_unknown_settings():
     with pytest.raises(PruningConfigError, match="unknown DART setting"):
         make_dart_config(ratio=0.5)
+
+
+# The keys the DART release's Qwen2-VL / Qwen2.5-VL lmms-eval wrappers write: no LLaVA-1.6 budget, plus "Sparse".
+QWEN_RELEASE_DICT = {
+    "Sparse": True, "K": 2, "image_token_start_index": 0, "image_token_length": 0, "max_num_trunction": 128,
+    "reduction_ratio": 0.778, "pivot_image_token": 4, "pivot_text_token": 4,
+}
+
+
+def test_a_key_the_family_does_not_read_may_be_missing():
+    with pytest.raises(PruningConfigError, match="retain_token_num_for_llava_next"):
+        parse_dart_config(QWEN_RELEASE_DICT, num_hidden_layers=28)
+    c = parse_dart_config(QWEN_RELEASE_DICT, num_hidden_layers=28, unused_keys=("retain_token_num_for_llava_next",))
+    assert (c.K, c.reduction_ratio, c.retain_token_num_for_llava_next) == (2, 0.778, None)
+    with pytest.raises(PruningConfigError, match="unknown key"):
+        parse_dart_config({**QWEN_RELEASE_DICT, "Sparce": True}, unused_keys=("retain_token_num_for_llava_next",))
+
+
+def test_the_release_switch_is_checked_and_read():
+    from llava.model.pruning.config import pruning_switched_off
+
+    assert not pruning_switched_off(QWEN_RELEASE_DICT) and not pruning_switched_off(make_dart_config())
+    assert pruning_switched_off({**QWEN_RELEASE_DICT, "Sparse": False})
+    assert pruning_switched_off({**make_dart_config(), "sparse": False})
+    with pytest.raises(PruningConfigError, match="'Sparse'.*true or false"):
+        parse_dart_config({**make_dart_config(), "Sparse": "yes"})

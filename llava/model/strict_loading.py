@@ -1,0 +1,141 @@
+"""Strict loading: a checkpoint fills every weight of the model it loads into, and every tensor it holds is used.
+
+`from_pretrained` in transformers reports weights it could not find (left at their random initialisation) and
+tensors it did not use, and carries on. For us either is a wrong answer waiting to happen (a hub-layout
+Qwen2-VL whose language model was never loaded answers noise), so every load goes through
+`load_strictly`, which turns the report into a `CheckpointError` naming the first keys of each kind.
+
+The differences that are known and harmless are listed once, in `HARMLESS`, each with its reason. A load
+that legitimately leaves a part to be filled from elsewhere (the vision tower that LLaVA-1.5 names in
+`mm_vision_tower`, the projector of a stage-1 checkpoint) says so with `filled_elsewhere`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Iterable, Sequence
+
+from transformers import PreTrainedModel
+from transformers.conversion_mapping import get_checkpoint_conversion_mapping, register_checkpoint_conversion_mapping
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not match the model it is loaded into, or that lacks files it needs."""
+
+
+@dataclasses.dataclass(frozen=True)
+class HarmlessDifference:
+    """Keys matching `pattern` (a regex searched in the key) may be `kind` ("missing" or "unexpected")."""
+
+    kind: str
+    pattern: str
+    reason: str
+
+
+HARMLESS: tuple[HarmlessDifference, ...] = (
+    HarmlessDifference(
+        "unexpected", r"rotary_emb\.inv_freq$",
+        "LLaMA checkpoints saved by transformers < 4.32 carry the rotary frequencies, which are computed, not loaded"),
+    HarmlessDifference(
+        "unexpected", r"(^|\.)embeddings\.position_ids$",
+        "CLIP checkpoints saved by older transformers carry the position-id buffer, which is rebuilt at init"),
+    HarmlessDifference(
+        "unexpected", r"^(text_model\.|text_projection\.|visual_projection\.|logit_scale$)",
+        "LLaVA's vision tower is the vision half of a full CLIP checkpoint (openai/clip-vit-large-patch14-336): "
+        "the text half and the projections are not part of it"),
+)
+
+
+def _shown(keys: Sequence[str], limit: int = 5) -> str:
+    head = ", ".join(keys[:limit])
+    return head + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def _harmless(kind: str, key: str) -> bool:
+    return any(rule.kind == kind and re.search(rule.pattern, key) for rule in HARMLESS)
+
+
+def check_load_report(info: dict, source: str, filled_elsewhere: Iterable[str] = ()) -> None:
+    """Raise `CheckpointError` if the loading report `info` (`output_loading_info=True`) has missing, unexpected or
+    mismatched weights beyond the known harmless ones. `filled_elsewhere`: key prefixes the caller loads itself."""
+    prefixes = tuple(filled_elsewhere)
+    missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(prefixes) and not _harmless("missing", k))
+    unexpected = sorted(k for k in info.get("unexpected_keys", ()) if not _harmless("unexpected", k))
+    mismatched = sorted(str(k[0] if isinstance(k, (tuple, list)) else k) for k in info.get("mismatched_keys", ()))
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} weight(s) of the model are not in the checkpoint and would stay at their "
+                        f"random initialisation: {_shown(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} tensor(s) of the checkpoint have no place in the model: {_shown(unexpected)}")
+    if mismatched:
+        problems.append(f"{len(mismatched)} tensor(s) have another shape than the model's: {_shown(mismatched)}")
+    if problems:
+        raise CheckpointError(f"{source}: the checkpoint does not match the model it is loaded into: "
+                              + "; ".join(problems)
+                              + " (a checkpoint in a layout we do not support, or an incomplete download)")
+
+
+def load_strictly(model_class, path: str, filled_elsewhere: Iterable[str] = (), **kwargs) -> PreTrainedModel:
+    """`model_class.from_pretrained(path, **kwargs)`, refused when any weight is left uninitialised or any tensor of
+    the checkpoint unused (see `check_load_report`)."""
+    model, info = model_class.from_pretrained(path, output_loading_info=True, **kwargs)
+    check_load_report(info, str(path), filled_elsewhere)
+    return model
+
+
+def inherit_weight_conversions(model_class: type[PreTrainedModel]) -> type[PreTrainedModel]:
+    """Give a subclass of a transformers model the checkpoint-key conversions of the library class it extends.
+
+    transformers renames released layouts on load (Qwen2-VL's `model.layers.*` -> `model.language_model.layers.*`,
+    `visual.*` -> `model.visual.*`) and back on save, but it skips classes defined outside the library; registered
+    under our class's name, the library's own rules apply to it too. A class decorator.
+    """
+    library_class = next(base for base in model_class.__mro__[1:] if base.__module__.startswith("transformers."))
+    conversions = get_checkpoint_conversion_mapping(library_class.__name__)
+    if conversions is None:
+        conversions = get_checkpoint_conversion_mapping(library_class.config_class.model_type)
+    if conversions is not None:
+        register_checkpoint_conversion_mapping(model_class.__name__, conversions, overwrite=True)
+    return model_class
+
+
+# -- tokenizer files ---------------------------------------------------------------------------------------
+
+# A tokenizer needs its config and one of these vocabularies: SentencePiece (LLaMA, Mistral, Yi), a tokenizers
+# JSON, or a byte-level BPE's vocabulary and merges (Qwen2).
+TOKENIZER_VOCABULARIES = (("tokenizer.model",), ("tokenizer.json",), ("vocab.json", "merges.txt"))
+
+
+def require_tokenizer_files(path: str, find_file) -> None:
+    """Raise `CheckpointError` unless `path` holds tokenizer files; `find_file(path, name)` -> local path or None
+    (a directory or a hub repo)."""
+    if find_file(path, "tokenizer_config.json") is None:
+        raise CheckpointError(f"{path}: no tokenizer_config.json: the checkpoint's tokenizer files are missing "
+                              "(copy them from the release, or pass --model-base for a checkpoint saved without them)")
+    if not any(all(find_file(path, name) is not None for name in group) for group in TOKENIZER_VOCABULARIES):
+        wanted = " or ".join(" + ".join(group) for group in TOKENIZER_VOCABULARIES)
+        raise CheckpointError(f"{path}: tokenizer_config.json but no vocabulary ({wanted}): the tokenizer files are "
+                              "incomplete")
+
+
+def load_declared_tokenizer(path: str, find_file, **kwargs):
+    """The tokenizer class the checkpoint's `tokenizer_config.json` names (LLaVA's releases: `LlamaTokenizer`),
+    whatever `config.model_type` says.
+
+    transformers' AutoTokenizer picks the class by `model_type` first, and for `"llava"` (the released LLaVA-1.5 /
+    1.6 configs) that is a generic tokenizer that tokenizes LLaVA's prompts differently (no prefix space on the
+    first word, none after the image placeholder). LLaVA itself loaded the class the files declare.
+    """
+    require_tokenizer_files(path, find_file)
+    from transformers import AutoTokenizer
+    from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
+
+    with open(find_file(path, "tokenizer_config.json"), encoding="utf-8") as f:
+        declared = json.load(f).get("tokenizer_class")
+    tokenizer_class = tokenizer_class_from_name(declared) if declared else None
+    if tokenizer_class is None:
+        return AutoTokenizer.from_pretrained(path, **kwargs)
+    return tokenizer_class.from_pretrained(path, **kwargs)
