@@ -113,3 +113,25 @@ def test_the_worker_command_line_names_the_problem_and_exits_2(tiny_ckpt, tmp_pa
     assert result.returncode == 2, result.stderr
     assert named in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "answers.jsonl").exists() or (tmp_path / "answers.jsonl").read_text() == ""
+
+
+ENTRY_POINTS = {
+    "run_llava": ["llava.eval.run_llava", "--query", "What is this?", "--device", "cpu"],
+    "cli": ["llava.serve.cli", "--device", "cpu"],
+    "model_worker": ["llava.serve.model_worker", "--no-register", "--device", "cpu", "--port", "0"],
+}
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
+def test_every_command_line_refuses_a_checkpoint_missing_a_weight(tiny_ckpt, tmp_path, entry):
+    path = copy_of(tiny_ckpt, tmp_path, "missing")
+    edit_weights(path, drop=["model.mm_projector.0.weight"])
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(tmp_path / "red.png")
+    module, *flags = ENTRY_POINTS[entry]
+    if entry != "model_worker":
+        flags += ["--image-file", str(tmp_path / "red.png")]
+    result = subprocess.run([sys.executable, "-m", module, "--model-path", str(path), *flags], input="",
+                            capture_output=True, text=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                            timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert "model.mm_projector.0.weight" in result.stderr and "Traceback" not in result.stderr
