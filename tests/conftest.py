@@ -45,14 +45,22 @@ LLAVA_NEXT_PINPOINTS = [[336, 672], [672, 336], [672, 672]]
 
 @pytest.fixture(scope="session")
 def to_llava_next():
-    """to_llava_next(path) turns a tiny LLaVA-1.5 checkpoint into LLaVA-1.6's layout (anyres, spatial_unpad)."""
+    """to_llava_next(path) turns a tiny LLaVA-1.5 checkpoint into LLaVA-1.6's layout (anyres, spatial_unpad),
+    with the row separator `model.image_newline` that such a checkpoint carries (seeded, LLaVA's scale)."""
     import json
 
-    def convert(path: Path) -> Path:
+    from safetensors.torch import load_file, save_file
+
+    def convert(path: Path, with_newline: bool = True) -> Path:
         config = json.loads((path / "config.json").read_text())
         config.update(image_aspect_ratio="anyres", image_grid_pinpoints=LLAVA_NEXT_PINPOINTS,
                       mm_patch_merge_type="spatial_unpad")
         (path / "config.json").write_text(json.dumps(config))
+        if with_newline:
+            state = load_file(path / "model.safetensors")
+            width = config["hidden_size"]
+            state["model.image_newline"] = torch.randn(width, generator=torch.Generator().manual_seed(7)) * width**-0.5
+            save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
         return path
 
     return convert

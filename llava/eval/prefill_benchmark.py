@@ -37,7 +37,7 @@ import torch
 from tqdm import tqdm
 from transformers import Qwen2VLTextConfig
 
-from llava.model import LlavaConfig, LlavaLlamaForCausalLM, PruningRecord
+from llava.model import LlavaConfig, LlavaLlamaForCausalLM, LlavaMetaForCausalLM, PruningRecord
 from llava.model.language_model.qwen_vl import Qwen2VLTextModelWithPruning
 from llava.model.pruning import VisionInputs, get_method, make_dart_config, method_names, parse_dart_config
 from llava.model.pruning.config import dart_kept_count
@@ -194,7 +194,7 @@ class Measurement:
 def measure(model, embeds, spans, variant: Variant, vision: VisionSide, args) -> Measurement:
     """One call of one variant: reduction (methods before the language model), prefill, first token, decoding."""
     device = str(embeds.device)
-    llava = isinstance(model, LlavaLlamaForCausalLM)
+    llava = isinstance(model, LlavaMetaForCausalLM)
     method = get_method(variant.dart_config["method"]) if variant.dart_config else None
     before_llm = method is not None and method.before_llm
     model.config.DART_config = None if before_llm else variant.dart_config

@@ -37,10 +37,16 @@ def infer_conv_mode(model_name: str) -> str:
     return "llava_v0"
 
 
+# Language-model families with one instruction format, whatever the checkpoint's name says. LLaVA's own rule
+# reads "mistral" in the name; a renamed or local copy of llava-v1.6-mistral-7b still has its model_type.
+FAMILY_CONV_MODES = {"llava_mistral": "mistral_instruct"}
+
+
 def choose_conv_mode(requested: str | None, model_config: Any, model_name: str) -> str:
     """The conversation template to prompt a LLaVA checkpoint with, logged with where it came from: the
     one asked for, else the one training recorded in config.json (`conv_template`, written by our train.py),
-    else LLaVA's guess from the checkpoint's name (released checkpoints record none)."""
+    else the one of the checkpoint's language-model family (`FAMILY_CONV_MODES`), else LLaVA's guess from
+    the checkpoint's name (released checkpoints record none)."""
     recorded = getattr(model_config, "conv_template", None)
     if requested:
         get_conv_template(requested)  # an unknown name fails here, listing the valid ones
@@ -53,6 +59,11 @@ def choose_conv_mode(requested: str | None, model_config: Any, model_name: str) 
         get_conv_template(recorded)
         logger.info("conversation template %s (recorded in the checkpoint's config.json)", recorded)
         return recorded
+    model_type = getattr(model_config, "model_type", None)
+    if model_type in FAMILY_CONV_MODES:
+        family = FAMILY_CONV_MODES[model_type]
+        logger.info("conversation template %s (the %s family's; pass --conv-mode to choose)", family, model_type)
+        return family
     guessed = infer_conv_mode(model_name)
     logger.info("conversation template %s (guessed from the name %r; the checkpoint records none, "
                 "pass --conv-mode to choose)", guessed, model_name)

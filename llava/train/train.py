@@ -21,7 +21,7 @@ from llava.constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAUL
 from llava.conversation import get_conv_template
 from llava.eval.pruning_args import add_pruning_args, dart_config_from_args
 from llava.model.pruning import parse_dart_config
-from llava.model import LlavaConfig, LlavaLlamaForCausalLM
+from llava.model.language_model.families import causal_lm_class, is_llava_config, llava_config_for_base
 from llava.train.arguments import DataArguments, ModelArguments, TrainingArguments
 from llava.train.dataset import make_supervised_data_module
 from llava.model.builder import checkpoint_file, read_config, resolve_vision_tower
@@ -65,14 +65,15 @@ def _quantization_kwargs(args: TrainingArguments) -> dict:
     }
 
 
-def llava_config(model_args: ModelArguments) -> LlavaConfig:
-    """The LLaVA config for training from a plain LLM (stage 1) or from a LLaVA checkpoint (stage 2)."""
+def llava_config(model_args: ModelArguments):
+    """The LLaVA config for training from a plain LLM (stage 1: `LlavaMistralConfig` for a Mistral, else
+    `LlavaConfig`) or from a LLaVA checkpoint (stage 2)."""
     path = model_args.model_name_or_path
     config = read_config(path)
-    if isinstance(config, LlavaConfig):
+    if is_llava_config(config):
         resolve_vision_tower(config, path)
         return config
-    return LlavaConfig.from_dict({**config.to_dict(), "model_type": LlavaConfig.model_type})
+    return llava_config_for_base(config)
 
 
 def build_model(model_args: ModelArguments, training_args: TrainingArguments, attn_implementation: str | None):
@@ -84,8 +85,8 @@ def build_model(model_args: ModelArguments, training_args: TrainingArguments, at
     }
     # Strict, as every load: a weight the checkpoint lacks would start training from random values unnoticed.
     if model_args.vision_tower is not None:
-        model = load_strictly(LlavaLlamaForCausalLM, model_args.model_name_or_path, config=llava_config(model_args),
-                              **kwargs)
+        config = llava_config(model_args)
+        model = load_strictly(causal_lm_class(config), model_args.model_name_or_path, config=config, **kwargs)
     else:
         model = load_strictly(transformers.AutoModelForCausalLM, model_args.model_name_or_path, **kwargs)
     model.config.use_cache = False

@@ -94,7 +94,7 @@ def call_settings(record: PruningRecord | None, backend: PruningBackend) -> DART
         raw = backend.default_settings()
     if raw is None or pruning_switched_off(raw):
         return None
-    settings = parse_dart_config(raw, backend.config.num_hidden_layers, unused_keys=backend.unused_settings_keys)
+    settings = parse_dart_config(raw, backend.config.num_hidden_layers, unused_keys=getattr(backend, "unused_settings_keys", ()))
     return backend.adapt_settings(settings)
 
 

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from transformers import LlamaConfig, LlamaModel
 from transformers.models.llama import modeling_llama
+from transformers.models.mistral import modeling_mistral
 
 from llava.constants import IMAGE_TOKEN_INDEX
 from llava.conversation import conv_templates
@@ -396,23 +397,30 @@ def test_positions_are_gathered_for_1d_and_stacked_3d_layouts():
 
 # -- the upstream code our decoder loop mirrors ---------------------------------------------------------------
 
-# sha256 (first 16 hex digits) of the source of what LlavaLlamaModel.forward and the backend copy from
-# transformers 5.23. A mismatch means transformers changed them: port the change into
-# llava/model/language_model/llava_llama.py / llava/model/pruning/backends.py, then record the new digests.
+# sha256 (first 16 hex digits) of the source of what the shared decoder loop (`PrunedDecoderMixin.forward`, run by
+# LlavaLlamaModel and LlavaMistralModel) and the backend copy from transformers 5.23. MistralModel.forward is
+# LlamaModel's loop with its own mask function (`LlavaMistralModel.mask_function`); MistralAttention is LlamaAttention
+# plus the sliding window, with which pruning is refused. A mismatch means transformers changed them: port the
+# change into llava/model/language_model/llava_decoder.py / llava_mistral.py / llava/model/pruning/backends.py,
+# then record the new digests.
 UPSTREAM_SOURCES = {
     "LlamaModel.forward": "47acaf9653882962",
     "LlamaDecoderLayer.forward": "75d1d62e173e8c57",
     "LlamaAttention.forward": "dc6807936ef6103d",
+    "MistralModel.forward": "a42aa8193426653c",
+    "MistralDecoderLayer.forward": "75d1d62e173e8c57",
+    "MistralAttention.forward": "98e841a5cfbac696",
 }
 
 
 @pytest.mark.parametrize("name", sorted(UPSTREAM_SOURCES))
-def test_the_upstream_llama_code_our_loop_follows_is_unchanged(name):
+def test_the_upstream_decoder_code_our_loop_follows_is_unchanged(name):
     owner, method = name.split(".")
-    source = inspect.getsource(getattr(getattr(modeling_llama, owner), method))
+    module = modeling_mistral if owner.startswith("Mistral") else modeling_llama
+    source = inspect.getsource(getattr(getattr(module, owner), method))
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
     assert digest == UPSTREAM_SOURCES[name], (
-        f"transformers' {name} changed (digest {digest}): compare it with LlavaLlamaModel.forward and "
+        f"transformers' {name} changed (digest {digest}): compare it with PrunedDecoderMixin.forward and "
         "RotaryDecoderBackend, port the change, then update UPSTREAM_SOURCES"
     )
 
