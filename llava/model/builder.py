@@ -23,7 +23,7 @@ from llava.model.language_model.families import LLAVA_CONFIG_CLASSES, causal_lm_
 from llava.model.llava_arch import LlavaMetaForCausalLM
 from llava.model.qwen_loading import is_qwen, load_qwen
 from llava.model.strict_loading import (CheckpointError, check_load_report, load_declared_tokenizer, load_strictly,
-                                         require_tokenizer_files)
+                                         load_with_report, require_tokenizer_files)
 from llava.model.weights import find_weight_file, load_projector_state, load_state_file
 
 logger = logging.getLogger(__name__)
@@ -51,12 +51,15 @@ def checkpoint_file(path: str, filename: str) -> str | None:
     if os.path.isdir(path):
         candidate = os.path.join(path, filename)
         return candidate if os.path.isfile(candidate) else None
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     try:
         return hf_hub_download(path, filename)
     except LocalEntryNotFoundError as exc:  # (a subclass of EntryNotFoundError: check it first)
+        # Offline with the repo in the cache: a snapshot holds every file the repo has, so this one is absent.
+        if isinstance(try_to_load_from_cache(path, "config.json"), str):
+            return None
         raise FileNotFoundError(
             f"{path!r} is not a local directory, and the hub is unreachable with no cached copy of it "
             "(download it once, or pass a local checkpoint directory)"
@@ -167,10 +170,9 @@ def _load_lora(model_path: str, model_base: str, config, **kwargs):
         raise ImportError("loading a LoRA checkpoint needs peft: pip install '.[train]'") from exc
     logger.info("loading base weights from %s", model_base)
     if config is None:
-        model, info = AutoModelForCausalLM.from_pretrained(model_base, output_loading_info=True, **kwargs)
+        model, info = load_with_report(AutoModelForCausalLM, model_base, **kwargs)
     else:
-        model, info = causal_lm_class(config).from_pretrained(model_base, config=config, output_loading_info=True,
-                                                              **kwargs)
+        model, info = load_with_report(causal_lm_class(config), model_base, config=config, **kwargs)
     loaded = set()
     trainables = find_weight_file(model_path, "non_lora_trainables")
     if trainables is not None:
@@ -296,8 +298,7 @@ def load_pretrained_model(
         elif not _has_full_weights(model_path):
             raise ValueError(f"{model_path} holds no language-model weights (a projector-only checkpoint?): pass --model-base")
         else:
-            model, info = causal_lm_class(config).from_pretrained(model_path, config=config, output_loading_info=True,
-                                                                  **load_kwargs)
+            model, info = load_with_report(causal_lm_class(config), model_path, config=config, **load_kwargs)
             check_loading_info(model, info, model_path)
     elif is_lora:
         model = _load_lora(model_path, model_base, None, **load_kwargs)

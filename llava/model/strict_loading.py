@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from transformers import PreTrainedModel
+from transformers.utils import logging as hf_logging
 from transformers.conversion_mapping import get_checkpoint_conversion_mapping, register_checkpoint_conversion_mapping
 
 
@@ -78,10 +79,24 @@ def check_load_report(info: dict, source: str, filled_elsewhere: Iterable[str] =
                               + " (a checkpoint in a layout we do not support, or an incomplete download)")
 
 
+def load_with_report(model_class, path: str, **kwargs) -> tuple[PreTrainedModel, dict]:
+    """`model_class.from_pretrained(path, **kwargs)` and its loading report, for `check_load_report`.
+
+    transformers prints its own table of every key it did not match (a hundred lines for the text half of the
+    CLIP checkpoint LLaVA-1.5 reads its tower from); the check of the report is what counts, so the table is off.
+    """
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return model_class.from_pretrained(path, output_loading_info=True, **kwargs)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
 def load_strictly(model_class, path: str, filled_elsewhere: Iterable[str] = (), **kwargs) -> PreTrainedModel:
     """`model_class.from_pretrained(path, **kwargs)`, refused when any weight is left uninitialised or any tensor of
     the checkpoint unused (see `check_load_report`)."""
-    model, info = model_class.from_pretrained(path, output_loading_info=True, **kwargs)
+    model, info = load_with_report(model_class, path, **kwargs)
     check_load_report(info, str(path), filled_elsewhere)
     return model
 
