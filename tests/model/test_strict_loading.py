@@ -84,54 +84,69 @@ def test_a_qwen_checkpoint_missing_a_weight_or_its_tokenizer_is_refused(qwen_ckp
         load_pretrained_model(str(path), None, device="cpu")
 
 
-def run_worker(model_path, tmp_path):
+def worker_flags(model_path, tmp_path):
     questions = tmp_path / "questions.jsonl"
     questions.write_text('{"question_id": 0, "image": "red.png", "text": "What is this?"}\n')
     Image.new("RGB", (64, 48), (200, 30, 30)).save(tmp_path / "red.png")
-    return subprocess.run(
-        [sys.executable, "-m", "llava.eval.model_vqa_loader", "--model-path", str(model_path), "--question-file",
-         str(questions), "--image-folder", str(tmp_path), "--answers-file", str(tmp_path / "answers.jsonl"), "--conv-mode", "vicuna_v1",
-         "--temperature", "0", "--max_new_tokens", "2"],
-        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300,
-    )
+    return ["--model-path", str(model_path), "--question-file", str(questions), "--image-folder", str(tmp_path),
+            "--answers-file", str(tmp_path / "answers.jsonl"), "--conv-mode", "vicuna_v1", "--temperature", "0",
+            "--max_new_tokens", "2"]
 
 
-@pytest.mark.parametrize("breakage, named", [
-    ("missing", "model.layers.0.self_attn.q_proj.weight"),
-    ("unexpected", "model.stray.weight"),
-    ("tokenizer", "tokenizer_config.json"),
-])
-def test_the_worker_command_line_names_the_problem_and_exits_2(tiny_ckpt, tmp_path, breakage, named):
-    path = copy_of(tiny_ckpt, tmp_path, breakage)
+def run_module(module, flags):
+    """`python -m module flags...`, as a user types it."""
+    return subprocess.run([sys.executable, "-m", module, *flags], input="", capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+
+
+def break_checkpoint(path, breakage, named):
     if breakage == "missing":
         edit_weights(path, drop=[named])
     elif breakage == "unexpected":
         edit_weights(path, add={named: torch.zeros(2)})
     else:
-        (path / "tokenizer_config.json").unlink()
-    result = run_worker(path, tmp_path)
+        (path / named).unlink()
+
+
+def test_the_worker_command_line_names_a_missing_weight_and_exits_2(tiny_ckpt, tmp_path):
+    path = copy_of(tiny_ckpt, tmp_path, "missing")
+    break_checkpoint(path, "missing", "model.layers.0.self_attn.q_proj.weight")
+    result = run_module("llava.eval.model_vqa_loader", worker_flags(path, tmp_path))
     assert result.returncode == 2, result.stderr
-    assert named in result.stderr and "Traceback" not in result.stderr
+    assert "model.layers.0.self_attn.q_proj.weight" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "answers.jsonl").exists() or (tmp_path / "answers.jsonl").read_text() == ""
 
 
-ENTRY_POINTS = {
-    "run_llava": ["llava.eval.run_llava", "--query", "What is this?", "--device", "cpu"],
-    "cli": ["llava.serve.cli", "--device", "cpu"],
-    "model_worker": ["llava.serve.model_worker", "--no-register", "--device", "cpu", "--port", "0"],
-}
+@pytest.mark.parametrize("breakage, named", [("unexpected", "model.stray.weight"), ("tokenizer", "tokenizer_config.json")])
+def test_the_worker_names_an_unknown_tensor_or_missing_tokenizer_and_exits_2(tiny_ckpt, tmp_path, capsys, breakage,
+                                                                              named):
+    """The worker's `main` (what `python -m` runs, in this process to save an interpreter start)."""
+    from llava.eval import model_vqa_loader
+
+    path = copy_of(tiny_ckpt, tmp_path, breakage)
+    break_checkpoint(path, breakage, named)
+    assert model_vqa_loader.main(worker_flags(path, tmp_path)) == 2
+    assert named in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
-def test_every_command_line_refuses_a_checkpoint_missing_a_weight(tiny_ckpt, tmp_path, entry):
+@pytest.mark.parametrize("entry", ["run_llava", "cli"])
+def test_run_llava_and_the_cli_refuse_a_checkpoint_missing_a_weight(tiny_ckpt, tmp_path, capsys, entry):
+    from llava.eval import run_llava
+    from llava.serve import cli
+
     path = copy_of(tiny_ckpt, tmp_path, "missing")
-    edit_weights(path, drop=["model.mm_projector.0.weight"])
+    break_checkpoint(path, "missing", "model.mm_projector.0.weight")
     Image.new("RGB", (64, 48), (200, 30, 30)).save(tmp_path / "red.png")
-    module, *flags = ENTRY_POINTS[entry]
-    if entry != "model_worker":
-        flags += ["--image-file", str(tmp_path / "red.png")]
-    result = subprocess.run([sys.executable, "-m", module, "--model-path", str(path), *flags], input="",
-                            capture_output=True, text=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-                            timeout=300)
+    flags = ["--model-path", str(path), "--image-file", str(tmp_path / "red.png"), "--device", "cpu"]
+    main = run_llava.main if entry == "run_llava" else cli.main
+    assert main(flags + (["--query", "What is this?"] if entry == "run_llava" else [])) == 2
+    assert "model.mm_projector.0.weight" in capsys.readouterr().err
+
+
+def test_the_model_worker_refuses_a_checkpoint_missing_a_weight(tiny_ckpt, tmp_path):
+    path = copy_of(tiny_ckpt, tmp_path, "missing")
+    break_checkpoint(path, "missing", "model.mm_projector.0.weight")
+    result = run_module("llava.serve.model_worker",
+                        ["--model-path", str(path), "--no-register", "--device", "cpu", "--port", "0"])
     assert result.returncode == 2, result.stderr
     assert "model.mm_projector.0.weight" in result.stderr and "Traceback" not in result.stderr
