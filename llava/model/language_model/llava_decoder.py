@@ -47,8 +47,8 @@ class PrunedDecoderMixin:
     @torch.no_grad()
     def _init_weights(self, module):
         super()._init_weights(module)
-        # LLaVA-1.6's row separator is a bare parameter, which transformers' defaults do not cover. A checkpoint
-        # without it (a LLaVA-1.5 model switched to spatial_unpad) starts from LLaVA's initialisation.
+        # LLaVA-1.6's row separator is a bare parameter, which transformers' defaults do not cover: a model built
+        # from its config gets LLaVA's initialisation (a checkpoint lacking it is refused by strict loading).
         if module is self and getattr(self, "image_newline", None) is not None:
             init.normal_(self.image_newline, mean=0.0, std=self.config.hidden_size**-0.5)
 
