@@ -15,6 +15,17 @@ def tiny_ckpt(tmp_path_factory):
     return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "llava-tiny", seed=0)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's in-process runs, as its single-threaded worker subprocesses use: answers must
+    match bit for bit across processes, and on a busy 2-core machine multi-threaded CPU kernels crawl
+    (`pytestmark = pytest.mark.usefixtures("one_thread")`)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_image():
     """A 336x336 RGB image with structure (a bright square on a dark background) so features vary."""

@@ -6,8 +6,8 @@ Qwen2-VL whose language model was never loaded answers noise), so every load goe
 `load_strictly`, which turns the report into a `CheckpointError` naming the first keys of each kind.
 
 The differences that are known and harmless are listed once, in `HARMLESS`, each with its reason. A load
-that legitimately leaves a part to be filled from elsewhere (the vision tower that LLaVA-1.5 names in
-`mm_vision_tower`, the projector of a stage-1 checkpoint) says so with `filled_elsewhere`.
+that legitimately leaves a part to be filled from elsewhere (the projector of a stage-1 checkpoint, loaded
+from its own file next) says so with `filled_elsewhere`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 
-from transformers import PreTrainedModel
-from transformers.utils import logging as hf_logging
+from transformers import AutoTokenizer, PreTrainedModel
 from transformers.conversion_mapping import get_checkpoint_conversion_mapping, register_checkpoint_conversion_mapping
+from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
+from transformers.utils import logging as hf_logging
 
 
 class CheckpointError(ValueError):
@@ -145,9 +146,6 @@ def load_declared_tokenizer(path: str, find_file, **kwargs):
     first word, none after the image placeholder). LLaVA itself loaded the class the files declare.
     """
     require_tokenizer_files(path, find_file)
-    from transformers import AutoTokenizer
-    from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
-
     with open(find_file(path, "tokenizer_config.json"), encoding="utf-8") as f:
         declared = json.load(f).get("tokenizer_class")
     tokenizer_class = tokenizer_class_from_name(declared) if declared else None
