@@ -1,0 +1,62 @@
+"""scripts/gpu_check.sh: fails at once and clearly without a GPU; its comparisons count what they say; its whole
+code path runs (on the CPU, tiny sizes) and reports every method and check."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from llava.eval import gpu_check
+from llava.model.pruning import method_names
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_script_fails_at_once_and_says_why_on_a_machine_without_a_gpu():
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh")], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2
+    assert "needs a CUDA GPU" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_no_model_is_loaded_before_the_gpu_is_found_missing(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("a model was loaded before the device check")
+
+    monkeypatch.setattr(gpu_check, "load_pretrained_model", must_not_load)
+    assert gpu_check.main([]) == 2
+    assert "--device cpu --smoke" in capsys.readouterr().err
+
+
+def test_kept_comparison_counts_questions_and_swapped_tokens():
+    comparison = gpu_check.KeptComparison()
+    comparison.add([(0, 1), (0, 2), (0, 3), (0, 4)], [(0, 1), (0, 2), (0, 3), (0, 4)])  # identical
+    comparison.add([(0, 1), (0, 2), (0, 3), (0, 4)], [(0, 1), (0, 2), (0, 5), (0, 6)])  # two swapped
+    comparison.add([(0, 1), (0, 2)], [(1, 1), (1, 2)])  # same offsets in another image: both swapped
+    assert (comparison.questions, comparison.differing_questions) == (3, 2)
+    assert (comparison.swapped_tokens, comparison.kept_tokens) == (4, 10)
+    assert comparison.swapped_fraction == pytest.approx(0.4)
+    assert comparison.describe().startswith("1/3 questions identical; 4 of 10 kept tokens swapped (40.0%)")
+
+
+def test_the_whole_check_runs_on_the_cpu_in_smoke_mode(capsys):
+    assert gpu_check.main(["--device", "cpu", "--smoke"]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("check "):]
+    for checkpoint in ("llava-v1.5-tiny", "llava-v1.6-tiny"):
+        for method in method_names():
+            assert f"{checkpoint} {method} " in table
+        assert f"precision  {checkpoint} sdpa bfloat16" in table
+        assert f"batching   {checkpoint} batch 2 vs 1, fp32 sdpa  ok" in table
+    assert "prefill    smoke" in table
+    assert "FAIL" not in table
+    summary = out.strip().splitlines()[-1]
+    assert summary.startswith("gpu check: ") and " 0 failed" in summary
