@@ -1,11 +1,10 @@
-"""What every LLaVA language-model family shares: the decoder loop with the pruning hook, and LLaVA's causal LM.
+"""What every LLaVA language-model family shares: the pruning engine on the library's base model, and LLaVA's
+causal LM.
 
-transformers' `LlamaModel.forward` and `MistralModel.forward` are one loop that differs only in the function
-building the attention mask (Mistral's sliding window). `PrunedDecoderMixin.forward` is that loop plus the
-pruning engine's hook before each layer (`llava.model.pruning.engine`), which at layer K switches to the
-tokens the configured method keeps; a family supplies only its mask function (and may refuse pruning,
-`check_prunable`). `LlavaCausalLMMixin` is LLaVA's forward / generate over such a model: the image splice, the
-pruning record, the loss over kept tokens.
+`PrunedDecoderMixin` leaves the library base model's forward (`LlamaModel`, `MistralModel`) as it is and attaches
+the pruning engine to its decoder layers with hooks (`llava.model.pruning.attach`): at layer K the layers switch to
+the tokens the configured method keeps. A family may refuse pruning (`check_prunable`). `LlavaCausalLMMixin` is
+LLaVA's forward / generate over such a model: the image splice, the pruning record, the loss over kept tokens.
 
 Per-call pruning state (settings and image spans in, kept positions out) travels in a `PruningRecord`, never
 in `model.config`; `model.config.DART_config` is only the default for calls whose record leaves the settings
@@ -15,21 +14,18 @@ unset.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 
 import torch
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.cache_utils import Cache, DynamicCache
-from transformers.masking_utils import create_causal_mask
-from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
-from transformers.utils.generic import merge_with_config_defaults
-from transformers.utils.output_capturing import capture_outputs
+from transformers.cache_utils import Cache
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from llava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from llava.model.pruning import DARTConfig, PruningRecord
+from llava.model.pruning.attach import attach_engine
 from llava.model.pruning.backends import RotaryDecoderBackend
-from llava.model.pruning.engine import PruningHook, call_settings
+from llava.model.pruning.engine import call_settings
 from llava.model.pruning.record import ImageSpan
 
 
@@ -42,7 +38,17 @@ class LlavaCausalLMOutputWithPast(CausalLMOutputWithPast):
 
 class PrunedDecoderMixin:
     """Put first in the bases of a LLaVA base model, before `LlavaMetaModel` and the library's base model
-    (`LlamaModel`, `MistralModel`), whose modules (`embed_tokens`, `layers`, `rotary_emb`, `norm`) it runs."""
+    (`LlamaModel`, `MistralModel`): the library's forward runs unchanged, with the pruning engine attached to
+    its decoder layers by hooks (`llava.model.pruning.attach`). The forward takes two more keyword arguments:
+
+    image_spans: per sample, the (start, length) of each image's tokens (from the splice); pruning runs at
+        prefill when the call's settings (`dart_config(pruning_record)`) are set and a sample has an image.
+    pruning_record: per-call state; filled at prefill, needed again at each decoding step.
+    """
+
+    def __init__(self, config):
+        super().__init__(config)
+        attach_engine(self, lambda: RotaryDecoderBackend(self), self.check_prunable)
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -56,70 +62,8 @@ class PrunedDecoderMixin:
         """The pruning settings of a call: the record's own if it sets them, else `config.DART_config`."""
         return call_settings(record, RotaryDecoderBackend(self))
 
-    def mask_function(self) -> Callable:
-        """The transformers function that builds this family's attention mask, as its base model's forward picks it."""
-        return create_causal_mask
-
     def check_prunable(self) -> None:
         """Raise when this model cannot prune inside the language model; called before a prefill that would."""
-
-    @merge_with_config_defaults
-    @capture_outputs
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        use_cache: bool | None = None,
-        image_spans: list[list[ImageSpan]] | None = None,
-        pruning_record: PruningRecord | None = None,
-        **kwargs,
-    ) -> BaseModelOutputWithPast:
-        """The library base model's forward (LlamaModel / MistralModel) plus the pruning hook.
-
-        image_spans: per sample, the (start, length) of each image's tokens (from the splice); pruning runs
-            at prefill when the call's settings (`dart_config(pruning_record)`) are set and a sample has an image.
-        pruning_record: per-call state; filled at prefill, needed again at each decoding step.
-        """
-        if (input_ids is None) ^ (inputs_embeds is not None):
-            raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
-        if inputs_embeds is None:
-            inputs_embeds = self.embed_tokens(input_ids)
-        if use_cache and past_key_values is None:
-            past_key_values = DynamicCache(config=self.config)
-        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
-        if position_ids is None:
-            position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_length
-            position_ids = position_ids.unsqueeze(0)
-
-        causal_mask = self.mask_function()(
-            config=self.config,
-            inputs_embeds=inputs_embeds,
-            attention_mask=attention_mask,
-            past_key_values=past_key_values,
-            position_ids=position_ids,
-        )
-        hidden_states = inputs_embeds
-        position_embeddings = self.rotary_emb(hidden_states, position_ids=position_ids)
-        layer_kwargs = {"attention_mask": causal_mask, "position_embeddings": position_embeddings, "position_ids": position_ids}
-
-        prune = PruningHook(
-            RotaryDecoderBackend(self), pruning_record if pruning_record is not None else PruningRecord(),
-            image_spans=image_spans, attention_mask=attention_mask, position_ids=position_ids,
-            cache=past_key_values, past_length=past_length, hidden_states=inputs_embeds,
-        )
-        if prune.stages:
-            self.check_prunable()  # before any layer has run (and filled the caller's cache)
-        for idx, decoder_layer in enumerate(self.layers[: self.config.num_hidden_layers]):
-            hidden_states, layer_kwargs = prune(idx, hidden_states, layer_kwargs)
-            hidden_states = decoder_layer(
-                hidden_states, past_key_values=past_key_values, use_cache=use_cache, **layer_kwargs, **kwargs
-            )
-
-        hidden_states = self.norm(hidden_states)
-        return BaseModelOutputWithPast(last_hidden_state=hidden_states, past_key_values=past_key_values)
 
 
 class LlavaCausalLMMixin:

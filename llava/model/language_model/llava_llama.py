@@ -1,8 +1,7 @@
-"""LLaVA on LLaMA, with visual-token pruning (DART by default) inside the decoder loop.
+"""LLaVA on LLaMA, with visual-token pruning (DART by default) inside the language model.
 
-`LlavaLlamaModel` is transformers' `LlamaModel` with the shared LLaVA decoder loop
-(`llava.model.language_model.llava_decoder`): the library's loop plus the pruning engine's hook before each
-layer. `LlavaLlamaForCausalLM` is `LlamaForCausalLM` with LLaVA's image splice, forward and generate, shared
+`LlavaLlamaModel` is transformers' `LlamaModel`, its forward unchanged, with the pruning engine attached to its
+decoder layers (`llava.model.language_model.llava_decoder`). `LlavaLlamaForCausalLM` is `LlamaForCausalLM` with LLaVA's image splice, forward and generate, shared
 with the other families (`llava_mistral`).
 """
 

@@ -2,20 +2,17 @@
 
 Mistral is LLaMA's architecture with grouped-query attention and an optional sliding window, and its
 transformers base model runs LLaMA's decoder loop; the classes here are the shared LLaVA code
-(`llava_decoder`) over `MistralModel` / `MistralForCausalLM`, with the same pruning engine hook.
+(`llava_decoder`) over `MistralModel` / `MistralForCausalLM`, with the same pruning engine attached.
 
 The sliding window: with `sliding_window: null` (the released LLaVA-1.6-Mistral, from Mistral-7B-Instruct-v0.2)
-attention is plainly causal. With a window set, unpruned calls build transformers' sliding-window mask as
-`MistralModel` does, but pruning inside the language model is refused: a window over a pruned cache would count
-kept tokens rather than positions, and the library's sliding-window cache drops the keys the methods read.
+attention is plainly causal. With a window set, unpruned calls run `MistralModel`'s sliding-window mask, but
+pruning inside the language model is refused: a window over a pruned cache would count kept tokens rather than
+positions, and the library's sliding-window cache drops the keys the methods read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from transformers import AutoConfig, AutoModelForCausalLM, MistralConfig, MistralForCausalLM, MistralModel
-from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
 
 from llava.model.language_model.llava_decoder import LlavaCausalLMMixin, PrunedDecoderMixin
 from llava.model.llava_arch import LlavaMetaForCausalLM, LlavaMetaModel
@@ -33,9 +30,6 @@ class LlavaMistralConfig(MistralConfig):
 
 class LlavaMistralModel(PrunedDecoderMixin, LlavaMetaModel, MistralModel):
     config_class = LlavaMistralConfig
-
-    def mask_function(self) -> Callable:
-        return create_causal_mask if self.config.sliding_window is None else create_sliding_window_causal_mask
 
     def check_prunable(self) -> None:
         window = self.config.sliding_window

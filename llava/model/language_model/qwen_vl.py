@@ -1,8 +1,9 @@
 """Qwen2-VL and Qwen2.5-VL with visual-token pruning (DART by default), on transformers' own classes.
 
-Each family gets three thin subclasses of the library's classes: the text model, whose `forward` is the
-library's decoder loop plus the pruning engine's hook before each layer; the multimodal model, which builds
-that text model and keeps the pruning arguments away from the vision tower; and the generation class, which
+Each family gets three thin subclasses of the library's classes: the text model, its forward the library's, with
+the pruning engine attached to its decoder layers by hooks (`llava.model.pruning.attach`); the multimodal model,
+which builds that text model and keeps the pruning arguments (which travel with the library's **kwargs from the
+generation class down to the text model) away from the vision tower; and the generation class, which
 finds the image and video spans in the prompt and carries the call's `PruningRecord`. Nothing else is
 changed: the vision tower, the M-RoPE position ids (`get_rope_index`, `rope_deltas`) and `generate` are the
 library's. Kept tokens keep their original 3-D positions, so decoding positions are what they are unpruned.
@@ -17,24 +18,14 @@ from __future__ import annotations
 import inspect
 
 import torch
-from transformers.cache_utils import Cache, DynamicCache
-from transformers.masking_utils import create_causal_mask
-from transformers.modeling_outputs import BaseModelOutputWithPast
 from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as qwen25
 from transformers.models.qwen2_vl import modeling_qwen2_vl as qwen2
-from transformers.utils.generic import merge_with_config_defaults
-from transformers.utils.output_capturing import capture_outputs
 
 from llava.model.pruning import PruningRecord
+from llava.model.pruning.attach import PRUNING_CALL_KWARGS, attach_engine
 from llava.model.pruning.backends import QwenVLBackend
-from llava.model.pruning.engine import PruningHook
 from llava.model.pruning.record import ImageSpan
 from llava.model.strict_loading import inherit_weight_conversions
-
-# Keyword arguments of ours that travel with the library's **kwargs from the generation class down to the text
-# model; the vision tower, which gets the same **kwargs, must not see them.
-PRUNING_KWARGS = ("image_spans", "pruning_record")
-
 
 def vision_spans(input_ids: torch.Tensor, token_ids: tuple[int, ...]) -> list[list[ImageSpan]]:
     """Per row of (B, L) `input_ids`, the (start, length) of each run of image or video placeholder tokens:
@@ -50,7 +41,7 @@ def vision_spans(input_ids: torch.Tensor, token_ids: tuple[int, ...]) -> list[li
 
 
 class _PrunedTextModel:
-    """The Qwen2-VL / Qwen2.5-VL text model's forward (identical in both families) plus the pruning hook.
+    """The Qwen2-VL / Qwen2.5-VL text model (its forward the library's) with the pruning engine attached.
 
     `settings_config` is the top-level model config, where `DART_config` is looked up first; the generation
     class sets it.
@@ -58,65 +49,14 @@ class _PrunedTextModel:
 
     settings_config = None
 
-    @merge_with_config_defaults
-    @capture_outputs
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        use_cache: bool | None = None,
-        image_spans: list[list[ImageSpan]] | None = None,
-        pruning_record: PruningRecord | None = None,
-        **kwargs,
-    ) -> BaseModelOutputWithPast:
-        if (input_ids is None) ^ (inputs_embeds is not None):
-            raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
-        if use_cache and past_key_values is None:
-            past_key_values = DynamicCache(config=self.config)
-        if inputs_embeds is None:
-            inputs_embeds = self.embed_tokens(input_ids)
-        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
-        # M-RoPE: (3, B, L) positions for temporal, height and width; a leading text row makes them (4, B, L).
-        if position_ids is None:
-            position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_length
-            position_ids = position_ids.view(1, 1, -1).expand(3, inputs_embeds.shape[0], -1)
-        elif position_ids.ndim == 2:
-            position_ids = position_ids[None, ...].expand(3, position_ids.shape[0], -1)
-        if position_ids.ndim == 3 and position_ids.shape[0] == 4:
-            text_position_ids, position_ids = position_ids[0], position_ids[1:]
-        else:
-            text_position_ids = None
+    def __init__(self, config):
+        super().__init__(config)
+        attach_engine(self, lambda: QwenVLBackend(self, self.settings_config), self.check_prunable)
+
+    def check_prunable(self) -> None:
         if self.has_sliding_layers:  # released Qwen2-VL / 2.5-VL checkpoints set use_sliding_window: false
-            raise NotImplementedError("Qwen text models with sliding-window layers (use_sliding_window) are not supported")
-
-        causal_mask = create_causal_mask(
-            config=self.config,
-            inputs_embeds=inputs_embeds,
-            attention_mask=attention_mask,
-            past_key_values=past_key_values,
-            position_ids=text_position_ids,
-        )
-        hidden_states = inputs_embeds
-        position_embeddings = self.rotary_emb(hidden_states, position_ids)
-        layer_kwargs = {"attention_mask": causal_mask, "position_embeddings": position_embeddings,
-                        "position_ids": text_position_ids}
-
-        prune = PruningHook(
-            QwenVLBackend(self, self.settings_config), pruning_record if pruning_record is not None else PruningRecord(),
-            image_spans=image_spans, attention_mask=attention_mask, position_ids=position_ids,
-            cache=past_key_values, past_length=past_length, hidden_states=inputs_embeds,
-        )
-        for idx, decoder_layer in enumerate(self.layers):
-            hidden_states, layer_kwargs = prune(idx, hidden_states, layer_kwargs)
-            hidden_states = decoder_layer(
-                hidden_states, past_key_values=past_key_values, use_cache=use_cache, **layer_kwargs, **kwargs
-            )
-
-        hidden_states = self.norm(hidden_states)
-        return BaseModelOutputWithPast(last_hidden_state=hidden_states, past_key_values=past_key_values)
+            raise ValueError("pruning is not supported on Qwen text models with sliding-window layers "
+                             "(use_sliding_window): the window would count kept tokens, not positions")
 
 
 class _VisionWithoutPruningKwargs:
@@ -130,7 +70,7 @@ class _VisionWithoutPruningKwargs:
 
 
 def _without_pruning(kwargs: dict) -> dict:
-    return {key: value for key, value in kwargs.items() if key not in PRUNING_KWARGS}
+    return {key: value for key, value in kwargs.items() if key not in PRUNING_CALL_KWARGS}
 
 
 def _pruned_forward(library_class):
@@ -151,7 +91,7 @@ def _pruned_forward(library_class):
 
     parameters = list(inspect.signature(library_forward).parameters.values())
     variadic = [p for p in parameters if p.kind is inspect.Parameter.VAR_KEYWORD]
-    ours = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None) for name in PRUNING_KWARGS]
+    ours = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None) for name in PRUNING_CALL_KWARGS]
     forward.__signature__ = inspect.Signature([p for p in parameters if p not in variadic] + ours + variadic)
     forward.__doc__ = (
         f"`{library_class.__name__}.forward`; `pruning_record` carries this call's settings in and its kept "

@@ -1,22 +1,24 @@
-"""Engine backends for decoder models laid out like transformers' `LlamaModel`.
+"""Engine backends for decoder models laid out like transformers' decoders.
 
-`RotaryDecoderBackend` serves any model with `layers[i].input_layernorm`, `layers[i].self_attn.k_proj`
-(and `head_dim`), a `rotary_emb` returning (cos, sin) and a final `norm`: LLaMA and Qwen2's text model
-among them. A family with another RoPE layout overrides `apply_rotary` (and `position_embeddings`).
-`QwenVLBackend` is that backend for the Qwen2-VL / Qwen2.5-VL text models (M-RoPE: the rotary embedding
-takes (3, B, L) positions and returns ordinary (B, L, head_dim) cos / sin), with the reference's settings.
+`RotaryDecoderBackend` serves any text model with `layers[i].input_layernorm` before `layers[i].self_attn` and a
+final `norm` (LLaMA, Mistral, Qwen2-VL's and Qwen2.5-VL's text models, Qwen3, ...). What the methods read inside a
+layer (the keys after RoPE, the last token's attention row) comes out of the layer's own attention module, so its
+projections, biases, q / k norms, grouped-query heads and rotary embedding are the ones the layer uses.
+`QwenVLBackend` is that backend for the Qwen2-VL / Qwen2.5-VL text models, with the DART release's settings.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-from typing import Any
 
 import torch
 from transformers.masking_utils import create_causal_mask
-from transformers.models.llama.modeling_llama import rotate_half
 
+from llava.model.pruning.config import DARTConfig
 from llava.model.pruning.engine import warn_once
+
+LLAVA_DEFAULT_BUDGET = DARTConfig.max_num_trunction  # 128, what the flags and make_dart_config fill in
 
 
 class RotaryDecoderBackend:
@@ -47,43 +49,43 @@ class RotaryDecoderBackend:
         return self.model.norm(hidden_states)
 
     def layer_keys(self, layer_idx: int, layer_input: torch.Tensor, position_embeddings, cache) -> torch.Tensor:
-        """From the cache when it holds exactly this prefill (keys are stored after RoPE), else recomputed."""
+        """From the cache when it holds exactly this prefill (keys are stored after RoPE), else from the layer's
+        attention module run on the layer's input."""
         if cache is not None and cache.get_seq_length(layer_idx) == layer_input.shape[1]:
             keys = cache.layers[layer_idx].keys  # (B, kv_heads, L, head_dim)
-            return keys.transpose(1, 2).flatten(2)
-        layer = self.model.layers[layer_idx]
-        attn = layer.self_attn
-        batch, length, _ = layer_input.shape
-        keys = attn.k_proj(layer.input_layernorm(layer_input)).view(batch, length, -1, attn.head_dim)
-        return self.apply_rotary(keys, position_embeddings).flatten(2)
+        else:
+            layer = self.model.layers[layer_idx]
+            spy = _KeyCapture()
+            try:
+                _eager_twin(layer.self_attn).forward(hidden_states=layer.input_layernorm(layer_input),
+                                                     position_embeddings=position_embeddings, attention_mask=None,
+                                                     past_key_values=spy)
+            except _KeysCaptured:
+                pass
+            if spy.keys is None:
+                raise TypeError(f"{type(layer.self_attn).__name__} never handed its keys to the cache "
+                                "(past_key_values.update): the pruning engine cannot read them")
+            keys = spy.keys
+        return keys.transpose(1, 2).flatten(2)
 
     def last_token_attention(self, layer_idx: int, layer_input: torch.Tensor, position_embeddings, keys: torch.Tensor,
                              valid: torch.Tensor | None) -> torch.Tensor:
-        """softmax(q_last . k / sqrt(d)) per head, averaged over heads: the row of the last token in the
-        attention weights eager attention would return for this layer, (B, L) in float32. Only the last
-        token's query is projected, so it costs one (heads x L) product whatever attention backend runs."""
+        """The row of the last token in the attention weights eager attention returns for this layer, averaged
+        over heads, (B, L) in float32. The layer's attention module runs eagerly on the last token alone,
+        against `keys` (this layer's, after RoPE): one (heads x L) product whatever attention backend the model
+        runs, in the model's dtype as eager attention computes it (softmax in float32)."""
         layer = self.model.layers[layer_idx]
         attn = layer.self_attn
         batch, length, _ = layer_input.shape
-        query = attn.q_proj(layer.input_layernorm(layer_input[:, -1:])).view(batch, 1, -1, attn.head_dim)
-        cos, sin = position_embeddings
-        query = self.apply_rotary(query, (cos[..., -1:, :], sin[..., -1:, :]))[:, 0]  # (B, heads, d)
-        keys = keys.view(batch, length, -1, attn.head_dim)
-        groups = query.shape[1] // keys.shape[2]  # grouped-query attention: each KV head serves `groups` heads
-        keys = keys.repeat_interleave(groups, dim=2)
-        scale = getattr(attn, "scaling", attn.head_dim ** -0.5)
-        scores = torch.einsum("bhd,blhd->bhl", query.float(), keys.float()) * scale
+        keys = keys.view(batch, length, -1, attn.head_dim).transpose(1, 2)
+        mask = torch.zeros(batch, 1, 1, length, dtype=layer_input.dtype, device=layer_input.device)
         if valid is not None:  # the last token is the newest, so causality masks nothing else
-            scores = scores.masked_fill(~valid.to(scores.device).bool()[:, None, :], float("-inf"))
-        return scores.softmax(dim=-1).mean(dim=1)
-
-    def apply_rotary(self, keys: torch.Tensor, position_embeddings) -> torch.Tensor:
-        """RoPE on (B, L, heads, head_dim) keys, as the attention layers apply it."""
-        cos, sin = (e.unsqueeze(2) for e in position_embeddings)
-        return keys * cos + rotate_half(keys) * sin
-
-    def position_embeddings(self, hidden_states: torch.Tensor, position_ids: torch.Tensor) -> Any:
-        return self.model.rotary_emb(hidden_states, position_ids=position_ids)
+            mask = mask.masked_fill(~valid.to(mask.device).bool()[:, None, None, :], torch.finfo(mask.dtype).min)
+        _, weights = _eager_twin(attn).forward(
+            hidden_states=layer.input_layernorm(layer_input[:, -1:]),
+            position_embeddings=tuple(e[..., -1:, :] for e in position_embeddings),
+            attention_mask=mask, past_key_values=_KeyCapture(keys))
+        return weights[:, :, -1].float().mean(dim=1)
 
     def causal_mask(self, hidden_states: torch.Tensor, attention_mask, cache, layer_idx: int):
         return create_causal_mask(
@@ -95,6 +97,37 @@ class RotaryDecoderBackend:
             position_ids=None,
             layer_idx=layer_idx if cache is not None else None,
         )
+
+
+class _KeysCaptured(Exception):
+    """Raised by `_KeyCapture` once it holds the keys: the attention module need not compute anything more."""
+
+
+class _KeyCapture:
+    """Stands in for the KV cache in one call of an attention module. `update` is where every transformers
+    attention hands over its keys after its norms and rotary embedding: with no keys given, they are captured
+    and the call stops there; with keys given, they (and zero values: only the weights are read) replace the
+    call's own, as a cache holding the prefill would."""
+
+    def __init__(self, keys: torch.Tensor | None = None):
+        self.keys = keys
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
+        if self.keys is None:
+            self.keys = key_states
+            raise _KeysCaptured
+        values = self.keys.new_zeros(*self.keys.shape[:-1], value_states.shape[-1])
+        return self.keys, values
+
+
+def _eager_twin(attn: torch.nn.Module) -> torch.nn.Module:
+    """The attention module under eager attention, which returns its weights: a shallow copy sharing its
+    parameters and submodules, with a config copy naming eager attention (the model's own config is untouched,
+    so concurrent calls are unaffected). Called through `forward`, so no hook of the module sees it."""
+    twin = copy.copy(attn)
+    twin.config = copy.copy(attn.config)
+    twin.config._attn_implementation = "eager"
+    return twin
 
 
 class QwenVLBackend(RotaryDecoderBackend):
@@ -116,11 +149,13 @@ class QwenVLBackend(RotaryDecoderBackend):
 
     def adapt_settings(self, settings):
         """The reference's Qwen budget is the ratio only, T = int(m * (1 - reduction_ratio) / pivots); it
-        never reads max_num_trunction, and neither do we on Qwen."""
-        if settings.max_num_trunction is not None:
+        never reads max_num_trunction, and neither do we on Qwen. Every command fills in LLaVA-1.5's default
+        budget when the user gives none, so only another value is worth a warning."""
+        if settings.max_num_trunction not in (None, LLAVA_DEFAULT_BUDGET):
             warn_once(
                 f"max_num_trunction={settings.max_num_trunction} is ignored on Qwen2-VL / Qwen2.5-VL, as in the DART "
                 f"release: the budget comes from reduction_ratio={settings.reduction_ratio}"
             )
+        if settings.max_num_trunction is not None:
             settings = dataclasses.replace(settings, max_num_trunction=None)
         return settings

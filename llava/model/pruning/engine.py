@@ -1,18 +1,19 @@
 """The pruning engine: the bookkeeping every model family and every method share.
 
-A decoder loop builds one `PruningHook` per forward call and calls it before each layer:
+One `PruningHook` serves one forward call of a text model and is called before each decoder layer with the
+layer's input and keyword arguments (`llava.model.pruning.attach` does this with hooks on the library's model):
 
-    hook = PruningHook(backend, record, image_spans=..., attention_mask=..., position_ids=..., cache=...,
-                       past_length=..., hidden_states=inputs_embeds)
+    hook = PruningHook(backend, record, image_spans=..., attention_mask=..., cache=..., past_length=...,
+                       hidden_states=inputs_embeds)
     for idx, layer in enumerate(layers):
         hidden_states, layer_kwargs = hook(idx, hidden_states, layer_kwargs)
         hidden_states = layer(hidden_states, **layer_kwargs)
 
 At prefill, before each of the method's pruning layers (layer K for DART), the hook runs the method on every
 image span of every sample, gathers the kept tokens (rows that keep fewer tokens are left-padded and the
-padding is masked), gives them their original positions and builds the mask of the shorter sequence. At
-each decoding step it reuses the prefill's kept sets from the record and only rebuilds, at each pruning
-layer, the mask for the layers from there on, whose cache is shorter.
+padding is masked) with their position embeddings (original positions) and builds the mask of the shorter
+sequence. At each decoding step it reuses the prefill's kept sets from the record and only rebuilds, at each
+pruning layer, the mask for the layers from there on, whose cache is shorter.
 The backend (`PruningBackend`) supplies only what differs between model families.
 """
 
@@ -70,9 +71,6 @@ class PruningBackend(Protocol):
         """Layer `layer_idx`'s attention weights of each row's last token, averaged over heads, (B, L), with
         `keys` that layer's key states and `valid` (B, L) the real tokens (None: all)."""
 
-    def position_embeddings(self, hidden_states: torch.Tensor, position_ids: torch.Tensor) -> Any:
-        """What the layers take as `position_embeddings` for the given (gathered) positions."""
-
     def causal_mask(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, cache, layer_idx: int) -> Any:
         """The mask of layers >= layer_idx for `hidden_states`, a 2-D padding mask over their own cache + query."""
 
@@ -113,13 +111,13 @@ def pad_rows_left(rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Ten
     return keep, valid
 
 
-def gather_positions(position_ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Position ids of the kept tokens: `position_ids` is (..., B or 1, L) (1-D positions or M-RoPE's
-    stacked axes), `keep` (B, L'); the result is (..., B, L')."""
+def gather_tokens(embeddings: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The rows `keep` (B, L') of per-token tensors laid out (B or 1, L, ...), such as the rotary cos / sin the
+    layers take: a kept token keeps the position embedding of its original position."""
     batch, kept = keep.shape
-    leading = position_ids.shape[:-2]
-    expanded = position_ids.expand(*leading, batch, position_ids.shape[-1])
-    return expanded.gather(-1, keep.to(position_ids.device).expand(*leading, batch, kept))
+    expanded = embeddings.expand(batch, *embeddings.shape[1:])
+    index = keep.to(embeddings.device).view(batch, kept, *([1] * (embeddings.ndim - 2)))
+    return expanded.gather(1, index.expand(batch, kept, *embeddings.shape[2:]))
 
 
 class PruningHook:
@@ -128,16 +126,14 @@ class PruningHook:
     image_spans: per sample (or per prompt, repeated for beams), the (start, length) of each image.
     attention_mask: the call's 2-D padding mask over cache + query (None: no padding); a 4-D mask is
         passed through unchanged to the layers before K and not used for the pruned ones.
-    position_ids: the positions of the query tokens, (..., B or 1, L).
     """
 
-    def __init__(self, backend: PruningBackend, record: PruningRecord, *, image_spans, attention_mask, position_ids,
-                 cache, past_length: int, hidden_states: torch.Tensor):
+    def __init__(self, backend: PruningBackend, record: PruningRecord, *, image_spans, attention_mask, cache,
+                 past_length: int, hidden_states: torch.Tensor):
         self.backend = backend
         self.record = record
         self.cache = cache
         self.attention_mask = attention_mask if attention_mask is not None and attention_mask.ndim == 2 else None
-        self.position_ids = position_ids
         self.past_length = past_length
         self.settings: DARTConfig | None = None
         self._layer_input: torch.Tensor | None = None
@@ -234,12 +230,8 @@ class PruningHook:
 
         hidden_states = hidden_states.gather(1, keep.unsqueeze(-1).expand(-1, -1, dim))
         # Kept tokens keep their original positions, so RoPE sees what it would see unpruned.
-        positions = self.position_ids
-        if positions is None:
-            positions = torch.arange(record.prefill_length, device=hidden_states.device).unsqueeze(0)
-        position_embeddings = self.backend.position_embeddings(hidden_states, gather_positions(positions, absolute))
         kwargs = self._pruned_kwargs(hidden_states, layer_kwargs, layer, self._segment_mask(kept, hidden_states))
-        kwargs["position_embeddings"] = position_embeddings
+        kwargs["position_embeddings"] = tuple(gather_tokens(e, keep) for e in layer_kwargs["position_embeddings"])
         return hidden_states, kwargs
 
     def _selected_rows(self, stage: int, hidden_states: torch.Tensor, position_embeddings) -> list[torch.Tensor]:

@@ -15,7 +15,7 @@ from test_engine import (
     with_generated_tokens,
 )
 from test_engine import prompt as vicuna_prompt
-from transformers import LlamaConfig, LlamaModel
+from transformers import LlamaConfig, LlamaModel, Qwen2VLTextConfig, Qwen2VLTextModel, Qwen3Config, Qwen3Model
 
 from llava.mm_utils import process_images
 from llava.model import PruningRecord
@@ -45,29 +45,48 @@ def eager_attentions(model, ids, images, record=None):
     return out.attentions, record.image_spans[0][0]
 
 
-def test_the_attention_row_is_the_last_row_of_eager_attention_weights():
-    """transformers' own LLaMA (grouped-query attention, a left-padded batch) under eager attention: the
-    backend's row equals each layer's returned weights for the last token, averaged over heads."""
+def small_text_model(family: str):
+    """A randomly initialised transformers text model of a family whose attention differs from LLaMA's."""
+    common = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3,
+              "num_attention_heads": 4, "num_key_value_heads": 2, "attn_implementation": "eager",
+              "bos_token_id": None, "eos_token_id": None, "pad_token_id": None}
+    if family == "llama":  # grouped-query attention, no biases
+        return LlamaModel(LlamaConfig(**common))
+    if family == "qwen3":  # RMS norms on the queries and keys of each head, before RoPE
+        return Qwen3Model(Qwen3Config(**common, head_dim=8))
+    # Qwen2-VL's text model: q / k / v biases and M-RoPE over (3, B, L) positions
+    return Qwen2VLTextModel(Qwen2VLTextConfig(
+        **common, rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [1, 1, 2]}))
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen3", "qwen2_vl"])
+def test_the_attention_row_is_the_last_row_of_eager_attention_weights(family):
+    """transformers' own models under eager attention, a left-padded batch: the backend's row equals each
+    layer's returned weights for the last token, averaged over heads, and its keys are the layer's own."""
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                         num_attention_heads=4, num_key_value_heads=2, attn_implementation="eager")
-    model = LlamaModel(config).eval()
+    model = small_text_model(family).eval()
+    if family == "qwen3":  # random norms, so a backend skipping them would rank other tokens
+        for layer in model.layers:
+            torch.nn.init.uniform_(layer.self_attn.q_norm.weight, 0.2, 3.0)
+            torch.nn.init.uniform_(layer.self_attn.k_norm.weight, 0.2, 3.0)
     ids = torch.randint(1, 64, (2, 12))
     mask = torch.ones_like(ids)
     mask[1, :5] = 0
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    if family == "qwen2_vl":  # distinct temporal / height / width rows, as an image's tokens have
+        positions = torch.stack([positions, positions * 2, positions * 3])
     with torch.no_grad():
         out = model(ids, attention_mask=mask, position_ids=positions, output_attentions=True,
                     output_hidden_states=True, use_cache=True)
         backend = RotaryDecoderBackend(model)
         for layer in range(3):
             layer_input = out.hidden_states[layer]
-            embeddings = model.rotary_emb(layer_input, position_ids=positions)
+            embeddings = model.rotary_emb(layer_input, positions)
             keys = backend.layer_keys(layer, layer_input, embeddings, None)
-            row = backend.last_token_attention(layer, layer_input, embeddings, keys, mask.bool())
-            torch.testing.assert_close(row, out.attentions[layer][:, :, -1].mean(1), rtol=0, atol=1e-6)
             cached = out.past_key_values.layers[layer].keys.transpose(1, 2).flatten(2)
             torch.testing.assert_close(keys, cached, rtol=0, atol=1e-6)  # the keys the layer itself used
+            row = backend.last_token_attention(layer, layer_input, embeddings, keys, mask.bool())
+            torch.testing.assert_close(row, out.attentions[layer][:, :, -1].mean(1), rtol=0, atol=1e-6)
 
 
 def test_fastv_keeps_the_image_tokens_most_attended_in_layer_k_minus_1_under_eager_and_sdpa(by_attention):

@@ -1,15 +1,12 @@
 """The pruning engine: ragged batches equal single runs, cached decoding after a ragged prefill equals a full
 forward with the same kept sets, several images pruned per span, and a second backend driving the engine."""
 
-import hashlib
-import inspect
 
 import pytest
 import torch
 from PIL import Image
 from transformers import LlamaConfig, LlamaModel
 from transformers.models.llama import modeling_llama
-from transformers.models.mistral import modeling_mistral
 
 from llava.constants import IMAGE_TOKEN_INDEX
 from llava.conversation import conv_templates
@@ -17,8 +14,9 @@ from llava.mm_utils import process_images, tokenizer_image_token
 from llava.model import PruningRecord
 from llava.model.builder import load_pretrained_model
 from llava.model.pruning import PruningInput, PruningMethod, make_dart_config, parse_dart_config, register_method
+from llava.model.pruning.attach import attach_engine
 from llava.model.pruning.dart import select_image_tokens
-from llava.model.pruning.engine import PruningHook, gather_positions, pad_rows_left
+from llava.model.pruning.engine import gather_tokens, pad_rows_left
 from llava.model.tiny_checkpoint import build_tiny_checkpoint
 
 
@@ -286,7 +284,6 @@ def test_two_images_in_one_prompt_are_pruned_per_span(llava15):
     (s1, m1), (s2, m2) = spliced.image_spans[0]
     length = spliced.inputs_embeds.shape[1]
     # Expected from the unpruned run: layer K-1's output through the final norm, its cached post-RoPE keys.
-    llava_next = model.config.image_aspect_ratio == "anyres"
     normed = model.get_model().norm(plain.hidden_states[cfg.K])[0]
     keys = plain.past_key_values.layers[cfg.K - 1].keys[0].transpose(0, 1).flatten(1)
     text_after_first = torch.cat([torch.arange(s1 + m1, s2), torch.arange(s2 + m2, length)])  # not image 2's tokens
@@ -327,9 +324,6 @@ class EagerMaskBackend:
         _, keys = modeling_llama.apply_rotary_pos_emb(keys, keys, *position_embeddings)
         return keys.transpose(1, 2).flatten(2)
 
-    def position_embeddings(self, hidden_states, position_ids):
-        return self.model.rotary_emb(hidden_states, position_ids=position_ids)
-
     def causal_mask(self, hidden_states, attention_mask, cache, layer_idx):
         batch, length = hidden_states.shape[:2]
         allowed = torch.ones(length, length, dtype=torch.bool).tril().expand(batch, -1, -1)
@@ -338,26 +332,11 @@ class EagerMaskBackend:
         return torch.zeros(batch, 1, length, length).masked_fill(~allowed[:, None], torch.finfo(torch.float32).min)
 
 
-class PrunedLlama(LlamaModel):
-    """A plain LlamaModel whose loop calls the engine: all a new family needs besides its backend."""
-
-    def forward(self, inputs_embeds, image_spans, settings, record):
-        positions = torch.arange(inputs_embeds.shape[1])[None]
-        kwargs = {"attention_mask": EagerMaskBackend(self, settings).causal_mask(inputs_embeds, None, None, 0),
-                  "position_embeddings": self.rotary_emb(inputs_embeds, position_ids=positions), "position_ids": positions}
-        hook = PruningHook(EagerMaskBackend(self, settings), record, image_spans=image_spans, attention_mask=None,
-                           position_ids=positions, cache=None, past_length=0, hidden_states=inputs_embeds)
-        hidden = inputs_embeds
-        for idx, layer in enumerate(self.layers):
-            hidden, kwargs = hook(idx, hidden, kwargs)
-            hidden = layer(hidden, **kwargs)
-        return self.norm(hidden)
-
-
 def test_a_second_backend_on_a_plain_llama_model_prunes_like_llava(llava15):
     tokenizer, model, processor = llava15
     cfg = model.config
-    plain = PrunedLlama(LlamaConfig(
+    # The library's LlamaModel, its forward untouched: attaching the engine with a backend is all a family needs.
+    plain = LlamaModel(LlamaConfig(
         vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
         num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
         num_key_value_heads=cfg.num_key_value_heads, rms_norm_eps=cfg.rms_norm_eps,
@@ -366,13 +345,15 @@ def test_a_second_backend_on_a_plain_llama_model_prunes_like_llava(llava15):
     state = {k.removeprefix("model."): v for k, v in model.state_dict().items() if k.startswith("model.")}
     plain.load_state_dict({k: v for k, v in state.items() if k in plain.state_dict()}, strict=True)
     settings = make_dart_config(max_num_trunction=48)
+    attach_engine(plain, lambda: EagerMaskBackend(plain, settings))
     ids = prompt(tokenizer, "<image>\nWhat colour is the square?")[None]
     with torch.no_grad():
         spliced = model.prepare_multimodal_inputs(ids, process_images([scene(10)], processor, model.config))
         ours, theirs = PruningRecord(dart_config=settings), PruningRecord()
         expected = model.get_model()(inputs_embeds=spliced.inputs_embeds, image_spans=spliced.image_spans,
                                      pruning_record=ours).last_hidden_state
-        got = plain(spliced.inputs_embeds, spliced.image_spans, settings, theirs)
+        got = plain(inputs_embeds=spliced.inputs_embeds, image_spans=spliced.image_spans,
+                    pruning_record=theirs).last_hidden_state
     assert torch.equal(theirs.keep, ours.keep) and ours.num_kept_image_tokens() == 4 + 48
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 
@@ -388,41 +369,12 @@ def test_ragged_rows_are_left_padded_with_a_real_index_and_masked():
     assert same.tolist() == [[0, 1], [2, 3]] and none is None
 
 
-def test_positions_are_gathered_for_1d_and_stacked_3d_layouts():
+def test_position_embeddings_are_gathered_per_row_from_a_shared_or_per_row_layout():
     keep = torch.tensor([[0, 2], [1, 3]])
-    assert gather_positions(torch.arange(4)[None] + 10, keep).tolist() == [[10, 12], [11, 13]]
-    mrope = torch.stack([torch.arange(4), torch.arange(4) * 2, torch.arange(4) * 3])[:, None].expand(3, 2, 4)
-    assert gather_positions(mrope, keep).tolist() == [[[0, 2], [1, 3]], [[0, 4], [2, 6]], [[0, 6], [3, 9]]]
-
-
-# -- the upstream code our decoder loop mirrors ---------------------------------------------------------------
-
-# sha256 (first 16 hex digits) of the source of what the shared decoder loop (`PrunedDecoderMixin.forward`, run by
-# LlavaLlamaModel and LlavaMistralModel) and the backend copy from transformers 5.23. MistralModel.forward is
-# LlamaModel's loop with its own mask function (`LlavaMistralModel.mask_function`); MistralAttention is LlamaAttention
-# plus the sliding window, with which pruning is refused. A mismatch means transformers changed them: port the
-# change into llava/model/language_model/llava_decoder.py / llava_mistral.py / llava/model/pruning/backends.py,
-# then record the new digests.
-UPSTREAM_SOURCES = {
-    "LlamaModel.forward": "47acaf9653882962",
-    "LlamaDecoderLayer.forward": "75d1d62e173e8c57",
-    "LlamaAttention.forward": "dc6807936ef6103d",
-    "MistralModel.forward": "a42aa8193426653c",
-    "MistralDecoderLayer.forward": "75d1d62e173e8c57",
-    "MistralAttention.forward": "98e841a5cfbac696",
-}
-
-
-@pytest.mark.parametrize("name", sorted(UPSTREAM_SOURCES))
-def test_the_upstream_decoder_code_our_loop_follows_is_unchanged(name):
-    owner, method = name.split(".")
-    module = modeling_mistral if owner.startswith("Mistral") else modeling_llama
-    source = inspect.getsource(getattr(getattr(module, owner), method))
-    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
-    assert digest == UPSTREAM_SOURCES[name], (
-        f"transformers' {name} changed (digest {digest}): compare it with PrunedDecoderMixin.forward and "
-        "RotaryDecoderBackend, port the change, then update UPSTREAM_SOURCES"
-    )
+    shared = (torch.arange(4.0)[None, :, None] + torch.tensor([0.0, 0.5])).contiguous()  # (1, L, 2), as LLaMA's cos
+    assert gather_tokens(shared, keep).tolist() == [[[0, 0.5], [2, 2.5]], [[1, 1.5], [3, 3.5]]]
+    per_row = torch.stack([torch.arange(4.0), torch.arange(4.0) * 10])[..., None]  # (B, L, 1), as Qwen's
+    assert gather_tokens(per_row, keep).tolist() == [[[0], [2]], [[10], [30]]]
 
 
 # -- methods that prune at several layers ---------------------------------------------------------------
