@@ -82,3 +82,20 @@ METHOD_LABELS = {"dart": "DART", "fastv": "FastV", "pdrop": "PDrop", "random": "
 def method_label(dart_config: dict[str, Any] | None) -> str:
     method = (dart_config or {}).get("method", "dart")
     return METHOD_LABELS.get(method, method)
+
+
+# The DART release's on / off switch inside a DART_config (llava.model.pruning.config.SWITCH_KEYS).
+_SWITCH_KEYS = ("Sparse", "sparse")
+
+
+def pruning_summary(dart_config: dict[str, Any] | None) -> str:
+    """One log line on what a model's `DART_config` does: which method prunes with which settings, or that it
+    does not prune (none set, or the DART release's `Sparse` switch false)."""
+    if not dart_config:
+        return "the model does not prune: its config has no DART_config (set one through customized_config)"
+    switch = next((dart_config[key] for key in _SWITCH_KEYS if key in dart_config), True)
+    if switch is False:
+        return "the model does not prune: its DART_config's Sparse switch is false"
+    shown = {key: value for key, value in dart_config.items() if key not in ("method", *_SWITCH_KEYS)}
+    settings = ", ".join(f"{key}={value}" for key, value in shown.items())
+    return f"{method_label(dart_config)} prunes every call of the model: {settings}"

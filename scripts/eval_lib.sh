@@ -11,8 +11,9 @@
 # Environment (all optional):
 #   CKPT        model path or hub id; unset: the embedded default $DEFAULT_CKPT
 #   DATA_ROOT   benchmark data in LLaVA's layout (default ./playground/data/eval)
-#   NAME        experiment name in the answer file names (default <checkpoint name>-dart-RATIO-MAX_KEPT,
-#               or <checkpoint name> with DART=0); a new name starts new answer files, the same name resumes
+#   NAME        experiment name in the answer file names (default <checkpoint name>-dart-RATIO-MAX_KEPT, on
+#               Qwen2-VL / 2.5-VL <checkpoint name>-dart-RATIO, or <checkpoint name> with DART=0); a new name
+#               starts new answer files, the same name resumes
 #   CUDA_VISIBLE_DEVICES  GPUs to split the questions over, one worker per GPU; unset: one worker (CUDA if
 #               available, else the CPU)
 #   DART=0      evaluate without pruning
@@ -71,6 +72,17 @@ if [[ -z ${CKPT:-} ]]; then
 fi
 
 MODEL_NAME=$(basename "${CKPT%/}")
+
+# By the config of a local checkpoint, else by the hub id (Qwen/Qwen2-VL-7B-Instruct, Qwen/Qwen2.5-VL-...).
+_is_qwen_checkpoint() {
+    local hub_id='qwen2(\.5)?-vl'
+    if [[ -f $1/config.json ]]; then
+        grep -Eq '"model_type": *"qwen2(_5)?_vl"' "$1/config.json"
+    else
+        [[ ${1,,} =~ $hub_id ]]
+    fi
+}
+
 if [[ ${DART:-1} == 0 ]]; then
     DART_ARGS=()
     NAME=${NAME:-$MODEL_NAME}
@@ -85,6 +97,8 @@ else
         DART_ARGS+=(--max_num_trunction "$MAX_KEPT")
     fi
     if [[ $METHOD != dart ]]; then DART_ARGS+=(--pruning_method "$METHOD"); fi
+    # Qwen2-VL / Qwen2.5-VL budget by the ratio alone (docs/DART.md): MAX_KEPT never changes their answers.
+    if _is_qwen_checkpoint "$CKPT"; then NAME=${NAME:-$MODEL_NAME-$METHOD-$RATIO}; fi
     NAME=${NAME:-$MODEL_NAME-$METHOD-$RATIO-$MAX_KEPT}
 fi
 
@@ -98,8 +112,10 @@ _stop_workers() {
         kill "$pid" 2>/dev/null || true
     done
 }
-# Background workers do not get the terminal's Ctrl-C: pass it on (their answers so far are kept).
-trap '_stop_workers; exit 130' INT TERM
+# Background workers do not get the terminal's Ctrl-C: pass it on (their answers so far are kept). A merge
+# stopped half-way leaves no temporary file behind.
+MERGE_TMP=""
+trap '_stop_workers; if [[ -n $MERGE_TMP ]]; then rm -f "$MERGE_TMP"; fi; exit 130' INT TERM
 
 # _wait_workers DIR N: wait for WORKER_PIDS; on the first failure stop the others, show the failed worker's
 # log and exit with its status, so that a partial set of chunks is never merged.
@@ -119,7 +135,12 @@ _wait_workers() {
                 echo "error: worker $idx of $n (CUDA_VISIBLE_DEVICES=${GPUS[idx]}) failed with exit status $rc;" \
                     "the end of its log $dir/${n}_${idx}.log:" >&2
                 tail -n 40 "$dir/${n}_${idx}.log" >&2
-                echo "(answers written so far are kept: run the same command again to resume)" >&2
+                # A worker refused to touch its file (other settings, or another run writing it): its own
+                # message says what to do, and running the same command again would not help.
+                if ! grep -qE "holds answers made with other settings|is being written by another run" \
+                        "$dir/${n}_${idx}.log"; then
+                    echo "(answers written so far are kept: run the same command again to resume)" >&2
+                fi
                 exit "$rc"
             fi
         done
@@ -132,8 +153,10 @@ _wait_workers() {
 _merge_chunks() {
     local out=$1 chunk errors=()
     shift
-    cat "$@" > "$out.tmp.$$"
-    mv "$out.tmp.$$" "$out"
+    MERGE_TMP="$out.tmp.$$"
+    cat "$@" > "$MERGE_TMP"
+    mv "$MERGE_TMP" "$out"
+    MERGE_TMP=""
     for chunk in "$@"; do
         if [[ -f ${chunk%.jsonl}.errors.jsonl ]]; then errors+=("${chunk%.jsonl}.errors.jsonl"); fi
     done

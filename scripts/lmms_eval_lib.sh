@@ -6,6 +6,8 @@
 #
 # Arguments: SPARSE (True / False, default True), RATIO (reduction_ratio, default 0.778), MAX_KEPT
 # (max_num_trunction, default 128; the LLaVA-1.5 budget; Qwen ignores it, as the DART release does).
+# The model_args are checked before lmms-eval starts (llava.lmms_plugin.preflight); the exit status is
+# non-zero when lmms-eval reports an error during evaluation (lmms-eval itself exits 0 then).
 # Environment (all optional):
 #   CKPT        model path or hub id (default $DEFAULT_CKPT)
 #   TASKS       lmms-eval tasks (default mme; the offline sample tasks pope_dart_sample,mme_dart_sample
@@ -63,9 +65,24 @@ if [[ -n ${LIMIT:-} ]]; then args+=(--limit "$LIMIT"); fi
 # shellcheck disable=SC2206  # LMMS_ARGS is a list of flags on purpose
 if [[ -n ${LMMS_ARGS:-} ]]; then args+=($LMMS_ARGS); fi
 
+# lmms-eval builds the model inside its error handler (a traceback, then exit 0): bad model_args are caught
+# first, with our one-line message.
+if ! "$PY" -m llava.lmms_plugin.preflight "$MODEL" "$model_args"; then exit 2; fi
+
 echo "lmms-eval: $MODEL on $CKPT, tasks $TASKS, Sparse=$SPARSE ratio $RATIO, $( ((gpus > 1)) && echo "$gpus GPUs" || echo "$device")" >&2
+launcher=("$PY")
 if (( gpus > 1 )); then
-    exec "$PY" -m accelerate.commands.launch --multi_gpu --num_processes "$gpus" --num_machines 1 \
-        --mixed_precision no --dynamo_backend no "${args[@]}"
+    launcher+=(-m accelerate.commands.launch --multi_gpu --num_processes "$gpus" --num_machines 1
+               --mixed_precision no --dynamo_backend no)
 fi
-exec "$PY" "${args[@]}"
+# lmms-eval logs a failed evaluation as "Error during evaluation: ..." (on stdout) and still exits 0: its
+# output is shown as it comes and read afterwards, so that the failure is this script's exit status.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+PYTHONUNBUFFERED=1 "${launcher[@]}" "${args[@]}" | tee "$log" || status=$?
+if (( status != 0 )); then exit "$status"; fi
+if grep -q "Error during evaluation" "$log"; then
+    echo "error: lmms-eval reported an error during evaluation (its message is above); the results are incomplete" >&2
+    exit 1
+fi

@@ -1,4 +1,4 @@
-"""Merge a LoRA checkpoint into its base model and save a plain LLaVA checkpoint.
+r"""Merge a LoRA checkpoint into its base model and save a plain LLaVA checkpoint.
 
     python scripts/merge_lora_weights.py --model-path checkpoints/llava-v1.5-7b-lora \
         --model-base lmsys/vicuna-7b-v1.5 --save-model-path checkpoints/llava-v1.5-7b-merged

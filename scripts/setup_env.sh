@@ -2,8 +2,12 @@
 # Creates .venv (once) and installs the package with the given extras, e.g. `scripts/setup_env.sh test`.
 # With `test` or `lmms-cpu`, lmms-eval is installed without its declared dependencies (they include
 # torchvision, which does not import beside the CPU torch); the lmms-cpu extra has what it imports.
-# torch is installed first and pinned to the CPU build 2.13.0 unless a torch is already there (e.g. a CUDA
-# build you installed yourself): letting pip resolve a bare `torch` would pull a multi-GB CUDA build.
+# torch is installed first and pinned to 2.13.0 unless a torch is already there: letting pip resolve a bare
+# `torch` would pull the newest multi-GB build. TORCH_BUILD picks a build of the PyTorch index instead, and
+# replaces another build already in the venv: for a GPU, e.g.
+#     TORCH_BUILD=cu128 bash scripts/setup_env.sh test
+# (cu128 is CUDA 12.8: take the tag of a CUDA version your driver supports; PyTorch's install selector lists
+# them), or TORCH_BUILD=cpu for the CPU build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
@@ -16,9 +20,17 @@ if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
 pip_install() { "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@"; }
-if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
-    say "installing torch ${TORCH_VERSION:-2.13.0} (CPU build; about a minute)"
-    pip_install "torch==${TORCH_VERSION:-2.13.0}"
+torch_version="${TORCH_VERSION:-2.13.0}"
+installed_torch=$("$venv/bin/python" -c "import torch; print(torch.__version__)" 2>/dev/null || true)
+if [ -n "${TORCH_BUILD:-}" ]; then
+    # The local version (+cu128) makes pip replace a CPU build of the same release instead of keeping it.
+    if [ "$installed_torch" != "$torch_version+$TORCH_BUILD" ]; then
+        say "installing torch $torch_version+$TORCH_BUILD from the PyTorch index (a CUDA build is several GB)"
+        pip_install "torch==$torch_version+$TORCH_BUILD" --index-url "https://download.pytorch.org/whl/$TORCH_BUILD"
+    fi
+elif [ -z "$installed_torch" ]; then
+    say "installing torch $torch_version (about a minute)"
+    pip_install "torch==$torch_version"
 fi
 say "installing llava-dart${extras:+ with extras [$extras]} into $venv"
 if [ -n "$extras" ]; then
@@ -38,4 +50,4 @@ case ",$extras," in
         rm -f "$log"
         ;;
 esac
-say "done: $venv ($("$venv/bin/python" -c 'import torch, transformers; print(f"torch {torch.__version__}, transformers {transformers.__version__}")'))"
+say "done: $venv ($("$venv/bin/python" -c 'import torch, transformers; print(f"torch {torch.__version__}, transformers {transformers.__version__}, CUDA {\"available\" if torch.cuda.is_available() else \"not available\"}")'))"

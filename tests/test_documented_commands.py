@@ -4,11 +4,14 @@ each flag given, its `bash scripts/...` script exists, and the docs say once how
 import argparse
 import importlib
 import importlib.util
+import os
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
+from suite_timeouts import hang_timeout
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "checkpoints/llava-v1.5-tiny/README.md"]
@@ -104,3 +107,61 @@ def test_docs_that_show_bare_python_commands_say_how_to_get_the_environment():
         if any(target.startswith("llava.") for p, target, _ in ALL if p == path):
             text = path.read_text()
             assert "source .venv/bin/activate" in text or ".venv/bin/python" in text, path.name
+
+
+# -- what a user with real weights needs: the benchmarks' data, a CUDA torch, tiny checkpoints to try ---------
+
+INPUT_FLAGS = ("--question-file", "--questions-file", "--image-folder", "--annotation-file", "--annotation-dir")
+
+
+def data_table_rows() -> dict[str, str]:
+    """docs/Evaluation.md's table of official data: script name -> its row."""
+    text = (REPO / "docs" / "Evaluation.md").read_text()
+    section = text[text.index("## Where the real files go"):]
+    rows = {}
+    for line in section.splitlines():
+        for script in re.findall(r"`(\w+)\.sh`", line.split("|")[1] if line.startswith("|") else ""):
+            rows[script] = line
+    return rows
+
+
+def files_a_script_reads(script: Path, tmp_path: Path) -> list[str]:
+    """The data paths (relative to DATA_ROOT) that `script` hands its workers and scorers as inputs, recorded by a
+    fake python."""
+    log = tmp_path / f"{script.stem}.log"
+    recorder = tmp_path / "python"
+    recorder.write_text(f'#!/usr/bin/env bash\necho "$*" >> {log}\n')
+    recorder.chmod(0o755)
+    data = tmp_path / "data"
+    env = {**os.environ, "PYTHON": str(recorder), "CKPT": "/ckpt/model", "DATA_ROOT": str(data), "OPENAI_API_KEY": ""}
+    for name in ("CUDA_VISIBLE_DEVICES", "NAME", "DART", "EVAL_ARGS", "BATCH_SIZE"):
+        env.pop(name, None)
+    proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=hang_timeout(300))
+    assert proc.returncode == 0, proc.stderr
+    inputs = []
+    for call in log.read_text().splitlines():
+        words = call.split()
+        inputs += [words[i + 1] for i, word in enumerate(words[:-1]) if word in INPUT_FLAGS]
+    return [str(Path(path).relative_to(data)) for path in inputs]
+
+
+def test_every_benchmark_scripts_official_data_is_in_the_evaluation_docs(tmp_path):
+    rows = data_table_rows()
+    scripts = sorted((REPO / "scripts" / "v1_5" / "eval").glob("*.sh"))
+    assert sorted(rows) == [s.stem for s in scripts]
+    for script in scripts:
+        row = rows[script.stem]
+        assert "](http" in row, f"{script.name}: no link to the official source"
+        for path in files_a_script_reads(script, tmp_path):
+            assert f"`{path}" in row, f"{script.name} reads {path}, which its row in docs/Evaluation.md does not name"
+
+
+def test_the_docs_show_a_cuda_torch_install_and_the_tiny_checkpoints_command():
+    readme = (REPO / "README.md").read_text()
+    assert re.search(r"^TORCH_BUILD=cu\d+ bash scripts/setup_env\.sh", readme, re.MULTILINE)
+    assert re.search(r"`\.venv/bin/pip install torch==[\d.]+\+cu\d+ --index-url https://download\.pytorch\.org/whl/cu\d+`",
+                     readme)
+    documented = {(path.name, target, tuple(args)) for path, target, args in ALL}
+    assert ("Checkpoints.md", "llava.model.released_layouts", ("--list",)) in documented
+    assert any(target == "llava.model.released_layouts" and "--repo" in args and "--out" in args
+               for _, target, args in documented)

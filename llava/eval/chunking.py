@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TypeVar
@@ -74,6 +75,18 @@ def chunk_answers_path(answers_file: str, n: int, k: int) -> str:
     """`answers/x.jsonl` -> `answers/x.chunks/{n}_{k}.jsonl` (LLaVA's chunk file names, in a folder of their own
     so that scorers reading `answers/*.jsonl` never see them). scripts/eval_lib.sh uses the same layout."""
     return os.path.join(answers_file.removesuffix(".jsonl") + ".chunks", f"{n}_{k}.jsonl")
+
+
+_CHUNK_NAME = re.compile(r"\d+_\d+\.jsonl")
+
+
+def merged_answers_path(path: str) -> str | None:
+    """The answers file a chunk file laid out by `chunk_answers_path` is merged into (`answers/x.chunks/2_0.jsonl`
+    -> `answers/x.jsonl`); None for any other path."""
+    folder, name = os.path.split(path)
+    if not folder.endswith(".chunks") or not _CHUNK_NAME.fullmatch(name):
+        return None
+    return folder.removesuffix(".chunks") + ".jsonl"
 
 
 def local_device(device: str, chunk: Chunk, env: Mapping[str, str] = os.environ) -> str:

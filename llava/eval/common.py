@@ -30,7 +30,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from llava.constants import DEFAULT_MODEL_PATH
 from llava.conversation import get_conv_template
-from llava.eval.answers import TOO_LONG, AnswerFile, ErrorLog, errors_path, merge_chunks, settings_id
+from llava.eval.answers import TOO_LONG, AnswerFile, ErrorLog, OutputError, errors_path, merge_chunks, settings_id
 from llava.eval.chunking import Chunk, chunk_answers_path, get_chunk, local_device, resolve_chunk, wait_for_all_ranks
 from llava.eval.prompting import build_prompt
 from llava.eval.pruning_args import add_pruning_args, dart_config_from_args
@@ -408,10 +408,9 @@ def run(task: Task, args: argparse.Namespace) -> RunStats:
     rows = get_chunk(task.read_questions(os.path.expanduser(args.question_file)), chunk.n, chunk.k)
     items = [item for row in rows for item in task.to_items(row, args)]
     answers_path = _answers_path(args, chunk)
-    answers = AnswerFile(answers_path, task.key_fields, settings_id(run_settings(args)), args.overwrite)
-    errors = ErrorLog(errors_path(answers_path))
-    stats = RunStats(errors_file=errors.path)
-    try:
+    stats = RunStats(errors_file=errors_path(answers_path))
+    with AnswerFile(answers_path, task.key_fields, settings_id(run_settings(args)), args.overwrite) as answers, \
+            ErrorLog(stats.errors_file) as errors:
         pending = answers.pending(items)
         stats.already_answered = len(items) - len(pending)
         for kept, total in answers.existing_image_tokens:
@@ -420,9 +419,6 @@ def run(task: Task, args: argparse.Namespace) -> RunStats:
         if pending:
             _check_image_folder(os.path.expanduser(args.image_folder), pending)
             _answer(task, args, chunk, pending, answers, errors, stats)
-    finally:
-        answers.close()
-        errors.close()
     stats.skipped, stats.too_long = errors.count, errors.too_long
     if chunk.from_rank and chunk.n > 1:
         _merge_rank_files(args, chunk)
@@ -542,7 +538,7 @@ def main(task: Task, argv: Sequence[str] | None = None) -> int:
     args = build_parser(task).parse_args(argv)
     try:
         stats = run(task, args)
-    except (FileNotFoundError, ValueError) as exc:  # bad input: one clear line, no traceback
+    except (FileNotFoundError, ValueError, OutputError) as exc:  # bad input or output: one clear line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(stats.summary())

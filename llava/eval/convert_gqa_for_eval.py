@@ -1,4 +1,4 @@
-"""Answers JSONL -> GQA predictions JSON (LLaVA's `scripts/convert_gqa_for_eval.py`).
+r"""Answers JSONL -> GQA predictions JSON (LLaVA's `scripts/convert_gqa_for_eval.py`).
 
     python -m llava.eval.convert_gqa_for_eval --src answers/merge.jsonl \
         --dst playground/data/eval/gqa/data/testdev_balanced_predictions.json

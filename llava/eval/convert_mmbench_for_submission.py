@@ -1,4 +1,4 @@
-"""MMBench submission file, plus the local circular accuracy when the TSV has answers (LLaVA's
+r"""MMBench submission file, plus the local circular accuracy when the TSV has answers (LLaVA's
 `scripts/convert_mmbench_for_submission.py` and the exact-matching part of MMBench's evaluation).
 
     python -m llava.eval.convert_mmbench_for_submission \

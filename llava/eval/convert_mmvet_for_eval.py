@@ -1,4 +1,4 @@
-"""MM-Vet results file for the official GPT-4 grader (LLaVA's `scripts/convert_mmvet_for_eval.py`).
+r"""MM-Vet results file for the official GPT-4 grader (LLaVA's `scripts/convert_mmvet_for_eval.py`).
 
     python -m llava.eval.convert_mmvet_for_eval --src playground/data/eval/mm-vet/answers/llava-v1.5-13b.jsonl \
         --dst playground/data/eval/mm-vet/results/llava-v1.5-13b.json

@@ -1,4 +1,4 @@
-"""SEED-Bench accuracy per question type and the leaderboard upload file (LLaVA's
+r"""SEED-Bench accuracy per question type and the leaderboard upload file (LLaVA's
 `scripts/convert_seed_for_submission.py`).
 
     python -m llava.eval.convert_seed_for_submission \

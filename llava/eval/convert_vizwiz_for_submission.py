@@ -1,4 +1,4 @@
-"""VizWiz-VQA test submission file for the EvalAI server (LLaVA's `scripts/convert_vizwiz_for_submission.py`).
+r"""VizWiz-VQA test submission file for the EvalAI server (LLaVA's `scripts/convert_vizwiz_for_submission.py`).
 
     python -m llava.eval.convert_vizwiz_for_submission \
         --annotation-file playground/data/eval/vizwiz/llava_test.jsonl \

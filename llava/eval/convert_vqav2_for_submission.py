@@ -1,4 +1,4 @@
-"""VQAv2 test-dev / test submission file for the EvalAI server (LLaVA's `scripts/convert_vqav2_for_submission.py`).
+r"""VQAv2 test-dev / test submission file for the EvalAI server (LLaVA's `scripts/convert_vqav2_for_submission.py`).
 
     python -m llava.eval.convert_vqav2_for_submission --split llava_vqav2_mscoco_test-dev2015 --ckpt llava-v1.5-13b \
         [--dir ./playground/data/eval/vqav2]

@@ -1,4 +1,4 @@
-"""LLaVA-Bench (in-the-wild / COCO) review by a GPT judge, as LLaVA's `eval_gpt_review_bench.py` runs it.
+r"""LLaVA-Bench (in-the-wild / COCO) review by a GPT judge, as LLaVA's `eval_gpt_review_bench.py` runs it.
 
     python -m llava.eval.eval_gpt_review_bench \
         --question playground/data/eval/llava-bench-in-the-wild/questions.jsonl \

@@ -1,4 +1,4 @@
-"""OCRBench score, by the official rule (OCRBench's evaluation scripts; the DART release's OCRBench worker
+r"""OCRBench score, by the official rule (OCRBench's evaluation scripts; the DART release's OCRBench worker
 applies the same one).
 
     python -m llava.eval.eval_ocrbench \

@@ -1,4 +1,4 @@
-"""POPE accuracy / precision / recall / F1 / yes-ratio per category (LLaVA's `eval_pope.py`).
+r"""POPE accuracy / precision / recall / F1 / yes-ratio per category (LLaVA's `eval_pope.py`).
 
     python -m llava.eval.eval_pope --annotation-dir playground/data/eval/pope/coco \
         --question-file playground/data/eval/pope/llava_pope_test.jsonl \

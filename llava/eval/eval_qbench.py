@@ -1,4 +1,4 @@
-"""Q-Bench A1 (LLVisionQA) accuracy on the dev split, and the answers file Q-Bench's authors score the
+r"""Q-Bench A1 (LLVisionQA) accuracy on the dev split, and the answers file Q-Bench's authors score the
 test split from (its answers are not public).
 
     python -m llava.eval.eval_qbench \

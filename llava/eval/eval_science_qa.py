@@ -1,4 +1,4 @@
-"""ScienceQA accuracy (LLaVA's `eval_science_qa.py` parsing, ScienceQA's `tools/evaluate_acc.py` subsets).
+r"""ScienceQA accuracy (LLaVA's `eval_science_qa.py` parsing, ScienceQA's `tools/evaluate_acc.py` subsets).
 
     python -m llava.eval.eval_science_qa --base-dir playground/data/eval/scienceqa \
         --result-file answers/llava-v1.5-13b.jsonl --output-file answers/llava-v1.5-13b_output.jsonl \

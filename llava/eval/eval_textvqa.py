@@ -1,4 +1,4 @@
-"""TextVQA accuracy of an answers file (LLaVA's `eval_textvqa.py`, with MMF's m4c soft accuracy).
+r"""TextVQA accuracy of an answers file (LLaVA's `eval_textvqa.py`, with MMF's m4c soft accuracy).
 
     python -m llava.eval.eval_textvqa --annotation-file playground/data/eval/textvqa/TextVQA_0.5.1_val.json \
         --result-file playground/data/eval/textvqa/answers/llava-v1.5-13b.jsonl [--result-json PATH]

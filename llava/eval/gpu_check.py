@@ -106,8 +106,8 @@ def require_device(device: str) -> None:
         build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
         raise NoGPUError(
             f"the GPU check needs a CUDA GPU, and torch {torch.__version__} ({build}) sees none. Run it on a machine "
-            "with a GPU and a CUDA build of torch (see README, 'Real weights on a GPU'); `--device cpu --smoke` "
-            "runs the same code on the CPU")
+            "with a GPU and a CUDA build of torch (README, Quick start: TORCH_BUILD=cu128 bash scripts/setup_env.sh); "
+            "`--device cpu --smoke` runs the same code on the CPU")
 
 
 def pope_prompts(count: int) -> list[tuple[str, Image.Image]]:

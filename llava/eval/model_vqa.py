@@ -1,4 +1,4 @@
-"""Open-ended answers, one question per JSONL line (LLaVA-Bench in-the-wild, MM-Vet).
+r"""Open-ended answers, one question per JSONL line (LLaVA-Bench in-the-wild, MM-Vet).
 
     python -m llava.eval.model_vqa --model-path PATH --question-file Q.jsonl --image-folder DIR \
         --answers-file A.jsonl --temperature 0 --conv-mode vicuna_v1 [DART flags: --sparse ...]

@@ -1,4 +1,4 @@
-"""Short answers for the VQA-style benchmarks (TextVQA, POPE, MME, GQA, VQAv2, VizWiz, SEED), with a
+r"""Short answers for the VQA-style benchmarks (TextVQA, POPE, MME, GQA, VQAv2, VizWiz, SEED), with a
 DataLoader preparing images and prompts in worker processes while the model generates (as LLaVA's).
 
     python -m llava.eval.model_vqa_loader --model-path PATH --question-file Q.jsonl --image-folder DIR \

@@ -1,4 +1,4 @@
-"""MMBench / MMBench-CN answers (the official TSV: one row per question, its image as base64).
+r"""MMBench / MMBench-CN answers (the official TSV: one row per question, its image as base64).
 
     python -m llava.eval.model_vqa_mmbench --model-path PATH \
         --question-file ./playground/data/eval/mmbench/mmbench_dev_20230712.tsv \

@@ -1,4 +1,4 @@
-"""OCRBench answers (OCRBench.json: a JSON list of {dataset_name, id, image_path, question, answers, type}).
+r"""OCRBench answers (OCRBench.json: a JSON list of {dataset_name, id, image_path, question, answers, type}).
 
     python -m llava.eval.model_vqa_ocrbench --model-path PATH \
         --question-file ./playground/data/eval/OCRBench/OCRBench/OCRBench.json \

@@ -1,4 +1,4 @@
-"""Q-Bench A1 (LLVisionQA) answers: llvisionqa_{dev,test}.json, a JSON list of {img_path, question,
+r"""Q-Bench A1 (LLVisionQA) answers: llvisionqa_{dev,test}.json, a JSON list of {img_path, question,
 candidates, correct_ans (dev only), type, concern}.
 
     python -m llava.eval.model_vqa_qbench --model-path PATH \

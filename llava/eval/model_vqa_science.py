@@ -1,11 +1,11 @@
-"""ScienceQA answers (LLaVA's llava_test_CQM-A.json: a JSON list; questions with and without an image).
+r"""ScienceQA answers (LLaVA's llava_test_CQM-A.json: a JSON list; questions with and without an image).
 
     python -m llava.eval.model_vqa_science --model-path PATH \
         --question-file ./playground/data/eval/scienceqa/llava_test_CQM-A.json \
         --image-folder ./playground/data/eval/scienceqa/images/test \
         --answers-file A.jsonl --single-pred-prompt --temperature 0 --conv-mode vicuna_v1 [DART flags]
 
-Entries: {"id", "conversations": [{"from": "human", "value": "<image>\\nContext: ..."}, ...], "image"?}.
+Entries: {"id", "conversations": [{"from": "human", "value": "<image>\nContext: ..."}, ...], "image"?}.
 """
 
 from __future__ import annotations

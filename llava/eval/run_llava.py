@@ -1,4 +1,4 @@
-"""Ask one question about one (or several) image(s) from the command line.
+r"""Ask one question about one (or several) image(s) from the command line.
 
     python -m llava.eval.run_llava --image-file playground/data/eval/gqa/data/images/n000679.jpg \
         --query "What shape is at the top left?" --sparse        # the embedded default, with DART

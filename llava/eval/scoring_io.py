@@ -11,6 +11,7 @@ Answer files are LLaVA's JSONL: one `{"question_id", "prompt", "text", "answer_i
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import sys
@@ -64,13 +65,32 @@ def read_jsonl(path: str, bad_lines: list[int] | None = None) -> list[dict]:
 
 
 def read_answers(path: str, bad_lines: list[int] | None = None) -> list[dict]:
-    """Answer JSONL rows; each must carry `question_id` and `text`."""
+    """Answer JSONL rows; each must carry `question_id` and `text`, and all were made with the same settings."""
     rows = read_jsonl(path, bad_lines)
     for i, row in enumerate(rows):
         missing = [k for k in ("question_id", "text") if k not in row]
         if missing:
             raise ScoringInputError(f"{path}: answer #{i + 1} lacks {', '.join(missing)}")
+    check_one_settings_id(rows, path)
     return rows
+
+
+def _settings_id(row: dict) -> str | None:
+    metadata = row.get("metadata")
+    return metadata.get("settings_id") if isinstance(metadata, dict) else None
+
+
+def check_one_settings_id(rows: Iterable[dict], path: str) -> None:
+    """Refuse answers made with more than one `metadata.settings_id` (our workers' fingerprint of the checkpoint,
+    pruning and generation settings): a score over them would mix two models or budgets. Files without any
+    (LLaVA's own) pass."""
+    counts = collections.Counter(_settings_id(row) for row in rows)
+    if len(counts) > 1:
+        found = ", ".join(f"{n} by {sid}" if sid else f"{n} without a settings id"
+                          for sid, n in counts.most_common())
+        raise ScoringInputError(f"{path}: answers made with {len(counts)} settings ({found}): more than one run wrote "
+                                "this file; score each run's answers on their own (run the worker again with "
+                                "--overwrite, or into another file)")
 
 
 def index_by_qid(rows: Iterable[dict], key: str = "question_id") -> tuple[dict[str, dict], int]:
@@ -99,9 +119,13 @@ def _atomic_write(path: str, write) -> None:
     """Create the parent directory, write to a temp file, then rename: a crash never leaves half a file."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        write(f)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:  # a failed write (a full disk) leaves no temp file behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def write_json(path: str, obj: Any, indent: int | None = 2) -> None:

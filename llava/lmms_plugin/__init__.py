@@ -13,7 +13,15 @@ MODELS = {
 
 
 def manifests():
-    """The entry point's payload: one manifest per model (lmms-eval imports a class only when it is asked for)."""
+    """The entry point's payload: one manifest per model (lmms-eval imports a class only when it is asked for).
+
+    lmms-eval calls it as its model registry starts, in every lmms-eval process (whichever model it runs): the
+    moment to send our log lines to its log, so that its own `--model llava`, which loads through our code,
+    says whether the model prunes."""
     from lmms_eval.models.registry_v2 import ModelManifest
 
+    from llava.lmms_plugin.logs import running_lmms_eval, send_logs_to_lmms_eval
+
+    if running_lmms_eval():
+        send_logs_to_lmms_eval()
     return [ModelManifest(model_id=model_id, simple_class_path=path) for model_id, path in MODELS.items()]

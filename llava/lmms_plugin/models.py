@@ -1,4 +1,4 @@
-"""lmms-eval model classes for our LLaVA and Qwen2-VL / Qwen2.5-VL checkpoints, with DART (or another pruning
+r"""lmms-eval model classes for our LLaVA and Qwen2-VL / Qwen2.5-VL checkpoints, with DART (or another pruning
 method) inside the language model.
 
     python -m lmms_eval --model llava_dart --model_args pretrained=liuhaotian/llava-v1.5-7b,Sparse=True,\
@@ -13,6 +13,8 @@ code as our own eval workers (`llava.eval.common`), so a question gets the answe
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import logging
 from collections.abc import Sequence
@@ -29,7 +31,7 @@ from llava.conversation import get_conv_template
 from llava.eval.common import Generation, Prepared, answer_window, prepare_prompt
 from llava.mm_utils import get_model_name_from_path
 from llava.model import PruningRecord
-from llava.model.builder import load_pretrained_model
+from llava.model.builder import load_pretrained_model, read_config
 from llava.model.pruning import make_dart_config, parse_dart_config
 from llava.model.qwen_loading import is_qwen
 from llava.pruning_settings import ATTENTION_BACKENDS, BY_NAME, SPARSE_FLAG, dart_config_values
@@ -43,20 +45,51 @@ class ModelArgsError(ValueError):
     """A `--model_args` entry the model cannot use."""
 
 
+KNOWN_MODEL_ARGS = ("pretrained", "device", "batch_size", "attn_implementation", "conv_template", "min_pixels",
+                    "max_pixels", "Sparse", *BY_NAME)
+
+
 def _setting_value(name: str, value: Any) -> Any:
-    """A model_args value (lmms-eval has already turned "4" into 4 and "True" into True) in the setting's type."""
+    """A model_args value (lmms-eval has already turned "4" into 4 and "True" into True) in the setting's type
+    and range."""
     setting = BY_NAME[name]
     if setting.nullable and (value is None or str(value).lower() == "none"):
         return None
-    if setting.kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ModelArgsError(f"model_args {name}={value!r}: expected an integer")
+    if setting.kind is int:
+        value = _integer(name, value)
     if setting.kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ModelArgsError(f"model_args {name}={value!r}: expected a number")
         value = float(value)
     if setting.kind is str and not isinstance(value, str):
         raise ModelArgsError(f"model_args {name}={value!r}: expected a name")
+    if setting.kind in (int, float) and not _in_range(setting, value):
+        raise ModelArgsError(f"model_args {name}={value!r} is out of range: it must be in {_range_text(setting)}")
     return value
+
+
+def _integer(name: str, value: Any) -> int:
+    # lmms-eval turns only digit strings into integers: "-1" arrives as the float -1.0.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ModelArgsError(f"model_args {name}={value!r}: expected an integer")
+    return value
+
+
+def _in_range(setting, value: float) -> bool:
+    """The setting's range: the maximum is inclusive for integers, exclusive for floats (a ratio of 1 prunes all)."""
+    if setting.minimum is not None and value < setting.minimum:
+        return False
+    if setting.maximum is None:
+        return True
+    return value <= setting.maximum if setting.kind is int else value < setting.maximum
+
+
+def _range_text(setting) -> str:
+    if setting.kind is int:
+        return f"{setting.minimum:g}..{setting.maximum:g}" if setting.maximum is not None else f">= {setting.minimum:g}"
+    return f"[{setting.minimum:g}, {setting.maximum:g})" if setting.maximum is not None else f">= {setting.minimum:g}"
 
 
 def _sparse_value(value: Any) -> bool:
@@ -65,18 +98,63 @@ def _sparse_value(value: Any) -> bool:
     return value
 
 
-def pruning_config(args: dict[str, Any], num_layers: int) -> dict[str, Any] | None:
-    """The DART_config the model_args ask for (None: no pruning), validated against the model's depth."""
-    sparse = _sparse_value(args.pop("Sparse", args.pop(SPARSE_FLAG, False)))
-    values = {name: _setting_value(name, args.pop(name)) for name in list(args) if name in BY_NAME}
-    if not sparse:
-        if values:
-            logger.warning("model_args %s are set but Sparse is not: no pruning", ", ".join(sorted(values)))
-        return None
+@dataclasses.dataclass(frozen=True)
+class PruningArgs:
+    """The pruning model_args, each checked in its type and range: `Sparse` and {setting name: value}."""
+
+    sparse: bool
+    values: dict[str, Any]
+
+    @classmethod
+    def parse(cls, args: dict[str, Any]) -> PruningArgs:
+        unknown = sorted(set(args) - set(BY_NAME) - {"Sparse", SPARSE_FLAG})
+        if unknown:
+            raise ModelArgsError(f"unknown model_args {', '.join(unknown)} (known: {', '.join(KNOWN_MODEL_ARGS)})")
+        args = dict(args)
+        sparse = _sparse_value(args.pop("Sparse", args.pop(SPARSE_FLAG, False)))
+        return cls(sparse, {name: _setting_value(name, value) for name, value in args.items()})
+
+    def dart_config(self, num_layers: int) -> dict[str, Any] | None:
+        """The DART_config they ask for (None: no pruning), validated against the model's depth."""
+        if not self.sparse:
+            if self.values:
+                logger.warning("model_args %s are set but Sparse is not: no pruning", ", ".join(sorted(self.values)))
+            return None
+        try:
+            return parse_dart_config(make_dart_config(**dart_config_values(self.values)), num_layers).to_dict()
+        except ValueError as exc:
+            raise ModelArgsError(f"model_args: {exc}") from None
+
+
+def _check_attn_implementation(attn_implementation: str | None) -> None:
+    if attn_implementation is not None and attn_implementation not in ATTENTION_BACKENDS:
+        raise ModelArgsError(f"model_args attn_implementation={attn_implementation!r}: expected one of "
+                             f"{', '.join(ATTENTION_BACKENDS)}")
+
+
+def _batch_size(batch_size: int | str) -> int:
     try:
-        return parse_dart_config(make_dart_config(**dart_config_values(values)), num_layers).to_dict()
-    except ValueError as exc:
-        raise ModelArgsError(f"model_args: {exc}") from None
+        size = int(batch_size)
+    except ValueError:
+        raise ModelArgsError(f"batch_size must be an integer >= 1, got {batch_size!r}") from None
+    if size < 1:
+        raise ModelArgsError(f"batch_size must be >= 1, got {batch_size}")
+    return size
+
+
+def _check_plain_args(attn_implementation: str | None, batch_size: int | str, conv_template: str,
+                      pruning_args: dict[str, Any]) -> tuple[int, PruningArgs]:
+    """(batch size, pruning args), after every check that needs neither the checkpoint nor its config."""
+    pruning = PruningArgs.parse(pruning_args)
+    _check_attn_implementation(attn_implementation)
+    size = _batch_size(batch_size)
+    get_conv_template(conv_template)  # an unknown name fails here, listing the known ones
+    return size, pruning
+
+
+def checkpoint_family(config) -> str:
+    """The model class family a checkpoint's config belongs to: "llava", "qwen2_vl" or "qwen2_5_vl"."""
+    return config.model_type if is_qwen(config) else "llava"
 
 
 def _images(visuals: Any) -> list[Image.Image]:
@@ -125,17 +203,9 @@ class _DartModel(lmms):
                  **pruning_args):
         super().__init__()
         del max_batch_size  # lmms-eval passes it for automatic batch sizes, which these models do not do
-        unknown = sorted(set(pruning_args) - set(BY_NAME) - {"Sparse", SPARSE_FLAG})
-        if unknown:
-            known = ["pretrained", "device", "batch_size", "attn_implementation", "conv_template", "min_pixels",
-                     "max_pixels", "Sparse", *BY_NAME]
-            raise ModelArgsError(f"unknown model_args {', '.join(unknown)} (known: {', '.join(known)})")
-        if attn_implementation is not None and attn_implementation not in ATTENTION_BACKENDS:
-            raise ModelArgsError(f"model_args attn_implementation={attn_implementation!r}: expected one of "
-                                 f"{', '.join(ATTENTION_BACKENDS)}")
-        self.batch_size_per_device = int(batch_size)
-        if self.batch_size_per_device < 1:
-            raise ModelArgsError(f"batch_size must be >= 1, got {batch_size}")
+        # What needs no weights is checked before they load.
+        self.batch_size_per_device, pruning = _check_plain_args(attn_implementation, batch_size, conv_template,
+                                                                pruning_args)
 
         accelerator = Accelerator()
         if accelerator.num_processes > 1:  # lmms-eval gives each rank its share of the requests
@@ -148,18 +218,37 @@ class _DartModel(lmms):
             str(pretrained), None, model_name, device=self._device, attn_implementation=attn_implementation,
             min_pixels=min_pixels, max_pixels=max_pixels,
         )
-        family = self.model.config.model_type if is_qwen(self.model.config) else "llava"
-        if family != self.family:
-            raise ModelArgsError(f"{pretrained} is a {family} checkpoint; this model class takes {self.family} "
-                                 f"checkpoints (use --model {MODEL_IDS[family]})")
-        get_conv_template(conv_template)  # an unknown name fails here, listing the known ones
+        self._check_family(pretrained, self.model.config)
         self.conv_mode = conv_template
-        text_config = self.model.config.get_text_config()
         # The eval workers' way: the settings on the config, read by every call.
-        self.model.config.DART_config = pruning_config(dict(pruning_args), text_config.num_hidden_layers)
+        self.model.config.DART_config = pruning.dart_config(self.model.config.get_text_config().num_hidden_layers)
         self.kept_image_tokens = self.image_tokens = 0
         logger.info("%s: %s on %s, rank %d of %d, %s", type(self).__name__, pretrained, self.model.device,
                     self._rank, self._world_size, self.model.config.DART_config or "no pruning")
+
+    @classmethod
+    def check_model_args(cls, args: dict[str, Any]) -> None:
+        """Every check the constructor makes on `args` (lmms-eval's parsed model_args), reading the checkpoint's
+        config but not its weights: what `llava.lmms_plugin.preflight` runs before lmms-eval starts."""
+        try:
+            bound = inspect.signature(cls.__init__).bind(None, **args)
+        except TypeError as exc:  # e.g. no pretrained
+            raise ModelArgsError(f"model_args: {exc}") from None
+        bound.apply_defaults()
+        given = bound.arguments
+        _, pruning = _check_plain_args(given["attn_implementation"], given["batch_size"], given["conv_template"],
+                                       given["pruning_args"])
+        config = read_config(str(given["pretrained"]))
+        cls._check_family(given["pretrained"], config)
+        if pruning.sparse:  # without it the settings are only warned about, which the run itself does
+            pruning.dart_config(config.get_text_config().num_hidden_layers)
+
+    @classmethod
+    def _check_family(cls, pretrained: str, config) -> None:
+        family = checkpoint_family(config)
+        if family != cls.family:
+            raise ModelArgsError(f"{pretrained} is a {family} checkpoint; this model class takes {cls.family} "
+                                 f"checkpoints (use --model {MODEL_IDS[family]})")
 
     @property
     def batch_size(self) -> int:
@@ -282,3 +371,5 @@ class Qwen2_5_VLDart(_DartModel):
 
 # The model id lmms-eval knows each family by (registered in llava.lmms_plugin).
 MODEL_IDS = {"llava": "llava_dart", "qwen2_vl": "qwen2_vl_dart", "qwen2_5_vl": "qwen2_5_vl_dart"}
+# lmms-eval's model id -> our class.
+MODEL_CLASSES = {MODEL_IDS[cls.family]: cls for cls in (LlavaDart, Qwen2VLDart, Qwen2_5_VLDart)}

@@ -15,16 +15,17 @@ import logging
 import os
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, CLIPVisionConfig
 from transformers.utils.output_capturing import maybe_install_capturing_hooks
 
 from llava.constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_PATCH_TOKEN
 from llava.model.language_model.families import LLAVA_CONFIG_CLASSES, causal_lm_class, is_llava_config
 from llava.model.llava_arch import LlavaMetaForCausalLM
 from llava.model.qwen_loading import is_qwen, load_qwen
-from llava.model.strict_loading import (CheckpointError, check_load_report, load_declared_tokenizer, load_strictly,
-                                         load_with_report, require_tokenizer_files)
+from llava.model.strict_loading import (CheckpointError, check_llava_config, check_load_report, load_declared_tokenizer,
+                                         load_strictly, load_with_report, naming_broken_files, require_tokenizer_files)
 from llava.model.weights import find_weight_file, load_projector_state, load_state_file
+from llava.pruning_settings import pruning_summary
 
 logger = logging.getLogger(__name__)
 
@@ -79,15 +80,34 @@ def read_config(path: str):
     config_file = checkpoint_file(path, "config.json")
     if config_file is None:
         raise FileNotFoundError(f"{path} has no config.json: not a model checkpoint")
-    with open(config_file) as f:
-        raw = json.load(f)
-    if raw.get("model_type") in LLAVA_MODEL_TYPES and "mm_vision_tower" in raw:
+    raw = _read_json_object(config_file)
+    with naming_broken_files(path):
+        if not is_original_llava(raw):
+            return AutoConfig.from_pretrained(path)
+        check_llava_config(raw, config_file)
         config_class = LLAVA_CONFIG_CLASSES[raw["model_type"]]
         raw["model_type"] = config_class.model_type
         if "rope_scaling" in raw and raw["rope_scaling"] is None:
             del raw["rope_scaling"]  # LLaVA-1.5 wrote null; transformers 5 warns about the key itself
         return config_class.from_dict(raw)
-    return AutoConfig.from_pretrained(path)
+
+
+def is_original_llava(raw: dict) -> bool:
+    """An original LLaVA config: ours and newer releases say llava_llama / llava_mistral; the LLaVA-1.5 releases say
+    "llava", which is also transformers' own HF-format type, told apart by `mm_vision_tower`."""
+    model_type = raw.get("model_type")
+    return model_type in LLAVA_MODEL_TYPES and (model_type != "llava" or "mm_vision_tower" in raw)
+
+
+def _read_json_object(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc}): the file is damaged or incomplete") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: not a JSON object but {type(raw).__name__}")
+    return raw
 
 
 def resolve_vision_tower(config, model_path: str) -> None:
@@ -97,6 +117,16 @@ def resolve_vision_tower(config, model_path: str) -> None:
         candidate = os.path.join(model_path, tower)
         if os.path.isdir(candidate):
             config.mm_vision_tower = os.path.abspath(candidate)
+
+
+def check_local_tower_config(tower: str | None) -> None:
+    """Read a local vision tower's config.json up front: the model reads it while it is built, where a damaged one
+    would be blamed on the checkpoint's own config."""
+    config_file = os.path.join(tower, "config.json") if tower else None
+    if config_file is not None and os.path.isfile(config_file):
+        _read_json_object(config_file)
+        with naming_broken_files(tower):
+            CLIPVisionConfig.from_pretrained(tower)
 
 
 def _quantization_kwargs(load_8bit: bool, load_4bit: bool, device: str) -> dict:
@@ -176,7 +206,8 @@ def _load_lora(model_path: str, model_base: str, config, **kwargs):
     loaded = set()
     trainables = find_weight_file(model_path, "non_lora_trainables")
     if trainables is not None:
-        state = _strip_peft_prefixes(load_state_file(trainables))
+        with naming_broken_files(trainables):
+            state = _strip_peft_prefixes(load_state_file(trainables))
         result = model.load_state_dict(state, strict=False)
         if result.unexpected_keys:
             check_load_report({"unexpected_keys": result.unexpected_keys}, trainables)
@@ -234,7 +265,7 @@ def load_pretrained_model(
     torch_dtype: torch.dtype | None = None,
     min_pixels: int | None = None,
     max_pixels: int | None = None,
-    multimodal: bool = True,
+    multimodal: bool | None = None,
     customized_config: str | dict | None = None,
     overwrite_config: dict | None = None,
     **kwargs,
@@ -250,9 +281,10 @@ def load_pretrained_model(
     their processor in the third place; `min_pixels` / `max_pixels` bound their image sizes.
     customized_config (a JSON file or a dict) and overwrite_config (a dict), as LLaVA-NeXT's loader takes them
         (lmms-eval's own `llava` model passes them through): config attributes set before the model is built,
-        e.g. `{"DART_config": {...}}`. `multimodal` is accepted for those callers and changes nothing.
+        e.g. `{"DART_config": {...}}`. `multimodal` is accepted for those callers; as they set pruning only
+        through these, a load with any of the three logs whether the model prunes, and with which settings.
     """
-    del multimodal
+    told_by_config = multimodal is not None or customized_config is not None or overwrite_config is not None
     device = resolve_device(device)
     dtype = torch_dtype or default_dtype(device)
     if not model_path or (not os.path.exists(model_path) and model_path.startswith(("/", ".", "~"))):
@@ -282,6 +314,7 @@ def load_pretrained_model(
     require_tokenizer_files(tokenizer_path, checkpoint_file)  # before the weights: no minutes spent on a failing load
     if is_llava_config(config):
         resolve_vision_tower(config, model_path)
+        check_local_tower_config(getattr(config, "mm_vision_tower", None))
         if is_lora:
             model = _load_lora(model_path, model_base, config, **load_kwargs)
         elif model_base is not None:
@@ -291,7 +324,8 @@ def load_pretrained_model(
                                   config=config, **load_kwargs)
             projector_file = _projector_file(model_path)
             try:
-                model.get_model().mm_projector.load_state_dict(load_projector_state(projector_file))
+                with naming_broken_files(projector_file):
+                    model.get_model().mm_projector.load_state_dict(load_projector_state(projector_file))
             except RuntimeError as exc:  # missing / unexpected / misshapen projector tensors
                 raise CheckpointError(f"{projector_file}: not the projector this config describes: {exc}") from None
             model.get_model().mm_projector.to(dtype=dtype)
@@ -312,6 +346,8 @@ def load_pretrained_model(
     if "device_map" not in load_kwargs and not (load_8bit or load_4bit):
         model.to(device)
     model.eval()
+    if told_by_config:
+        logger.info(pruning_summary(getattr(model.config, "DART_config", None)))
     context_len = getattr(model.config, "max_sequence_length", 2048)
     return tokenizer, model, image_processor, context_len
 

@@ -13,15 +13,23 @@ checkpoints name their vision tower by hub id, "openai/clip-vit-large-patch14-33
 Where the exact content of a released file is not known, the most plausible value is used and a comment says so.
 Sizes: LLaMA/Mistral/Yi with hidden size 64 and 4 layers (`llava.model.tiny_checkpoint.TinySpec`), a CLIP tower of
 width 32 and 2 layers at the real 336-pixel input with 14-pixel patches, Qwen models as in `llava.model.tiny_qwen`.
+
+From the command line, to try the commands on a family without its weights:
+
+    python -m llava.model.released_layouts --list
+    python -m llava.model.released_layouts --repo Qwen/Qwen2-VL-7B-Instruct --out checkpoints/qwen2-vl-tiny
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import io
 import json
 import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -616,3 +624,59 @@ def build_released_checkpoint(repo_id: str, out_dir, seed: int = 0) -> Path:
     else:
         _write_llava(repo_id, out, seed)
     return out
+
+
+# --------------------------------------------------------------------------------------------------- CLI
+
+
+def default_hub_cache(out: Path) -> Path:
+    """Where the CLI puts the CLIP look-alike a LLaVA layout's config names: beside the checkpoint, so that a
+    user's own hub cache never receives a fake `openai/clip-vit-large-patch14-336`."""
+    return out.parent / f"{out.name}-hub-cache"
+
+
+def needs_clip_tower(repo_id: str) -> bool:
+    """The LLaVA layouts name their vision tower by hub id (the 1.6 ones read its config there too)."""
+    return not RELEASED_LAYOUTS[repo_id].family.startswith("qwen")
+
+
+def write_for_trying(repo_id: str, out: Path, seed: int, hub_cache: Path | None) -> list[str]:
+    """Write the tiny `repo_id` into `out` (and, for LLaVA, the tower into `hub_cache`); the lines telling the user
+    how to run it."""
+    build_released_checkpoint(repo_id, out, seed)
+    lines = [f"wrote a tiny {repo_id} (random weights, seed {seed}, the released files' layout) to {out}"]
+    if needs_clip_tower(repo_id):
+        cache = hub_cache or default_hub_cache(out)
+        with tempfile.TemporaryDirectory() as tower:
+            install_in_hub_cache(CLIP_TOWER_ID, build_clip_tower(Path(tower) / "clip", seed), cache)
+        lines.append(f"its config names its vision tower {CLIP_TOWER_ID}: a tiny look-alike is in the hub cache "
+                     f"{cache}; run with HF_HUB_CACHE={cache} HF_HUB_OFFLINE=1")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Write a tiny checkpoint (random weights) in the on-disk layout of a released one, to try the "
+                    "commands without downloading weights; its answers are meaningless.")
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--list", action="store_true", help="list the released checkpoints there are layouts of")
+    action.add_argument("--repo", choices=list(RELEASED_LAYOUTS), metavar="REPO_ID",
+                        help="the released checkpoint to imitate (see --list)")
+    parser.add_argument("--out", type=Path, help="the checkpoint folder to write (with --repo)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hub-cache", type=Path, default=None,
+                        help="LLaVA layouts: the hub cache to put the tiny CLIP tower in (default: OUT-hub-cache)")
+    args = parser.parse_args(argv)
+    if args.list:
+        for repo_id, layout in RELEASED_LAYOUTS.items():
+            print(f"{repo_id:34} {layout.family:13} {layout.notes}")
+        return 0
+    if args.out is None:
+        parser.error("--repo needs --out, the checkpoint folder to write")
+    for line in write_for_trying(args.repo, args.out, args.seed, args.hub_cache):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Chat about an image in the terminal, with DART pruning.
+r"""Chat about an image in the terminal, with DART pruning.
 
     python -m llava.serve.cli --image-file playground/data/eval/gqa/data/images/n000679.jpg --sparse
     python -m llava.serve.cli --image-file view.jpg [--model-path PATH] [--conv-mode llava_v1] \

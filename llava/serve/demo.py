@@ -6,7 +6,8 @@
 
 Starts the three servers as child processes (the same commands a real deployment runs separately, see
 docs/Serving.md), waits until each answers, logs the page's address, and stops all three on Ctrl-C or
-SIGTERM, or when any of them exits.
+SIGTERM, or when any of them exits. The controller and the worker share a worker secret generated for this
+run, handed to them in their environment (LLAVA_WORKER_SECRET), not on their command lines.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -28,6 +30,7 @@ from llava.serve import (
     DEFAULT_WORKER_PORT,
     configure_logging,
 )
+from llava.serve.worker_auth import SECRET_ENV, new_secret
 
 logger = logging.getLogger("llava.serve.demo")
 
@@ -75,6 +78,13 @@ def commands(args: argparse.Namespace) -> dict[str, list[str]]:
                        "--port", str(args.port), "--controller-url", controller, "--model-list-mode", "reload",
                        "--log-dir", args.log_dir],
     }
+
+
+def secret_environments() -> dict[str, dict[str, str]]:
+    """What each server gets in its environment besides ours: one fresh worker secret for the controller and
+    the worker (the environment, unlike a command line, is not readable by other users of the host)."""
+    secret = new_secret()
+    return {"controller": {SECRET_ENV: secret}, "model worker": {SECRET_ENV: secret}, "web server": {}}
 
 
 def _is_qwen_checkpoint(model_path: str) -> bool:
@@ -134,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
     import httpx  # after the check in main(): a clear hint beats an ImportError
 
     cmds = commands(args)
+    environments = secret_environments()
     controller = f"http://{_client_host(args.host)}:{args.controller_port}"
     page = f"http://{_client_host(args.host)}:{args.port}"
     checks = {
@@ -150,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         for name, command in cmds.items():
             logger.info("starting the %s: %s", name, " ".join(command[1:]))
-            processes[name] = subprocess.Popen(command)
+            processes[name] = subprocess.Popen(command, env={**os.environ, **environments[name]})
             _wait_for(name, processes[name], checks[name], args.startup_timeout)
         logger.info("demo ready: open %s (Ctrl-C stops the controller, the worker and the web server)", page)
         while True:

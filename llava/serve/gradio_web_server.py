@@ -1,4 +1,4 @@
-"""The Gradio web UI: chat about an image, with DART controls and a view of the patches DART kept.
+r"""The Gradio web UI: chat about an image, with DART controls and a view of the patches DART kept.
 
     python -m llava.serve.gradio_web_server --controller-url http://127.0.0.1:10000 [--port 7860] \
         [--model-list-mode once|reload] [--log-dir logs]
@@ -14,9 +14,13 @@ The page talks to the controller (which worker serves the model) and then stream
 and the request is tried once more on another worker; one that breaks off mid-answer is reported in the chat
 and dropped the same way.
 
-Uploads reach the handler as files, unopened: the size is read from the header, images over 4096x4096 are
-refused with a plain message (JPEG is decoded at reduced scale first), and the chat keeps at most 2048 px a
-side (and no more pixels than the model's worker accepts).
+Uploads reach the handler as files, unopened: only a regular file inside Gradio's upload folder (a file
+Gradio itself received) is opened, whatever path a hand-made request names; the size is read from the
+header, images over 4096x4096 are refused with a plain message (JPEG is decoded at reduced scale first),
+and the chat keeps at most 2048 px a side (and no more pixels than the model's worker accepts).
+
+What a worker streams back is checked (`llava.serve.client`) before the page draws or shows it, and
+error messages are shown without memory addresses, server paths or internal addresses (`shown_error`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ import logging
 import math
 import os
 import random
+import re
+import stat
 import time
 import warnings
 from pathlib import Path
@@ -46,7 +52,14 @@ from llava.data.shapes import render
 from llava.eval.prompting import infer_conv_mode
 from llava.pruning_settings import METHOD_LABELS, method_label
 from llava.serve import DEFAULT_CONTROLLER_PORT, DEFAULT_HOST, DEFAULT_WEB_PORT, configure_logging
-from llava.serve.client import ServeError, get_worker_address, list_models, model_details, stream_generate
+from llava.serve.client import (
+    BadReply,
+    ServeError,
+    get_worker_address,
+    list_models,
+    model_details,
+    stream_generate,
+)
 from llava.serve.overlay import draw_kept_patches, side_by_side
 from llava.serve.protocol import IMAGE_FORMATS, ErrorCode, encode_image, stop_string
 
@@ -192,10 +205,11 @@ def example_inputs(folder: Path) -> list[list[str]]:
 
 def template_name(choice: str, model: str | None, details: dict[str, Any] | None = None) -> str:
     """The template picked on the page; "auto" takes the one the model's worker prompts with (what its
-    checkpoint records), else LLaVA's guess from the model name."""
+    checkpoint records, if this page knows it), else LLaVA's guess from the model name."""
     if choice != AUTO_TEMPLATE:
         return choice
-    return (details or {}).get("conv_mode") or infer_conv_mode(model or "")
+    reported = (details or {}).get("conv_mode")
+    return reported if reported in conv_templates else infer_conv_mode(model or "")
 
 
 def format_stats(final: dict[str, Any]) -> str:
@@ -229,6 +243,28 @@ def answer_note(final: dict[str, Any]) -> str:
     if pruning.get("prefill_seconds") is not None:
         parts.append(f"prefill {pruning['prefill_seconds']:.3f} s")
     return " · ".join(parts)
+
+
+_MEMORY_ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{4,}\b")
+_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>()]+")
+_SERVER_PATH = re.compile(r"(?<![\w.~:/-])(?:/[\w.+@-]+){2,}/?")
+
+
+def shown_error(message: str) -> str:
+    """An error message as users see it: memory addresses, URLs (the servers' internal addresses) and server
+    file paths, which a worker's or a library's message may carry, are left out."""
+    message = _URL.sub("…", message)
+    message = _MEMORY_ADDRESS.sub("0x…", message)
+    return _SERVER_PATH.sub("…", message)
+
+
+def check_report_fits(pruning: dict[str, Any] | None, image_count: int) -> None:
+    """BadReply unless a pruning report's per-image lists match the images this conversation sent (the
+    report's own consistency is checked as it arrives, see `llava.serve.protocol.PruningReport`)."""
+    for field in ("kept_indices", "patch_grids"):
+        entries = (pruning or {}).get(field)
+        if entries is not None and len(entries) != image_count:
+            raise BadReply("model worker", f"pruning.{field} has {len(entries)} entries for {image_count} image(s)")
 
 
 def overlay_for(state: ChatState, pruning: dict[str, Any] | None) -> Image.Image | None:
@@ -273,14 +309,32 @@ class UploadRejected(ValueError):
     """An upload the page will not use; the message is for the user and names no server path."""
 
 
+NOT_RECEIVED = "The image did not arrive as an upload to this page; please upload it again."
+
+
+def upload_folder() -> str:
+    """Where Gradio keeps the files it received (GRADIO_TEMP_DIR, default TMP/gradio), resolved: the folder
+    Gradio's own check of a marked file object (`gradio.FileData`) allows, read the same way, when called."""
+    return os.path.realpath(gr.utils.get_upload_folder())
+
+
 def upload_path(upload: dict[str, Any] | None) -> str | None:
-    """The file path in the image box's raw value (Gradio's FileData as a dict), None when there is none."""
+    """The file behind the image box's raw value (Gradio's FileData as a dict), None when there is none.
+
+    The value comes from the request as the browser (or anyone) wrote it, and Gradio checks its path only
+    when the object carries the `gradio.FileData` marker; so the path is taken only if it resolves (links
+    followed) to a regular file inside Gradio's upload folder. Anything else (a server file, a path out of
+    the folder, a FIFO that would block the handler, a data: URL) is UploadRejected without being opened."""
     if upload is None:
         return None
     path = upload.get("path") if isinstance(upload, dict) else None
-    if not path:  # a data: URL, which the box's upload and clipboard sources do not send
-        raise UploadRejected("The image did not arrive as a file; please upload it again.")
-    return path
+    if not isinstance(path, str) or not path:
+        raise UploadRejected(NOT_RECEIVED)
+    real, folder = os.path.realpath(path), upload_folder()
+    if os.path.commonpath([real, folder]) != folder or real == folder or not os.path.isfile(real):
+        logger.warning("refused an upload value naming %r (not a file Gradio received)", path)
+        raise UploadRejected(NOT_RECEIVED)
+    return real
 
 
 def _fit(size: tuple[int, int], max_side: int, max_pixels: int) -> tuple[int, int]:
@@ -290,19 +344,37 @@ def _fit(size: tuple[int, int], max_side: int, max_pixels: int) -> tuple[int, in
     return max(1, int(width * scale)), max(1, int(height * scale))
 
 
-def _open_upload(path: str | Path) -> Image.Image:
-    """The image's header only (no pixels decoded yet)."""
+NOT_AN_IMAGE = (f"The file is not an image in a supported format ({', '.join(IMAGE_FORMATS)}); please upload "
+                "another image.")
+
+
+def _open_regular_file(path: str | Path):
+    """`path` opened for reading, UploadRejected unless it is a regular file. Opened without blocking: opening
+    a FIFO for reading waits for a writer, which would hold the handler's thread for good."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        logger.info("upload %s cannot be opened: %s", path, exc)
+        raise UploadRejected(NOT_AN_IMAGE) from None
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        logger.warning("upload %s is not a regular file", path)
+        raise UploadRejected(NOT_AN_IMAGE)
+    return os.fdopen(descriptor, "rb")
+
+
+def _open_upload(file, path: str | Path) -> Image.Image:
+    """The image's header only (no pixels decoded yet); `path` only names it in the log."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is checked next
-            return Image.open(path, formats=IMAGE_FORMATS)
+            return Image.open(file, formats=IMAGE_FORMATS)
     except Image.DecompressionBombError:
         raise UploadRejected(f"The image has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels; the limit is "
                              f"{MAX_DECODE_SIDE}x{MAX_DECODE_SIDE}; please upload a smaller image.") from None
     except (OSError, SyntaxError, ValueError) as exc:
         logger.info("upload %s is not a supported image: %s", path, exc)
-        raise UploadRejected(f"The file is not an image in a supported format ({', '.join(IMAGE_FORMATS)}); "
-                             "please upload another image.") from None
+        raise UploadRejected(NOT_AN_IMAGE) from None
 
 
 def load_upload(path: str | Path, max_pixels: int | None = None) -> Image.Image:
@@ -310,7 +382,7 @@ def load_upload(path: str | Path, max_pixels: int | None = None) -> Image.Image:
     limit; MAX_DECODE_PIXELS when unknown), upright as its EXIF says. The size is checked from the header
     before any pixel is decoded: UploadRejected, with a message for the user, above MAX_DECODE_PIXELS (after
     JPEG's reduced-scale decoding) or for a file that is not a readable image."""
-    with _open_upload(path) as image:
+    with _open_regular_file(path) as file, _open_upload(file, path) as image:
         width, height = image.size
         if width < 1 or height < 1:
             raise UploadRejected(f"The image has no pixels ({width}x{height}); please upload another image.")
@@ -525,7 +597,7 @@ class WebServer:
                 raise ServeError("no model is available: is a model worker registered with the controller?")
             for chunk in self._stream_with_retry(model, payload):
                 if chunk.get("error_code", 0) != 0:
-                    raise ServeError(chunk.get("error", "the worker failed"))
+                    raise ServeError(chunk.get("error") or "the worker failed")
                 if chunk.get("finished"):
                     final = chunk
                     break
@@ -533,18 +605,21 @@ class WebServer:
                 yield (state, to_chatbot(state)) + no_change + self._buttons(False)
             if final is None:
                 raise ServeError("the worker closed the stream before the answer was complete")
+            check_report_fits(final.get("pruning"), len(images))
+            overlay = overlay_for(state, final.get("pruning"))
         except ServeError as exc:
             logger.warning("request for %s failed: %s", model, exc)
-            conv.messages[-1][-1] = f"**Error:** {exc}"
-            state.failed = True
-            yield (state, to_chatbot(state), None, f"**Error:** {exc}", *self._error_buttons())
+            yield self._failed(state, str(exc))
+            return
+        except Exception:  # a bug here must not leave the page with a cursor and dead buttons
+            logger.exception("showing the answer of %s failed", model)
+            yield self._failed(state, "the page could not show this answer; please ask again")
             return
 
         conv.messages[-1][-1] = final["text"]
         state.answer_notes[len(conv.messages) - 1] = answer_note(final)
         pruning = final.get("pruning")
         state.last_pruning = pruning
-        overlay = overlay_for(state, pruning)
         yield (state, to_chatbot(state), overlay, format_stats(final)) + self._buttons(True)
         self.log.write({
             "type": "chat", "model": model, "start": round(start, 4), "finish": round(time.time(), 4),
@@ -578,6 +653,14 @@ class WebServer:
         that the next question goes to a live one instead of waiting for the heartbeats to go stale."""
         logger.warning("worker %s broke off a stream; refreshing the worker list", address)
         self.fetch_models(refresh=True)
+
+    def _failed(self, state: ChatState, message: str):
+        """The update for a failed answer: the error in place of the answer and under the overlay, Regenerate
+        and Clear usable."""
+        text = f"**Error:** {shown_error(message)}"
+        state.conv.messages[-1][-1] = text
+        state.failed = True
+        return (state, to_chatbot(state), None, text, *self._error_buttons())
 
     @staticmethod
     def _buttons(enabled: bool):
@@ -719,7 +802,9 @@ def main(argv=None) -> None:
                 args.host, args.port, config.controller_url, models or "none yet", config.log_dir)
     demo = server.build(models)
     demo.queue(default_concurrency_limit=args.concurrency_count)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True, ssr_mode=False,
+    # show_error=False: an unexpected exception's text (paths, addresses) stays in the log; the page's own
+    # messages (gr.Error) are shown anyway.
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=False, ssr_mode=False,
                 max_file_size=args.max_upload_size, quiet=True)
 
 

@@ -1,8 +1,9 @@
-"""A model worker: loads one LLaVA or Qwen2-VL / Qwen2.5-VL checkpoint and streams answers, with DART pruning
+r"""A model worker: loads one LLaVA or Qwen2-VL / Qwen2.5-VL checkpoint and streams answers, with DART pruning
 per request.
 
-    python -m llava.serve.model_worker --controller-address http://127.0.0.1:10000 --port 40000 \
-        --model-path PATH [--sparse --pruned_layer 2 --max_num_trunction 128 ...] [--limit-model-concurrency 5]
+    LLAVA_WORKER_SECRET=... python -m llava.serve.model_worker --controller-address http://127.0.0.1:10000 \
+        --port 40000 --model-path PATH [--sparse --pruned_layer 2 --max_num_trunction 128 ...] \
+        [--limit-model-concurrency 5] [--worker-secret-file FILE]
 
 Endpoints (POST, JSON):
     /worker_generate_stream  a `GenerateRequest` (see `llava.serve.protocol`: a templated `prompt`, LLaVA only,
@@ -13,8 +14,9 @@ Endpoints (POST, JSON):
                      row-major indices into the image's grid; null where a method pooled or merged its tokens), "patch_grids" ([rows, cols] per image), "patch_grid",
                      "selection_seconds", "prefill_seconds", "config"}}
         a failure after streaming started ends the stream with {"error_code": 1, "error": ..., "finished": true}
-        Bad requests are refused before streaming: 422 (fields: types, ranges, unknown names), 400 (image not
-        decodable, <image> count mismatch, prompt too long, invalid DART settings), 413 (too large).
+        Bad requests are refused before streaming: 422 (fields: types, ranges, unknown names), 400 (not JSON,
+        image not decodable, <image> count mismatch, prompt too long, invalid DART settings), 413 (too large),
+        415 (a body not sent as application/json).
     /worker_get_status       {model_names, speed, queue_length}  queue_length = running + waiting requests
     /worker_get_concurrency  {limit_model_concurrency, running, waiting, queue_length}
     /model_details           {prompt_format, context_length, image_tokens, dart_defaults, limits, ...}
@@ -23,6 +25,10 @@ DART: `--sparse` and the DART flags set the worker's defaults; a request's `dart
 `sparse, pruned_layer, reduction_ratio, max_num_trunction, pivot_image_token, pivot_text_token,
 pruning_method`, validated against the loaded model. Images arrive base64-encoded in the request; the
 worker never opens a path a client sends.
+
+Registering with the controller and its heartbeats carry the worker secret (LLAVA_WORKER_SECRET or
+`--worker-secret-file`, see `llava.serve.worker_auth`); a worker that would register without one refuses to
+start, before it loads its model.
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ from llava.model.qwen_loading import is_qwen, qwen_max_image_tokens
 from llava.model.pruning import PruningConfigError, get_method, make_dart_config, parse_dart_config
 from llava.pruning_settings import SETTINGS, SPARSE_FLAG, dart_config_values
 from llava.serve import DEFAULT_CONTROLLER_PORT, DEFAULT_HOST, DEFAULT_WORKER_PORT, configure_logging
-from llava.serve.http_utils import BodySizeLimit, readable_validation_errors, run_app
+from llava.serve.http_utils import json_api, run_app
 from llava.serve.inference import (
     PromptError,
     SamplingParams,
@@ -70,7 +76,9 @@ from llava.serve.protocol import (
     decode_image,
     encode_chunk,
     stop_string,
+    worker_base_url,
 )
+from llava.serve.worker_auth import SECRET_ENV, SecretError, authorization_header, read_secret
 
 logger = logging.getLogger("llava.serve.model_worker")
 
@@ -291,9 +299,7 @@ class ModelWorker:
 
 
 def create_app(worker: ModelWorker) -> FastAPI:
-    app = FastAPI(title="LLaVA-DART model worker")
-    app.add_middleware(BodySizeLimit, max_bytes=worker.limits.max_body_bytes)
-    readable_validation_errors(app)
+    app = json_api("LLaVA-DART model worker", worker.limits.max_body_bytes)
 
     @app.post("/worker_generate_stream")
     async def worker_generate_stream(request: GenerateRequest):
@@ -323,11 +329,13 @@ class HeartBeat:
     an unreachable controller is retried at the next beat.
     """
 
-    def __init__(self, worker: ModelWorker, controller_address: str, worker_address: str, interval: float):
+    def __init__(self, worker: ModelWorker, controller_address: str, worker_address: str, interval: float,
+                 secret: str):
         self.worker = worker
         self.controller_address = controller_address.rstrip("/")
         self.worker_address = worker_address.rstrip("/")
         self.interval = interval
+        self.headers = authorization_header(secret)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="llava-heartbeat", daemon=True)
 
@@ -348,7 +356,16 @@ class HeartBeat:
     def _register(self, client: httpx.Client) -> bool:
         payload = {"worker_name": self.worker_address, "check_heart_beat": True, "worker_status": self.worker.status()}
         try:
-            client.post(f"{self.controller_address}/register_worker", json=payload, timeout=5).raise_for_status()
+            response = client.post(f"{self.controller_address}/register_worker", json=payload, headers=self.headers,
+                                   timeout=5)
+            response.raise_for_status()
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code == 401:
+                logger.error("the controller at %s refused this worker's secret: give the controller and its "
+                             "workers the same %s (or --worker-secret-file)", self.controller_address, SECRET_ENV)
+            else:
+                logger.warning("cannot register with the controller at %s: %s", self.controller_address, exc)
+            return False
         except httpx.HTTPError as exc:
             logger.warning("cannot register with the controller at %s: %s", self.controller_address, exc)
             return False
@@ -358,7 +375,8 @@ class HeartBeat:
     def _beat(self, client: httpx.Client) -> bool:
         """True if the controller knows this worker."""
         payload = {"worker_name": self.worker_address, "queue_length": self.worker.slots.queue_length}
-        response = client.post(f"{self.controller_address}/receive_heart_beat", json=payload, timeout=5)
+        response = client.post(f"{self.controller_address}/receive_heart_beat", json=payload, headers=self.headers,
+                               timeout=5)
         response.raise_for_status()
         return bool(response.json().get("exist"))
 
@@ -384,6 +402,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(default http://HOST:PORT, with 127.0.0.1 for a wildcard HOST)")
     parser.add_argument("--controller-address", default=f"http://{DEFAULT_HOST}:{DEFAULT_CONTROLLER_PORT}")
     parser.add_argument("--no-register", action="store_true", help="serve without a controller")
+    parser.add_argument("--worker-secret-file", default=None,
+                        help=f"file holding the controller's worker secret (default: ${SECRET_ENV})")
     parser.add_argument("--model-path", default=DEFAULT_MODEL_PATH, help="default: the embedded tiny model")
     parser.add_argument("--model-base", default=None)
     parser.add_argument("--model-name", default=None, help="name to serve under (default: from the path)")
@@ -426,12 +446,36 @@ def worker_address(args: argparse.Namespace) -> str:
     if args.worker_address:
         return args.worker_address
     host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
     return f"http://{host}:{args.port}"
+
+
+def registration_settings(args: argparse.Namespace) -> tuple[str, str] | None:
+    """(this worker's address, the worker secret) to register with, None with --no-register; SecretError or
+    ValueError naming what is missing or wrong (checked before the model loads)."""
+    if args.no_register:
+        return None
+    secret = read_secret(args.worker_secret_file)
+    if secret is None:
+        raise SecretError(f"no worker secret: set {SECRET_ENV} or pass --worker-secret-file (the controller's "
+                          "secret; a controller started without one logs the file it generated), or serve "
+                          "without a controller (--no-register)")
+    try:
+        address = worker_base_url(worker_address(args))
+    except ValueError as exc:
+        raise ValueError(f"--worker-address {worker_address(args)!r} {exc}") from None
+    return address, secret
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     configure_logging(args.log_level)
+    try:
+        registration = registration_settings(args)
+    except ValueError as exc:  # SecretError too
+        logger.error("cannot start the worker: %s", exc)
+        sys.exit(2)
     limits = RequestLimits(
         ImageLimits(args.max_image_bytes, args.max_image_pixels, args.max_images),
         args.max_prompt_chars, args.max_new_tokens_limit,
@@ -446,8 +490,9 @@ def main(argv=None) -> None:
         logger.error("cannot start the worker: %s", exc)
         sys.exit(2)
     address = worker_address(args)
-    if not args.no_register:
-        HeartBeat(worker, args.controller_address, address, args.heart_beat_interval).start()
+    if registration is not None:
+        registered_address, secret = registration
+        HeartBeat(worker, args.controller_address, registered_address, args.heart_beat_interval, secret).start()
     logger.info("worker serving %s on %s (%s, concurrency %d, controller %s)",
                 worker.model_name, address, describe_dart(worker.default_dart_config), args.limit_model_concurrency,
                 "none" if args.no_register else args.controller_address)

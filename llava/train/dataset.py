@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Sequence
 
@@ -19,14 +18,12 @@ class LazySupervisedDataset(torch.utils.data.Dataset):
     With `image_aspect_ratio` "anyres" an image is a (P, 3, H, W) stack of crops (`data_args` then carries
     `image_grid_pinpoints`), and `image_size` its (width, height), which the spatial merges need.
 
-    data_path: LLaVA's format, `[{"id", "image": "rel/path", "conversations": [{"from", "value"}, ...]}]`.
+    samples: LLaVA's format, `[{"id", "image": "rel/path", "conversations": [{"from", "value"}, ...]}]`, as
+    `llava.train.data_checks.load_training_samples` reads and checks them.
     """
 
-    def __init__(self, data_path: str, tokenizer, data_args, template_name: str):
-        with open(data_path) as f:
-            self.samples = json.load(f)
-        if not isinstance(self.samples, list):
-            raise ValueError(f"{data_path}: expected a JSON list of conversation samples")
+    def __init__(self, samples: list[dict], tokenizer, data_args, template_name: str):
+        self.samples = samples
         self.tokenizer = tokenizer
         self.data_args = data_args
         self.template_name = template_name
@@ -94,6 +91,6 @@ class DataCollatorForSupervisedDataset:
         return batch
 
 
-def make_supervised_data_module(tokenizer, data_args, template_name: str) -> dict:
-    train_dataset = LazySupervisedDataset(data_args.data_path, tokenizer, data_args, template_name)
+def make_supervised_data_module(samples: list[dict], tokenizer, data_args, template_name: str) -> dict:
+    train_dataset = LazySupervisedDataset(samples, tokenizer, data_args, template_name)
     return {"train_dataset": train_dataset, "eval_dataset": None, "data_collator": DataCollatorForSupervisedDataset(tokenizer)}

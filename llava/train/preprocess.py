@@ -57,9 +57,8 @@ def _render(template: Conversation, turns: Sequence[tuple[int, str | None]]) -> 
 
 
 def _turns(conversations: Sequence[dict]) -> list[tuple[int, str]]:
+    # LLaVA dropped a leading assistant turn; `llava.train.data_checks` refuses such a sample instead.
     turns = [(ROLE_OF_SPEAKER[t["from"]], t["value"]) for t in conversations]
-    if turns and turns[0][0] != 0:
-        turns = turns[1:]  # LLaVA drops a leading assistant turn
     for i, (role, _) in enumerate(turns):
         if role != i % 2:
             raise ValueError(f"turn {i} is from {'gpt' if role else 'human'}: turns must alternate human/gpt")

@@ -1,4 +1,4 @@
-"""LLaVA training: stage 1 (projector pretraining, `--version plain`) and stage 2 (instruction tuning).
+r"""LLaVA training: stage 1 (projector pretraining, `--version plain`) and stage 2 (instruction tuning).
 
     python -m llava.train.train --model_name_or_path LLM --version v1 --data_path data.json \
         --image_folder IMAGES --vision_tower openai/clip-vit-large-patch14-336 --mm_projector_type mlp2x_gelu \
@@ -23,6 +23,7 @@ from llava.eval.pruning_args import add_pruning_args, dart_config_from_args
 from llava.model.pruning import parse_dart_config
 from llava.model.language_model.families import causal_lm_class, is_llava_config, llava_config_for_base
 from llava.train.arguments import DataArguments, ModelArguments, TrainingArguments
+from llava.train.data_checks import TrainingDataError, load_training_samples
 from llava.train.dataset import make_supervised_data_module
 from llava.model.builder import checkpoint_file, read_config, resolve_vision_tower
 from llava.model.strict_loading import load_declared_tokenizer, load_strictly
@@ -238,7 +239,10 @@ def parse_train_args(argv: list[str] | None = None):
 
 def train(attn_implementation: str | None = None, argv: list[str] | None = None) -> None:
     model_args, data_args, training_args, pruning = parse_train_args(argv)
-    run(model_args, data_args, training_args, attn_implementation, pruning=pruning)
+    try:
+        run(model_args, data_args, training_args, attn_implementation, pruning=pruning)
+    except TrainingDataError as exc:  # the message says all there is to fix; a traceback would bury it
+        raise SystemExit(f"error: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -254,6 +258,9 @@ def run(model_args, data_args, training_args, attn_implementation: str | None = 
     if model_args.tune_mm_mlp_adapter and model_args.vision_tower is None:
         raise ValueError("--tune_mm_mlp_adapter trains the projector only, so it needs --vision_tower")
     training_args.tune_mm_mlp_adapter = model_args.tune_mm_mlp_adapter  # the trainer decides what to save by it
+    # Every sample checked before the model loads: a bad one must not surface minutes (or hours) into the run.
+    samples = load_training_samples(data_args.data_path, data_args.image_folder, model_args.version,
+                                    with_images=model_args.vision_tower is not None)
     model = build_model(model_args, training_args, attn_implementation)
     # The template it learns to answer in, for whoever loads the checkpoint (not guessed from its name).
     model.config.conv_template = model_args.version
@@ -268,7 +275,7 @@ def run(model_args, data_args, training_args, attn_implementation: str | None = 
         model = apply_lora(model, training_args)
         if model_args.vision_tower is not None and not training_args.freeze_mm_mlp_adapter:
             model.get_model().mm_projector.requires_grad_(True)  # peft froze it; LLaVA trains it beside LoRA
-    data_module = make_supervised_data_module(tokenizer, data_args, model_args.version)
+    data_module = make_supervised_data_module(samples, tokenizer, data_args, model_args.version)
     trainer = LLaVATrainer(model=model, processing_class=tokenizer, args=training_args, **data_module)
     resume = any(pathlib.Path(training_args.output_dir).glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=resume or None)

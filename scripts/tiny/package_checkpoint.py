@@ -1,4 +1,4 @@
-"""Turn a trained stage-2 output into the portable, committed tiny checkpoint.
+r"""Turn a trained stage-2 output into the portable, committed tiny checkpoint.
 
     python scripts/tiny/package_checkpoint.py --trained WORK/stage2 --vision-tower WORK/vision_tower \
         --out checkpoints/llava-v1.5-tiny [--dtype float16]

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from llava.eval import model_vqa_loader, sweep
+from suite_timeouts import hang_timeout
 from worker_helpers import DART_FLAGS, GENERATION_FLAGS, read_answers, write_textvqa_set
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,10 +25,16 @@ def fake_python(path: Path, body: str) -> Path:
     return path
 
 
-def run_script(name, env, *args, timeout=300, scripts=None):
+# Bounds that catch a hung script (tests/suite_timeouts.py): a script with a recording fake python takes about a
+# second; one that runs the real workers and scorers on a sample set took up to ~6 minutes on a busy 2-core machine.
+FAKE_RUN_TIMEOUT = 300
+MODEL_RUN_TIMEOUT = 1800
+
+
+def run_script(name, env, *args, timeout=FAKE_RUN_TIMEOUT, scripts=None):
     clean = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "CKPT", "NAME", "DART", "EVAL_ARGS", "BATCH_SIZE")}
     return subprocess.run(["bash", str((scripts or SCRIPTS) / f"{name}.sh"), *args], env={**clean, **env},
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=hang_timeout(timeout))
 
 
 # -- the commands of every script (a recording fake python: fast, no model) ------------------------------
@@ -181,22 +188,36 @@ esac
     assert proc.returncode == 3
     assert "worker 1 of 3 (CUDA_VISIBLE_DEVICES=5) failed with exit status 3" in proc.stderr
     assert "CUDA out of memory" in proc.stderr
-    assert time.monotonic() - start < 30  # the sleeping workers were stopped, not waited for
+    assert time.monotonic() - start < 50  # the workers sleeping 60 s were stopped, not waited for
     time.sleep(0.5)
     for pid in (pids.read_text() if pids.exists() else "").split():  # (a worker may be stopped before it wrote)
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
     assert not (tmp_path / "pope" / "answers" / "m-dart-0.778-128.jsonl").exists()
 
 
+@pytest.mark.parametrize("refusal, resumable", [
+    ("error: /a/m.chunks/1_0.jsonl holds answers made with other settings (x); pass --overwrite", False),
+    ("error: /a/m.chunks/1_0.jsonl is being written by another run (pid 7 on h, started t: c)", False),
+    ("RuntimeError: CUDA out of memory", True),
+])
+def test_the_resume_hint_is_given_only_when_running_again_resumes(tmp_path, refusal, resumable):
+    worker = fake_python(tmp_path / "python", f'echo "{refusal}" >&2; exit 2\n')
+    proc = run_script("pope", {"PYTHON": str(worker), "CKPT": "/ckpt/m", "DATA_ROOT": str(tmp_path),
+                               "CUDA_VISIBLE_DEVICES": "0,1"})
+    assert proc.returncode == 2 and refusal in proc.stderr
+    assert ("run the same command again to resume" in proc.stderr) == resumable
+
+
 # -- end to end: three fake GPUs on the CPU, the real worker and scorer ----------------------------------
 
 
+@pytest.mark.slow
 def test_textvqa_on_three_fake_gpus_equals_a_single_run(tiny_ckpt, tmp_path):
     questions, images = write_textvqa_set(tmp_path / "textvqa")
     proc = run_script("textvqa", {
         "PYTHON": sys.executable, "CKPT": str(tiny_ckpt), "DATA_ROOT": str(tmp_path), "CUDA_VISIBLE_DEVICES": "0,1,2",
         "EVAL_ARGS": "--max_new_tokens 3", "OMP_NUM_THREADS": "1",
-    }, "0.778", "64")
+    }, "0.778", "64", timeout=MODEL_RUN_TIMEOUT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     answers = tmp_path / "textvqa" / "answers" / "llava-tiny-dart-0.778-64.jsonl"
     chunks = [answers.with_suffix(".chunks") / f"3_{k}.jsonl" for k in range(3)]
@@ -241,12 +262,13 @@ def answer_lines(root: Path, name: str) -> dict[str, list[dict]]:
     return {str(f.relative_to(root)): [strip(line) for line in f.read_text().splitlines()] for f in files}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SAMPLE_BENCHMARKS)
 def test_batch_size_8_answers_equal_batch_size_1_on_every_sample_benchmark(name, sample_data):
     env = {"PYTHON": sys.executable, "DATA_ROOT": str(sample_data), "OMP_NUM_THREADS": "2"}
     runs = {}
     for batch in ("1", "8"):
-        proc = run_script(name, {**env, "BATCH_SIZE": batch, "NAME": f"{name}-batch{batch}"})
+        proc = run_script(name, {**env, "BATCH_SIZE": batch, "NAME": f"{name}-batch{batch}"}, timeout=MODEL_RUN_TIMEOUT)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         runs[batch] = answer_lines(sample_data, f"{name}-batch{batch}")
     (one,), (eight,) = runs["1"].values(), runs["8"].values()
@@ -274,12 +296,13 @@ END_TO_END = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(END_TO_END))
 def test_every_sample_benchmark_script_runs_end_to_end(name, sample_data):
     import re
 
     env = {"PYTHON": sys.executable, "DATA_ROOT": str(sample_data), "OMP_NUM_THREADS": "2", "NAME": "e2e"}
-    proc = run_script(name, env)
+    proc = run_script(name, env, timeout=MODEL_RUN_TIMEOUT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(END_TO_END[name], proc.stdout + proc.stderr), proc.stdout + proc.stderr
     folder = {"seed": "seed_bench", "mmvet": "mm-vet", "llavabench": "llava-bench-in-the-wild", "ocrbench": "OCRBench",
@@ -307,7 +330,7 @@ def test_v1_6_script_runs_the_benchmarks_commands_with_the_1_6_budget(name, tmp_
     recorder = fake_python(tmp_path / "python", f'echo "$*" >> {log}\n')
     env = {"PYTHON": str(recorder), "CKPT": "/ckpt/llava-v1.6-vicuna-7b", "DATA_ROOT": str(tmp_path / "data"),
            "OPENAI_API_KEY": ""}
-    proc = run_script(name, env, scripts=SCRIPTS_V1_6, timeout=60)
+    proc = run_script(name, env, scripts=SCRIPTS_V1_6)
     assert proc.returncode == 0, proc.stderr
     worker = ("--model-path /ckpt/llava-v1.6-vicuna-7b --conv-mode vicuna_v1 --temperature 0 --batch-size 1 "
               + DART_V1_6)
@@ -320,7 +343,7 @@ def test_v1_6_scripts_default_to_the_tiny_llava_1_6_checkpoint(tmp_path):
     log = tmp_path / "calls.log"
     recorder = fake_python(tmp_path / "python", f'echo "$*" >> {log}\n')
     proc = run_script("pope", {"PYTHON": str(recorder), "DATA_ROOT": str(tmp_path)}, "0.778", "160",
-                      scripts=SCRIPTS_V1_6, timeout=60)
+                      scripts=SCRIPTS_V1_6)
     assert proc.returncode == 0, proc.stderr
     default = "checkpoints/llava-v1.6-tiny"
     config = json.loads((REPO / default / "config.json").read_text())

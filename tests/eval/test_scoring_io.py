@@ -45,3 +45,25 @@ def test_write_json_creates_dirs_and_leaves_no_temp_file(tmp_path):
     write_json(str(path), {"a": 1})
     assert json.loads(path.read_text()) == {"a": 1}
     assert [p.name for p in path.parent.iterdir()] == ["r.json"]
+
+
+def test_answers_made_with_two_settings_are_refused(tmp_path):
+    """Two runs with other settings appended to one file (possible before answer files were locked): a score over
+    it would mix two models or two pruning budgets."""
+    path = tmp_path / "a.jsonl"
+    line = lambda qid, sid: {"question_id": qid, "text": "x", "metadata": {"settings_id": sid}}  # noqa: E731
+    path.write_text("".join(json.dumps(line(i, "aaa")) + "\n" for i in range(2)) + json.dumps(line(2, "bbb")) + "\n")
+    with pytest.raises(ScoringInputError, match=r"a\.jsonl: answers made with 2 settings.*2 by aaa, 1 by bbb"):
+        read_answers(str(path))
+    path.write_text(json.dumps(line(0, "aaa")) + "\n" + json.dumps({"question_id": 1, "text": "y"}) + "\n")
+    with pytest.raises(ScoringInputError, match="1 without a settings id"):
+        read_answers(str(path))
+    path.write_text(json.dumps({"question_id": 1, "text": "y"}) + "\n")  # LLaVA's own files carry none: fine
+    assert len(read_answers(str(path))) == 1
+
+
+def test_a_failed_result_write_leaves_no_temp_file(tmp_path):
+    result = tmp_path / "a.score.json"
+    with pytest.raises(TypeError):
+        write_json(str(result), {"accuracy": object()})  # fails half way, as a full disk would
+    assert list(tmp_path.iterdir()) == []

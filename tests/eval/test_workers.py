@@ -8,10 +8,10 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from PIL import Image
 
 from llava.eval import common, model_vqa, model_vqa_loader, model_vqa_mmbench, model_vqa_science
+from suite_timeouts import hang_timeout
 from worker_helpers import DART_FLAGS, GENERATION_FLAGS, NUM_QUESTIONS, read_answers, write_textvqa_set
 
 # One thread everywhere (here and in the subprocesses): answers must match bit for bit across processes,
@@ -68,6 +68,7 @@ def test_chunks_concatenated_in_order_equal_the_unchunked_run(tiny_ckpt, vqa_set
     assert merged == read_answers(reference)
 
 
+@pytest.mark.slow
 def test_two_chunk_processes_in_parallel_equal_one_run(tiny_ckpt, vqa_set, reference, tmp_path):
     procs = [
         subprocess.Popen([sys.executable, "-m", "llava.eval.model_vqa_loader",
@@ -76,7 +77,7 @@ def test_two_chunk_processes_in_parallel_equal_one_run(tiny_ckpt, vqa_set, refer
         for k in range(2)
     ]
     for proc in procs:
-        out, _ = proc.communicate(timeout=120)
+        out, _ = proc.communicate(timeout=hang_timeout(600))
         assert proc.returncode == 0, out
     assert read_answers(tmp_path / "2_0.jsonl") + read_answers(tmp_path / "2_1.jsonl") == read_answers(reference)
 
@@ -203,12 +204,13 @@ def test_rank_from_the_environment_picks_the_chunk(tiny_ckpt, vqa_set, reference
     assert not answers.exists()  # without a launcher rendezvous nobody merges
 
 
+@pytest.mark.slow
 def test_torchrun_ranks_answer_their_chunks_and_rank0_merges(tiny_ckpt, vqa_set, reference, tmp_path):
     answers = tmp_path / "a.jsonl"
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          "-m", "llava.eval.model_vqa_loader", *loader_args(tiny_ckpt, vqa_set, answers)],
-        env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=180,
+        env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=hang_timeout(900),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert read_answers(answers) == read_answers(reference)

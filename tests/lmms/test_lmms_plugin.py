@@ -13,6 +13,7 @@ import torch
 from lmms_eval.api.instance import Instance
 from lmms_eval.models import get_model
 from PIL import Image
+from suite_timeouts import hang_timeout
 from transformers import Qwen2VLForConditionalGeneration
 
 from llava.constants import DEFAULT_MODEL_PATH
@@ -46,7 +47,8 @@ def run_lmms_eval(out: Path, model: str, model_args: str, batch_size: int = 1, p
     launcher = [sys.executable] if processes == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "ACCELERATE_USE_CPU": "1"}
-    proc = subprocess.run([*launcher, *command], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run([*launcher, *command], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=hang_timeout(1800))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     # lmms-eval logs a failed evaluation (to stdout) and still exits 0
     assert "Error during evaluation" not in proc.stdout + proc.stderr, proc.stdout[-4000:]
@@ -102,6 +104,7 @@ def _check_same(lmms: dict, ours: tuple[dict, dict]) -> None:
     assert mme_metrics["mme_perception_score"] == pytest.approx(scores["mme"])
 
 
+@pytest.mark.slow
 def test_llava_dart_in_lmms_eval_equals_our_worker_and_scorer_at_any_batch_size(tmp_path):
     ours = our_scores(tmp_path, DEFAULT_MODEL_PATH, ["--max_num_trunction", "128"])
     single = run_lmms_eval(tmp_path / "b1", "llava_dart", f"pretrained={DEFAULT_MODEL_PATH},device=cpu,{RELEASE_ARGS}")
@@ -112,12 +115,14 @@ def test_llava_dart_in_lmms_eval_equals_our_worker_and_scorer_at_any_batch_size(
     assert batched == single
 
 
+@pytest.mark.slow
 def test_llava_dart_under_two_processes_equals_one(tmp_path):
     args = f"pretrained={DEFAULT_MODEL_PATH},{RELEASE_ARGS}"
     single = run_lmms_eval(tmp_path / "p1", "llava_dart", args + ",device=cpu", batch_size=2)
     assert run_lmms_eval(tmp_path / "p2", "llava_dart", args, batch_size=2, processes=2) == single
 
 
+@pytest.mark.slow
 def test_qwen2_vl_dart_in_lmms_eval_equals_our_worker_with_the_releases_model_args(tmp_path, qwen_ckpt):
     ours = our_scores(tmp_path, qwen_ckpt, ["--reduction_ratio", "0.778"])
     args = f"pretrained={qwen_ckpt},device=cpu,{RELEASE_ARGS}"
@@ -131,6 +136,10 @@ BAD_MODEL_ARGS = {
     "Sparse not a boolean": ("pretrained={llava},Sparse=yes", "model_args Sparse='yes': expected True or False"),
     "budget not an integer": ("pretrained={llava},Sparse=True,max_num_trunction=1.5",
                               "model_args max_num_trunction=1.5: expected an integer"),
+    # lmms-eval reads "-1" as the float -1.0 (only digit strings become integers): the range is what is wrong
+    "budget out of range": ("pretrained={llava},Sparse=True,max_num_trunction=-1",
+                            "model_args max_num_trunction=-1 is out of range: it must be in 0..65536"),
+    "K out of range": ("pretrained={llava},Sparse=True,pruned_layer=0", "model_args pruned_layer=0 is out of range"),
     "K too deep": ("pretrained={llava},Sparse=True,pruned_layer=40", "model_args: DART_config['K']=40 must be in"),
     "unknown method": ("pretrained={llava},Sparse=True,pruning_method=magic", "DART_config['method']='magic' is unknown"),
     "wrong family": ("pretrained={llava}", "is a llava checkpoint; this model class takes qwen2_vl checkpoints "
@@ -148,13 +157,14 @@ def test_bad_model_args_get_a_clear_error(case):
     assert message in str(error.value)
 
 
+@pytest.mark.slow
 def test_a_bad_model_arg_stops_the_lmms_eval_command_with_the_message(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "lmms_eval", "--model", "llava_dart", "--model_args",
          f"pretrained={DEFAULT_MODEL_PATH},device=cpu,spars=True", "--tasks", "pope_dart_sample", "--include_path",
          "llava/lmms_plugin/tasks", "--limit", "1", "--output_path", str(tmp_path)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=hang_timeout(1200),
     )
     assert "unknown model_args spars" in proc.stdout + proc.stderr
 
@@ -209,7 +219,7 @@ def _lmms_eval_command(tmp_path: Path, model: str, model_args: str, *extra: str)
         [sys.executable, "-m", "lmms_eval", "--model", model, "--model_args", model_args, "--tasks", "pope_dart_sample",
          "--include_path", "llava/lmms_plugin/tasks", "--limit", str(LIMIT), "--output_path", str(tmp_path),
          "--log_samples", *extra],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=hang_timeout(1200),
     )
 
 
@@ -219,6 +229,7 @@ def _answers(out: Path) -> list[str]:
     return [s["filtered_resps"] for s in samples]
 
 
+@pytest.mark.slow
 def test_lmms_evals_own_llava_model_runs_on_our_package_with_dart_from_customized_config(tmp_path):
     """lmms-eval's built-in `--model llava` imports our llava.model.builder / mm_utils / conversation; DART comes
     in through `customized_config` (config attributes), and it answers as llava_dart with the same budget."""
@@ -231,9 +242,13 @@ def test_lmms_evals_own_llava_model_runs_on_our_package_with_dart_from_customize
                                 f"pretrained={DEFAULT_MODEL_PATH},device_map=auto,customized_config={config}",
                                 "--device", "cpu")
     assert "Error during evaluation" not in theirs.stdout + theirs.stderr, theirs.stdout[-3000:]
+    # lmms-eval's log says that (and how) it prunes: our loader's line, passed on to its log
+    assert "DART prunes every call of the model: K=2," in theirs.stdout and "max_num_trunction=64" in theirs.stdout
     ours = _lmms_eval_command(tmp_path / "ours", "llava_dart",
                               f"pretrained={DEFAULT_MODEL_PATH},device=cpu,Sparse=True,max_num_trunction=64")
     assert _answers(tmp_path / "theirs") == _answers(tmp_path / "ours")
+    assert "LlavaDart: " in ours.stdout and "'max_num_trunction': 64" in ours.stdout  # our model's own line
+    assert "image tokens kept: " in ours.stdout
 
     # The settings are really read: a layer the model does not have stops the run, naming it.
     config.write_text(json.dumps({"DART_config": {**dart, "K": 99}}))
@@ -243,12 +258,13 @@ def test_lmms_evals_own_llava_model_runs_on_our_package_with_dart_from_customize
     assert "DART_config['K']=99 must be in" in bad.stdout + bad.stderr
 
 
+@pytest.mark.slow
 def test_the_release_style_script_runs_a_qwen_checkpoint(tmp_path, qwen_ckpt):
     env = {**os.environ, "CKPT": str(qwen_ckpt), "TASKS": "pope_dart_sample", "LIMIT": "2",
            "OUTPUT": str(tmp_path / "out"), "PYTHON": sys.executable, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(["bash", "scripts/qwen2_vl/lmms_eval.sh", "True", "0.5"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=hang_timeout(1200))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "|pope_dart_sample|" in proc.stdout and "Error during evaluation" not in proc.stdout
     assert "qwen2_vl_dart on" in proc.stderr and "Sparse=True ratio 0.5" in proc.stderr
@@ -264,3 +280,41 @@ def test_the_installed_lmms_eval_is_the_one_the_extras_pin():
     (pin,) = [r for r in extras["lmms"] if r.startswith("lmms-eval")]
     assert pin == f"lmms-eval=={importlib.metadata.version('lmms-eval')}"
     assert "filelock>=3.12,<4.2" in extras["lmms"] and "filelock>=3.12,<4.2" in extras["lmms-cpu"]
+
+
+def _run_lmms_script(script: str, env: dict, *args: str):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", **env}
+    return subprocess.run(["bash", f"scripts/{script}/lmms_eval.sh", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=hang_timeout(1200))
+
+
+@pytest.mark.parametrize("script", ["v1_5", "qwen2_vl", "qwen2_5_vl"])
+def test_the_script_fails_when_lmms_eval_reports_an_error_during_evaluation(tmp_path, script):
+    """lmms-eval catches a failed evaluation, logs it and exits 0; the scripts read its output and fail."""
+    fake = tmp_path / "python"
+    fake.write_text('#!/usr/bin/env bash\nif [[ "$1 $2" == "-m lmms_eval" ]]; then\n'
+                    '    echo "| ERROR | __main__:cli_evaluate:614 - Error during evaluation: boom. Please set '
+                    '\\`--verbosity=DEBUG\\` to get more information."\nfi\nexit 0\n')
+    fake.chmod(0o755)
+    proc = _run_lmms_script(script, {"PYTHON": str(fake), "CKPT": str(tmp_path / "ckpt")})
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "Error during evaluation: boom" in proc.stdout  # lmms-eval's own output still shows
+    assert "error: lmms-eval reported an error during evaluation" in proc.stderr
+
+
+BAD_SCRIPT_RUNS = {
+    "unknown model_arg": ({"MODEL_ARGS": "spars=True"}, (), "error: unknown model_args spars"),
+    "budget out of range": ({}, ("True", "0.778", "-1"), "error: model_args max_num_trunction=-1 is out of range"),
+    "ratio out of range": ({}, ("True", "1.5"), "error: model_args reduction_ratio=1.5 is out of range"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(BAD_SCRIPT_RUNS))
+def test_a_bad_model_arg_stops_the_script_with_our_message_and_no_traceback(tmp_path, case):
+    env, args, message = BAD_SCRIPT_RUNS[case]
+    proc = _run_lmms_script("v1_5", {"PYTHON": sys.executable, "OUTPUT": str(tmp_path), **env}, *args)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not any(tmp_path.iterdir())  # stopped before lmms-eval ran

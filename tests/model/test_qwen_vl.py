@@ -328,6 +328,7 @@ def test_without_torchvision_the_processor_refuses_videos_clearly(family, checkp
         processor(text=["<|vision_start|><|video_pad|><|vision_end|>"], videos=[torch.zeros(2, 3, 56, 56)])
 
 
+@pytest.mark.slow
 def test_an_unreachable_hub_id_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FileNotFoundError, match="hub is unreachable|not a local directory"):

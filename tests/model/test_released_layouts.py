@@ -20,10 +20,12 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
+from suite_timeouts import hang_timeout
 
 from llava.eval import model_vqa_loader
 from llava.eval.prompting import build_prompt
 from llava.mm_utils import process_images, tokenizer_image_token
+from llava.model import released_layouts
 from llava.model.builder import load_pretrained_model
 from llava.model.released_layouts import (CLIP_TOWER_ID, RELEASED_LAYOUTS, YI_EOS_ID, YI_PIECES,
                                           build_clip_tower, build_released_checkpoint, install_in_hub_cache,
@@ -281,7 +283,7 @@ def command_line_answers(worker_run, tmp_path_factory):
               "for argv in json.load(open(sys.argv[1])):\n    assert model_vqa_loader.main(argv) == 0, argv\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # HF_HUB_CACHE / HF_HUB_OFFLINE: the module's offline cache
     done = subprocess.run([sys.executable, "-c", script, str(root / "runs.json")], env=env, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=hang_timeout(1200))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return {repo_id: root / f"{short(repo_id)}.jsonl" for repo_id in RELEASED_LAYOUTS}
 
@@ -291,6 +293,7 @@ def read_answers(path):
     return [{k: v for k, v in json.loads(line).items() if k != "answer_id"} for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_the_worker_writes_the_same_answers_file_in_another_process(released, worker_run, command_line_answers,
                                                                      tmp_path):
     repo_id = released[0]
@@ -300,3 +303,46 @@ def test_the_worker_writes_the_same_answers_file_in_another_process(released, wo
     assert [line["question_id"] for line in ours] == [0, 1]
     # DART ran: a random tiny model's answers may be empty, its pruning may not.
     assert all(0 < line["metadata"]["image_tokens_kept"] < line["metadata"]["image_tokens"] for line in ours)
+
+
+# -- the command line: tiny checkpoints to try a family without its weights --------------------------------
+
+
+def test_the_command_lists_every_layout(capsys):
+    assert released_layouts.main(["--list"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == list(RELEASED_LAYOUTS)
+
+
+def test_the_command_writes_a_qwen_checkpoint_that_loads(tmp_path, capsys):
+    out = tmp_path / "qwen2-vl-tiny"
+    assert released_layouts.main(["--repo", "Qwen/Qwen2-VL-7B-Instruct", "--out", str(out), "--seed", "3"]) == 0
+    assert f"to {out}" in capsys.readouterr().out
+    tokenizer, model, processor, _ = load_pretrained_model(str(out), None, device="cpu")
+    assert model.config.model_type == "qwen2_vl" and processor is not None
+    # The seed chose the weights: the library's own build with that seed holds the same tensors.
+    reference = build_released_checkpoint("Qwen/Qwen2-VL-7B-Instruct", tmp_path / "reference", seed=3)
+    on_disk, expected = read_checkpoint_tensors(out), read_checkpoint_tensors(reference)
+    assert sorted(on_disk) == sorted(expected) and all(torch.equal(on_disk[k], expected[k]) for k in expected)
+
+
+def test_the_command_writes_a_llava_checkpoint_with_its_tower_in_a_cache_of_its_own(tmp_path, capsys, monkeypatch):
+    users_cache = tmp_path / "users-cache"
+    monkeypatch.setenv("HF_HUB_CACHE", str(users_cache))
+    out = tmp_path / "llava-v1.5-7b"
+    assert released_layouts.main(["--repo", "liuhaotian/llava-v1.5-7b", "--out", str(out)]) == 0
+    cache = tmp_path / "llava-v1.5-7b-hub-cache"
+    assert f"run with HF_HUB_CACHE={cache} HF_HUB_OFFLINE=1" in capsys.readouterr().out
+    assert not users_cache.exists()  # the look-alike tower never lands in the user's own cache
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    tokenizer, model, image_processor, _ = load_pretrained_model(str(out), None, device="cpu")  # strict: all weights
+    assert model.get_vision_tower().hidden_size == 32  # the tiny tower, from that cache
+
+
+def test_the_command_needs_a_folder_to_write(capsys):
+    with pytest.raises(SystemExit):
+        released_layouts.main(["--repo", "Qwen/Qwen2-VL-7B-Instruct"])
+    assert "--repo needs --out" in capsys.readouterr().err

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
+from suite_timeouts import hang_timeout
 
 from llava.model.builder import load_pretrained_model
 from llava.model.strict_loading import HARMLESS, CheckpointError
@@ -96,7 +97,7 @@ def worker_flags(model_path, tmp_path):
 def run_module(module, flags):
     """`python -m module flags...`, as a user types it."""
     return subprocess.run([sys.executable, "-m", module, *flags], input="", capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=hang_timeout(900))
 
 
 def break_checkpoint(path, breakage, named):
@@ -108,6 +109,7 @@ def break_checkpoint(path, breakage, named):
         (path / named).unlink()
 
 
+@pytest.mark.slow
 def test_the_worker_command_line_names_a_missing_weight_and_exits_2(tiny_ckpt, tmp_path):
     path = copy_of(tiny_ckpt, tmp_path, "missing")
     break_checkpoint(path, "missing", "model.layers.0.self_attn.q_proj.weight")
@@ -143,6 +145,7 @@ def test_run_llava_and_the_cli_refuse_a_checkpoint_missing_a_weight(tiny_ckpt, t
     assert "model.mm_projector.0.weight" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_model_worker_refuses_a_checkpoint_missing_a_weight(tiny_ckpt, tmp_path):
     path = copy_of(tiny_ckpt, tmp_path, "missing")
     break_checkpoint(path, "missing", "model.mm_projector.0.weight")

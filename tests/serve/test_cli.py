@@ -7,6 +7,7 @@ import sys
 
 import pytest
 from serve_helpers import scene_image
+from suite_timeouts import hang_timeout
 
 from llava.eval import run_llava
 from llava.serve import cli
@@ -19,12 +20,13 @@ def image_file(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_cli_chats_over_stdin_with_dart(tiny_ckpt, image_file):
     command = [sys.executable, "-m", "llava.serve.cli", "--model-path", str(tiny_ckpt), "--image-file", str(image_file),
                "--device", "cpu", "--temperature", "0", "--max-new-tokens", "4",
                "--sparse", "--pruned_layer", "2", "--max_num_trunction", "64"]
     result = subprocess.run(command, input="What is in the picture?\nAnd the colour?\n", capture_output=True,
-                            text=True, timeout=300)
+                            text=True, timeout=hang_timeout(900))
     assert result.returncode == 0, result.stderr
     out = result.stdout
     # "llava-tiny" has no "v1" in its name: LLaVA's rule picks the llava_v0 template (Human / Assistant).

@@ -13,11 +13,14 @@ from serve_helpers import (
     HEART_BEAT_EXPIRATION,
     free_port,
     generate_payload,
+    heart_beat,
+    register_worker,
     registered_workers,
     start_controller,
     start_worker,
     stream_chunks,
     wait_until,
+    worker_headers,
 )
 
 from llava.serve.controller import Controller, DispatchMethod
@@ -28,10 +31,9 @@ def _controller(method: DispatchMethod, seed: int = 0) -> Controller:
     return Controller(method, heart_beat_expiration=2.0, client=None, rng=random.Random(seed))
 
 
-def _register(controller: Controller, name: str, models: list[str], queue: int = 0, speed: float = 1.0,
-              check_heart_beat: bool = True) -> None:
+def _register(controller: Controller, name: str, models: list[str], queue: int = 0, speed: float = 1.0) -> None:
     status = WorkerStatus(model_names=models, speed=speed, queue_length=queue)
-    assert asyncio.run(controller.register_worker(name, check_heart_beat, status))
+    assert asyncio.run(controller.register_worker(name, status))
 
 
 def test_shortest_queue_picks_the_smallest_queue_per_speed_and_counts_the_dispatch():
@@ -56,26 +58,27 @@ def test_lottery_draws_in_proportion_to_speed():
     assert controller.workers["fast"].queue_length == 0  # the lottery does not count dispatches
 
 
-def test_stale_workers_expire_unless_they_opted_out_of_heartbeats():
+def test_every_worker_without_recent_heartbeats_expires():
     controller = _controller(DispatchMethod.SHORTEST_QUEUE)
     _register(controller, "beating", ["m"])
     _register(controller, "silent", ["m"])
-    _register(controller, "static", ["m"], check_heart_beat=False)
+    _register(controller, "long-silent", ["m"])
     now = time.monotonic()
     assert controller.receive_heart_beat("beating", queue_length=5)
     controller.workers["beating"].last_heart_beat = now - 1.0
     controller.workers["silent"].last_heart_beat = now - 2.5
-    controller.workers["static"].last_heart_beat = now - 100
-    assert controller.remove_stale_workers(now) == ["silent"]
-    assert set(controller.workers) == {"beating", "static"}
+    controller.workers["long-silent"].last_heart_beat = now - 100
+    assert controller.remove_stale_workers(now) == ["silent", "long-silent"]
+    assert set(controller.workers) == {"beating"}
     assert controller.workers["beating"].queue_length == 5
     assert not controller.receive_heart_beat("silent", 0)  # unknown now: told to register again
-    assert controller.aggregated_status() == {"model_names": ["m"], "speed": 2.0, "queue_length": 5}
+    assert controller.aggregated_status() == {"model_names": ["m"], "speed": 1.0, "queue_length": 5}
 
 
 # -- with processes --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_killed_worker_disappears_and_its_model_gets_a_clear_503(serve_logs, controller, tiny_ckpt):
     proc, url = start_worker(serve_logs, controller, tiny_ckpt, model_name="doomed")
     try:
@@ -104,15 +107,12 @@ def test_requests_skip_an_unreachable_worker(serve_logs, worker):
     proc, controller = start_controller(serve_logs, expiration=60, dispatch="shortest_queue")
     try:
         dead = f"http://127.0.0.1:{free_port()}"
-        status = {"model_names": ["tiny"], "speed": 1000, "queue_length": 0}
-        assert httpx.post(f"{controller}/register_worker",
-                          json={"worker_name": dead, "check_heart_beat": False, "worker_status": status}).status_code == 200
+        assert register_worker(controller, dead, ["tiny"], speed=1000).status_code == 200
         # Without a status the controller asks the worker for it.
-        assert httpx.post(f"{controller}/register_worker", json={"worker_name": worker, "check_heart_beat": False}).status_code == 200
+        assert register_worker(controller, worker).status_code == 200
         assert set(registered_workers(controller)) == {dead, worker}
         # A busy live worker: the dead one is strictly first in line, not first by a tie.
-        assert httpx.post(f"{controller}/receive_heart_beat",
-                          json={"worker_name": worker, "queue_length": 5}).json() == {"exist": True}
+        assert heart_beat(controller, worker, queue_length=5).json() == {"exist": True}
 
         chunks = stream_chunks(controller, generate_payload(max_new_tokens=3))
         assert chunks[-1]["finished"] and chunks[-1]["error_code"] == 0
@@ -120,10 +120,9 @@ def test_requests_skip_an_unreachable_worker(serve_logs, worker):
 
         # A worker that does not answer its status is refused at registration, and dropped by a refresh.
         other_dead = f"http://127.0.0.1:{free_port()}"
-        response = httpx.post(f"{controller}/register_worker", json={"worker_name": other_dead})
+        response = register_worker(controller, other_dead)
         assert response.status_code == 502 and other_dead in response.json()["detail"]
-        httpx.post(f"{controller}/register_worker",
-                   json={"worker_name": other_dead, "check_heart_beat": False, "worker_status": status})
+        assert register_worker(controller, other_dead, ["tiny"], speed=1000).status_code == 200
         assert httpx.post(f"{controller}/refresh_all_workers").json() == {"models": ["tiny"]}
         assert set(registered_workers(controller)) == {worker}
     finally:
@@ -140,27 +139,30 @@ def test_requests_skip_an_unreachable_worker(serve_logs, worker):
     ],
 )
 def test_controller_answers_bad_requests_with_422_naming_the_field(controller, endpoint, body, message):
-    response = httpx.post(f"{controller}{endpoint}", json=body)
+    response = httpx.post(f"{controller}{endpoint}", json=body, headers=worker_headers())
     assert response.status_code == 422
     assert message in response.json()["detail"]
 
 
 @pytest.mark.parametrize(
-    "body, message",
+    "body, status, message",
     [
-        ({"prompt": "hi"}, "the request must name the model"),
-        ({"model": 3, "prompt": "hi"}, "model: Input should be a valid string"),
-        ("[]", "the request must name the model"),
-        ("{oops", "the body is not JSON"),
+        ({"prompt": "hi"}, 422, "the request must name the model"),
+        ({"model": 3, "prompt": "hi"}, 422, "model: Input should be a valid string"),
+        ("[]", 422, "the request must name the model"),
+        ("{oops", 400, "the body is not valid JSON (Expecting property name enclosed in double quotes: line 1 "
+                       "column 2 (char 1))"),
     ],
 )
-def test_forwarding_needs_a_model_name(controller, body, message):
+def test_forwarding_needs_a_model_name(controller, body, status, message):
     content = body if isinstance(body, str) else json.dumps(body)
-    response = httpx.post(f"{controller}/worker_generate_stream", content=content)
-    assert response.status_code == 422
+    response = httpx.post(f"{controller}/worker_generate_stream", content=content,
+                          headers={"content-type": "application/json"})
+    assert response.status_code == status
     assert response.json()["detail"] == message
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_stream_ends_every_stream_with_an_error_and_is_dropped(serve_logs, tiny_ckpt):
     """Streams through the controller when their worker is SIGKILLed mid-answer: each client gets a last NDJSON
     error chunk with the text so far, the controller logs one warning per stream (no traceback) and drops the

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from serve_helpers import ServerProcess, b64_png, free_port, scene_image, stream_chunks, wait_until
+from suite_timeouts import hang_timeout
 
 from llava.conversation import get_conv_template
 from llava.data.questions import prompt
@@ -38,6 +39,7 @@ def demo(tmp_path_factory):
     proc.stop()
 
 
+@pytest.mark.slow
 def test_demo_serves_the_page_and_the_api(demo):
     page = httpx.get(demo["page"], timeout=30)
     assert page.status_code == 200 and "LLaVA + DART" in page.text
@@ -55,6 +57,7 @@ def test_demo_serves_the_page_and_the_api(demo):
     assert (final["pruning"]["kept_image_tokens"], final["pruning"]["image_tokens"]) == (132, 576)
 
 
+@pytest.mark.slow
 def test_the_page_offers_examples_the_default_model_answers_right(demo):
     page = httpx.get(demo["page"], timeout=30).text
     for scene, qa in example_questions():
@@ -71,6 +74,7 @@ def test_the_page_offers_examples_the_default_model_answers_right(demo):
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM),
                     reason=f"Chromium is not installed at {CHROMIUM} (apt-get install chromium; .ci/run installs it)")
+@pytest.mark.slow
 def test_browser_chat_with_dart_shows_the_kept_patch_overlay(demo, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     scene, qa = example_questions()[0]  # a held-out scene and a question the default model answers right
@@ -82,7 +86,7 @@ def test_browser_chat_with_dart_shows_the_kept_patch_overlay(demo, tmp_path):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1050})
-            page.set_default_timeout(120_000)
+            page.set_default_timeout(hang_timeout(120) * 1000)
             page.goto(demo["page"])
             page.wait_for_selector("#textbox textarea")
             assert page.locator("#dart_on input[type=checkbox]").is_checked()
@@ -119,6 +123,7 @@ def test_browser_chat_with_dart_shows_the_kept_patch_overlay(demo, tmp_path):
     assert len(log_files) == 1 and len(log_files[0].read_text().splitlines()) == 2
 
 
+@pytest.mark.slow
 def test_sigterm_stops_all_three_servers(demo):
     proc = demo["proc"]
     proc.process.send_signal(signal.SIGTERM)  # the demo process only: it must stop its children itself

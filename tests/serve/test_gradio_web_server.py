@@ -5,12 +5,11 @@ import json
 import re
 
 import gradio as gr
-import httpx
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image, ImageFile
-from serve_helpers import free_port, registered_workers, scene_image, start_worker
+from serve_helpers import free_port, register_worker, registered_workers, scene_image, start_worker
 
 from llava.conversation import get_conv_template
 from llava.serve.gradio_web_server import (
@@ -155,9 +154,7 @@ def test_a_model_without_worker_gets_a_clear_message(server):
 
 def test_an_unreachable_worker_is_dropped_and_the_user_told(server, controller):
     dead = f"http://127.0.0.1:{free_port()}"
-    status = {"model_names": ["ghost2"], "speed": 1, "queue_length": 0}
-    httpx.post(f"{controller}/register_worker",
-               json={"worker_name": dead, "check_heart_beat": False, "worker_status": status}).raise_for_status()
+    register_worker(controller, dead, ["ghost2"]).raise_for_status()
     final = _ask(server, ChatState(), "Hello?", scene_image(), model="ghost2")[-1]
     # The connection failed, the web server had the controller refresh its list (dropping the dead worker)
     # and asked again: nobody serves the model now.
@@ -165,6 +162,7 @@ def test_an_unreachable_worker_is_dropped_and_the_user_told(server, controller):
     assert dead not in registered_workers(controller)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_answer_is_reported_and_dropped(server, controller, serve_logs, tiny_ckpt):
     """The page streams from the worker itself: when that worker dies mid-answer the user sees why (no
     address, no socket error) and the controller forgets the worker at once."""

@@ -4,6 +4,7 @@ import asyncio
 import json
 
 import httpx
+import pytest
 from serve_helpers import WORKER_CONCURRENCY, b64_png, generate_payload, registered_workers, scene_image, wait_until
 
 NUM_REQUESTS = 20
@@ -35,6 +36,7 @@ async def _load(worker: str, controller: str):
     return results, samples, reported
 
 
+@pytest.mark.slow
 def test_twenty_concurrent_streams_all_complete_within_the_concurrency_limit(worker, controller):
     results, samples, reported = asyncio.run(_load(worker, controller))
 
