@@ -12,22 +12,9 @@ import pytest
 
 from llava.eval import common, eval_textvqa, model_vqa_loader
 from llava.eval.answers import AnswerFile, merge_chunks
-from worker_helpers import DART_FLAGS, GENERATION_FLAGS, read_answers, write_textvqa_set
+from worker_helpers import SMALL_SET, loader_args, read_answers
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-NUM_QUESTIONS = 3
-
-
-@pytest.fixture(scope="module")
-def qa_set(tmp_path_factory):
-    return write_textvqa_set(tmp_path_factory.mktemp("textvqa"), NUM_QUESTIONS)
-
-
-def loader_args(tiny_ckpt, qa_set, answers, *extra):
-    questions, images = qa_set
-    return ["--model-path", str(tiny_ckpt), "--question-file", str(questions), "--image-folder", str(images),
-            "--answers-file", str(answers), "--device", "cpu", *GENERATION_FLAGS, *DART_FLAGS, *extra]
 
 
 @pytest.mark.parametrize("second_flags", [[], ["--max_num_trunction", "32"]], ids=["same settings", "other settings"])
@@ -53,7 +40,7 @@ def test_a_second_run_while_one_writes_is_refused_naming_the_holder(tiny_ckpt, q
     assert f"{answers} is being written by another run ({holder}" in second["stderr"]
     assert shlex.join(sys.argv)[:80] in second["stderr"]  # the holder's command line
     lines = read_answers(answers)
-    assert len(lines) == NUM_QUESTIONS and len({line["metadata"]["settings_id"] for line in lines}) == 1
+    assert len(lines) == SMALL_SET and len({line["metadata"]["settings_id"] for line in lines}) == 1
     assert not (tmp_path / "a.jsonl.lock").exists()  # removed by the run that held it
 
 

@@ -15,22 +15,9 @@ import pytest
 
 from llava.eval import model_vqa_loader
 from llava.eval.answers import AnswerFile, AnswerFileError
-from worker_helpers import DART_FLAGS, GENERATION_FLAGS, read_answers, write_textvqa_set
+from worker_helpers import SMALL_SET, loader_args, read_answers
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-NUM_QUESTIONS = 3
-
-
-@pytest.fixture(scope="module")
-def qa_set(tmp_path_factory):
-    return write_textvqa_set(tmp_path_factory.mktemp("textvqa"), NUM_QUESTIONS)
-
-
-def loader_args(tiny_ckpt, qa_set, answers, *extra):
-    questions, images = qa_set
-    return ["--model-path", str(tiny_ckpt), "--question-file", str(questions), "--image-folder", str(images),
-            "--answers-file", str(answers), "--device", "cpu", *GENERATION_FLAGS, *DART_FLAGS, *extra]
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -142,7 +129,7 @@ def test_a_disk_full_mid_run_keeps_what_was_written_and_the_next_run_completes(t
     first, torn = answers.read_bytes().split(b"\n")  # half a line: perhaps half a character too
     assert json.loads(first)["question_id"] == "img0" and torn and not torn.endswith(b"}")
     assert model_vqa_loader.main(loader_args(tiny_ckpt, qa_set, answers)) == 0
-    assert f"answered {NUM_QUESTIONS - 1} questions (1 already answered)" in capsys.readouterr().out
+    assert f"answered {SMALL_SET - 1} questions (1 already answered)" in capsys.readouterr().out
     questions = [json.loads(line) for line in qa_set[0].read_text().splitlines()]
     assert [(a["question_id"], a["prompt"]) for a in read_answers(answers)] == [(q["question_id"], q["text"])
                                                                                 for q in questions]

@@ -1,4 +1,4 @@
-"""Shared by test_workers.py and test_eval_scripts.py: a tiny TextVQA-style question set and answer reading."""
+"""Shared by the worker tests: a tiny TextVQA-style question set, the worker flags, and answer reading."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from PIL import Image
 
 NUM_QUESTIONS = 7
+SMALL_SET = 3  # questions of the `qa_set` fixture (tests/eval/conftest.py): runs that only need a few answers
 # Greedy, a few tokens, pruned to 4 + 64 image tokens: what every worker test runs (the random tiny model
 # never stops by itself, so max_new_tokens sets the length).
 GENERATION_FLAGS = ["--temperature", "0", "--conv-mode", "vicuna_v1", "--max_new_tokens", "3"]
@@ -41,3 +42,10 @@ def read_answers(path: Path, keep_ids: bool = False) -> list[dict]:
     """Answer lines; without `answer_id` (random per run) unless asked."""
     lines = [json.loads(line) for line in Path(path).read_text().splitlines()]
     return lines if keep_ids else [{k: v for k, v in line.items() if k != "answer_id"} for line in lines]
+
+
+def loader_args(ckpt, qa_set: tuple[Path, Path], answers, *extra: str) -> list[str]:
+    """model_vqa_loader's command line for `qa_set` (questions, images), on the CPU, greedy, pruned."""
+    questions, images = qa_set
+    return ["--model-path", str(ckpt), "--question-file", str(questions), "--image-folder", str(images),
+            "--answers-file", str(answers), "--device", "cpu", *GENERATION_FLAGS, *DART_FLAGS, *extra]

@@ -5,8 +5,8 @@ import json
 import shutil
 
 import pytest
-from PIL import Image
 from safetensors.torch import load_file, save_file
+from test_strict_loading import worker_flags
 
 from llava.eval import model_vqa_loader
 from llava.model.builder import load_pretrained_model
@@ -87,21 +87,12 @@ def test_a_broken_checkpoint_is_a_checkpoint_error_naming_the_file(broken):
     assert str(path / named) in str(error.value)
 
 
-def worker_flags(model_path, folder):
-    questions = folder / "questions.jsonl"
-    questions.write_text('{"question_id": 0, "image": "red.png", "text": "What is this?"}\n')
-    Image.new("RGB", (64, 48), (200, 30, 30)).save(folder / "red.png")
-    return ["--model-path", str(model_path), "--question-file", str(questions), "--image-folder", str(folder),
-            "--answers-file", str(folder / "answers.jsonl"), "--conv-mode", "vicuna_v1", "--temperature", "0",
-            "--max_new_tokens", "2", "--device", "cpu"]
-
-
 @pytest.mark.parametrize("broken", ["truncated weights", "a config value of the wrong type",
                                     "hidden_size not matching the weights", "a LLaVA config without mm_vision_tower",
                                     "a LLaVA config without the projector's input width"], indirect=True)
 def test_the_worker_says_what_is_broken_in_one_line_and_exits_2(broken, tmp_path, capsys):
     path, named, problem = broken
-    assert model_vqa_loader.main(worker_flags(path, tmp_path)) == 2
+    assert model_vqa_loader.main([*worker_flags(path, tmp_path), "--device", "cpu"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and str(path / named) in errors[0], errors
     assert not (tmp_path / "answers.jsonl").exists() or (tmp_path / "answers.jsonl").read_text() == ""

@@ -106,15 +106,24 @@ def reference_kept(model, inputs, cfg):
     return rows
 
 
+def library_twin(family, model, config=None):
+    """transformers' own class of `family` with `model`'s weights (under `config`, default model's)."""
+    library = LIBRARY_CLASSES[family](config or model.config).eval()
+    library.load_state_dict(model.state_dict())
+    return library
+
+
+def assert_unpruned_logits_equal(model, library, inputs):
+    with torch.no_grad():
+        ours = model(**inputs, pruning_record=PruningRecord(dart_config=None)).logits
+        theirs = library(**inputs).logits
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+    return theirs
+
+
 def test_unpruned_logits_equal_the_library_class(family, models):
-    for attn, model in models.items():
-        library = LIBRARY_CLASSES[family](model.config).eval()
-        library.load_state_dict(model.state_dict())
-        inputs = inputs_of(*prompt([(1, 8, 12)]))
-        with torch.no_grad():
-            ours = model(**inputs, pruning_record=PruningRecord(dart_config=None)).logits
-            theirs = library(**inputs).logits
-        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+    for model in models.values():
+        assert_unpruned_logits_equal(model, library_twin(family, model), inputs_of(*prompt([(1, 8, 12)])))
 
 
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
@@ -343,15 +352,10 @@ def test_sliding_window_layers_run_unpruned_as_the_library_and_refuse_pruning(fa
     config.text_config.layer_types = ["sliding_attention"] * config.text_config.num_hidden_layers
     torch.manual_seed(2)
     model = QWEN_CLASSES[family](config).eval()
-    library = LIBRARY_CLASSES[family](config).eval()
-    library.load_state_dict(model.state_dict())
     inputs = inputs_of(*prompt([(1, 8, 12)]))
+    windowed = assert_unpruned_logits_equal(model, library_twin(family, model), inputs)
     with torch.no_grad():
-        ours = model(**inputs, pruning_record=PruningRecord(dart_config=None)).logits
-        theirs = library(**inputs).logits
-        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
-        unwindowed = LIBRARY_CLASSES[family](tiny_qwen_config(family, "eager")).eval()
-        unwindowed.load_state_dict(model.state_dict())
-        assert not torch.allclose(unwindowed(**inputs).logits, theirs, atol=1e-3)  # the window bites
+        unwindowed = library_twin(family, model, tiny_qwen_config(family, "eager"))
+        assert not torch.allclose(unwindowed(**inputs).logits, windowed, atol=1e-3)  # the window bites
         with pytest.raises(ValueError, match="sliding-window layers"):
             model(**inputs, pruning_record=PruningRecord(dart_config=make_dart_config(reduction_ratio=0.5)))
