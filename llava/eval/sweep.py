@@ -278,16 +278,18 @@ def checkpoint_model_type(ckpt: str | None) -> str | None:
     scripts' embedded LLaVA defaults)."""
     if ckpt is None:
         return None
-    config = Path(ckpt) / "config.json"
-    if not config.is_file():
-        from huggingface_hub import hf_hub_download
+    from llava.model.builder import checkpoint_file
 
-        try:
-            config = Path(hf_hub_download(ckpt, "config.json"))
-        except (OSError, ValueError) as exc:
-            raise SweepSettingsError(f"cannot read the config.json of --ckpt {ckpt} ({exc}): the sweep needs its "
-                                     "model_type to apply the budgets") from None
-    return json.loads(config.read_text()).get("model_type")
+    try:
+        config = checkpoint_file(ckpt, "config.json")
+    except FileNotFoundError as exc:
+        config, reason = None, str(exc)
+    else:
+        reason = "it has none"
+    if config is None:
+        raise SweepSettingsError(f"cannot read the config.json of --ckpt {ckpt} ({reason}): the sweep needs its "
+                                 "model_type to apply the budgets")
+    return json.loads(Path(config).read_text()).get("model_type")
 
 
 def budget_is_the_ratio(model_type: str | None) -> bool:
