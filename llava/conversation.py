@@ -367,3 +367,8 @@ def get_conv_template(name: str) -> Conversation:
     except KeyError:
         valid = ", ".join(sorted(conv_templates))
         raise UnknownTemplateError(f"Unknown conversation template {name!r}; valid names: {valid}") from None
+
+
+def stop_string(conv: Conversation) -> str | None:
+    """LLaVA's stop string for a template: its turn separator (sep2 for two-separator templates)."""
+    return conv.sep if conv.sep_style in (SeparatorStyle.SINGLE, SeparatorStyle.MPT) else conv.sep2

@@ -73,14 +73,10 @@ fi
 
 MODEL_NAME=$(basename "${CKPT%/}")
 
-# By the config of a local checkpoint, else by the hub id (Qwen/Qwen2-VL-7B-Instruct, Qwen/Qwen2.5-VL-...).
-_is_qwen_checkpoint() {
-    local hub_id='qwen2(\.5)?-vl'
-    if [[ -f $1/config.json ]]; then
-        grep -Eq '"model_type": *"qwen2(_5)?_vl"' "$1/config.json"
-    else
-        [[ ${1,,} =~ $hub_id ]]
-    fi
+# Whether the checkpoint's family budgets by the reduction ratio alone (the family registry says; an unreadable
+# config counts as no, and the worker then says what is wrong with it).
+_budget_is_the_ratio() {
+    [[ $("$PY" -m llava.model.families "$1" --get ratio_budget 2>/dev/null) == true ]]
 }
 
 if [[ ${DART:-1} == 0 ]]; then
@@ -97,8 +93,8 @@ else
         DART_ARGS+=(--max_num_trunction "$MAX_KEPT")
     fi
     if [[ $METHOD != dart ]]; then DART_ARGS+=(--pruning_method "$METHOD"); fi
-    # Qwen2-VL / Qwen2.5-VL budget by the ratio alone (docs/DART.md): MAX_KEPT never changes their answers.
-    if _is_qwen_checkpoint "$CKPT"; then NAME=${NAME:-$MODEL_NAME-$METHOD-$RATIO}; fi
+    # Families that budget by the ratio alone (Qwen2-VL / 2.5-VL, docs/DART.md): MAX_KEPT never changes their answers.
+    if _budget_is_the_ratio "$CKPT"; then NAME=${NAME:-$MODEL_NAME-$METHOD-$RATIO}; fi
     NAME=${NAME:-$MODEL_NAME-$METHOD-$RATIO-$MAX_KEPT}
 fi
 

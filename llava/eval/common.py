@@ -32,15 +32,12 @@ from llava.constants import DEFAULT_MODEL_PATH
 from llava.conversation import get_conv_template
 from llava.eval.answers import TOO_LONG, AnswerFile, ErrorLog, OutputError, errors_path, merge_chunks, settings_id
 from llava.eval.chunking import Chunk, chunk_answers_path, get_chunk, local_device, resolve_chunk, wait_for_all_ranks
-from llava.eval.prompting import build_prompt
 from llava.eval.pruning_args import add_pruning_args, dart_config_from_args
-from llava.eval.qwen_inputs import left_pad_rows, qwen_generate_kwargs, qwen_prompt_inputs
 from llava.eval.questions import Item, Row
-from llava.mm_utils import get_model_name_from_path, process_images, tokenizer_image_token
+from llava.mm_utils import get_model_name_from_path
 from llava.model import PruningRecord
-from llava.model.builder import load_pretrained_model
-from llava.model.llava_arch import LlavaMetaForCausalLM
-from llava.model.qwen_loading import is_qwen
+from llava.model.families import LoadedModel, ModelInputs, PromptError, loaded_model
+from llava.model.families import load_model as load_family_model
 
 logger = logging.getLogger(__name__)
 
@@ -168,39 +165,25 @@ def generation_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 # -- prompts and images --------------------------------------------------------------------------------
 
 
-def images_to_model(images: torch.Tensor | list[torch.Tensor], model) -> torch.Tensor | list[torch.Tensor]:
-    """Pixel values (a tensor, or a list for anyres images with different patch counts) on the model's device and dtype."""
-    if isinstance(images, torch.Tensor):
-        return images.to(model.device, dtype=model.dtype)
-    return [t.to(model.device, dtype=model.dtype) for t in images]
-
-
 @dataclasses.dataclass
 class Prepared:
-    """One item ready for generate: `input_ids` (L,), `pixels` (images, ...) or None; or an `error`.
-    Qwen checkpoints: `model_inputs`, what `qwen_prompt_inputs` gives (their input_ids also in `input_ids`)."""
+    """One item: its index in the run, and its `inputs` ready for the model, or the `error` that kept it out."""
 
     index: int
-    input_ids: torch.Tensor | None = None
-    pixels: torch.Tensor | list[torch.Tensor] | None = None
-    image_sizes: list[tuple[int, int]] | None = None
+    inputs: ModelInputs | None = None
     error: str | None = None
-    model_inputs: dict[str, Any] | None = None
 
 
 class PromptDataset(Dataset):
-    """Prompt tokens and pixel values per item; the loading work DataLoader workers can do in parallel.
+    """Each item's `ModelInputs`; the loading work DataLoader workers can do in parallel.
 
-    LLaVA checkpoints get LLaVA's conversation template (`conv_mode`); Qwen checkpoints their own chat
-    template, through their processor (passed as `image_processor`). An unreadable image is not fatal: the
-    item comes back with `error` set and is skipped by the caller.
+    The model's family builds the prompt: LLaVA's conversation template `conv_mode`, or the model's own chat
+    template. An unreadable image is not fatal: the item comes back with `error` set and is skipped by the caller.
     """
 
-    def __init__(self, items: Sequence[Item], tokenizer, image_processor, model_config, conv_mode: str):
+    def __init__(self, items: Sequence[Item], loaded: LoadedModel, conv_mode: str | None):
         self.items = items
-        self.tokenizer = tokenizer
-        self.image_processor = image_processor
-        self.model_config = model_config
+        self.loaded = loaded
         self.conv_mode = conv_mode
 
     def __len__(self) -> int:
@@ -212,23 +195,16 @@ class PromptDataset(Dataset):
             images = [ref.open() for ref in item.images]
         except (FileNotFoundError, ValueError) as exc:
             return Prepared(index, error=str(exc))
-        return prepare_prompt(index, item.text, images, self.tokenizer, self.image_processor, self.model_config,
-                              self.conv_mode)
+        return prepare_prompt(index, item.text, images, self.loaded, self.conv_mode)
 
 
-def prepare_prompt(index: int, question: str, images: Sequence[Image.Image], tokenizer, image_processor, model_config,
-                   conv_mode: str) -> Prepared:
-    """One question and its images, ready for `generate_answers`: LLaVA's conversation template `conv_mode`,
-    or a Qwen checkpoint's own chat template through its processor (passed as `image_processor`)."""
-    if is_qwen(model_config):
-        inputs = qwen_prompt_inputs(question, images, image_processor)
-        return Prepared(index, inputs["input_ids"], model_inputs=inputs)
-    prompt = build_prompt(question, conv_mode, len(images), getattr(model_config, "mm_use_im_start_end", False))
-    input_ids = tokenizer_image_token(prompt, tokenizer, return_tensors="pt")
-    if not images:
-        return Prepared(index, input_ids)
-    pixels = process_images(list(images), image_processor, model_config)
-    return Prepared(index, input_ids, pixels, [image.size for image in images])
+def prepare_prompt(index: int, question: str, images: Sequence[Image.Image], loaded: LoadedModel,
+                   conv_mode: str | None) -> Prepared:
+    """One question and its images, ready for `generate_answers` (the family builds the prompt)."""
+    try:
+        return Prepared(index, loaded.question_inputs(question, images, conv_mode))
+    except PromptError as exc:
+        return Prepared(index, error=str(exc))
 
 
 def _single(batch: list[Prepared]) -> Prepared:
@@ -259,23 +235,13 @@ class Generation:
 
 
 def generate_answer(model, tokenizer, input_ids: torch.Tensor, pixels, image_sizes, gen_kwargs: dict) -> Generation:
-    """Answer one prompt: `input_ids` (L,) with image placeholders, `pixels` as `process_images` gives them (or None)."""
-    return generate_answers(model, tokenizer, [Prepared(0, input_ids, pixels, image_sizes)], gen_kwargs)[0]
-
-
-def _batch_images(batch: Sequence[Prepared]):
-    """The batch's images in prompt order: one tensor when they share a shape, else a list (anyres crops)."""
-    images, sizes = [], []
-    for item in batch:
-        if item.pixels is None:
-            continue
-        images += list(item.pixels)
-        sizes += list(item.image_sizes or [None] * len(item.pixels))
-    if not images:
-        return None, None
-    if all(img.ndim == 3 and img.shape == images[0].shape for img in images):
-        images = torch.stack(images)
-    return images, (sizes if all(size is not None for size in sizes) else None)
+    """Answer one LLaVA-format prompt: `input_ids` (L,) with IMAGE_TOKEN_INDEX placeholders, `pixels` as
+    `process_images` gives them (or None)."""
+    loaded = loaded_model(tokenizer, model, None, 0)
+    if pixels is not None and not loaded.family.prunes:
+        raise PromptError(f"{type(model).__name__} is a language model without a vision tower: it cannot take images")
+    image_inputs = {"pixels": pixels, "image_sizes": image_sizes or [None] * len(pixels)} if pixels is not None else {}
+    return generate_answers(loaded, [ModelInputs(input_ids, image_inputs=image_inputs)], gen_kwargs)[0]
 
 
 def _answer_length(tokens: torch.Tensor, eos_token_id) -> int:
@@ -286,47 +252,24 @@ def _answer_length(tokens: torch.Tensor, eos_token_id) -> int:
     return int(ends[0]) + 1 if len(ends) else int(tokens.numel())
 
 
-def _llava_generate_inputs(model, batch: Sequence[Prepared], pad_id: int, record: PruningRecord):
-    """(ids, generate kwargs) for LLaVA or a plain language model."""
-    is_llava = isinstance(model, LlavaMetaForCausalLM)
-    images, image_sizes = _batch_images(batch)
-    if images is not None and not is_llava:
-        raise ValueError(f"{type(model).__name__} is a language model without a vision tower: it cannot take images")
-    if images is not None:
-        images = images_to_model(images, model)
-    if len(batch) == 1:  # no padding, exactly as LLaVA runs it
-        ids, mask = batch[0].input_ids.unsqueeze(0), None
-    else:
-        ids, mask = left_pad_rows([item.input_ids for item in batch], pad_id)
-    extra = {"attention_mask": mask.to(model.device)} if mask is not None else {}
-    if is_llava:
-        extra.update(images=images, image_sizes=image_sizes, pruning_record=record)
-    return ids.to(model.device), extra
-
-
-def generate_answers(model, tokenizer, batch: Sequence[Prepared], gen_kwargs: dict) -> list[Generation]:
+def generate_answers(loaded: LoadedModel, batch: Sequence[ModelInputs], gen_kwargs: dict) -> list[Generation]:
     """Answer prompts in one generate call, left-padded; one Generation per prompt (its first returned sequence).
 
     A plain language model (e.g. the tiny default's text-only stage 0) answers text-only prompts; it has no
-    pruning, and its `generate` returns the prompt too, which is cut off here.
+    pruning.
     """
+    model, tokenizer = loaded.model, loaded.tokenizer
     record = PruningRecord()
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    if batch[0].model_inputs is not None:  # Qwen: its processor's tensors, left-padded
-        extra = qwen_generate_kwargs([item.model_inputs for item in batch], pad_id, model.device, model.dtype)
-        ids = extra.pop("input_ids")
-        extra["pruning_record"] = record
-        returns_prompt = True
-    else:
-        ids, extra = _llava_generate_inputs(model, batch, pad_id, record)
-        returns_prompt = not isinstance(model, LlavaMetaForCausalLM)
+    inputs = loaded.generate_inputs(batch)
+    if loaded.family.prunes:
+        inputs["pruning_record"] = record
+    prompt_length = inputs["input_ids"].shape[1]
     start = time.perf_counter()
     with torch.inference_mode():
-        output_ids = model.generate(ids, pad_token_id=tokenizer.pad_token_id, **extra, **gen_kwargs)
+        output_ids = model.generate(pad_token_id=tokenizer.pad_token_id, **inputs, **gen_kwargs)
     seconds = (time.perf_counter() - start) / len(batch)
-    # LLaVA's generate starts from embeddings, so it returns only the new tokens; the others return the prompt too.
-    if returns_prompt:
-        output_ids = output_ids[:, ids.shape[1]:]
+    if loaded.family.generate_returns_prompt:
+        output_ids = output_ids[:, prompt_length:]
     per_prompt = output_ids.shape[0] // len(batch)  # num_return_sequences
     rows_per_prompt = max(1, record.batch_size // len(batch))  # the record has a row per beam
     texts = tokenizer.batch_decode(output_ids[::per_prompt], skip_special_tokens=True)
@@ -377,14 +320,15 @@ class RunStats:
         return "; ".join(parts)
 
 
-def load_model(args: argparse.Namespace, device: str):
-    """(tokenizer, model, image_processor) with `model.config.DART_config` set from the flags."""
-    tokenizer, model, image_processor, _ = load_pretrained_model(
-        os.path.expanduser(args.model_path), args.model_base, get_model_name_from_path(args.model_path),
+def load_model(args: argparse.Namespace, device: str) -> LoadedModel:
+    """The checkpoint, with `model.config.DART_config` set from the flags."""
+    loaded = load_family_model(
+        os.path.expanduser(args.model_path), args.model_base, model_name=get_model_name_from_path(args.model_path),
         device=device, attn_implementation=args.attn_implementation,
     )
+    model = loaded.model
     model.config.DART_config = dart_config_from_args(args, model.config.get_text_config().num_hidden_layers)
-    return tokenizer, model, image_processor
+    return loaded
 
 
 def _check_image_folder(folder: str, items: Sequence[Item]) -> None:
@@ -430,19 +374,21 @@ def _answer(task: Task, args: argparse.Namespace, chunk: Chunk, pending: list[It
             errors: ErrorLog, stats: RunStats) -> None:
     """Load the model and answer `pending`, writing each answer (or error) as it comes."""
     device = local_device(args.device, chunk)
-    tokenizer, model, image_processor = load_model(args, device)
+    loaded = load_model(args, device)
+    model = loaded.model
     if task.model_text is not None:
         pending = [dataclasses.replace(it, text=task.model_text(it.text, model.config, args)) for it in pending]
     model_id = get_model_name_from_path(args.model_path)
     gen_kwargs = generation_kwargs(args)
     torch.manual_seed(args.seed)
     num_workers = args.num_workers if args.num_workers is not None else (task.num_workers if model.device.type == "cuda" else 0)
-    dataset = PromptDataset(pending, tokenizer, image_processor, model.config, args.conv_mode)
+    conv_mode = args.conv_mode if loaded.family.prompt_format == "prompt" else None
+    dataset = PromptDataset(pending, loaded, conv_mode)
     loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=num_workers, collate_fn=_single)
     with logging_redirect_tqdm(), tqdm(total=len(pending), disable=not chunk.is_first, desc="answering") as bar:
         for window in windows(loader, args.batch_size):
             window = [refuse_too_long(prepared, model) for prepared in window]
-            answered = answer_window(model, tokenizer, window, args.batch_size, gen_kwargs)
+            answered = answer_window(loaded, window, args.batch_size, gen_kwargs)
             # Written in question order, so the answers file is the same at every batch size.
             for prepared in window:
                 item = pending[prepared.index]
@@ -459,15 +405,12 @@ def refuse_too_long(prepared: Prepared, model) -> Prepared:
     (`tokenizer_model_max_length`): LLaVA would cut the sequence there, losing the question after the image,
     so the question is skipped and recorded (docs/Evaluation.md, "Prompts longer than the context")."""
     limit = getattr(model.config, "tokenizer_model_max_length", None)
-    if prepared.error is not None or limit is None or not isinstance(model, LlavaMetaForCausalLM):
+    if prepared.error is not None or limit is None or prepared.inputs.sequence_length <= limit:
         return prepared
-    length = model.spliced_length(prepared.input_ids, prepared.pixels, prepared.image_sizes)
-    if length <= limit:
-        return prepared
-    image_tokens = sum(model.image_token_counts(prepared.pixels, prepared.image_sizes))
+    inputs = prepared.inputs
     return dataclasses.replace(prepared, error=(
-        f"{TOO_LONG}: the prompt is {length} tokens ({image_tokens} of them image tokens), more than the "
-        f"model's tokenizer_model_max_length of {limit}; it would be cut, losing the question"))
+        f"{TOO_LONG}: the prompt is {inputs.sequence_length} tokens ({sum(inputs.image_tokens)} of them image "
+        f"tokens), more than the model's tokenizer_model_max_length of {limit}; it would be cut, losing the question"))
 
 
 # Questions are grouped by length within a window of this many batches; a window's answers are written
@@ -488,28 +431,16 @@ def windows(prepared: Iterable, batch_size: int) -> Iterator[list]:
         yield window
 
 
-def answer_window(model, tokenizer, window: Sequence[Prepared], batch_size: int, gen_kwargs: dict
+def answer_window(loaded: LoadedModel, window: Sequence[Prepared], batch_size: int, gen_kwargs: dict
                   ) -> dict[int, Generation]:
     """Answer a window's readable items in batches of prompts of similar length: {item index: Generation}."""
-    patches = _tokens_per_image(model)
-    ready = sorted((p for p in window if p.error is None), key=lambda p: _sequence_length(p, patches))
+    ready = sorted((p for p in window if p.error is None), key=lambda p: p.inputs.sequence_length)
     answered = {}
     for start in range(0, len(ready), batch_size):
         batch = ready[start : start + batch_size]
-        for prepared, answer in zip(batch, generate_answers(model, tokenizer, batch, gen_kwargs)):
+        for prepared, answer in zip(batch, generate_answers(loaded, [p.inputs for p in batch], gen_kwargs)):
             answered[prepared.index] = answer
     return answered
-
-
-def _tokens_per_image(model) -> int:
-    tower = model.get_vision_tower() if isinstance(model, LlavaMetaForCausalLM) else None
-    return getattr(tower, "num_patches", 0) if tower is not None else 0
-
-
-def _sequence_length(prepared: Prepared, tokens_per_image: int) -> int:
-    """About how long the spliced prompt is, to batch prompts of similar length (anyres crops counted alike)."""
-    crops = 0 if prepared.pixels is None else sum(p.shape[0] if p.ndim == 4 else 1 for p in prepared.pixels)
-    return prepared.input_ids.numel() + crops * tokens_per_image
 
 
 def answer_line(item: Item, answer: Generation, model_id: str, settings: str) -> dict[str, Any]:

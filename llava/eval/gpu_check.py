@@ -34,10 +34,9 @@ from PIL import Image
 
 from llava.constants import DEFAULT_MODEL_PATH
 from llava.eval import prefill_benchmark
-from llava.eval.common import Generation, generate_answers, prepare_prompt
-from llava.eval.prompting import choose_conv_mode
+from llava.eval.common import Generation, generate_answers
 from llava.mm_utils import get_model_name_from_path
-from llava.model.builder import load_pretrained_model
+from llava.model.families import load_model
 from llava.model.pruning import make_dart_config, method_names, parse_dart_config
 
 logger = logging.getLogger("llava.eval.gpu_check")
@@ -127,19 +126,19 @@ class TinyRun:
 
     def __init__(self, path: str, device: str, attn: str, dtype: torch.dtype):
         self.base_settings = CHECKPOINTS.get(path, {})
-        self.tokenizer, self.model, self.image_processor, _ = load_pretrained_model(
-            path, None, device=device, attn_implementation=attn, torch_dtype=dtype, device_map=None)
-        self.conv_mode = choose_conv_mode(None, self.model.config, get_model_name_from_path(path))
+        self.loaded = load_model(path, None, device=device, attn_implementation=attn, torch_dtype=dtype,
+                                 device_map=None)
+        self.model = self.loaded.model
+        self.conv_mode = self.loaded.conv_mode(None, get_model_name_from_path(path))
 
     def answer(self, prompts, settings: dict | None, batch_size: int, new_tokens: int) -> list[Generation]:
         layers = self.model.config.num_hidden_layers
         self.model.config.DART_config = (None if settings is None
                                          else parse_dart_config(make_dart_config(**self.base_settings, **settings), layers).to_dict())
-        prepared = [prepare_prompt(i, text, [image], self.tokenizer, self.image_processor, self.model.config,
-                                   self.conv_mode) for i, (text, image) in enumerate(prompts)]
+        inputs = [self.loaded.question_inputs(text, [image], self.conv_mode) for text, image in prompts]
         answers = []
-        for start in range(0, len(prepared), batch_size):
-            answers += generate_answers(self.model, self.tokenizer, prepared[start:start + batch_size],
+        for start in range(0, len(inputs), batch_size):
+            answers += generate_answers(self.loaded, inputs[start:start + batch_size],
                                         {"do_sample": False, "max_new_tokens": new_tokens})
         return answers
 

@@ -21,12 +21,11 @@ import torch
 
 from llava.constants import DEFAULT_MODEL_PATH
 from llava.conversation import get_conv_template
-from llava.eval.common import generate_answers, generation_kwargs, load_model, prepare_prompt
+from llava.eval.common import generate_answers, generation_kwargs, load_model
 from llava.eval.pruning_args import add_pruning_args
-from llava.eval.prompting import EMBEDDED_DEFAULT_NOTICE, choose_conv_mode, is_embedded_default, with_answer_instruction
+from llava.eval.prompting import EMBEDDED_DEFAULT_NOTICE, is_embedded_default, with_answer_instruction
 from llava.mm_utils import get_model_name_from_path, load_image
 from llava.model import PruningRecord
-from llava.model.qwen_loading import is_qwen
 from llava.pruning_settings import METHOD_LABELS
 
 logger = logging.getLogger("llava.run_llava")
@@ -40,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--query", required=True)
     parser.add_argument("--conv-mode", default=None,
                         help="LLaVA conversation template (default: the one the checkpoint records, else guessed from its "
-                        "name; Qwen uses its chat template)")
+                        "name; families with a chat template use it: docs/Families.md)")
     parser.add_argument("--sep", default=",")
     parser.add_argument("--temperature", type=float, default=0.2)
     parser.add_argument("--top_p", type=float, default=None)
@@ -57,15 +56,14 @@ def answer(args: argparse.Namespace) -> tuple[str, PruningRecord, float]:
     if args.conv_mode:
         get_conv_template(args.conv_mode)  # an unknown name fails before the model loads
     images = [load_image(path) for path in args.image_file.split(args.sep)]
-    tokenizer, model, image_processor = load_model(args, args.device)
-    conv_mode = None if is_qwen(model.config) else choose_conv_mode(
-        args.conv_mode, model.config, get_model_name_from_path(args.model_path))
+    loaded = load_model(args, args.device)
+    conv_mode = loaded.conv_mode(args.conv_mode, get_model_name_from_path(args.model_path))
     query = with_answer_instruction(args.query) if is_embedded_default(args.model_path) else args.query
     if query != args.query:
         logger.info(EMBEDDED_DEFAULT_NOTICE)
-    prepared = prepare_prompt(0, query, images, tokenizer, image_processor, model.config, conv_mode)
+    inputs = loaded.question_inputs(query, images, conv_mode)
     torch.manual_seed(args.seed)
-    (answer,) = generate_answers(model, tokenizer, [prepared], generation_kwargs(args))
+    (answer,) = generate_answers(loaded, [inputs], generation_kwargs(args))
     return answer.text, answer.record, answer.seconds
 
 

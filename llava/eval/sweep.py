@@ -273,34 +273,23 @@ class SweepSettingsError(ValueError):
     """Settings the sweep cannot run as asked (the message says what to pass instead)."""
 
 
-def checkpoint_model_type(ckpt: str | None) -> str | None:
-    """`model_type` from the checkpoint's config.json (a local folder, else a hub id); None without --ckpt (the
-    scripts' embedded LLaVA defaults)."""
+def checkpoint_family(ckpt: str | None):
+    """(family, model_type) of the checkpoint (`llava.model.families`), from its config.json (a local folder,
+    else a hub id); (None, None) without --ckpt (the scripts' embedded LLaVA defaults)."""
     if ckpt is None:
-        return None
-    from llava.model.builder import checkpoint_file
+        return None, None
+    from llava.model.builder import read_config
+    from llava.model.families import family_for
 
     try:
-        config = checkpoint_file(ckpt, "config.json")
-    except FileNotFoundError as exc:
-        config, reason = None, str(exc)
-    else:
-        reason = "it has none"
-    if config is None:
-        raise SweepSettingsError(f"cannot read the config.json of --ckpt {ckpt} ({reason}): the sweep needs its "
-                                 "model_type to apply the budgets")
-    return json.loads(Path(config).read_text()).get("model_type")
+        config = read_config(ckpt)
+        return family_for(config), config.model_type
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        raise SweepSettingsError(f"cannot read the config.json of --ckpt {ckpt} ({exc}): the sweep needs the "
+                                 "checkpoint's family to apply the budgets") from None
 
 
-def budget_is_the_ratio(model_type: str | None) -> bool:
-    """Whether the family's DART budget is the reduction ratio alone: Qwen2-VL / Qwen2.5-VL never read
-    max_num_trunction (llava/model/pruning/backends.py), so a token budget would not be applied."""
-    from llava.model.language_model.qwen_vl import QWEN_CLASSES
-
-    return model_type in QWEN_CLASSES
-
-
-def resolve_budgets(args: argparse.Namespace, ratio_only: bool, model_type: str | None) -> list[Budget]:
+def resolve_budgets(args: argparse.Namespace, ratio_only: bool, model_type: str | None = None) -> list[Budget]:
     if ratio_only:
         if args.ratios is None:
             raise SweepSettingsError(
@@ -310,26 +299,28 @@ def resolve_budgets(args: argparse.Namespace, ratio_only: bool, model_type: str 
                 "e.g. --ratios 0.778 0.889")
         return [Budget(ratio=ratio) for ratio in args.ratios]
     if args.ratios is not None:
-        raise SweepSettingsError("--ratios is the budget of Qwen2-VL / Qwen2.5-VL checkpoints; a LLaVA checkpoint's "
-                                 "budget is a number of image tokens: --tokens")
+        raise SweepSettingsError("--ratios is the budget of the families that read the reduction ratio alone "
+                                 "(Qwen2-VL / Qwen2.5-VL); this checkpoint's budget is a number of image tokens: "
+                                 "--tokens")
     tokens = args.tokens or [64, 32, 16]
     for count in tokens:
         dart_family_budget(count)  # raises for a budget below the pivots
     return [Budget(tokens=count) for count in tokens]
 
 
-def resolve_methods(methods: list[str] | None, ratio_only: bool) -> list[str]:
-    """The methods asked for, or by default every method the family runs; Qwen2-VL / Qwen2.5-VL do not run the
-    methods that reduce the image before the language model."""
+def resolve_methods(methods: list[str] | None, before_llm_methods: bool) -> list[str]:
+    """The methods asked for, or by default every method the family runs (some families do not run the methods
+    that reduce the image before the language model)."""
     from llava.model.pruning import get_method
 
-    runnable = [m for m in METHOD_STYLES if not (ratio_only and get_method(m).before_llm)]
+    runnable = [m for m in METHOD_STYLES if before_llm_methods or not get_method(m).before_llm]
     if methods is None:
         return runnable
     refused = [m for m in methods if m not in runnable]
     if refused:
-        raise SweepSettingsError(f"{', '.join(refused)} reduce the image before the language model, which Qwen2-VL / "
-                                 f"Qwen2.5-VL do not support yet: leave them out of --methods ({' '.join(runnable)})")
+        raise SweepSettingsError(f"{', '.join(refused)} reduce the image before the language model, which this "
+                                 f"checkpoint's family does not support yet: leave them out of --methods "
+                                 f"({' '.join(runnable)})")
     return methods
 
 
@@ -359,10 +350,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     try:
         if args.ratios is not None and not all(0 <= ratio < 1 for ratio in args.ratios):
             raise SweepSettingsError(f"a reduction ratio is a number in [0, 1), got {args.ratios}")
-        model_type = checkpoint_model_type(args.ckpt)
-        ratio_only = model_type is not None and budget_is_the_ratio(model_type)
-        args.budgets = resolve_budgets(args, ratio_only, model_type)
-        args.methods = resolve_methods(args.methods, ratio_only)
+        family, model_type = checkpoint_family(args.ckpt)
+        args.budgets = resolve_budgets(args, family is not None and family.ratio_budget, model_type)
+        args.methods = resolve_methods(args.methods, family is None or family.before_llm_methods)
     except ValueError as exc:
         parser.error(str(exc))
     return args

@@ -35,7 +35,7 @@ from llava.eval.model_vqa import vqa_items
 from llava.eval.prefill_benchmark import build_model
 from llava.eval.questions import read_jsonl
 from llava.model import PruningRecord
-from llava.model.builder import load_pretrained_model
+from llava.model.families import load_model
 from llava.model.pruning import make_dart_config
 
 POPE_SAMPLE = ("playground/data/eval/pope/llava_pope_test.jsonl", "playground/data/eval/pope/val2014")
@@ -59,11 +59,12 @@ Answerer = Callable[[int], list[int]]
 
 
 def embedded_answerer(args) -> tuple[object, Answerer, int]:
-    tokenizer, model, image_processor, _ = load_pretrained_model(args.model_path, None, device=args.device)
+    loaded = load_model(args.model_path, None, device=args.device)
+    model = loaded.model
     rows = read_jsonl(args.question_file)
     folder = SimpleNamespace(image_folder=args.image_folder)
     items = [item for row in rows for item in vqa_items(row, folder)][: args.questions]
-    dataset = PromptDataset(items, tokenizer, image_processor, model.config, args.conv_mode)
+    dataset = PromptDataset(items, loaded, loaded.conv_mode(args.conv_mode, args.model_path))
     prepared = [dataset[i] for i in range(len(dataset))]
     unreadable = [p.error for p in prepared if p.error is not None]
     if unreadable:
@@ -73,7 +74,7 @@ def embedded_answerer(args) -> tuple[object, Answerer, int]:
     def answer(batch_size: int) -> list[int]:
         kept = []
         for window in windows(prepared, batch_size):
-            kept += [a.kept_image_tokens for a in answer_window(model, tokenizer, window, batch_size, gen_kwargs).values()]
+            kept += [a.kept_image_tokens for a in answer_window(loaded, window, batch_size, gen_kwargs).values()]
         return kept
 
     return model, answer, len(prepared)

@@ -28,12 +28,13 @@ from PIL import Image
 from tqdm import tqdm
 
 from llava.conversation import get_conv_template
+from llava.constants import DEFAULT_IMAGE_TOKEN
 from llava.eval.common import Generation, Prepared, answer_window, prepare_prompt
 from llava.mm_utils import get_model_name_from_path
 from llava.model import PruningRecord
-from llava.model.builder import load_pretrained_model, read_config
+from llava.model.builder import read_config
+from llava.model.families import family_for, load_model
 from llava.model.pruning import make_dart_config, parse_dart_config
-from llava.model.qwen_loading import is_qwen
 from llava.pruning_settings import ATTENTION_BACKENDS, BY_NAME, SPARSE_FLAG, dart_config_values
 
 logger = logging.getLogger(__name__)
@@ -152,11 +153,6 @@ def _check_plain_args(attn_implementation: str | None, batch_size: int | str, co
     return size, pruning
 
 
-def checkpoint_family(config) -> str:
-    """The model class family a checkpoint's config belongs to: "llava", "qwen2_vl" or "qwen2_5_vl"."""
-    return config.model_type if is_qwen(config) else "llava"
-
-
 def _images(visuals: Any) -> list[Image.Image]:
     """A document's visuals (an image, a list, or a nested list of them) as RGB images; videos are refused."""
     if visuals is None:
@@ -193,9 +189,10 @@ def _hf_generation_kwargs(gen_kwargs: dict[str, Any]) -> tuple[dict[str, Any], l
 
 
 class _DartModel(lmms):
-    """What the three registered models share; `family` names the checkpoints each takes."""
+    """What the registered models share; `model_name` is the `--model` name, which the checkpoint's family
+    names (`Family.lmms_model`)."""
 
-    family = "llava"
+    model_name = "llava_dart"
 
     def __init__(self, pretrained: str, device: str | None = "cuda", batch_size: int | str = 1,
                  attn_implementation: str | None = None, conv_template: str = "vicuna_v1",
@@ -214,12 +211,11 @@ class _DartModel(lmms):
             device = "cpu" if accelerator.device.type == "cpu" else f"cuda:{accelerator.local_process_index}"
         self._device = device or "cuda"
         model_name = get_model_name_from_path(str(pretrained).rstrip("/"))
-        self.tokenizer, self.model, self.image_processor, self.context_len = load_pretrained_model(
-            str(pretrained), None, model_name, device=self._device, attn_implementation=attn_implementation,
-            min_pixels=min_pixels, max_pixels=max_pixels,
-        )
+        self.loaded = load_model(str(pretrained), None, model_name=model_name, device=self._device,
+                                 attn_implementation=attn_implementation, min_pixels=min_pixels, max_pixels=max_pixels)
+        self.tokenizer, self.model = self.loaded.tokenizer, self.loaded.model
         self._check_family(pretrained, self.model.config)
-        self.conv_mode = conv_template
+        self.conv_mode = conv_template if self.loaded.family.prompt_format == "prompt" else None
         # The eval workers' way: the settings on the config, read by every call.
         self.model.config.DART_config = pruning.dart_config(self.model.config.get_text_config().num_hidden_layers)
         self.kept_image_tokens = self.image_tokens = 0
@@ -245,10 +241,10 @@ class _DartModel(lmms):
 
     @classmethod
     def _check_family(cls, pretrained: str, config) -> None:
-        family = checkpoint_family(config)
-        if family != cls.family:
-            raise ModelArgsError(f"{pretrained} is a {family} checkpoint; this model class takes {cls.family} "
-                                 f"checkpoints (use --model {MODEL_IDS[family]})")
+        expected = family_for(config).lmms_model(config)
+        if expected != cls.model_name:
+            raise ModelArgsError(f"{pretrained} is a {config.model_type} checkpoint, which --model {expected} runs; "
+                                 f"this is --model {cls.model_name}")
 
     @property
     def batch_size(self) -> int:
@@ -262,9 +258,10 @@ class _DartModel(lmms):
 
     def _prepare(self, index: int, context: str, visuals: Any) -> Prepared:
         images = _images(visuals)
-        question = context.replace("<image>", "").strip() if self.family != "llava" else context
-        return prepare_prompt(index, question, images, self.tokenizer, self.image_processor, self.model.config,
-                              self.conv_mode)
+        # A chat template places the images itself (first, as lmms-eval's own chat-template models do).
+        chat_template = self.loaded.family.prompt_format == "messages"
+        question = context.replace(DEFAULT_IMAGE_TOKEN, "").strip() if chat_template else context
+        return prepare_prompt(index, question, images, self.loaded, self.conv_mode)
 
     def _doc(self, task: str, split: str, doc_id: int):
         return self.task_dict[task][split][doc_id]
@@ -285,7 +282,7 @@ class _DartModel(lmms):
             for i in indices:
                 context, _, doc_to_visual, doc_id, task, split = requests[i].args
                 prepared.append(self._prepare(i, context, doc_to_visual(self._doc(task, split, doc_id))))
-            for i, answer in answer_window(self.model, self.tokenizer, prepared, self.batch_size, gen_kwargs).items():
+            for i, answer in answer_window(self.loaded, prepared, self.batch_size, gen_kwargs).items():
                 answers[i] = _cut_at_stops(answer.text, until)
                 self._count(answer)
                 progress.update(1)
@@ -329,22 +326,11 @@ class _DartModel(lmms):
 
     def _forward(self, prepared: Prepared, target: torch.Tensor, record: PruningRecord) -> torch.Tensor:
         """Logits of one forward over the prompt followed by `target` tokens (no cache)."""
-        model = self.model
-        ids = torch.cat([prepared.input_ids, target])[None].to(model.device)
-        kwargs: dict[str, Any] = {"pruning_record": record, "use_cache": False}
-        if prepared.model_inputs is not None:  # Qwen: its processor's tensors; the target is text
-            inputs = prepared.model_inputs
-            kwargs["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(target)])[None].to(
-                model.device)
-            if inputs["pixel_values"] is not None:
-                kwargs.update(pixel_values=inputs["pixel_values"].to(model.device, model.dtype),
-                              image_grid_thw=inputs["image_grid_thw"].to(model.device))
-        elif prepared.pixels is not None:
-            pixels = prepared.pixels
-            kwargs.update(images=pixels.to(model.device, model.dtype) if isinstance(pixels, torch.Tensor)
-                          else [p.to(model.device, model.dtype) for p in pixels], image_sizes=prepared.image_sizes)
+        if prepared.error is not None:
+            raise ValueError(prepared.error)
+        inputs = self.loaded.generate_inputs([prepared.inputs.followed_by(target)])
         with torch.inference_mode():
-            return model(input_ids=ids, **kwargs).logits
+            return self.model(**inputs, pruning_record=record, use_cache=False).logits
 
     def generate_until_multi_round(self, requests) -> list[str]:
         raise NotImplementedError(f"{type(self).__name__} does not implement multi-round generation")
@@ -354,22 +340,20 @@ class LlavaDart(_DartModel):
     """`--model llava_dart`: LLaVA-1.5 / 1.6 checkpoints (original layout) in LLaVA's conversation template
     `conv_template` (default vicuna_v1, as lmms-eval's own `llava` and the DART release's scripts)."""
 
-    family = "llava"
+    model_name = "llava_dart"
 
 
 class Qwen2VLDart(_DartModel):
     """`--model qwen2_vl_dart`: Qwen2-VL checkpoints (HF layout), their own chat template."""
 
-    family = "qwen2_vl"
+    model_name = "qwen2_vl_dart"
 
 
 class Qwen2_5_VLDart(_DartModel):
     """`--model qwen2_5_vl_dart`: Qwen2.5-VL checkpoints (HF layout), their own chat template."""
 
-    family = "qwen2_5_vl"
+    model_name = "qwen2_5_vl_dart"
 
 
-# The model id lmms-eval knows each family by (registered in llava.lmms_plugin).
-MODEL_IDS = {"llava": "llava_dart", "qwen2_vl": "qwen2_vl_dart", "qwen2_5_vl": "qwen2_5_vl_dart"}
-# lmms-eval's model id -> our class.
-MODEL_CLASSES = {MODEL_IDS[cls.family]: cls for cls in (LlavaDart, Qwen2VLDart, Qwen2_5_VLDart)}
+# lmms-eval's model id (registered in llava.lmms_plugin) -> our class.
+MODEL_CLASSES = {cls.model_name: cls for cls in (LlavaDart, Qwen2VLDart, Qwen2_5_VLDart)}

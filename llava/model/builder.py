@@ -21,7 +21,6 @@ from transformers.utils.output_capturing import maybe_install_capturing_hooks
 from llava.constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_PATCH_TOKEN
 from llava.model.language_model.families import LLAVA_CONFIG_CLASSES, causal_lm_class, is_llava_config
 from llava.model.llava_arch import LlavaMetaForCausalLM
-from llava.model.qwen_loading import is_qwen, load_qwen
 from llava.model.strict_loading import (CheckpointError, check_llava_config, check_load_report, load_declared_tokenizer,
                                          load_strictly, load_with_report, naming_broken_files, require_tokenizer_files)
 from llava.model.weights import find_weight_file, load_projector_state, load_state_file
@@ -300,12 +299,24 @@ def load_pretrained_model(
     config = read_config(model_path)
     for key, value in config_overrides(customized_config, overwrite_config).items():
         setattr(config, key, value)
-    if is_qwen(config):
-        tokenizer, model, processor, context_len = load_qwen(
-            model_path, config, load_kwargs, min_pixels=min_pixels, max_pixels=max_pixels)
-        if "device_map" not in load_kwargs and not (load_8bit or load_4bit):
-            model.to(device)
-        return tokenizer, model.eval(), processor, context_len
+    from llava.model.families import family_for  # late: the families' loaders import this module
+
+    options = {"model_base": model_base, "device": device, "dtype": dtype, "min_pixels": min_pixels,
+               "max_pixels": max_pixels}
+    tokenizer, model, processor, context_len = family_for(config).load(model_path, config, load_kwargs, options)
+    if "device_map" not in load_kwargs and not (load_8bit or load_4bit):
+        model.to(device)
+    model.eval()
+    if told_by_config:
+        logger.info(pruning_summary(getattr(model.config, "DART_config", None)))
+    return tokenizer, model, processor, context_len
+
+
+def load_llava(model_path: str, config, load_kwargs: dict, options: dict):
+    """(tokenizer, model, image_processor, context_len) for an original-layout LLaVA checkpoint (full, projector-only
+    with `options["model_base"]`, or LoRA) or a plain language model; the vision tower loaded on
+    `options["device"]`."""
+    model_base, device, dtype = options.get("model_base"), options["device"], options["dtype"]
     is_lora = checkpoint_file(model_path, "adapter_config.json") is not None
     if is_lora and model_base is None:
         raise ValueError(f"{model_path} is a LoRA checkpoint: pass the base model with --model-base")
@@ -343,11 +354,6 @@ def load_pretrained_model(
     image_processor = None
     if isinstance(model, LlavaMetaForCausalLM):
         image_processor = _prepare_multimodal(model, tokenizer, device, dtype, load_kwargs.get("device_map"))
-    if "device_map" not in load_kwargs and not (load_8bit or load_4bit):
-        model.to(device)
-    model.eval()
-    if told_by_config:
-        logger.info(pruning_summary(getattr(model.config, "DART_config", None)))
     context_len = getattr(model.config, "max_sequence_length", 2048)
     return tokenizer, model, image_processor, context_len
 

@@ -23,26 +23,12 @@ import torch
 
 from llava.constants import DEFAULT_MODEL_PATH
 from llava.conversation import get_conv_template
-from llava.eval.prompting import (
-    EMBEDDED_DEFAULT_NOTICE,
-    choose_conv_mode,
-    insert_image_tokens,
-    is_embedded_default,
-    with_answer_instruction,
-)
+from llava.eval.prompting import EMBEDDED_DEFAULT_NOTICE, insert_image_tokens, is_embedded_default, with_answer_instruction
 from llava.eval.pruning_args import add_pruning_args, dart_config_from_args
 from llava.mm_utils import get_model_name_from_path, load_image
-from llava.model.builder import load_pretrained_model
-from llava.model.qwen_loading import is_qwen
+from llava.model.families import PromptError, load_model
 from llava.pruning_settings import method_label
-from llava.serve.inference import (
-    PromptError,
-    SamplingParams,
-    StreamedGeneration,
-    prepare_inputs,
-    prepare_qwen_inputs,
-)
-from llava.serve.protocol import stop_string
+from llava.serve.inference import SamplingParams, StreamedGeneration, fit_to_context
 
 logger = logging.getLogger("llava.serve.cli")
 
@@ -103,70 +89,40 @@ def chat(args: argparse.Namespace, stdin=sys.stdin, stdout=sys.stdout) -> int:
         get_conv_template(args.conv_mode)  # an unknown name fails before the model loads
     image = load_image(args.image_file)
     model_name = get_model_name_from_path(args.model_path.rstrip("/"))
-    tokenizer, model, image_processor, context_len = load_pretrained_model(
-        args.model_path, args.model_base, model_name, load_8bit=args.load_8bit, load_4bit=args.load_4bit,
-        device=args.device, attn_implementation=args.attn_implementation,
-    )
-    dart_config = dart_config_from_args(args, model.config.get_text_config().num_hidden_layers)
-    if is_qwen(model.config):
-        return _qwen_chat(args, tokenizer, model, image_processor, context_len, dart_config, image, stdin, stdout)
-    conv = get_conv_template(choose_conv_mode(args.conv_mode, model.config, model_name))
-    params = SamplingParams(args.temperature, args.top_p, args.max_new_tokens, stop_string(conv))
-    mm_use_im_start_end = getattr(model.config, "mm_use_im_start_end", False)
+    loaded = load_model(args.model_path, args.model_base, model_name=model_name, load_8bit=args.load_8bit,
+                        load_4bit=args.load_4bit, device=args.device, attn_implementation=args.attn_implementation)
+    dart_config = dart_config_from_args(args, loaded.model.config.get_text_config().num_hidden_layers)
+    conv_mode = loaded.conv_mode(args.conv_mode, model_name)
+    # The speaker names shown: the conversation template's (USER / ASSISTANT), or the chat template's roles.
+    roles = get_conv_template(conv_mode).roles if conv_mode else ("user", "assistant")
     torch.manual_seed(args.seed)
     short_answers = is_embedded_default(args.model_path)
     if short_answers:
         stdout.write(f"[{EMBEDDED_DEFAULT_NOTICE}]\n")
 
-    first = True
+    messages: list[dict[str, str]] = []
     while True:
-        question = read_question(f"{conv.roles[0]}: ", stdin, stdout)
+        question = read_question(f"{roles[0]}: ", stdin, stdout)
         if question is None:
             return 0
         if short_answers:
             question = with_answer_instruction(question)
-        conv.append_message(conv.roles[0], insert_image_tokens(question, 1, mm_use_im_start_end) if first else question)
-        conv.append_message(conv.roles[1], None)
-        prompt = conv.get_prompt()
+        # The image stays in the first turn, so every turn's prompt carries it (as in LLaVA's CLI).
+        messages.append({"role": "user", "content": insert_image_tokens(question, 0 if messages else 1, False)})
+        try:
+            inputs, stop = loaded.chat_inputs(messages, [image], conv_mode)
+            params = SamplingParams(args.temperature, args.top_p, fit_to_context(inputs, loaded, args.max_new_tokens),
+                                    stop)
+        except PromptError as exc:
+            stdout.write(f"\nerror: {exc}; start a new chat\n")
+            return 2
         if args.debug:
-            stdout.write(f"\n[prompt] {prompt}\n")
-        try:
-            # The image stays in the first turn, so every turn's prompt carries it (as in LLaVA's CLI).
-            inputs = prepare_inputs(prompt, [image], tokenizer, image_processor, model, context_len,
-                                    args.max_new_tokens)
-        except PromptError as exc:
-            stdout.write(f"\nerror: {exc}; start a new chat\n")
-            return 2
-        stdout.write(f"{conv.roles[1]}: ")
-        report = stream_answer(StreamedGeneration(model, tokenizer, inputs, params, dart_config), stdout)
+            stdout.write(f"\n[prompt] {inputs.text}\n")
+        stdout.write(f"{roles[1]}: ")
+        report = stream_answer(StreamedGeneration(loaded, inputs, params, dart_config), stdout)
         if report is None:
             return 1
-        conv.messages[-1][-1] = report.text
-        first = False
-
-
-def _qwen_chat(args, tokenizer, model, processor, context_len, dart_config, image, stdin, stdout) -> int:
-    """The same chat for a Qwen2-VL / Qwen2.5-VL checkpoint, through its own chat template (the image in the
-    first user turn; generation stops at the template's end-of-turn token)."""
-    params = SamplingParams(args.temperature, args.top_p, args.max_new_tokens, None)
-    torch.manual_seed(args.seed)
-    messages: list[dict] = []
-    while True:
-        question = read_question("user: ", stdin, stdout)
-        if question is None:
-            return 0
-        content = ([{"type": "image"}] if not messages else []) + [{"type": "text", "text": question}]
-        messages.append({"role": "user", "content": content})
-        try:
-            inputs = prepare_qwen_inputs(messages, [image], processor, context_len, args.max_new_tokens)
-        except PromptError as exc:
-            stdout.write(f"\nerror: {exc}; start a new chat\n")
-            return 2
-        stdout.write("assistant: ")
-        report = stream_answer(StreamedGeneration(model, tokenizer, inputs, params, dart_config), stdout)
-        if report is None:
-            return 1
-        messages.append({"role": "assistant", "content": [{"type": "text", "text": report.text}]})
+        messages.append({"role": "assistant", "content": report.text})
 
 
 def main(argv=None) -> int:

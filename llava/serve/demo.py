@@ -67,9 +67,9 @@ def commands(args: argparse.Namespace) -> dict[str, list[str]]:
     if args.model_base:
         worker += ["--model-base", args.model_base]
     if not args.no_sparse:
-        # The DART release's defaults: 128 selected on LLaVA; the 77.8% reduction ratio on Qwen (ratio only).
-        budget = ["--reduction_ratio", "0.778"] if _is_qwen_checkpoint(args.model_path) else ["--max_num_trunction", "128"]
-        worker += ["--sparse", "--pruned_layer", "2", *budget]
+        # The worker's pruning flags default to the DART release's settings (llava.pruning_settings), and each
+        # family reads the budget its release reads (128 selected on LLaVA, the 77.8% ratio on Qwen).
+        worker += ["--sparse"]
     return {
         "controller": [sys.executable, "-m", "llava.serve.controller", "--host", args.host,
                        "--port", str(args.controller_port)],
@@ -85,19 +85,6 @@ def secret_environments() -> dict[str, dict[str, str]]:
     the worker (the environment, unlike a command line, is not readable by other users of the host)."""
     secret = new_secret()
     return {"controller": {SECRET_ENV: secret}, "model worker": {SECRET_ENV: secret}, "web server": {}}
-
-
-def _is_qwen_checkpoint(model_path: str) -> bool:
-    """Whether the checkpoint's config names a Qwen2-VL / Qwen2.5-VL model (an unreadable one is left to the
-    worker, which says what is wrong with it)."""
-    from transformers import AutoConfig
-
-    from llava.model.qwen_loading import is_qwen
-
-    try:
-        return is_qwen(AutoConfig.from_pretrained(model_path))
-    except (OSError, ValueError):
-        return False
 
 
 def _client_host(host: str) -> str:

@@ -1,7 +1,8 @@
 """Streaming generation with per-call DART settings, shared by the model worker and the CLI.
 
-    inputs = prepare_inputs(prompt, images, tokenizer, image_processor, model, context_len)
-    gen = StreamedGeneration(model, tokenizer, inputs, SamplingParams(...), dart_config)
+    inputs, stop = loaded.chat_inputs(messages, images, conv_mode)     # or loaded.prompt_inputs(prompt, images)
+    params = SamplingParams(..., max_new_tokens=fit_to_context(inputs, loaded, 256), stop=stop)
+    gen = StreamedGeneration(loaded, inputs, params, dart_config)
     gen.start()
     for delta in gen: ...        # text pieces as the model writes them
     gen.report                   # answer, tokens, prefill time, the call's PruningRecord
@@ -17,24 +18,17 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-from PIL import Image
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-from llava.constants import DEFAULT_IMAGE_TOKEN
-from llava.eval.qwen_inputs import qwen_chat_inputs
-from llava.mm_utils import KeywordsStoppingCriteria, process_images, tokenizer_image_token
+from llava.mm_utils import KeywordsStoppingCriteria
 from llava.model import PruningRecord
-from llava.serve.overlay import RESIZE_VIEW
+from llava.model.families import LoadedModel, ModelInputs, PromptError
 
 logger = logging.getLogger(__name__)
-
-
-class PromptError(ValueError):
-    """A prompt / image combination the model cannot take (the client's fault: a 4xx in the worker)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,62 +49,21 @@ class SamplingParams:
         return kwargs
 
 
-@dataclasses.dataclass
-class PreparedInputs:
-    """input_ids: (L,) with IMAGE_TOKEN_INDEX placeholders; pixels as `process_images` returns them (or None).
+def fit_to_context(inputs: ModelInputs, loaded: LoadedModel, max_new_tokens: int = 256) -> int:
+    """The new tokens this call may write; PromptError when the prompt leaves no room for one.
 
-    sequence_length: L after splicing the image features in; max_new_tokens: what fits after it.
+    The prompt must fit in the model's `tokenizer_model_max_length` (LLaVA would silently truncate it, cutting the
+    question off) with room for at least one new token; `max_new_tokens` is lowered to what fits in the context
+    length, as LLaVA's worker does.
     """
-
-    input_ids: torch.Tensor
-    pixels: torch.Tensor | list[torch.Tensor] | None
-    image_sizes: list[tuple[int, int]]
-    sequence_length: int
-    max_new_tokens: int
-    model_inputs: dict[str, torch.Tensor] | None = None  # Qwen: token types, pixel values and grids
-
-
-def prepare_inputs(prompt: str, images: Sequence[Image.Image], tokenizer, image_processor, model,
-                   context_len: int, max_new_tokens: int = 256) -> PreparedInputs:
-    """Tokenize and preprocess; PromptError if the image count or the length does not fit the model.
-
-    The prompt must hold one `<image>` per image (LLaVA's contract). It must fit in the model's
-    `tokenizer_model_max_length` (LLaVA would silently truncate it, cutting the question off) with room for
-    at least one new token; `max_new_tokens` is lowered to what fits in `context_len`, as LLaVA's worker does.
-    """
-    placeholders = prompt.count(DEFAULT_IMAGE_TOKEN)
-    if placeholders != len(images):
-        raise PromptError(
-            f"the prompt has {placeholders} {DEFAULT_IMAGE_TOKEN} token(s) but {len(images)} image(s) were sent; "
-            f"put one {DEFAULT_IMAGE_TOKEN} in the prompt per image"
-        )
-    input_ids = tokenizer_image_token(prompt, tokenizer, return_tensors="pt")
-    pixels = process_images(list(images), image_processor, model.config) if images else None
-    image_sizes = [image.size for image in images]
-    image_tokens = sum(model.image_token_counts(pixels, image_sizes))
-    length = model.spliced_length(input_ids, pixels, image_sizes)
-    prompt_limit = min(context_len, getattr(model.config, "tokenizer_model_max_length", None) or context_len)
+    context_len = loaded.context_len
+    length = inputs.sequence_length
+    prompt_limit = min(context_len, getattr(loaded.model.config, "tokenizer_model_max_length", None) or context_len)
     if length >= prompt_limit:
-        raise PromptError(
-            f"the prompt is {length} tokens ({image_tokens} of them image tokens); this model takes prompts of at "
-            f"most {prompt_limit - 1} tokens"
-        )
-    return PreparedInputs(
-        input_ids, pixels, image_sizes, length, min(max_new_tokens, context_len - length)
-    )
-
-
-def prepare_qwen_inputs(messages: list[dict], images: Sequence[Image.Image], processor, context_len: int,
-                        max_new_tokens: int = 256) -> PreparedInputs:
-    """A Qwen2-VL / Qwen2.5-VL conversation through the model's chat template and processor; PromptError if it
-    does not fit in `context_len` with room for one new token."""
-    inputs = qwen_chat_inputs(messages, images, processor)
-    length = int(inputs["input_ids"].numel())
-    if length >= context_len:
-        raise PromptError(f"the prompt is {length} tokens; this model takes prompts of at most {context_len - 1} tokens")
-    extra = {key: value for key, value in inputs.items() if key != "input_ids" and value is not None}
-    return PreparedInputs(inputs["input_ids"], None, [image.size for image in images], length,
-                          min(max_new_tokens, context_len - length), model_inputs=extra)
+        of_them = f" ({sum(inputs.image_tokens)} of them image tokens)" if inputs.image_tokens else ""
+        raise PromptError(f"the prompt is {length} tokens{of_them}; this model takes prompts of at most "
+                          f"{prompt_limit - 1} tokens")
+    return min(max_new_tokens, context_len - length)
 
 
 class _CancelCriteria(StoppingCriteria):
@@ -186,13 +139,6 @@ class GenerationReport:
         return [n for _, n in (self.record.image_spans or [[]])[0]]
 
 
-def _to_model(value, model):
-    """A generate argument on the model's device (floating tensors in its dtype)."""
-    if not isinstance(value, torch.Tensor):
-        return value
-    return value.to(model.device, dtype=model.dtype) if value.is_floating_point() else value.to(model.device)
-
-
 class StreamedGeneration:
     """One `model.generate` call in a thread; iterate it for text deltas, then read `report` (or `error`).
 
@@ -203,17 +149,18 @@ class StreamedGeneration:
     concurrency slot there, so a slot is held exactly as long as the model is busy).
     """
 
-    def __init__(self, model, tokenizer, inputs: PreparedInputs, params: SamplingParams,
+    def __init__(self, loaded: LoadedModel, inputs: ModelInputs, params: SamplingParams,
                  dart_config: dict[str, Any] | None, on_finish: Callable[[], None] | None = None):
-        self.model = model
-        self.tokenizer = tokenizer
+        self.loaded = loaded
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
         self.inputs = inputs
         self.params = params
         self.dart_config = dart_config
         self.on_finish = on_finish
         # The settings travel with the call: None means no pruning here, whatever model.config says.
         self.record = PruningRecord(dart_config=dart_config)
-        self.streamer = _TimedStreamer(tokenizer)
+        self.streamer = _TimedStreamer(self.tokenizer)
         self.report: GenerationReport | None = None
         self.error: BaseException | None = None
         self._cancel = threading.Event()
@@ -229,11 +176,12 @@ class StreamedGeneration:
         """Stop after the current token (e.g. the client went away)."""
         self._cancel.set()
 
-    def _stopping_criteria(self) -> StoppingCriteriaList:
+    def _stopping_criteria(self, prompt_length: int) -> StoppingCriteriaList:
+        """`prompt_length`: where the new tokens start in what generate passes the criteria."""
         criteria = [_CancelCriteria(self._cancel)]
         if self.params.stop:
-            # generate returns only new tokens here (it starts from embeddings): the keyword check starts at 0.
-            criteria.append(KeywordsStoppingCriteria([self.params.stop], self.tokenizer, torch.empty(1, 0)))
+            start = torch.empty(1, prompt_length if self.loaded.family.generate_returns_prompt else 0)
+            criteria.append(KeywordsStoppingCriteria([self.params.stop], self.tokenizer, start))
         return StoppingCriteriaList(criteria)
 
     def _run(self) -> None:
@@ -242,23 +190,12 @@ class StreamedGeneration:
             with torch.inference_mode():
                 if self._cancel.is_set():
                     return
-                pixels = self.inputs.pixels
-                if pixels is not None:
-                    pixels = (pixels.to(model.device, dtype=model.dtype) if isinstance(pixels, torch.Tensor)
-                              else [p.to(model.device, dtype=model.dtype) for p in pixels])
-                kwargs = dataclasses.replace(self.params, max_new_tokens=self.inputs.max_new_tokens).generate_kwargs()
-                if self.inputs.model_inputs is not None:  # Qwen: the processor's tensors
-                    kwargs.update({key: value[None] if key == "mm_token_type_ids" else value
-                                   for key, value in self.inputs.model_inputs.items()})
-                    kwargs = {key: _to_model(value, model) for key, value in kwargs.items()}
-                else:
-                    kwargs.update(images=pixels, image_sizes=self.inputs.image_sizes or None)
+                kwargs = {**self.params.generate_kwargs(), **self.loaded.generate_inputs([self.inputs])}
                 self._start_time = time.perf_counter()
                 model.generate(
-                    self.inputs.input_ids.unsqueeze(0).to(model.device),
                     pruning_record=self.record,
                     streamer=self.streamer,
-                    stopping_criteria=self._stopping_criteria(),
+                    stopping_criteria=self._stopping_criteria(kwargs["input_ids"].shape[1]),
                     pad_token_id=self.tokenizer.pad_token_id,
                     **kwargs,
                 )
@@ -293,7 +230,7 @@ class StreamedGeneration:
 
     def _finish(self, text: str) -> None:
         streamer = self.streamer
-        if streamer.num_tokens >= self.inputs.max_new_tokens:
+        if streamer.num_tokens >= self.params.max_new_tokens:
             reason = "length"
         elif self._cancel.is_set():
             reason = "cancelled"
@@ -309,22 +246,6 @@ class StreamedGeneration:
             seconds=(self._end_time or start) - start if start else 0.0,
             record=self.record,
             dart_config=self.dart_config,
-            patch_grids=self._patch_grids(),
-            image_aspect_ratio=RESIZE_VIEW if self.inputs.model_inputs is not None
-            else getattr(self.model.config, "image_aspect_ratio", None),
+            patch_grids=self.loaded.family.image_grids(self.loaded, self.inputs),
+            image_aspect_ratio=self.loaded.family.describe_images(self.loaded)["image_aspect_ratio"],
         )
-
-    def _patch_grids(self) -> list[list[int]]:
-        """Each image's token grid: LLaVA's square patch grid; Qwen's merged grid, (h, w) of `image_grid_thw`
-        over the 2x2 (`spatial_merge_size`) merge, which follows the image's own size."""
-        num_images = len(self.inputs.image_sizes)
-        if self.inputs.model_inputs is not None:
-            grid_thw = self.inputs.model_inputs.get("image_grid_thw")
-            if grid_thw is None:
-                return []
-            merge = self.model.config.vision_config.spatial_merge_size
-            return [[int(h) // merge, int(w) // merge] for _, h, w in grid_thw.tolist()]
-        if not num_images:
-            return []
-        side = self.model.get_vision_tower().num_patches_per_side
-        return [[side, side]] * num_images

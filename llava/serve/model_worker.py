@@ -49,24 +49,14 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool
 
 from llava.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_MODEL_PATH, WORKER_HEART_BEAT_INTERVAL
-from llava.eval.prompting import choose_conv_mode, conversation_prompt
 from llava.eval.pruning_args import add_pruning_args
-from llava.eval.qwen_inputs import qwen_content
 from llava.mm_utils import get_model_name_from_path
-from llava.model.builder import load_pretrained_model
-from llava.model.qwen_loading import is_qwen, qwen_max_image_tokens
+from llava.model.families import PromptError, load_model
 from llava.model.pruning import PruningConfigError, get_method, make_dart_config, parse_dart_config
 from llava.pruning_settings import SETTINGS, SPARSE_FLAG, dart_config_values
 from llava.serve import DEFAULT_CONTROLLER_PORT, DEFAULT_HOST, DEFAULT_WORKER_PORT, configure_logging
 from llava.serve.http_utils import json_api, run_app
-from llava.serve.inference import (
-    PromptError,
-    SamplingParams,
-    StreamedGeneration,
-    prepare_inputs,
-    prepare_qwen_inputs,
-)
-from llava.serve.overlay import RESIZE_VIEW
+from llava.serve.inference import SamplingParams, StreamedGeneration, fit_to_context
 from llava.serve.protocol import (
     NDJSON_MEDIA_TYPE,
     BadImage,
@@ -75,7 +65,6 @@ from llava.serve.protocol import (
     ImageLimits,
     decode_image,
     encode_chunk,
-    stop_string,
     worker_base_url,
 )
 from llava.serve.worker_auth import SECRET_ENV, SecretError, authorization_header, read_secret
@@ -140,13 +129,14 @@ class ModelWorker:
                  conv_mode: str | None = None, min_pixels: int | None = None, max_pixels: int | None = None):
         self.model_name = model_name or get_model_name_from_path(model_path.rstrip("/"))
         logger.info("loading %s from %s", self.model_name, model_path)
-        self.tokenizer, self.model, self.image_processor, self.context_len = load_pretrained_model(
-            os.path.expanduser(model_path), model_base, self.model_name, load_8bit=load_8bit, load_4bit=load_4bit,
-            device=device, attn_implementation=attn_implementation, min_pixels=min_pixels, max_pixels=max_pixels,
+        self.loaded = load_model(
+            os.path.expanduser(model_path), model_base, model_name=self.model_name, load_8bit=load_8bit,
+            load_4bit=load_4bit, device=device, attn_implementation=attn_implementation, min_pixels=min_pixels,
+            max_pixels=max_pixels,
         )
-        self.is_qwen = is_qwen(self.model.config)
-        # The template `messages` are put in (LLaVA checkpoints; Qwen's come with their own chat template).
-        self.conv_mode = None if self.is_qwen else choose_conv_mode(conv_mode, self.model.config, self.model_name)
+        self.model, self.family = self.loaded.model, self.loaded.family
+        # The template `messages` are put in (None: the model's own chat template).
+        self.conv_mode = self.loaded.conv_mode(conv_mode, self.model_name)
         self.num_layers = self.model.config.get_text_config().num_hidden_layers
         self.dart_defaults = dict(dart_defaults or {"sparse": False})
         self.default_dart_config = self.resolve_dart({})  # fails at start-up on bad flags, not per request
@@ -168,7 +158,7 @@ class ModelWorker:
             return None
         raw = make_dart_config(**dart_config_values(settings))
         parsed = parse_dart_config(raw, self.num_layers)
-        if self.is_qwen and get_method(parsed.method).before_llm:
+        if not self.family.before_llm_methods and get_method(parsed.method).before_llm:
             raise PruningConfigError(f"DART_config['method']={parsed.method!r} reduces the image before the language "
                                      f"model, which {self.model.config.model_type} models do not support yet")
         return parsed.to_dict()
@@ -183,7 +173,7 @@ class ModelWorker:
             raise HTTPException(
                 413, f"{field}: {request.text_length()} characters, more than the limit of {limits.max_prompt_chars}"
             )
-        if self.is_qwen and request.prompt is not None:
+        if self.family.prompt_format == "messages" and request.prompt is not None:
             raise HTTPException(400, f"prompt: {self.model_name} is a {self.model.config.model_type} model, which "
                                      "takes `messages` ([{role, content}], `<image>` where an image goes; its chat "
                                      "template builds the prompt), not a templated prompt")
@@ -209,21 +199,18 @@ class ModelWorker:
                                      f"{DEFAULT_IMAGE_TOKEN} where each image goes")
         stop = request.stop
         try:
-            if self.is_qwen:  # generation ends at the chat template's end-of-turn token
-                inputs = prepare_qwen_inputs(qwen_content(m.model_dump() for m in request.messages), images,
-                                             self.image_processor, self.context_len, request.max_new_tokens)
+            if request.prompt is not None:
+                inputs = self.loaded.prompt_inputs(request.prompt, images)
             else:
-                prompt = request.prompt
-                if prompt is None:
-                    prompt, conv = conversation_prompt([m.model_dump() for m in request.messages], self.conv_mode)
-                    stop = stop if stop is not None else stop_string(conv)
-                inputs = prepare_inputs(prompt, images, self.tokenizer, self.image_processor, self.model,
-                                        self.context_len, request.max_new_tokens)
+                inputs, template_stop = self.loaded.chat_inputs([m.model_dump() for m in request.messages], images,
+                                                                self.conv_mode)
+                stop = stop if stop is not None else template_stop
+            max_new_tokens = fit_to_context(inputs, self.loaded, request.max_new_tokens)
         except PromptError as exc:
             raise HTTPException(400, f"{field}: {exc}") from None
-        params = SamplingParams(request.temperature, request.top_p, request.max_new_tokens, stop)
+        params = SamplingParams(request.temperature, request.top_p, max_new_tokens, stop)
         usage = {"prompt_tokens": inputs.sequence_length}
-        return StreamedGeneration(self.model, self.tokenizer, inputs, params, dart_config), usage
+        return StreamedGeneration(self.loaded, inputs, params, dart_config), usage
 
     # -- status ------------------------------------------------------------------------------------------
 
@@ -238,22 +225,17 @@ class ModelWorker:
     def details(self) -> dict[str, Any]:
         """What a client needs to build requests and controls. `image_tokens`: per image (Qwen: the most an
         image can have, from the processor's pixel bound; its grid follows each image's size)."""
-        if self.is_qwen:
-            image_tokens, grid, view = qwen_max_image_tokens(self.image_processor), None, RESIZE_VIEW
-        else:
-            tower = self.model.get_vision_tower()
-            image_tokens, grid = tower.num_patches, [tower.num_patches_per_side] * 2
-            view = getattr(self.model.config, "image_aspect_ratio", None)
+        images = self.family.describe_images(self.loaded)
         return {
             "model_name": self.model_name,
             "model_type": self.model.config.model_type,
-            "prompt_format": "messages" if self.is_qwen else "prompt",
+            "prompt_format": self.family.prompt_format,
             "conv_mode": self.conv_mode,
             "context_length": self.context_len,
             "num_hidden_layers": self.num_layers,
-            "image_tokens": image_tokens,
-            "patch_grid": grid,
-            "image_aspect_ratio": view,
+            "image_tokens": images["image_tokens"],
+            "patch_grid": images["patch_grid"],
+            "image_aspect_ratio": images["image_aspect_ratio"],
             "dart_defaults": self.dart_defaults,
             "dart_config": self.default_dart_config,
             "limits": {**dataclasses.asdict(self.limits.images), "max_prompt_chars": self.limits.max_prompt_chars,

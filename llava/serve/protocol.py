@@ -32,7 +32,7 @@ from PIL import Image
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from llava.constants import DEFAULT_IMAGE_TOKEN
-from llava.conversation import Conversation, SeparatorStyle
+from llava.conversation import stop_string  # noqa: F401  (re-exported: the web page and clients import it here)
 from llava.pruning_settings import SETTINGS, SPARSE_FLAG, Setting
 
 NDJSON_MEDIA_TYPE = "application/x-ndjson"
@@ -48,11 +48,6 @@ class ErrorCode:
     GENERATION_FAILED = 1
     WORKER_LOST = 2  # the worker's stream broke off (it died or the connection dropped) before the last chunk
     BAD_REPLY = 3  # the worker sent something that is not a stream of chunks (the controller ended the stream)
-
-
-def stop_string(conv: Conversation) -> str | None:
-    """LLaVA's stop string for a template: its turn separator (sep2 for two-separator templates)."""
-    return conv.sep if conv.sep_style in (SeparatorStyle.SINGLE, SeparatorStyle.MPT) else conv.sep2
 
 
 # -- JSON --------------------------------------------------------------------------------------------

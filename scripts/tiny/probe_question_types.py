@@ -15,14 +15,12 @@ import time
 from llava.data.questions import QUESTION_TYPES, prompt
 from llava.data.scenes import sample_scene
 from llava.data.shapes import render
-from llava.eval.common import generate_answer, load_model
+from llava.eval.common import generate_answers, load_model
 from llava.eval.pruning_args import add_pruning_args
-from llava.eval.prompting import build_prompt
-from llava.mm_utils import process_images, tokenizer_image_token
 
 
 def probe(args: argparse.Namespace) -> dict[str, float]:
-    tokenizer, model, image_processor = load_model(args, "cpu")
+    loaded = load_model(args, "cpu")
     rng = random.Random(args.seed)
     gen = {"do_sample": False, "num_beams": 1, "max_new_tokens": 6, "use_cache": True}
     scores = {}
@@ -34,10 +32,8 @@ def probe(args: argparse.Namespace) -> dict[str, float]:
             if qa is None:
                 continue
             image = render(scene)
-            text = build_prompt(prompt(qa), args.conv_mode, 1, getattr(model.config, "mm_use_im_start_end", False))
-            ids = tokenizer_image_token(text, tokenizer, return_tensors="pt")
-            pixels = process_images([image], image_processor, model.config)
-            answer = generate_answer(model, tokenizer, ids, pixels, [image.size], gen)
+            inputs = loaded.question_inputs(prompt(qa), [image], args.conv_mode)
+            (answer,) = generate_answers(loaded, [inputs], gen)
             correct += answer.text.strip().rstrip(".").lower() == qa.answer.lower()
             asked += 1
         scores[kind] = correct / asked

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from llava.eval import model_vqa_loader, run_llava
-from llava.eval.qwen_inputs import qwen_prompt_inputs
+from llava.model.families import load_model
 from llava.model.builder import load_pretrained_model
 from llava.model.tiny_qwen import FAMILIES, build_tiny_qwen_checkpoint
 from llava.serve import cli
@@ -49,13 +49,14 @@ def test_a_qwen_checkpoint_answers_through_its_chat_template_at_any_batch_size(c
 
 
 def test_the_prompt_is_the_models_chat_template(checkpoint):
-    tokenizer, _, processor, _ = load_pretrained_model(str(checkpoint), None, device="cpu")
-    inputs = qwen_prompt_inputs("Is there a red square?", [Image.new("RGB", (56, 56))], processor)
-    text = tokenizer.decode(inputs["input_ids"])
+    loaded = load_model(str(checkpoint), None, device="cpu")
+    inputs = loaded.question_inputs("Is there a red square?", [Image.new("RGB", (56, 56))], None)
+    text = loaded.tokenizer.decode(inputs.input_ids)
     assert text.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
                            "<|vision_start|><|image_pad|>")
     assert text.endswith("<|vision_end|>Is there a red square?<|im_end|>\n<|im_start|>assistant\n")
-    assert int((inputs["mm_token_type_ids"] == 1).sum()) == inputs["image_grid_thw"].prod() // 4
+    assert inputs.text.endswith("<|vision_end|>Is there a red square?<|im_end|>\n<|im_start|>assistant\n")
+    assert int((inputs.token_inputs["mm_token_type_ids"] == 1).sum()) == inputs.image_inputs["image_grid_thw"].prod() // 4
 
 
 def test_run_llava_answers_with_a_qwen_checkpoint(checkpoint, caplog):

@@ -182,8 +182,8 @@ def test_qwen_loglikelihood_without_pruning_equals_transformers_own_model(qwen_c
 
     reference = Qwen2VLForConditionalGeneration.from_pretrained(qwen_ckpt).eval()
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Is there a square?"}]}]
-    prompt = model.image_processor.apply_chat_template(messages, add_generation_prompt=True)
-    inputs = model.image_processor(text=[prompt], images=[image], return_tensors="pt")
+    prompt = model.loaded.processor.apply_chat_template(messages, add_generation_prompt=True)
+    inputs = model.loaded.processor(text=[prompt], images=[image], return_tensors="pt")
     target = model.tokenizer(" Yes", add_special_tokens=False, return_tensors="pt").input_ids
     ids = torch.cat([inputs["input_ids"], target], dim=1)
     token_types = torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(target)], dim=1)

@@ -12,7 +12,7 @@ from llava.model.builder import load_pretrained_model
 from llava.model.patch_merge import merge_crops, merged_token_count, unpadded_shape
 from llava.model.pruning import make_dart_config
 from llava.model.tiny_checkpoint import build_tiny_checkpoint
-from llava.serve.inference import prepare_inputs
+from llava.model.families import loaded_model
 
 NEWLINE = -1.0
 
@@ -149,14 +149,14 @@ def test_llava_next_checkpoint_splices_unpadded_rows_with_newlines(llava_next):
 def test_llava_next_generates_with_dart_and_serving_counts_the_same_length(llava_next):
     tokenizer, model, processor, context_len, _ = llava_next
     image = Image.new("RGB", (300, 700), (30, 30, 200))  # a 1 x 2 grid, columns cut
-    prepared = prepare_inputs("USER: <image>\nWhat colour? ASSISTANT:", [image], tokenizer, processor, model,
-                              context_len, max_new_tokens=4)
+    loaded = loaded_model(tokenizer, model, processor, context_len)
+    prepared = loaded.prompt_inputs("USER: <image>\nWhat colour? ASSISTANT:", [image])
     record = PruningRecord(dart_config=make_dart_config(retain_token_num_for_llava_next=64))
-    model.generate(prepared.input_ids[None], images=prepared.pixels, image_sizes=prepared.image_sizes,
-                   pruning_record=record, max_new_tokens=2, do_sample=False)
+    model.generate(**loaded.generate_inputs([prepared]), pruning_record=record, max_new_tokens=2, do_sample=False)
     assert record.prefill_length == prepared.sequence_length
     (_, count), = record.image_spans[0]
-    assert count == 576 + 48 * 21 == model.image_token_count(prepared.pixels[0].shape[0], image.size)
+    pixels = prepared.image_inputs["pixels"]
+    assert count == 576 + 48 * 21 == model.image_token_count(pixels[0].shape[0], image.size) == prepared.image_tokens[0]
     # LLaVA-1.6 budget: M = min(64, m - 4) = 64, T = 64 // 8 = 8 per pivot, plus the 4 image pivots.
     assert record.num_kept_image_tokens() == 4 + 8 * 8
 

@@ -53,7 +53,7 @@ def test_demo_serves_the_page_and_the_api(demo):
                "temperature": 0, "max_new_tokens": 8, "stop": "</s>"}
     final = stream_chunks(controller, payload)[-1]
     assert final["error_code"] == 0 and final["finished"]
-    # The demo's worker prunes by default: --pruned_layer 2 --max_num_trunction 128 -> 132 of 576 kept.
+    # The demo's worker prunes by default, with the default settings (K=2, 128 selected) -> 132 of 576 kept.
     assert (final["pruning"]["kept_image_tokens"], final["pruning"]["image_tokens"]) == (132, 576)
 
 

@@ -8,27 +8,27 @@ import pytest
 
 from llava.eval.common import generate_answer, generation_kwargs
 from llava.eval.prompting import build_prompt
-from llava.model.builder import load_pretrained_model
+from llava.model.families import PromptError, load_model
 from llava.model.pruning import make_dart_config, parse_dart_config
-from llava.serve.inference import PromptError, SamplingParams, StreamedGeneration, prepare_inputs
+from llava.serve.inference import SamplingParams, StreamedGeneration, fit_to_context
 
 DART_64 = parse_dart_config(make_dart_config(K=2, max_num_trunction=64)).to_dict()
 
 
 @pytest.fixture(scope="module")
 def loaded(tiny_ckpt):
-    tokenizer, model, image_processor, context_len = load_pretrained_model(str(tiny_ckpt), None, device="cpu")
-    return SimpleNamespace(tokenizer=tokenizer, model=model, image_processor=image_processor, context_len=context_len)
+    return load_model(str(tiny_ckpt), None, device="cpu")
 
 
-def _inputs(loaded, image, question="What is shown?", max_new_tokens=6, images=None):
+def _inputs(loaded, image, question="What is shown?", images=None):
     prompt = build_prompt(question, "vicuna_v1")
-    return prepare_inputs(prompt, [image] if images is None else images, loaded.tokenizer, loaded.image_processor,
-                          loaded.model, loaded.context_len, max_new_tokens)
+    inputs = loaded.prompt_inputs(prompt, [image] if images is None else images)
+    fit_to_context(inputs, loaded)  # refuses a prompt that leaves no room
+    return inputs
 
 
 def _run(loaded, inputs, params, dart_config, **kwargs):
-    generation = StreamedGeneration(loaded.model, loaded.tokenizer, inputs, params, dart_config, **kwargs)
+    generation = StreamedGeneration(loaded, inputs, params, dart_config, **kwargs)
     deltas = list(generation.start())
     return generation, deltas
 
@@ -53,7 +53,7 @@ def test_streamed_answer_equals_a_plain_generate_call(loaded, tiny_image, dart_c
         # The reference: the eval core's generate_answer with the same DART_config model-wide, not streamed.
         loaded.model.config.DART_config = dart_config
         reference = generate_answer(
-            loaded.model, loaded.tokenizer, inputs.input_ids, inputs.pixels, inputs.image_sizes,
+            loaded.model, loaded.tokenizer, inputs.input_ids, inputs.image_inputs["pixels"], inputs.image_sizes,
             generation_kwargs(SimpleNamespace(temperature=0, num_beams=1, max_new_tokens=6, top_p=None)),
         )
     finally:
@@ -74,14 +74,15 @@ def test_streamed_answer_equals_a_plain_generate_call(loaded, tiny_image, dart_c
 
 
 def test_prompt_length_counts_image_tokens(loaded, tiny_image):
-    inputs = _inputs(loaded, tiny_image, max_new_tokens=100000)
+    inputs = _inputs(loaded, tiny_image)
     text_tokens = int(inputs.input_ids.shape[0]) - 1  # minus the one placeholder
-    assert inputs.sequence_length == text_tokens + 576
-    assert inputs.max_new_tokens == loaded.context_len - inputs.sequence_length  # lowered to what fits
+    assert inputs.sequence_length == text_tokens + 576 and inputs.image_tokens == [576]
+    assert fit_to_context(inputs, loaded, 100000) == loaded.context_len - inputs.sequence_length  # what fits
+    assert fit_to_context(inputs, loaded, 6) == 6
 
 
 def test_stop_string_ends_the_answer_before_it(loaded, tiny_image):
-    inputs = _inputs(loaded, tiny_image, max_new_tokens=12)
+    inputs = _inputs(loaded, tiny_image)
     full, _ = _run(loaded, inputs, SamplingParams(temperature=0, max_new_tokens=12), None)
     text = full.report.text
     assert len(text) >= 6, text
@@ -102,8 +103,8 @@ def test_prepare_inputs_refuses_mismatched_images_and_overlong_prompts(loaded, t
 
 
 def test_cancel_stops_after_the_current_token(loaded, tiny_image):
-    inputs = _inputs(loaded, tiny_image, max_new_tokens=400)
-    generation = StreamedGeneration(loaded.model, loaded.tokenizer, inputs, SamplingParams(0, 1, 400), None).start()
+    inputs = _inputs(loaded, tiny_image)
+    generation = StreamedGeneration(loaded, inputs, SamplingParams(0, 1, 400), None).start()
     _wait_for(lambda: generation.streamer.num_tokens > 0)  # decoding has started
     generation.cancel()
     list(generation)
@@ -144,7 +145,7 @@ def test_overlapping_streams_with_different_settings_run_at_once(loaded, tiny_im
 
     handle = loaded.model.lm_head.register_forward_hook(wait_after_prefill)
     try:
-        generations = [StreamedGeneration(loaded.model, loaded.tokenizer, inputs, params, dart_config).start()
+        generations = [StreamedGeneration(loaded, inputs, params, dart_config).start()
                        for dart_config in settings]
         texts = ["".join(g) for g in generations]
     finally:

@@ -151,13 +151,16 @@ class LlavaCausalLMMixin:
         pruning_record: PruningRecord | None = None,
         **kwargs,
     ):
-        """LLaVA's generate: `inputs` (B, L) token ids with IMAGE_TOKEN_INDEX placeholders, `images` to splice;
+        """LLaVA's generate: `inputs` (or `input_ids`) (B, L) token ids with IMAGE_TOKEN_INDEX placeholders, `images`
+        to splice;
         or `inputs_embeds` (B, L, D) spliced already, with `image_spans` saying where the images are.
 
         Returns only the generated token ids (as LLaVA does, since generation starts from embeddings).
         The pruning state of the call lands in `pruning_record` (pass your own in concurrent code) and,
         for convenience in single-threaded use, in `self.last_pruning_record`.
         """
+        if inputs is None:  # the library's keyword for the same thing
+            inputs = kwargs.pop("input_ids", None)
         attention_mask = kwargs.pop("attention_mask", None)
         kwargs.pop("position_ids", None)
         image_spans = kwargs.pop("image_spans", None)
