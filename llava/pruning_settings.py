@@ -1,10 +1,12 @@
 """The pruning settings, declared once: every place a user sets them follows this table.
 
 The CLI flags of the workers, `run_llava`, the CLI chat and the model worker (`llava.eval.pruning_args`), the
-model worker's request model (`llava.serve.protocol.DartOverrides`) and the DART_config dict each builds
-are derived from `SETTINGS`; the Gradio controls and `scripts/eval_lib.sh` are checked against it by the
-tests. Adding a setting (or a method's setting) means adding a row here. Names are the DART release's
-flag names (`max_num_trunction` included); `key` is the DART_config key a setting fills.
+model worker's request model (`llava.serve.protocol.DartOverrides`), the defaults of the settings dataclasses
+(`DEFAULTS`) and so the DART_config dict each builds are derived from `SETTINGS`; the Gradio controls,
+`scripts/eval_lib.sh`, `scripts/lmms_eval_lib.sh` and the sweep are checked against it by the tests
+(`tests/test_pruning_settings.py`). Adding a setting means
+adding a row here; a method's own setting names its method, whose settings class declares the field. Names are
+the DART release's flag names (`max_num_trunction` included); `key` is the DART_config key a setting fills.
 
 Kept free of torch and transformers, so the controller and the clients that validate requests stay light.
 """
@@ -24,6 +26,8 @@ class Setting:
     may ask for, the maximum inclusive for integers and exclusive for floats (a ratio of 1 prunes all); the
     model's own limits, such as K below its depth, are checked when the config is parsed.
     per_request: a served request may override it (the span hints are only meaningful per checkpoint).
+    method: the method whose own settings class (`PruningMethod.settings_class`) holds the setting; None for the
+        settings every method shares (`llava.model.pruning.config.PruningSettings`).
     """
 
     name: str
@@ -35,6 +39,7 @@ class Setting:
     minimum: float | None = None
     maximum: float | None = None
     per_request: bool = True
+    method: str | None = None
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -56,13 +61,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("pruning_method", "method", str, "dart", "the method: dart (default), fastv, pdrop, random (inside the language model), visionzip, divprune, pooling (before it)"),
     Setting("pdrop_layers", "pdrop_layers", str, None,
             "pdrop: the layers before which it prunes, e.g. 8,16,24 (default: those of 32 scaled to the depth)",
-            nullable=True),
+            nullable=True, method="pdrop"),
     Setting("pdrop_ratios", "pdrop_ratios", str, None,
             "pdrop: the fraction of the image's tokens kept at each of those layers, e.g. 0.5,0.25,0.125",
-            nullable=True),
+            nullable=True, method="pdrop"),
 )
 
 BY_NAME = {setting.name: setting for setting in SETTINGS}
+# The defaults by DART_config key: the one place they are written. The settings dataclasses
+# (`llava.model.pruning.config`), hence make_dart_config, take their field defaults from here.
+DEFAULTS: dict[str, Any] = {setting.key: setting.default for setting in SETTINGS}
 
 # The switch itself and the attention backend: flags beside the table, not DART_config keys.
 SPARSE_FLAG = "sparse"

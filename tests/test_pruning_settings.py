@@ -111,3 +111,105 @@ def test_eval_lib_dart_flags_parse_with_the_worker_parser():
         if action.nargs != 0:
             argv.append("dart" if flag == "pruning_method" else "eager" if flag == "attn_implementation" else "1")
     _parser().parse_args(argv)
+
+
+# -- the defaults live in the table; everything that restates one is checked against it ---------------------
+
+
+def test_the_settings_dataclasses_take_their_defaults_from_the_table():
+    import dataclasses
+
+    from llava.model.pruning import PruningSettings, get_method
+
+    shared = {f.name: f.default for f in dataclasses.fields(PruningSettings)}
+    for setting in SETTINGS:
+        if setting.method is None:
+            assert shared[setting.key] == setting.default, setting.name
+        else:
+            own = get_method(setting.method).settings_class
+            assert {f.name: f.default for f in dataclasses.fields(own)}[setting.key] == setting.default, setting.name
+
+
+def test_a_methods_own_settings_are_its_rows_of_the_table():
+    """Each method's settings class declares exactly the table's rows that name the method, and no shared
+    row names a key some method owns."""
+    from llava.model.pruning import get_method
+
+    for name in method_names():
+        own = get_method(name).settings_class
+        if own is None or not own.__module__.startswith("llava."):  # tests register methods of their own
+            continue
+        assert set(own.keys()) == {s.key for s in SETTINGS if s.method == name}, name
+    for setting in SETTINGS:
+        if setting.method is not None:
+            assert setting.method in method_names() and setting.name.startswith(setting.method), setting.name
+
+
+def _shell_default(text: str, variable: str) -> str:
+    """The default of `VARIABLE=${N:-default}` in a shell script."""
+    match = re.search(rf"^{variable}=\$\{{\d+:-([^}}]+)\}}", text, re.MULTILINE)
+    assert match, f"{variable}=${{N:-...}} not found"
+    return match.group(1)
+
+
+def _shell_flag_values(text: str, pattern: str) -> dict[str, str]:
+    return dict(re.findall(pattern, text))
+
+
+def test_eval_lib_defaults_are_the_table_defaults():
+    text = (REPO / "scripts" / "eval_lib.sh").read_text()
+    assert float(_shell_default(text, "RATIO")) == BY_NAME["reduction_ratio"].default
+    max_kept = re.search(r"^\s*1\.5\).*DEFAULT_MAX_KEPT=(\d+)", text, re.MULTILINE)
+    assert max_kept and int(max_kept.group(1)) == BY_NAME["max_num_trunction"].default
+    assert re.search(r"METHOD=\$\{PRUNING_METHOD:-(\w+)\}", text).group(1) == BY_NAME["pruning_method"].default
+    flags = _shell_flag_values("\n".join(line for line in text.splitlines() if "DART_ARGS" in line or "--" in line),
+                               r"--(\w+) (\d+)\b")
+    for name in ("pruned_layer", "pivot_image_token", "pivot_text_token"):
+        assert int(flags[name]) == BY_NAME[name].default, name
+
+
+def test_lmms_eval_lib_defaults_are_the_table_defaults():
+    text = (REPO / "scripts" / "lmms_eval_lib.sh").read_text()
+    assert float(_shell_default(text, "RATIO")) == BY_NAME["reduction_ratio"].default
+    assert int(_shell_default(text, "MAX_KEPT")) == BY_NAME["max_num_trunction"].default
+    model_args = _shell_flag_values(text, r"[,\"](\w+)=(\d+)\b")
+    for name in ("pruned_layer", "pivot_image_token", "pivot_text_token"):
+        assert int(model_args[name]) == BY_NAME[name].default, name
+
+
+def test_sweep_budgets_follow_the_table():
+    """The sweep's pivots and the ratio it hands the scripts next to a token budget are the defaults, and its
+    budgets keep the count the settings keep."""
+    from llava.eval import sweep
+    from llava.model.pruning import make_dart_config
+    from llava.model.pruning.config import dart_kept_count
+
+    assert sweep.IMAGE_PIVOTS == BY_NAME["pivot_image_token"].default
+    assert sweep.PIVOTS == BY_NAME["pivot_image_token"].default + BY_NAME["pivot_text_token"].default
+    ratio, max_kept = sweep.Budget(tokens=132).script_args()
+    assert float(ratio) == BY_NAME["reduction_ratio"].default
+    for tokens in (64, 128, 132, 192):
+        settings = parse_dart_config(make_dart_config(max_num_trunction=sweep.dart_family_budget(tokens)), 32)
+        assert sweep.kept_for(tokens) == dart_kept_count(576, settings) <= tokens
+
+
+def test_the_sweeps_unpruned_run_hands_the_scripts_the_table_defaults(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from llava.eval import sweep
+
+    class Ran(Exception):
+        pass
+
+    def capture(argv, **kwargs):
+        raise Ran(argv)
+
+    monkeypatch.setattr(sweep.subprocess, "run", capture)
+    args = SimpleNamespace(max_new_tokens=8, eval_args="", data_root=str(tmp_path), ckpt=None, llava_version="1.5",
+                           image_tokens=576,
+                           name_prefix="t", out=str(tmp_path))
+    with pytest.raises(Ran) as ran:
+        sweep.run_point("pope", None, None, args)
+    ratio, max_kept = ran.value.args[0][-2:]
+    assert float(ratio) == BY_NAME["reduction_ratio"].default
+    assert int(max_kept) == BY_NAME["max_num_trunction"].default

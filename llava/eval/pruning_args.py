@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from llava.model.pruning import make_dart_config, method_names, parse_dart_config
+from llava.model.pruning import make_dart_config, method_names, parse_pruning_settings
 from llava.pruning_settings import ATTENTION_BACKENDS, SETTINGS, SPARSE_FLAG, dart_config_values
 
 
@@ -42,4 +42,4 @@ def dart_config_from_args(args: argparse.Namespace, num_hidden_layers: int | Non
     if not getattr(args, SPARSE_FLAG):
         return None
     raw = make_dart_config(**dart_config_values({s.name: getattr(args, s.name) for s in SETTINGS}))
-    return parse_dart_config(raw, num_hidden_layers).to_dict()
+    return parse_pruning_settings(raw, num_hidden_layers).to_dict()

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 
 from llava.constants import DEFAULT_MODEL_PATH
+from llava.pruning_settings import BY_NAME
 from llava.serve import (
     DEFAULT_CONTROLLER_PORT,
     DEFAULT_HOST,
@@ -67,9 +68,9 @@ def commands(args: argparse.Namespace) -> dict[str, list[str]]:
     if args.model_base:
         worker += ["--model-base", args.model_base]
     if not args.no_sparse:
-        # The worker's pruning flags default to the DART release's settings (llava.pruning_settings), and each
-        # family reads the budget its release reads (128 selected on LLaVA, the 77.8% ratio on Qwen).
-        worker += ["--sparse"]
+        # The DART release's settings (llava.pruning_settings), with the budget the checkpoint's family reads:
+        # 128 selected on LLaVA, the 77.8% reduction ratio on Qwen (ratio only).
+        worker += ["--sparse", "--pruned_layer", str(BY_NAME["pruned_layer"].default), *_budget_flags(args.model_path)]
     return {
         "controller": [sys.executable, "-m", "llava.serve.controller", "--host", args.host,
                        "--port", str(args.controller_port)],
@@ -85,6 +86,18 @@ def secret_environments() -> dict[str, dict[str, str]]:
     the worker (the environment, unlike a command line, is not readable by other users of the host)."""
     secret = new_secret()
     return {"controller": {SECRET_ENV: secret}, "model worker": {SECRET_ENV: secret}, "web server": {}}
+
+
+def _budget_flags(model_path: str) -> list[str]:
+    """The checkpoint family's default budget flags (an unreadable config is left to the worker, which says what
+    is wrong with it; the LLaVA budget stands in meanwhile)."""
+    from llava.model.builder import read_config
+    from llava.model.families import family_for, families
+
+    try:
+        return family_for(read_config(model_path)).default_budget_flags()
+    except (OSError, ValueError):
+        return families()[0].default_budget_flags()
 
 
 def _client_host(host: str) -> str:

@@ -231,7 +231,7 @@ class ModelWorker:
             "model_type": self.model.config.model_type,
             "prompt_format": self.family.prompt_format,
             "conv_mode": self.conv_mode,
-            "context_length": self.context_len,
+            "context_length": self.loaded.context_len,
             "num_hidden_layers": self.num_layers,
             "image_tokens": images["image_tokens"],
             "patch_grid": images["patch_grid"],

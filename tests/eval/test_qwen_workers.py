@@ -12,7 +12,6 @@ from PIL import Image
 
 from llava.eval import model_vqa_loader, run_llava
 from llava.model.families import load_model
-from llava.model.builder import load_pretrained_model
 from llava.model.tiny_qwen import FAMILIES, build_tiny_qwen_checkpoint
 from llava.serve import cli
 

@@ -203,8 +203,8 @@ def test_pruned_loglikelihood_scores_what_pruned_decoding_would_write(tmp_path):
     question = "Is there a black triangle in the image?\nAnswer the question using a single word or phrase."
     prepared = model._prepare(0, question, [image])
     with torch.inference_mode():
-        out = model.model.generate(prepared.input_ids[None], images=prepared.pixels, image_sizes=prepared.image_sizes,
-                                   max_new_tokens=3, do_sample=False, output_scores=True, return_dict_in_generate=True)
+        out = model.model.generate(**model.loaded.generate_inputs([prepared.inputs]), max_new_tokens=3, do_sample=False,
+                                   output_scores=True, return_dict_in_generate=True)
     tokens = out.sequences[0]
     expected = sum(step[0].log_softmax(-1)[token].item() for step, token in zip(out.scores, tokens))
     continuation = model.tokenizer.decode(tokens)

@@ -1,6 +1,8 @@
 """Visual-token pruning, independent of the model family.
 
-- `config`: the `DART_config` dict (historical keys) parsed into a validated `DARTConfig`.
+- `config`: the `DART_config` dict (historical keys) parsed into validated `PruningSettings` (the settings every
+  method shares, carrying the chosen method's own `MethodSettings`). `DARTConfig` and `parse_dart_config` are
+  the historical names of `PruningSettings` and `parse_pruning_settings`.
 - `methods`: the method protocol and registry. Inside the language model: `dart`, `fastv`, `pdrop` and
   `random_baseline`; before it: `visionzip`, `divprune` and `pooling`. Each registers itself.
 - `record`: `PruningRecord`, the per-call state (settings in, kept positions out).
@@ -16,12 +18,21 @@ import torch
 from llava.model.pruning import (  # noqa: F401  (they register their methods)
     dart, divprune, fastv, pdrop, pooling, random_baseline, visionzip,
 )
-from llava.model.pruning.config import DARTConfig, PruningConfigError, make_dart_config, parse_dart_config
+from llava.model.pruning.config import (
+    DARTConfig,
+    MethodSettings,
+    PruningConfigError,
+    PruningSettings,
+    make_dart_config,
+    parse_dart_config,
+    parse_pruning_settings,
+)
 from llava.model.pruning.methods import (
     PruningInput,
     PruningMethod,
     ReducedImage,
     SpanInputs,
+    SplicedSample,
     VisionInputs,
     get_method,
     method_names,
@@ -34,7 +45,7 @@ def keep_indices(
     normed: torch.Tensor,
     keys: torch.Tensor,
     image_span: tuple[int, int],
-    cfg: DARTConfig,
+    cfg: PruningSettings,
     llava_next: bool = False,
 ) -> torch.Tensor:
     """`[0, s) + kept image tokens + [s+m, L)` for one sample with one image, ascending, shape (L',).
@@ -54,13 +65,16 @@ def keep_indices(
 __all__ = [
     "DARTConfig",
     "ImageReduction",
+    "MethodSettings",
     "PruningConfigError",
     "PruningInput",
     "PrunedStage",
     "PruningMethod",
     "PruningRecord",
+    "PruningSettings",
     "ReducedImage",
     "SpanInputs",
+    "SplicedSample",
     "VisionInputs",
     "USE_MODEL_CONFIG",
     "get_method",
@@ -68,5 +82,6 @@ __all__ = [
     "make_dart_config",
     "method_names",
     "parse_dart_config",
+    "parse_pruning_settings",
     "register_method",
 ]

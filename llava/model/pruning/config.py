@@ -1,7 +1,17 @@
-"""The user-facing `DART_config` dict, parsed once into a typed, validated dataclass.
+"""The user-facing `DART_config` dict, parsed once into typed, validated settings.
 
 Users' scripts set `model.config.DART_config = {...}` with the historical keys of the DART release, so
-those names stay exactly as they are (including the `max_num_trunction` spelling).
+those names stay exactly as they are (including the `max_num_trunction` spelling). The dict is one flat
+namespace; parsed, it splits in two:
+
+- `PruningSettings`: what every method reads (K, the budgets, the pivots, the span hints, method, seed);
+- `PruningSettings.method_settings`: the chosen method's own settings, an instance of the `MethodSettings`
+  subclass the method declares (`PruningMethod.settings_class`, e.g. PyramidDrop's stages), which parses
+  and checks its own keys. A method without one gets None.
+
+`PruningSettings.to_dict()` writes the flat dict back, key for key the one the single dataclass of before
+wrote, since the answer files are resumed by a fingerprint of it. `DARTConfig` and `parse_dart_config` are
+the historical names of `PruningSettings` and `parse_pruning_settings`, kept for the code that uses them.
 """
 
 from __future__ import annotations
@@ -9,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from typing import Any, Mapping
+
+from llava.pruning_settings import DEFAULTS
 
 # The keys every DART_config dict must carry. `method` is ours and optional.
 REQUIRED_KEYS = (
@@ -24,7 +36,9 @@ REQUIRED_KEYS = (
 # The DART release's Qwen2-VL / Qwen2.5-VL wrappers also write their on/off switch into the dict ("Sparse"; the
 # lowercase spelling is accepted too): a false switch means no pruning (`pruning_switched_off`).
 SWITCH_KEYS = ("Sparse", "sparse")
-OPTIONAL_KEYS = ("method", "seed", "pdrop_layers", "pdrop_ratios") + SWITCH_KEYS
+# The optional keys every method shares. A method's own keys are its settings class's fields
+# (`method_settings_keys()`), allowed too.
+OPTIONAL_KEYS = ("method", "seed") + SWITCH_KEYS
 
 
 class PruningConfigError(ValueError):
@@ -32,8 +46,38 @@ class PruningConfigError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
-class DARTConfig:
-    """Validated pruning settings.
+class MethodSettings:
+    """Base of a method's own settings: a frozen dataclass whose fields are its DART_config keys.
+
+    A subclass gives each field a default (None: unset, left out of the dict) and implements `parse`. The
+    keys of all methods share the DART_config namespace with the shared keys, so `register_method` refuses a
+    key that is already taken.
+    """
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        return tuple(field.name for field in dataclasses.fields(cls))
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any], num_hidden_layers: int | None) -> MethodSettings:
+        """The settings from the method's keys present in `raw` (the others take their defaults), checked;
+        defaults that depend on the model's depth are filled in when `num_hidden_layers` is given.
+        Raises PruningConfigError naming the DART_config key."""
+        raise NotImplementedError(f"{cls.__name__} must implement parse")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The method's DART_config entries in field order: the set ones only, tuples as lists."""
+        values = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is not None:
+                values[field.name] = list(value) if isinstance(value, tuple) else value
+        return values
+
+
+@dataclasses.dataclass(frozen=True)
+class PruningSettings:
+    """Validated pruning settings: the ones every method shares, and the method's own.
 
     K: prune after decoder layer K-1, so layers K..N-1 run on the shorter sequence (1 <= K < N).
     image_token_start_index / image_token_length: optional explicit image span; the span is always taken
@@ -44,37 +88,48 @@ class DARTConfig:
     pivot_image_token / pivot_text_token: number of pivots taken among image / text tokens.
     method: name of a registered pruning method (`llava.model.pruning.method_names()`).
     seed: seed for stochastic baselines (ignored by DART).
-    pdrop_layers / pdrop_ratios: PyramidDrop's stages: before each layer, keep that fraction of the image's
-        original token count (None: the PyramidDrop release's layers 8, 16, 24 of 32, scaled to the model's
-        depth, and ratios 0.5, 0.25, 0.125; ratios alone go with those layers).
+    method_settings: the method's own settings (its `settings_class`), None for a method without any. Their
+        fields read through this object too (`settings.pdrop_layers`), as they did when they lived here.
+
+    The defaults are the settings table's (`llava.pruning_settings.SETTINGS`).
     """
 
-    K: int = 2
-    image_token_start_index: int | None = None
-    image_token_length: int | None = None
-    max_num_trunction: int | None = 128
-    reduction_ratio: float = 0.778
-    retain_token_num_for_llava_next: int | None = None
-    pivot_image_token: int = 4
-    pivot_text_token: int = 4
-    method: str = "dart"
+    K: int = DEFAULTS["K"]
+    image_token_start_index: int | None = DEFAULTS["image_token_start_index"]
+    image_token_length: int | None = DEFAULTS["image_token_length"]
+    max_num_trunction: int | None = DEFAULTS["max_num_trunction"]
+    reduction_ratio: float = DEFAULTS["reduction_ratio"]
+    retain_token_num_for_llava_next: int | None = DEFAULTS["retain_token_num_for_llava_next"]
+    pivot_image_token: int = DEFAULTS["pivot_image_token"]
+    pivot_text_token: int = DEFAULTS["pivot_text_token"]
+    method: str = DEFAULTS["method"]
     seed: int = 0
-    pdrop_layers: tuple[int, ...] | None = None
-    pdrop_ratios: tuple[float, ...] | None = None
+    method_settings: MethodSettings | None = None
+
+    def __post_init__(self):
+        if self.method_settings is not None and not isinstance(self.method_settings, MethodSettings):
+            raise TypeError(f"method_settings must be a MethodSettings, got {type(self.method_settings).__name__}")
+
+    def __getattr__(self, name: str) -> Any:
+        """A field of the method's settings (only reached when no attribute of this class has the name)."""
+        if name.startswith("_") or name == "method_settings":
+            raise AttributeError(name)
+        own = self.method_settings
+        if own is not None and name in own.keys():
+            return getattr(own, name)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}, and neither has the settings of "
+                             f"method {self.method!r}")
 
     @property
     def num_pivots(self) -> int:
         return self.pivot_image_token + self.pivot_text_token
 
     def to_dict(self) -> dict[str, Any]:
-        """The DART_config dict; PyramidDrop's stage keys only when set, so that every other method's dict
-        (and the settings id the answer files are resumed by) is the one it always was."""
-        values = dataclasses.asdict(self)
-        for key in ("pdrop_layers", "pdrop_ratios"):
-            if values[key] is None:
-                del values[key]
-            else:
-                values[key] = list(values[key])
+        """The DART_config dict: the shared keys in field order, then the method's own set ones (so every
+        method's dict, and the settings id the answer files are resumed by, is the one it always was)."""
+        values = {key: getattr(self, key) for key in SHARED_KEYS}
+        if self.method_settings is not None:
+            values.update(self.method_settings.to_dict())
         return values
 
     def budget_per_pivot(self, num_image_tokens: int, llava_next: bool = False) -> int:
@@ -99,7 +154,11 @@ class DARTConfig:
         return max(0, math.floor(total / self.num_pivots))
 
 
-def dart_kept_count(num_image_tokens: int, cfg: DARTConfig, llava_next: bool = False) -> int:
+# The DART_config keys of the shared settings, in the dict's order.
+SHARED_KEYS = tuple(field.name for field in dataclasses.fields(PruningSettings) if field.name != "method_settings")
+
+
+def dart_kept_count(num_image_tokens: int, cfg: PruningSettings, llava_next: bool = False) -> int:
     """How many image tokens DART keeps of an image's `num_image_tokens` when no budget is cut short:
     image pivots + (image + text pivots) * T. The budget every single-stage method is given, so that a
     comparison keeps the same number of tokens for each."""
@@ -118,7 +177,7 @@ def _check_int(cfg: Mapping[str, Any], key: str, *, allow_none: bool, minimum: i
         raise PruningConfigError(f"DART_config[{key!r}] must be >= {minimum}, got {value}")
 
 
-def pruning_switched_off(raw: Mapping[str, Any] | DARTConfig | None) -> bool:
+def pruning_switched_off(raw: Mapping[str, Any] | PruningSettings | None) -> bool:
     """True when a DART_config dict carries the release's switch (`Sparse`) set to false."""
     if not isinstance(raw, Mapping):
         return False
@@ -131,29 +190,45 @@ def pruning_switched_off(raw: Mapping[str, Any] | DARTConfig | None) -> bool:
     return False
 
 
-def parse_dart_config(raw: Mapping[str, Any] | DARTConfig, num_hidden_layers: int | None = None,
-                      unused_keys: tuple[str, ...] = ()) -> DARTConfig:
+def method_settings_keys() -> dict[str, str]:
+    """{DART_config key: the registered method whose settings class owns it}."""
+    from llava.model.pruning import get_method, method_names  # late import: the methods register on package import
+
+    owners = {}
+    for name in method_names():
+        settings_class = get_method(name).settings_class
+        for key in settings_class.keys() if settings_class is not None else ():
+            owners[key] = name
+    return owners
+
+
+def parse_pruning_settings(raw: Mapping[str, Any] | PruningSettings, num_hidden_layers: int | None = None,
+                           unused_keys: tuple[str, ...] = ()) -> PruningSettings:
     """Validate a user's DART_config dict and return the typed settings.
 
     unused_keys: required keys the model family never reads (Qwen: `retain_token_num_for_llava_next`, which the
         DART release's Qwen dicts do not carry): they may be missing and take their defaults.
+    The chosen method's own keys are parsed by its settings class. The keys of another registered method are
+    accepted and ignored (left out of the settings and of `to_dict()`): settings are layered (a worker's
+    flags, then a request's overrides), and switching the method must not require clearing the settings of
+    the one before. A key no method owns is an error.
     Raises PruningConfigError naming the key for missing keys, unknown keys, wrong types or values
     out of range (K outside 1..num_hidden_layers-1, negative counts, ratio outside [0, 1)).
     """
-    if isinstance(raw, DARTConfig):
+    if isinstance(raw, PruningSettings):
         raw = raw.to_dict()
     if not isinstance(raw, Mapping):
         raise PruningConfigError(f"DART_config must be a dict or None, got {type(raw).__name__}")
-    defaults = DARTConfig().to_dict()
+    defaults = PruningSettings().to_dict()
     raw = {**{key: defaults[key] for key in unused_keys if key not in raw}, **raw}
     missing = [k for k in REQUIRED_KEYS if k not in raw]
     if missing:
         raise PruningConfigError(f"DART_config is missing key(s) {missing}; required keys: {list(REQUIRED_KEYS)}")
-    unknown = sorted(set(raw) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
+    owners = method_settings_keys()
+    allowed = REQUIRED_KEYS + OPTIONAL_KEYS + tuple(owners)
+    unknown = sorted(set(raw) - set(allowed))
     if unknown:
-        raise PruningConfigError(
-            f"DART_config has unknown key(s) {unknown}; allowed keys: {list(REQUIRED_KEYS + OPTIONAL_KEYS)}"
-        )
+        raise PruningConfigError(f"DART_config has unknown key(s) {unknown}; allowed keys: {list(allowed)}")
 
     _check_int(raw, "K", allow_none=False, minimum=1)
     if num_hidden_layers is not None and raw["K"] >= num_hidden_layers:
@@ -170,7 +245,7 @@ def parse_dart_config(raw: Mapping[str, Any] | DARTConfig, num_hidden_layers: in
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
         raise PruningConfigError(f"DART_config['reduction_ratio'] must be a number in [0, 1), got {ratio!r}")
 
-    method = raw.get("method", "dart")
+    method = raw.get("method", DEFAULTS["method"])
     from llava.model.pruning import get_method, method_names  # late import: the methods register on package import
 
     if method not in method_names():
@@ -180,8 +255,11 @@ def parse_dart_config(raw: Mapping[str, Any] | DARTConfig, num_hidden_layers: in
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise PruningConfigError(f"DART_config['seed'] must be an integer, got {seed!r}")
 
-    pdrop_layers, pdrop_ratios = _pdrop_stages(raw, num_hidden_layers)
-    settings = DARTConfig(
+    settings_class = get_method(method).settings_class
+    own = None
+    if settings_class is not None:
+        own = settings_class.parse({key: raw[key] for key in settings_class.keys() if key in raw}, num_hidden_layers)
+    return PruningSettings(
         K=raw["K"],
         image_token_start_index=raw["image_token_start_index"],
         image_token_length=raw["image_token_length"],
@@ -192,56 +270,22 @@ def parse_dart_config(raw: Mapping[str, Any] | DARTConfig, num_hidden_layers: in
         pivot_text_token=raw["pivot_text_token"],
         method=method,
         seed=seed,
-        pdrop_layers=pdrop_layers,
-        pdrop_ratios=pdrop_ratios,
+        method_settings=own,
     )
-    resolve = get_method(method).resolve
-    return resolve(settings, num_hidden_layers) if resolve is not None and num_hidden_layers is not None else settings
-
-
-def _pdrop_stages(raw: Mapping[str, Any], num_hidden_layers: int | None):
-    """PyramidDrop's (layers, ratios) as tuples, checked: ascending layers in 1..N-1, one ratio per layer,
-    non-increasing, in (0, 1]."""
-    layers, ratios = raw.get("pdrop_layers"), raw.get("pdrop_ratios")
-    if layers is None and ratios is None:
-        return None, None
-    if ratios is None:
-        raise PruningConfigError("DART_config['pdrop_layers'] needs ['pdrop_ratios'], one per layer")
-    ratios = _number_list(ratios, "pdrop_ratios", float)
-    if any(not 0 < r <= 1 for r in ratios) or list(ratios) != sorted(ratios, reverse=True):
-        raise PruningConfigError(f"DART_config['pdrop_ratios']={list(ratios)} must be in (0, 1] and non-increasing")
-    if layers is None:  # the default layers, filled in with the model's depth
-        return None, ratios
-    layers = _number_list(layers, "pdrop_layers", int)
-    if len(layers) != len(ratios) or not layers:
-        raise PruningConfigError(f"DART_config['pdrop_layers'] {list(layers)} and ['pdrop_ratios'] {list(ratios)} "
-                                 "must have one ratio per layer")
-    top = (num_hidden_layers - 1) if num_hidden_layers is not None else None
-    if list(layers) != sorted(set(layers)) or layers[0] < 1 or (top is not None and layers[-1] > top):
-        raise PruningConfigError(f"DART_config['pdrop_layers']={list(layers)} must be ascending and distinct, in "
-                                 f"1..{top if top is not None else 'N-1'}")
-    return layers, ratios
-
-
-def _number_list(value: Any, key: str, kind: type) -> tuple:
-    """A list, tuple or comma-separated string of numbers as a tuple of `kind`."""
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, (list, tuple)):
-        raise PruningConfigError(f"DART_config[{key!r}] must be a list of numbers, got {value!r}")
-    try:
-        parsed = tuple(kind(item) for item in items if not isinstance(item, bool))
-    except (TypeError, ValueError):
-        raise PruningConfigError(f"DART_config[{key!r}] must be a list of numbers, got {value!r}") from None
-    if len(parsed) != len(items) or (kind is int and any(float(i) != int(float(i)) for i in items)):
-        raise PruningConfigError(f"DART_config[{key!r}] must be a list of {kind.__name__}s, got {value!r}")
-    return parsed
 
 
 def make_dart_config(**overrides: Any) -> dict[str, Any]:
-    """A complete DART_config dict with the paper's defaults (K=2, 4+4 pivots, 128 kept), overridden by kwargs."""
-    cfg = DARTConfig().to_dict()
-    unknown = sorted(set(overrides) - set(cfg) - set(OPTIONAL_KEYS))
+    """A complete DART_config dict with the table's defaults (the paper's: K=2, 4+4 pivots, 128 kept),
+    overridden by kwargs (any DART_config key, a method's own included)."""
+    cfg = PruningSettings().to_dict()
+    allowed = set(cfg) | set(OPTIONAL_KEYS) | set(method_settings_keys())
+    unknown = sorted(set(overrides) - allowed)
     if unknown:
-        raise PruningConfigError(f"unknown DART setting(s) {unknown}; allowed: {sorted(cfg)}")
+        raise PruningConfigError(f"unknown DART setting(s) {unknown}; allowed: {sorted(allowed)}")
     cfg.update(overrides)
     return cfg
+
+
+# The historical names, kept for the code written against them.
+DARTConfig = PruningSettings
+parse_dart_config = parse_pruning_settings

@@ -2,7 +2,8 @@
 
 Given the state of one sample just before decoder layer K, keep a few "pivot" tokens and, for each pivot,
 the image tokens least similar to it (the least duplicated ones); drop the other image tokens.
-The step numbers below are those of docs/DART.md ("What is computed").
+The step numbers below are those of docs/DART.md ("What is computed"). The DART release's hints about the
+prompt (the span in DART_config, LLaVA-1.6's `config.text_length`) are checked here too (`check_release_hints`).
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from llava.model.pruning.config import DARTConfig
-from llava.model.pruning.methods import PruningInput, PruningMethod, SpanInputs, register_method
+from llava.model.pruning.config import PruningSettings
+from llava.model.pruning.methods import PruningInput, PruningMethod, SpanInputs, SplicedSample, register_method
 
 
 def select_pivots(key_norms: torch.Tensor, positions: torch.Tensor, count: int) -> list[int]:
@@ -41,7 +42,7 @@ def select_image_tokens(
     normed: torch.Tensor,
     keys: torch.Tensor,
     image_span: tuple[int, int],
-    cfg: DARTConfig,
+    cfg: PruningSettings,
     llava_next: bool = False,
     text_positions: torch.Tensor | None = None,
     padding: int = 0,
@@ -101,9 +102,37 @@ def select_image_tokens(
     return kept.sort().values
 
 
-def select(inputs: SpanInputs, cfg: DARTConfig) -> torch.Tensor:
+def select(inputs: SpanInputs, cfg: PruningSettings) -> torch.Tensor:
     return select_image_tokens(inputs.normed, inputs.keys, inputs.span, cfg, inputs.llava_next, inputs.text_positions,
                                inputs.padding)
+
+
+def check_release_hints(sample: SplicedSample, cfg: PruningSettings) -> tuple[str, ...]:
+    """Where the DART release's hints disagree with the splice, one message each; the splice wins.
+
+    Its scripts give the image's span in DART_config (`image_token_start_index`, `image_token_length`) and, for
+    LLaVA-1.6, the prompt's text token count in `config.text_length`; we take the span from where the image
+    features were spliced in, so a hint can only be wrong, which is worth saying. The methods that prune
+    inside the language model with the same DART_config take the same check.
+    """
+    if not sample.spans:
+        return ()
+    messages = []
+    start, count = sample.spans[0]
+    declared = (cfg.image_token_start_index, cfg.image_token_length)
+    if (declared[0] is not None and declared[0] != start) or (declared[1] is not None and declared[1] != count):
+        messages.append(
+            f"DART_config gives image_token_start_index={declared[0]}, image_token_length={declared[1]} but the "
+            f"image features were spliced at start={start}, length={count}; using the spliced span"
+        )
+    text_length = getattr(sample.model_config, "text_length", None)
+    text_tokens = sample.tokens - sum(n for _, n in sample.spans)
+    if text_length is not None and text_length != text_tokens:
+        messages.append(
+            f"config.text_length={text_length} but the prompt has {text_tokens} text tokens around the "
+            "spliced image(s); using the spliced span"
+        )
+    return tuple(messages)
 
 
 METHOD = register_method(PruningMethod(
@@ -111,4 +140,5 @@ METHOD = register_method(PruningMethod(
     select=select,
     inputs=frozenset({PruningInput.NORMED, PruningInput.KEYS}),
     summary="pivots by key norm, then the image tokens least similar to each pivot (arXiv 2502.11494)",
+    check_splice=check_release_hints,
 ))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from llava.model.pruning.config import DARTConfig, dart_kept_count
+from llava.model.pruning.config import PruningSettings, dart_kept_count
 from llava.model.pruning.methods import PruningMethod, ReducedImage, VisionInputs, register_method
 
 
@@ -41,7 +41,7 @@ def max_min_diverse(features: torch.Tensor, count: int) -> torch.Tensor:
     return picked
 
 
-def reduce(inputs: VisionInputs, cfg: DARTConfig) -> ReducedImage:
+def reduce(inputs: VisionInputs, cfg: PruningSettings) -> ReducedImage:
     features = inputs.features
     count = dart_kept_count(features.shape[0], cfg, llava_next=inputs.llava_next)
     kept = max_min_diverse(features, count).sort().values

@@ -26,8 +26,8 @@ from typing import Any, Protocol
 
 import torch
 
-from llava.model.pruning.config import DARTConfig, parse_dart_config, pruning_switched_off
-from llava.model.pruning.methods import PruningInput, SpanInputs, get_method
+from llava.model.pruning.config import PruningSettings, parse_pruning_settings, pruning_switched_off
+from llava.model.pruning.methods import PruningInput, PruningMethod, SpanInputs, SplicedSample, get_method
 from llava.model.pruning.record import USE_MODEL_CONFIG, ImageSpan, PrunedStage, PruningRecord
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,8 @@ def warn_once(message: str) -> None:
 class PruningBackend(Protocol):
     """What a model family supplies to the engine.
 
-    config: the model config (`num_hidden_layers`; `text_length` for LLaVA-1.6 scripts, checked only).
+    config: the model config (`num_hidden_layers`; a method's `check_splice` may read more, e.g. DART's
+        `text_length`).
     llava_next: the sequence follows LLaVA-1.6's budget rule (anyres images).
     reduces_before_llm: the family's splice applies the methods that work before the language model.
     unused_settings_keys: DART_config keys this family never reads, which its release's dicts may leave out.
@@ -54,10 +55,10 @@ class PruningBackend(Protocol):
     reduces_before_llm: bool
     unused_settings_keys: tuple[str, ...]
 
-    def default_settings(self) -> DARTConfig | Mapping[str, Any] | None:
+    def default_settings(self) -> PruningSettings | Mapping[str, Any] | None:
         """The model-wide settings, used when the call's record leaves them unset (`DART_config`)."""
 
-    def adapt_settings(self, settings: DARTConfig) -> DARTConfig:
+    def adapt_settings(self, settings: PruningSettings) -> PruningSettings:
         """The settings as this family applies them (e.g. a budget rule of its own); usually unchanged."""
 
     def final_norm(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -85,14 +86,15 @@ def spans_per_row(image_spans: list[list[ImageSpan]], batch: int) -> list[list[I
     return [spans for spans in image_spans for _ in range(batch // len(image_spans))]
 
 
-def call_settings(record: PruningRecord | None, backend: PruningBackend) -> DARTConfig | None:
+def call_settings(record: PruningRecord | None, backend: PruningBackend) -> PruningSettings | None:
     """The pruning settings of a call: the record's own if it sets them, else the model-wide ones."""
     raw = getattr(record, "dart_config", USE_MODEL_CONFIG)
     if raw is USE_MODEL_CONFIG:
         raw = backend.default_settings()
     if raw is None or pruning_switched_off(raw):
         return None
-    settings = parse_dart_config(raw, backend.config.num_hidden_layers, unused_keys=getattr(backend, "unused_settings_keys", ()))
+    settings = parse_pruning_settings(raw, backend.config.num_hidden_layers,
+                                      unused_keys=getattr(backend, "unused_settings_keys", ()))
     return backend.adapt_settings(settings)
 
 
@@ -135,7 +137,7 @@ class PruningHook:
         self.cache = cache
         self.attention_mask = attention_mask if attention_mask is not None and attention_mask.ndim == 2 else None
         self.past_length = past_length
-        self.settings: DARTConfig | None = None
+        self.settings: PruningSettings | None = None
         self._layer_input: torch.Tensor | None = None
         # At prefill, the sequence the next stage prunes: its absolute positions (None: all of them) and
         # which of them are real tokens (None: all).
@@ -255,7 +257,7 @@ class PruningHook:
             original = self.record.image_spans[b] if self.record.image_spans else []
             valid = self._current_valid[b] if self._current_valid is not None else None
             if stage == 0:
-                self._check_declared_span(original, length, valid)
+                self._check_splice(method, original, length, valid)
                 spans = original
             else:
                 spans = _spans_in(self._current[b], valid, original)
@@ -299,28 +301,15 @@ class PruningHook:
             rows.append(torch.cat([row, torch.arange(int(row.max()) + 1, length, device=device)]))
         return rows
 
-    def _check_declared_span(self, spans: list[ImageSpan], length: int, valid_tokens) -> None:
-        """The image span comes from the splice; the settings' and LLaVA-1.6's declared spans are only checked."""
-        if not spans:
+    def _check_splice(self, method: PruningMethod, spans: list[ImageSpan], length: int, valid_tokens) -> None:
+        """The method's checks of its settings' hints against the spliced prompt, each message reported once."""
+        if method.check_splice is None:
             return
         padding = 0 if valid_tokens is None else int(valid_tokens.long().argmax())  # left padding, if any
-        start, count = spans[0][0] - padding, spans[0][1]
-        cfg = self.settings
-        declared = (cfg.image_token_start_index, cfg.image_token_length)
-        if (declared[0] is not None and declared[0] != start) or (declared[1] is not None and declared[1] != count):
-            warn_once(
-                f"DART_config gives image_token_start_index={declared[0]}, image_token_length={declared[1]} but the "
-                f"image features were spliced at start={start}, length={count}; using the spliced span"
-            )
-        # The LLaVA-1.6 scripts of the DART release set config.text_length to the prompt's text token count.
-        text_length = getattr(self.backend.config, "text_length", None)
-        real = length if valid_tokens is None else int(valid_tokens.sum())
-        text_tokens = real - sum(n for _, n in spans)
-        if text_length is not None and text_length != text_tokens:
-            warn_once(
-                f"config.text_length={text_length} but the prompt has {text_tokens} text tokens around the "
-                "spliced image(s); using the spliced span"
-            )
+        tokens = length if valid_tokens is None else int(valid_tokens.sum())
+        sample = SplicedSample([(start - padding, count) for start, count in spans], tokens, self.backend.config)
+        for message in method.check_splice(sample, self.settings):
+            warn_once(message)
 
     # -- the masks of the pruned layers --------------------------------------------------------------------
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from llava.model.pruning.config import DARTConfig, dart_kept_count
+from llava.model.pruning.config import PruningSettings, dart_kept_count
+from llava.model.pruning.dart import check_release_hints
 from llava.model.pruning.methods import PruningInput, PruningMethod, SpanInputs, register_method
 
 
@@ -22,7 +23,7 @@ def top_attended(attention: torch.Tensor, span: tuple[int, int], count: int) -> 
     return (attention[start : start + length].topk(count).indices + start).sort().values
 
 
-def select(inputs: SpanInputs, cfg: DARTConfig) -> torch.Tensor:
+def select(inputs: SpanInputs, cfg: PruningSettings) -> torch.Tensor:
     count = dart_kept_count(inputs.span[1], cfg, llava_next=inputs.llava_next)
     return top_attended(inputs.attention, inputs.span, count)
 
@@ -32,4 +33,5 @@ METHOD = register_method(PruningMethod(
     select=select,
     inputs=frozenset({PruningInput.PREVIOUS_LAYER_ATTENTION}),
     summary="the image tokens the last prompt token attends to most in layer K-1 (arXiv 2403.06764)",
+    check_splice=check_release_hints,
 ))

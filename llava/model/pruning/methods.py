@@ -11,7 +11,9 @@ A method works in one of two places:
   language model only ever sees the shorter sequence (VisionZip, DivPrune, pooling).
 
 Either way it declares the inputs it reads (`PruningInput`), so that only those are computed, and it is
-registered by name; `DART_config['method']` (or `--pruning_method`) picks it.
+registered by name; `DART_config['method']` (or `--pruning_method`) picks it. A method owns what only it
+needs: its own settings (`settings_class`, parsed from its DART_config keys) and the checks of the settings'
+hints against the prompt the splice made (`check_splice`, e.g. the DART release's span hints).
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
-from llava.model.pruning.config import DARTConfig
+from llava.model.pruning.config import OPTIONAL_KEYS, REQUIRED_KEYS, MethodSettings, PruningSettings
 
 
 class PruningInput(enum.Enum):
@@ -73,7 +76,7 @@ class SpanInputs:
     original_length: int = 0
 
 
-SelectFn = Callable[[SpanInputs, DARTConfig], torch.Tensor]
+SelectFn = Callable[[SpanInputs, PruningSettings], torch.Tensor]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,10 +112,24 @@ class ReducedImage:
     kept_patches: torch.Tensor | None = None
 
 
-ReduceFn = Callable[[VisionInputs, DARTConfig], ReducedImage]
+ReduceFn = Callable[[VisionInputs, PruningSettings], ReducedImage]
 
 
-def at_layer_k(cfg: DARTConfig) -> tuple[int, ...]:
+@dataclasses.dataclass(frozen=True)
+class SplicedSample:
+    """One sample's prompt as the splice made it, for a method to check its settings' hints against before
+    it prunes: `spans` the (start, length) of each image, positions of the sample alone (no padding);
+    `tokens` its token count; `model_config` the text model's config (e.g. the release's `text_length`)."""
+
+    spans: list[tuple[int, int]]
+    tokens: int
+    model_config: Any
+
+
+SpliceCheck = Callable[[SplicedSample, PruningSettings], tuple[str, ...]]
+
+
+def at_layer_k(cfg: PruningSettings) -> tuple[int, ...]:
     """Prune once, after decoder layer K-1 (DART, random)."""
     return (cfg.K,)
 
@@ -120,22 +137,29 @@ def at_layer_k(cfg: DARTConfig) -> tuple[int, ...]:
 @dataclasses.dataclass(frozen=True)
 class PruningMethod:
     """A registered method: `select` (inside the language model) or `reduce` (before it), exactly one.
-    `config_class` is the dataclass its settings parse into; `layers(cfg)` the ascending layers before which
-    `select` prunes (each >= 1 and below the model's depth); `resolve(cfg, depth)`, if set, fills the
-    method's defaults that depend on the model's depth when the settings are parsed."""
+
+    layers(cfg): the ascending layers before which `select` prunes (each >= 1 and below the model's depth).
+    settings_class: the method's own settings (a `MethodSettings` subclass), whose fields are DART_config keys
+        no other method has; parsed into `PruningSettings.method_settings`. None: the shared settings suffice.
+    check_splice(sample, cfg): run on each sample before the first stage; returns the disagreements between
+        the settings' hints and the spliced prompt, which the engine reports once each (the splice wins).
+    """
 
     name: str
     select: SelectFn | None = None
     inputs: frozenset[PruningInput] = frozenset()
-    config_class: type = DARTConfig
     summary: str = ""
-    layers: Callable[[DARTConfig], tuple[int, ...]] = at_layer_k
-    resolve: Callable[[DARTConfig, int], DARTConfig] | None = None
+    layers: Callable[[PruningSettings], tuple[int, ...]] = at_layer_k
+    settings_class: type[MethodSettings] | None = None
+    check_splice: SpliceCheck | None = None
     reduce: ReduceFn | None = None
 
     def __post_init__(self):
         if (self.select is None) == (self.reduce is None):
             raise ValueError(f"pruning method {self.name!r} needs exactly one of `select` and `reduce`")
+        if self.settings_class is not None and not (isinstance(self.settings_class, type)
+                                                    and issubclass(self.settings_class, MethodSettings)):
+            raise ValueError(f"pruning method {self.name!r}: settings_class must be a MethodSettings subclass")
 
     @property
     def before_llm(self) -> bool:
@@ -147,8 +171,18 @@ _METHODS: dict[str, PruningMethod] = {}
 
 
 def register_method(method: PruningMethod) -> PruningMethod:
+    """Add `method` to the registry. Its settings' keys must be new to the DART_config: a key names one
+    setting of one method, so that the keys of a method not chosen can be told apart and ignored."""
     if method.name in _METHODS and _METHODS[method.name] is not method:
         raise ValueError(f"a pruning method named {method.name!r} is already registered")
+    if method.settings_class is not None:
+        taken = {key: "the shared settings" for key in REQUIRED_KEYS + OPTIONAL_KEYS}
+        for other in _METHODS.values():
+            if other is not method and other.settings_class is not None:
+                taken.update({key: f"method {other.name!r}" for key in other.settings_class.keys()})
+        clashes = {key: taken[key] for key in method.settings_class.keys() if key in taken}
+        if clashes:
+            raise ValueError(f"pruning method {method.name!r}: DART_config key(s) already taken: {clashes}")
     _METHODS[method.name] = method
     return method
 

@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from llava.model.pruning.config import DARTConfig, dart_kept_count
+from llava.model.pruning.config import PruningSettings, dart_kept_count
 from llava.model.pruning.methods import PruningMethod, ReducedImage, VisionInputs, register_method
 
 
@@ -32,7 +32,7 @@ def average_pool(features: torch.Tensor, grid: tuple[int, int], shape: tuple[int
     return pooled.reshape(features.shape[1], -1).T
 
 
-def reduce(inputs: VisionInputs, cfg: DARTConfig) -> ReducedImage:
+def reduce(inputs: VisionInputs, cfg: PruningSettings) -> ReducedImage:
     features, grid = inputs.features, inputs.grid
     if grid is None:
         raise ValueError("pooling needs each image as one crop's patch grid (LLaVA-1.5's 'pad' or square images); "

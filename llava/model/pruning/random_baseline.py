@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from llava.model.pruning.config import DARTConfig, dart_kept_count
+from llava.model.pruning.config import PruningSettings, dart_kept_count
+from llava.model.pruning.dart import check_release_hints
 from llava.model.pruning.methods import PruningMethod, SpanInputs, register_method
 
 
-def select(inputs: SpanInputs, cfg: DARTConfig) -> torch.Tensor:
+def select(inputs: SpanInputs, cfg: PruningSettings) -> torch.Tensor:
     """A uniformly random subset of the image tokens (seeded by `cfg.seed`), ascending absolute indices."""
     start, length = inputs.span
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -22,4 +23,5 @@ METHOD = register_method(PruningMethod(
     select=select,
     inputs=frozenset(),
     summary="as many image tokens as DART keeps, uniformly at random (seeded)",
+    check_splice=check_release_hints,
 ))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from llava.model.pruning.config import DARTConfig, dart_kept_count
+from llava.model.pruning.config import PruningSettings, dart_kept_count
 from llava.model.pruning.methods import PruningInput, PruningMethod, ReducedImage, VisionInputs, register_method
 
 
@@ -51,7 +51,7 @@ def contextual_tokens(features: torch.Tensor, keys: torch.Tensor, count: int) ->
     return (features[targets].float() + sums / counts).to(features.dtype)
 
 
-def reduce(inputs: VisionInputs, cfg: DARTConfig) -> ReducedImage:
+def reduce(inputs: VisionInputs, cfg: PruningSettings) -> ReducedImage:
     if inputs.tower_features is None or inputs.grid is None:
         raise ValueError("VisionZip needs each image as one crop of the vision tower (LLaVA-1.5's 'pad' or square "
                          "images); this image's tokens are several crops merged (anyres)")
