@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from llava.model.families.base import Family, LoadedModel, ModelInputs, PromptError, left_pad_rows, to_model
 from llava.model.families.llava import LlavaFamily, TextOnlyFamily
+from llava.model.families.llava_hf import LlavaHFFamily
 from llava.model.families.qwen_vl import QwenVLFamily
 from llava.model.families.registry import families, family_for, family_of, register, unregister
 
 register(LlavaFamily())
 register(QwenVLFamily())
+register(LlavaHFFamily())
 register(TextOnlyFamily(), fallback=True)
 
 

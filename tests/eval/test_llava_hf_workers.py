@@ -1,0 +1,60 @@
+"""The embedded default converted to the llava-hf layout runs through the eval worker, run_llava and the model
+worker via its family, and answers as the original layout does: same answers, same kept image tokens."""
+
+import json
+
+import pytest
+
+from llava.constants import DEFAULT_MODEL_PATH
+from llava.eval import model_vqa_loader
+from llava.model.families import family_for, load_model
+from llava.model.llava_hf_convert import convert_checkpoint
+from llava.serve.model_worker import ModelWorker
+from llava.serve.protocol import GenerateRequest, encode_image
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+POPE = ("playground/data/eval/pope/llava_pope_test.jsonl", "playground/data/eval/pope/val2014")
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    return convert_checkpoint(DEFAULT_MODEL_PATH, tmp_path_factory.mktemp("hf") / "llava-v1.5-tiny-hf")
+
+
+def answers(checkpoint, questions, out, *flags):
+    assert model_vqa_loader.main(["--model-path", str(checkpoint), "--question-file", str(questions),
+                                  "--image-folder", POPE[1], "--answers-file", str(out), "--temperature", "0",
+                                  "--max_new_tokens", "4", "--conv-mode", "vicuna_v1", *flags]) == 0
+    return [(line["text"], line["metadata"]["image_tokens_kept"])
+            for line in map(json.loads, out.read_text().splitlines())]
+
+
+@pytest.mark.parametrize("method", ["dart", "visionzip"])
+def test_the_eval_worker_answers_as_on_the_original_layout(converted, tmp_path, method):
+    assert family_for(load_model(str(converted), None, device="cpu").model.config).name == "llava_hf"
+    questions = tmp_path / "questions.jsonl"
+    with open(POPE[0]) as f:
+        questions.write_text("".join(f.readlines()[:6]))
+    flags = ["--sparse", "--max_num_trunction", "32", "--pruning_method", method, "--batch-size", "3"]
+    original = answers(DEFAULT_MODEL_PATH, questions, tmp_path / "original.jsonl", *flags)
+    hf = answers(converted, questions, tmp_path / "hf.jsonl", *flags)
+    assert hf == original
+    assert {kept for _, kept in hf} == {4 + 8 * 4}
+    assert {text for text, _ in hf} <= {"yes", "no"}  # the trained tiny model answers POPE's way
+
+
+def test_the_model_worker_serves_it_with_its_patch_grid(converted):
+    from PIL import Image
+
+    worker = ModelWorker(str(converted), model_name="tiny-hf", device="cpu",
+                         dart_defaults={"sparse": True, "max_num_trunction": 32})
+    assert (worker.details()["patch_grid"], worker.details()["image_tokens"]) == ([24, 24], 576)
+    image = Image.open(sorted(__import__("pathlib").Path(POPE[1]).iterdir())[0]).convert("RGB")
+    request = GenerateRequest(model="tiny-hf", messages=[{"role": "user", "content": "<image>\nIs there a cat?"}],
+                              images=[encode_image(image)], temperature=0, max_new_tokens=3)
+    generation, _ = worker.prepare(request)
+    list(generation.start())
+    pruning = generation.report.pruning()
+    assert (pruning["kept_image_tokens"], pruning["image_tokens"], pruning["patch_grid"]) == (36, 576, [24, 24])
+    assert len(pruning["kept_indices"][0]) == 36
