@@ -70,6 +70,8 @@ def module_parser(module_name: str, monkeypatch) -> argparse.ArgumentParser:
     monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
     monkeypatch.setattr(argparse.ArgumentParser, "parse_known_args", capture)
     module = importlib.import_module(module_name)
+    if not hasattr(module, "main"):  # a package run by its __main__ (`python -m llava.model.families`)
+        module = importlib.import_module(f"{module_name}.__main__")
     try:
         module.main([])
     except _Parsed as parsed:

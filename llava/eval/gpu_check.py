@@ -37,7 +37,7 @@ from llava.eval import prefill_benchmark
 from llava.eval.common import Generation, generate_answers
 from llava.mm_utils import get_model_name_from_path
 from llava.model.families import load_model
-from llava.model.pruning import make_dart_config, method_names, parse_dart_config
+from llava.model.pruning import make_dart_config, method_names, parse_pruning_settings
 
 logger = logging.getLogger("llava.eval.gpu_check")
 
@@ -134,7 +134,7 @@ class TinyRun:
     def answer(self, prompts, settings: dict | None, batch_size: int, new_tokens: int) -> list[Generation]:
         layers = self.model.config.num_hidden_layers
         self.model.config.DART_config = (None if settings is None
-                                         else parse_dart_config(make_dart_config(**self.base_settings, **settings), layers).to_dict())
+                                         else parse_pruning_settings(make_dart_config(**self.base_settings, **settings), layers).to_dict())
         inputs = [self.loaded.question_inputs(text, [image], self.conv_mode) for text, image in prompts]
         answers = []
         for start in range(0, len(inputs), batch_size):

@@ -39,7 +39,7 @@ from transformers import Qwen2VLTextConfig
 
 from llava.model import LlavaConfig, LlavaLlamaForCausalLM, LlavaMetaForCausalLM, PruningRecord
 from llava.model.language_model.qwen_vl import Qwen2VLTextModelWithPruning
-from llava.model.pruning import VisionInputs, get_method, make_dart_config, method_names, parse_dart_config
+from llava.model.pruning import VisionInputs, get_method, make_dart_config, method_names, parse_pruning_settings
 from llava.model.pruning.config import dart_kept_count
 
 # Per family: LLaVA-1.5-7B's layer count and heads at width 1024, Qwen2-VL-7B's (GQA 28 / 4) at width 896;
@@ -206,7 +206,7 @@ def measure(model, embeds, spans, variant: Variant, vision: VisionSide, args) ->
     start = time.perf_counter()
     selection = 0.0
     if before_llm:
-        settings = parse_dart_config(variant.dart_config, args.layers)
+        settings = parse_pruning_settings(variant.dart_config, args.layers)
         (image_start, count), = spans[0]
         image_end = image_start + count
         reduced = [method.reduce(vision.inputs(b, row[image_start:image_end]), settings).features
@@ -381,7 +381,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("CUDA is not available: benchmarking on the CPU", file=sys.stderr)
         args.device = "cpu"
-    parse_dart_config(make_dart_config(K=args.k), args.layers)  # fail early on an impossible K
+    parse_pruning_settings(make_dart_config(K=args.k), args.layers)  # fail early on an impossible K
     return args
 
 
@@ -402,7 +402,7 @@ def main(argv=None) -> int:
     headline = by_name.get((headline_variant.name, batch)) if headline_variant else None
     if headline is not None:
         image_kept = args.image_tokens - (seq_len - headline.seq_len_after_k)
-        expected = dart_kept_count(args.image_tokens, parse_dart_config(headline_variant.dart_config))
+        expected = dart_kept_count(args.image_tokens, parse_pruning_settings(headline_variant.dart_config))
         print(
             f"summary: DART keeping {image_kept}/{args.image_tokens} image tokens (expected {expected}) at batch "
             f"{batch}: time to first token "

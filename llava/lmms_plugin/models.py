@@ -34,7 +34,7 @@ from llava.mm_utils import get_model_name_from_path
 from llava.model import PruningRecord
 from llava.model.builder import read_config
 from llava.model.families import family_for, load_model
-from llava.model.pruning import make_dart_config, parse_dart_config
+from llava.model.pruning import make_dart_config, parse_pruning_settings
 from llava.pruning_settings import ATTENTION_BACKENDS, BY_NAME, SPARSE_FLAG, dart_config_values
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class PruningArgs:
                 logger.warning("model_args %s are set but Sparse is not: no pruning", ", ".join(sorted(self.values)))
             return None
         try:
-            return parse_dart_config(make_dart_config(**dart_config_values(self.values)), num_layers).to_dict()
+            return parse_pruning_settings(make_dart_config(**dart_config_values(self.values)), num_layers).to_dict()
         except ValueError as exc:
             raise ModelArgsError(f"model_args: {exc}") from None
 

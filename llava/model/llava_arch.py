@@ -21,7 +21,7 @@ from llava.model.multimodal_encoder.builder import build_vision_tower
 from llava.model.multimodal_encoder.clip_encoder import SelectLayerOutputs
 from llava.model.multimodal_projector.builder import build_vision_projector
 from llava.model.patch_merge import check_merge_type, merge_crops, merged_token_count
-from llava.model.pruning import DARTConfig, PruningInput, PruningMethod, PruningRecord, get_method
+from llava.model.pruning import PruningSettings, PruningInput, PruningMethod, PruningRecord, get_method
 from llava.model.pruning.methods import VisionInputs
 from llava.model.pruning.record import ImageReduction, ImageSpan  # ImageSpan: (start, length) in the sequence
 
@@ -130,7 +130,7 @@ class LlavaMetaForCausalLM:
         return [image.features for image in self._encoded_images(images, image_sizes)]
 
     def reduced_image_features(self, images, image_sizes, method: PruningMethod,
-                               settings: DARTConfig) -> tuple[list[torch.Tensor], list[ImageReduction], float]:
+                               settings: PruningSettings) -> tuple[list[torch.Tensor], list[ImageReduction], float]:
         """`image_features` put through a method that reduces them before the language model: the reduced
         features per image, what the method did to each, and the seconds the method took (not the tower)."""
         encoded = self._encoded_images(images, image_sizes, PruningInput.VISION_CLS_ATTENTION in method.inputs)
@@ -278,7 +278,7 @@ class LlavaMetaForCausalLM:
             pruning_record.image_reductions = per_sample_reductions if reductions is not None else None
         return _pad_batch(samples, padding_side or getattr(self.config, "tokenizer_padding_side", "right"))
 
-    def _reducer(self, record: PruningRecord | None) -> tuple[PruningMethod | None, DARTConfig | None]:
+    def _reducer(self, record: PruningRecord | None) -> tuple[PruningMethod | None, PruningSettings | None]:
         """The call's method and settings if that method works before the language model, else (None, None)."""
         if record is None:
             return None, None

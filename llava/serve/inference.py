@@ -142,7 +142,7 @@ class GenerationReport:
 class StreamedGeneration:
     """One `model.generate` call in a thread; iterate it for text deltas, then read `report` (or `error`).
 
-    dart_config: this call's DART_config dict (validated, e.g. by `parse_dart_config(...).to_dict()`) or None
+    dart_config: this call's DART_config dict (validated, e.g. by `parse_pruning_settings(...).to_dict()`) or None
     for no pruning; it goes into the call's `PruningRecord`, so overlapping calls never wait on each other.
 
     on_finish: called in the generation thread once generate has returned or failed (the worker frees its

@@ -52,7 +52,7 @@ from llava.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_MODEL_PATH, WORKER_HEAR
 from llava.eval.pruning_args import add_pruning_args
 from llava.mm_utils import get_model_name_from_path
 from llava.model.families import PromptError, load_model
-from llava.model.pruning import PruningConfigError, get_method, make_dart_config, parse_dart_config
+from llava.model.pruning import PruningConfigError, get_method, make_dart_config, parse_pruning_settings
 from llava.pruning_settings import SETTINGS, SPARSE_FLAG, dart_config_values
 from llava.serve import DEFAULT_CONTROLLER_PORT, DEFAULT_HOST, DEFAULT_WORKER_PORT, configure_logging
 from llava.serve.http_utils import json_api, run_app
@@ -157,7 +157,7 @@ class ModelWorker:
         if not settings.get("sparse"):
             return None
         raw = make_dart_config(**dart_config_values(settings))
-        parsed = parse_dart_config(raw, self.num_layers)
+        parsed = parse_pruning_settings(raw, self.num_layers)
         if not self.family.before_llm_methods and get_method(parsed.method).before_llm:
             raise PruningConfigError(f"DART_config['method']={parsed.method!r} reduces the image before the language "
                                      f"model, which {self.model.config.model_type} models do not support yet")

@@ -20,7 +20,7 @@ import transformers
 from llava.constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_PATCH_TOKEN
 from llava.conversation import get_conv_template
 from llava.eval.pruning_args import add_pruning_args, dart_config_from_args
-from llava.model.pruning import parse_dart_config
+from llava.model.pruning import parse_pruning_settings
 from llava.model.language_model.families import causal_lm_class, is_llava_config, llava_config_for_base
 from llava.train.arguments import DataArguments, ModelArguments, TrainingArguments
 from llava.train.data_checks import TrainingDataError, load_training_samples
@@ -270,7 +270,7 @@ def run(model_args, data_args, training_args, attn_implementation: str | None = 
     if pruning is not None:
         if model_args.vision_tower is None:
             raise ValueError("--sparse prunes image tokens while training, so it needs --vision_tower")
-        model.config.DART_config = parse_dart_config(pruning, model.config.num_hidden_layers).to_dict()
+        model.config.DART_config = parse_pruning_settings(pruning, model.config.num_hidden_layers).to_dict()
     if training_args.lora_enable:
         model = apply_lora(model, training_args)
         if model_args.vision_tower is not None and not training_args.freeze_mm_mlp_adapter:

@@ -168,7 +168,7 @@ def test_methods_a_qwen_checkpoint_cannot_run_and_ratios_for_llava_are_refused(q
     assert "visionzip, pooling reduce the image before the language model" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         sweep.parse_args(["--out", "x", "--ratios", "0.5"])
-    assert "a LLaVA checkpoint's budget is a number of image tokens: --tokens" in capsys.readouterr().err
+    assert "this checkpoint's budget is a number of image tokens: --tokens" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         sweep.parse_args(["--out", "x", "--ckpt", str(qwen_config_only), "--ratios", "1.5"])
     assert "a reduction ratio is a number in [0, 1)" in capsys.readouterr().err

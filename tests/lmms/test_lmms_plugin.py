@@ -142,8 +142,8 @@ BAD_MODEL_ARGS = {
     "K out of range": ("pretrained={llava},Sparse=True,pruned_layer=0", "model_args pruned_layer=0 is out of range"),
     "K too deep": ("pretrained={llava},Sparse=True,pruned_layer=40", "model_args: DART_config['K']=40 must be in"),
     "unknown method": ("pretrained={llava},Sparse=True,pruning_method=magic", "DART_config['method']='magic' is unknown"),
-    "wrong family": ("pretrained={llava}", "is a llava checkpoint; this model class takes qwen2_vl checkpoints "
-                                           "(use --model llava_dart)"),
+    "wrong family": ("pretrained={llava}", "is a llava_llama checkpoint, which --model llava_dart runs; this is "
+                                           "--model qwen2_vl_dart"),
     "unknown template": ("pretrained={llava},conv_template=vicuna_v9", "Unknown conversation template 'vicuna_v9'"),
 }
 

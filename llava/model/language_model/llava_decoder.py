@@ -22,7 +22,7 @@ from transformers.cache_utils import Cache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from llava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
-from llava.model.pruning import DARTConfig, PruningRecord
+from llava.model.pruning import PruningSettings, PruningRecord
 from llava.model.pruning.attach import attach_engine
 from llava.model.pruning.backends import RotaryDecoderBackend
 from llava.model.pruning.engine import call_settings
@@ -58,7 +58,7 @@ class PrunedDecoderMixin:
         if module is self and getattr(self, "image_newline", None) is not None:
             init.normal_(self.image_newline, mean=0.0, std=self.config.hidden_size**-0.5)
 
-    def dart_config(self, record: PruningRecord | None = None) -> DARTConfig | None:
+    def dart_config(self, record: PruningRecord | None = None) -> PruningSettings | None:
         """The pruning settings of a call: the record's own if it sets them, else `config.DART_config`."""
         return call_settings(record, RotaryDecoderBackend(self))
 

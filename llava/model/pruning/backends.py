@@ -15,10 +15,10 @@ import dataclasses
 import torch
 from transformers.masking_utils import create_causal_mask
 
-from llava.model.pruning.config import DARTConfig
+from llava.model.pruning.config import PruningSettings
 from llava.model.pruning.engine import warn_once
 
-LLAVA_DEFAULT_BUDGET = DARTConfig.max_num_trunction  # 128, what the flags and make_dart_config fill in
+LLAVA_DEFAULT_BUDGET = PruningSettings.max_num_trunction  # 128, what the flags and make_dart_config fill in
 
 
 class RotaryDecoderBackend:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from llava.model.pruning.config import DARTConfig
+from llava.model.pruning.config import PruningSettings
 
 ImageSpan = tuple[int, int]  # (start, length) of one image's tokens in the spliced sequence
 
@@ -65,7 +65,7 @@ class PruningRecord:
     forced_keep: if set before the call, used instead of running the pruning method: a (B, L') tensor, a
         (L',) tensor for every row, or one tensor per row (rows may differ in length). Positions past a row's
         last forced position (e.g. generated tokens in a longer sequence) are kept too.
-    dart_config: this call's pruning settings, read at prefill: a `DARTConfig` or a `DART_config` dict
+    dart_config: this call's pruning settings, read at prefill: a `PruningSettings` or a `DART_config` dict
         (validated against the model's depth then; a bad key raises PruningConfigError, a ValueError),
         None for "no pruning in this call", or `USE_MODEL_CONFIG` (the default) for `model.config.DART_config`.
     prefill_length: the length L of the prefill sequence (padding included).
@@ -81,7 +81,7 @@ class PruningRecord:
     image_spans: list[list[ImageSpan]] | None = None
     selection_seconds: float = 0.0
     forced_keep: torch.Tensor | Sequence[torch.Tensor] | None = None
-    dart_config: DARTConfig | Mapping[str, Any] | None | _UseModelConfig = USE_MODEL_CONFIG
+    dart_config: PruningSettings | Mapping[str, Any] | None | _UseModelConfig = USE_MODEL_CONFIG
     image_reductions: list[list[ImageReduction]] | None = None
 
     def start_prefill(self, length: int) -> None:
