@@ -29,9 +29,9 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from llava.constants import DEFAULT_MODEL_PATH
-from llava.conversation import get_conv_template
 from llava.eval.answers import TOO_LONG, AnswerFile, ErrorLog, OutputError, errors_path, merge_chunks, settings_id
 from llava.eval.chunking import Chunk, chunk_answers_path, get_chunk, local_device, resolve_chunk, wait_for_all_ranks
+from llava.eval.prompting import check_conv_mode
 from llava.eval.pruning_args import add_pruning_args, dart_config_from_args
 from llava.eval.questions import Item, Row
 from llava.mm_utils import get_model_name_from_path
@@ -348,7 +348,7 @@ def run(task: Task, args: argparse.Namespace) -> RunStats:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     chunk = resolve_chunk(args.num_chunks, args.chunk_idx)
-    get_conv_template(args.conv_mode)  # an unknown template fails here, listing the valid ones
+    check_conv_mode(args.conv_mode)  # an unknown template fails here, listing the valid ones
     rows = get_chunk(task.read_questions(os.path.expanduser(args.question_file)), chunk.n, chunk.k)
     items = [item for row in rows for item in task.to_items(row, args)]
     answers_path = _answers_path(args, chunk)
@@ -382,8 +382,7 @@ def _answer(task: Task, args: argparse.Namespace, chunk: Chunk, pending: list[It
     gen_kwargs = generation_kwargs(args)
     torch.manual_seed(args.seed)
     num_workers = args.num_workers if args.num_workers is not None else (task.num_workers if model.device.type == "cuda" else 0)
-    conv_mode = args.conv_mode if loaded.family.prompt_format == "prompt" else None
-    dataset = PromptDataset(pending, loaded, conv_mode)
+    dataset = PromptDataset(pending, loaded, loaded.conv_mode(args.conv_mode, model_id))
     loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=num_workers, collate_fn=_single)
     with logging_redirect_tqdm(), tqdm(total=len(pending), disable=not chunk.is_first, desc="answering") as bar:
         for window in windows(loader, args.batch_size):

@@ -42,12 +42,25 @@ def infer_conv_mode(model_name: str) -> str:
 FAMILY_CONV_MODES = {"llava_mistral": "mistral_instruct"}
 
 
+# `--conv-mode chat_template`: the checkpoint's own chat template and processor, for the families that have one
+# (llava-hf: lmms-eval's `llava_hf` protocol; Qwen always uses its chat template).
+CHAT_TEMPLATE = "chat_template"
+
+
+def check_conv_mode(name: str | None) -> None:
+    """Fail early, listing the valid names, for a conversation template that does not exist."""
+    if name and name != CHAT_TEMPLATE:
+        get_conv_template(name)
+
+
 def choose_conv_mode(requested: str | None, model_config: Any, model_name: str) -> str:
     """The conversation template to prompt a LLaVA checkpoint with, logged with where it came from: the
     one asked for, else the one training recorded in config.json (`conv_template`, written by our train.py),
     else the one of the checkpoint's language-model family (`FAMILY_CONV_MODES`), else LLaVA's guess from
     the checkpoint's name (released checkpoints record none)."""
     recorded = getattr(model_config, "conv_template", None)
+    if requested == CHAT_TEMPLATE:
+        return requested
     if requested:
         get_conv_template(requested)  # an unknown name fails here, listing the valid ones
         if recorded and recorded != requested:

@@ -20,10 +20,9 @@ import sys
 import torch
 
 from llava.constants import DEFAULT_MODEL_PATH
-from llava.conversation import get_conv_template
 from llava.eval.common import generate_answers, generation_kwargs, load_model
 from llava.eval.pruning_args import add_pruning_args
-from llava.eval.prompting import EMBEDDED_DEFAULT_NOTICE, is_embedded_default, with_answer_instruction
+from llava.eval.prompting import EMBEDDED_DEFAULT_NOTICE, check_conv_mode, is_embedded_default, with_answer_instruction
 from llava.mm_utils import get_model_name_from_path, load_image
 from llava.model import PruningRecord
 from llava.pruning_settings import METHOD_LABELS
@@ -54,7 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def answer(args: argparse.Namespace) -> tuple[str, PruningRecord, float]:
     """Load the model, ask the question; returns (answer, pruning record, seconds spent generating)."""
     if args.conv_mode:
-        get_conv_template(args.conv_mode)  # an unknown name fails before the model loads
+        check_conv_mode(args.conv_mode)  # an unknown name fails before the model loads
     images = [load_image(path) for path in args.image_file.split(args.sep)]
     loaded = load_model(args, args.device)
     conv_mode = loaded.conv_mode(args.conv_mode, get_model_name_from_path(args.model_path))

@@ -27,9 +27,9 @@ from lmms_eval.api.model import lmms
 from PIL import Image
 from tqdm import tqdm
 
-from llava.conversation import get_conv_template
 from llava.constants import DEFAULT_IMAGE_TOKEN
 from llava.eval.common import Generation, Prepared, answer_window, prepare_prompt
+from llava.eval.prompting import CHAT_TEMPLATE, check_conv_mode
 from llava.mm_utils import get_model_name_from_path
 from llava.model import PruningRecord
 from llava.model.builder import read_config
@@ -149,7 +149,7 @@ def _check_plain_args(attn_implementation: str | None, batch_size: int | str, co
     pruning = PruningArgs.parse(pruning_args)
     _check_attn_implementation(attn_implementation)
     size = _batch_size(batch_size)
-    get_conv_template(conv_template)  # an unknown name fails here, listing the known ones
+    check_conv_mode(conv_template)  # an unknown name fails here, listing the known ones
     return size, pruning
 
 
@@ -215,7 +215,7 @@ class _DartModel(lmms):
                                  attn_implementation=attn_implementation, min_pixels=min_pixels, max_pixels=max_pixels)
         self.tokenizer, self.model = self.loaded.tokenizer, self.loaded.model
         self._check_family(pretrained, self.model.config)
-        self.conv_mode = conv_template if self.loaded.family.prompt_format == "prompt" else None
+        self.conv_mode = self.loaded.conv_mode(conv_template, model_name)  # None: the model's chat template
         # The eval workers' way: the settings on the config, read by every call.
         self.model.config.DART_config = pruning.dart_config(self.model.config.get_text_config().num_hidden_layers)
         self.kept_image_tokens = self.image_tokens = 0
@@ -259,7 +259,7 @@ class _DartModel(lmms):
     def _prepare(self, index: int, context: str, visuals: Any) -> Prepared:
         images = _images(visuals)
         # A chat template places the images itself (first, as lmms-eval's own chat-template models do).
-        chat_template = self.loaded.family.prompt_format == "messages"
+        chat_template = self.conv_mode in (None, CHAT_TEMPLATE)
         question = context.replace(DEFAULT_IMAGE_TOKEN, "").strip() if chat_template else context
         return prepare_prompt(index, question, images, self.loaded, self.conv_mode)
 

@@ -27,6 +27,7 @@ from transformers.models.llava_next.modeling_llava_next import get_anyres_image_
 
 from llava.constants import DEFAULT_IMAGE_TOKEN
 from llava.mm_utils import process_images, tokenizer_image_token
+from llava.model.families.base import user_turn
 
 def is_llava_next(config) -> bool:
     return getattr(config, "model_type", None) == "llava_next"
@@ -148,8 +149,7 @@ def processor_protocol_inputs(processor, questions: Sequence[str], images: Seque
     Returns the processor's BatchFeature (input_ids, attention_mask, pixel_values, image_sizes for NeXT)."""
     texts = []
     for question, prompt_images in zip(questions, images):
-        content = [{"type": "image"} for _ in prompt_images] + [{"type": "text", "text": question}]
-        texts.append(processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True))
+        texts.append(processor.apply_chat_template(user_turn(question, len(prompt_images)), add_generation_prompt=True))
     flat = [image for prompt_images in images for image in prompt_images]
     return processor(text=texts, images=flat or None, padding=len(texts) > 1, padding_side="left",
                      return_tensors="pt")

@@ -23,7 +23,14 @@ import torch
 
 from llava.constants import DEFAULT_MODEL_PATH
 from llava.conversation import get_conv_template
-from llava.eval.prompting import EMBEDDED_DEFAULT_NOTICE, insert_image_tokens, is_embedded_default, with_answer_instruction
+from llava.eval.prompting import (
+    CHAT_TEMPLATE,
+    EMBEDDED_DEFAULT_NOTICE,
+    check_conv_mode,
+    insert_image_tokens,
+    is_embedded_default,
+    with_answer_instruction,
+)
 from llava.eval.pruning_args import add_pruning_args, dart_config_from_args
 from llava.mm_utils import get_model_name_from_path, load_image
 from llava.model.families import PromptError, load_model
@@ -86,7 +93,7 @@ def stream_answer(generation: StreamedGeneration, stdout):
 
 def chat(args: argparse.Namespace, stdin=sys.stdin, stdout=sys.stdout) -> int:
     if args.conv_mode:
-        get_conv_template(args.conv_mode)  # an unknown name fails before the model loads
+        check_conv_mode(args.conv_mode)  # an unknown name fails before the model loads
     image = load_image(args.image_file)
     model_name = get_model_name_from_path(args.model_path.rstrip("/"))
     loaded = load_model(args.model_path, args.model_base, model_name=model_name, load_8bit=args.load_8bit,
@@ -94,7 +101,7 @@ def chat(args: argparse.Namespace, stdin=sys.stdin, stdout=sys.stdout) -> int:
     dart_config = dart_config_from_args(args, loaded.model.config.get_text_config().num_hidden_layers)
     conv_mode = loaded.conv_mode(args.conv_mode, model_name)
     # The speaker names shown: the conversation template's (USER / ASSISTANT), or the chat template's roles.
-    roles = get_conv_template(conv_mode).roles if conv_mode else ("user", "assistant")
+    roles = get_conv_template(conv_mode).roles if conv_mode not in (None, CHAT_TEMPLATE) else ("user", "assistant")
     torch.manual_seed(args.seed)
     short_answers = is_embedded_default(args.model_path)
     if short_answers:

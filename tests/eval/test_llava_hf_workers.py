@@ -2,8 +2,11 @@
 worker via its family, and answers as the original layout does: same answers, same kept image tokens."""
 
 import json
+from pathlib import Path
 
 import pytest
+import torch
+from PIL import Image
 
 from llava.constants import DEFAULT_MODEL_PATH
 from llava.eval import model_vqa_loader
@@ -45,12 +48,10 @@ def test_the_eval_worker_answers_as_on_the_original_layout(converted, tmp_path, 
 
 
 def test_the_model_worker_serves_it_with_its_patch_grid(converted):
-    from PIL import Image
-
     worker = ModelWorker(str(converted), model_name="tiny-hf", device="cpu",
                          dart_defaults={"sparse": True, "max_num_trunction": 32})
     assert (worker.details()["patch_grid"], worker.details()["image_tokens"]) == ([24, 24], 576)
-    image = Image.open(sorted(__import__("pathlib").Path(POPE[1]).iterdir())[0]).convert("RGB")
+    image = Image.open(sorted(Path(POPE[1]).iterdir())[0]).convert("RGB")
     request = GenerateRequest(model="tiny-hf", messages=[{"role": "user", "content": "<image>\nIs there a cat?"}],
                               images=[encode_image(image)], temperature=0, max_new_tokens=3)
     generation, _ = worker.prepare(request)
@@ -58,3 +59,29 @@ def test_the_model_worker_serves_it_with_its_patch_grid(converted):
     pruning = generation.report.pruning()
     assert (pruning["kept_image_tokens"], pruning["image_tokens"], pruning["patch_grid"]) == (36, 576, [24, 24])
     assert len(pruning["kept_indices"][0]) == 36
+
+
+def test_conv_mode_chat_template_prompts_the_processors_way(converted, tmp_path):
+    """lmms-eval's `llava_hf` protocol, one setting away: the checkpoint's chat template and processor."""
+    from llava.eval.prompting import CHAT_TEMPLATE
+    from llava.model.llava_hf_inputs import processor_protocol_inputs
+
+    loaded = load_model(str(converted), None, device="cpu")
+    image = Image.open(sorted(Path(POPE[1]).iterdir())[0]).convert("RGB")
+    inputs = loaded.question_inputs("Is there a cat?", [image], CHAT_TEMPLATE)
+    reference = processor_protocol_inputs(loaded.processor, ["Is there a cat?"], [[image]])
+    assert inputs.input_ids.tolist() == reference["input_ids"][0].tolist()
+    assert torch.equal(inputs.image_inputs["pixel_values"], reference["pixel_values"])
+    assert inputs.text.startswith("USER: <image>") and "ASSISTANT:" in inputs.text  # no system prompt
+
+    questions = tmp_path / "questions.jsonl"
+    with open(POPE[0]) as f:
+        questions.write_text("".join(f.readlines()[:2]))
+    argv = ["--question-file", str(questions), "--image-folder", POPE[1], "--temperature", "0",
+            "--max_new_tokens", "2", "--conv-mode", CHAT_TEMPLATE, "--sparse", "--max_num_trunction", "32"]
+    out = tmp_path / "hf.jsonl"
+    assert model_vqa_loader.main(["--model-path", str(converted), "--answers-file", str(out), *argv]) == 0
+    assert [json.loads(line)["metadata"]["image_tokens_kept"] for line in out.read_text().splitlines()] == [36, 36]
+    # An original-layout checkpoint has no chat template of its own: one clear error, exit 2.
+    assert model_vqa_loader.main(["--model-path", DEFAULT_MODEL_PATH, "--answers-file", str(tmp_path / "o.jsonl"),
+                                  *argv]) == 2

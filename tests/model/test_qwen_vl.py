@@ -12,7 +12,8 @@ from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLForCondition
 
 from llava.model import PruningRecord
 from llava.model.builder import load_pretrained_model
-from llava.model.language_model.qwen_vl import QWEN_CLASSES, vision_spans
+from llava.model.language_model.pruned_generation import vision_spans
+from llava.model.language_model.qwen_vl import QWEN_CLASSES
 from llava.model.pruning import make_dart_config, parse_dart_config
 from llava.model.pruning.backends import QwenVLBackend
 from llava.model.pruning.dart import select_image_tokens

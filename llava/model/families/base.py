@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 import torch
 from PIL import Image
 
+from llava.constants import DEFAULT_IMAGE_TOKEN
+
 
 class PromptError(ValueError):
     """A prompt / image combination the model cannot take (the caller's fault: a 4xx in the worker)."""
@@ -49,6 +51,27 @@ class ModelInputs:
                     for key, value in self.token_inputs.items()}
         return dataclasses.replace(self, input_ids=torch.cat([self.input_ids, tokens.to(self.input_ids.dtype)]),
                                    token_inputs=extended, sequence_length=self.sequence_length + tokens.numel())
+
+
+def user_turn(question: str, num_images: int) -> list[dict]:
+    """One user turn in chat-template form: the images first, then the question (as Qwen's own examples and
+    lmms-eval's chat-template models put them)."""
+    return [{"role": "user", "content": [{"type": "image"}] * num_images + [{"type": "text", "text": question}]}]
+
+
+def chat_template_content(messages: Sequence[Mapping[str, str]]) -> list[dict]:
+    """{role, content} messages with `<image>` placeholders -> the chat-template form, each placeholder an
+    `{"type": "image"}` entry where it stood (the images are taken in order of appearance)."""
+    converted = []
+    for message in messages:
+        content = []
+        for i, text in enumerate(message["content"].split(DEFAULT_IMAGE_TOKEN)):
+            if i:
+                content.append({"type": "image"})
+            if text.strip():
+                content.append({"type": "text", "text": text.strip()})
+        converted.append({"role": message["role"], "content": content})
+    return converted
 
 
 def left_pad_rows(rows: Sequence[torch.Tensor], pad_value: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,17 +30,18 @@ class LlavaFamily(Family):
         return load_llava(model_path, config, load_kwargs, dict(options))
 
     def conv_mode(self, loaded: LoadedModel, requested: str | None, model_name: str) -> str | None:
-        from llava.eval.prompting import choose_conv_mode
+        from llava.eval.prompting import CHAT_TEMPLATE, choose_conv_mode
 
+        if requested == CHAT_TEMPLATE:
+            raise ValueError(f"--conv-mode {CHAT_TEMPLATE}: {loaded.model.config.model_type} checkpoints have no chat "
+                             "template of their own; pass a LLaVA conversation template (e.g. vicuna_v1)")
         return choose_conv_mode(requested, loaded.model.config, model_name)
 
     def question_inputs(self, loaded: LoadedModel, question: str, images: Sequence[Image.Image],
                         conv_mode: str | None) -> ModelInputs:
         from llava.eval.prompting import build_prompt
 
-        if conv_mode is None:
-            raise ValueError(f"{loaded.model.config.model_type} checkpoints are prompted in a LLaVA conversation "
-                             "template: pass --conv-mode")
+        _check_template(loaded, conv_mode)
         mm_use_im_start_end = getattr(loaded.model.config, "mm_use_im_start_end", False)
         return self._inputs(loaded, build_prompt(question, conv_mode, len(images), mm_use_im_start_end), images)
 
@@ -52,6 +53,7 @@ class LlavaFamily(Family):
         mm_use_im_start_end = getattr(loaded.model.config, "mm_use_im_start_end", False)
         messages = [{**m, "content": insert_image_tokens(m["content"], m["content"].count(DEFAULT_IMAGE_TOKEN),
                                                          mm_use_im_start_end)} for m in messages]
+        _check_template(loaded, conv_mode)
         prompt, conv = conversation_prompt(messages, conv_mode)
         return self.prompt_inputs(loaded, prompt, images), stop_string(conv)
 
@@ -100,6 +102,14 @@ class LlavaFamily(Family):
         tower = loaded.model.get_vision_tower()
         return {"image_tokens": tower.num_patches, "patch_grid": [tower.num_patches_per_side] * 2,
                 "image_aspect_ratio": getattr(loaded.model.config, "image_aspect_ratio", None)}
+
+
+def _check_template(loaded: LoadedModel, conv_mode: str | None) -> None:
+    from llava.eval.prompting import CHAT_TEMPLATE
+
+    if conv_mode is None or conv_mode == CHAT_TEMPLATE:
+        raise PromptError(f"{loaded.model.config.model_type} checkpoints have no chat template of their own: they are "
+                          "prompted in a LLaVA conversation template (--conv-mode, e.g. vicuna_v1)")
 
 
 class TextOnlyFamily(LlavaFamily):

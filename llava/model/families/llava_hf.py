@@ -2,6 +2,10 @@
 `LlavaNextForConditionalGeneration` (llava-hf/llava-v1.6-*-hf), in the hub layout (`vision_config` /
 `text_config`, `image_token_index`, the processor's expanded `<image>` tokens).
 
+`--conv-mode chat_template` prompts them the processor's way instead (lmms-eval's `llava_hf` protocol): the
+checkpoint's chat template (no system prompt), the prompt tokenized in one piece, images resized and
+centre-cropped by its image processor.
+
 Prompts follow LLaVA's protocol, as the eval workers run original checkpoints (`--conv-mode`): the conversation
 template, the text around each `<image>` tokenized in pieces, each placeholder expanded to the image's tokens,
 pixels padded to a square (1.5) or anyres crops (1.6) as LLaVA's `process_images` makes them. So the same weights
@@ -19,7 +23,15 @@ from PIL import Image
 
 from llava.constants import DEFAULT_IMAGE_TOKEN
 from llava.conversation import stop_string
-from llava.model.families.base import Family, LoadedModel, ModelInputs, PromptError, to_model
+from llava.model.families.base import (
+    Family,
+    LoadedModel,
+    ModelInputs,
+    PromptError,
+    chat_template_content,
+    to_model,
+    user_turn,
+)
 
 
 class LlavaHFFamily(Family):
@@ -48,14 +60,18 @@ class LlavaHFFamily(Family):
 
     def question_inputs(self, loaded: LoadedModel, question: str, images: Sequence[Image.Image],
                         conv_mode: str | None) -> ModelInputs:
-        from llava.eval.prompting import build_prompt
+        from llava.eval.prompting import CHAT_TEMPLATE, build_prompt
 
+        if conv_mode == CHAT_TEMPLATE:
+            return processor_inputs(loaded, user_turn(question, len(images)), images)
         return self.prompt_inputs(loaded, build_prompt(question, conv_mode or "vicuna_v1", len(images)), images)
 
     def chat_inputs(self, loaded: LoadedModel, messages: Sequence[Mapping[str, str]], images: Sequence[Image.Image],
                     conv_mode: str | None) -> tuple[ModelInputs, str | None]:
-        from llava.eval.prompting import conversation_prompt
+        from llava.eval.prompting import CHAT_TEMPLATE, conversation_prompt
 
+        if conv_mode == CHAT_TEMPLATE:  # the answer ends at the end-of-sequence token the template trains
+            return processor_inputs(loaded, chat_template_content(messages), images), None
         prompt, conv = conversation_prompt(messages, conv_mode or "vicuna_v1")
         return self.prompt_inputs(loaded, prompt, images), stop_string(conv)
 
@@ -89,3 +105,18 @@ class LlavaHFFamily(Family):
         side = patches_per_side(loaded.model.config)
         return {"image_tokens": side * side, "patch_grid": [side, side],
                 "image_aspect_ratio": "anyres" if is_llava_next(loaded.model.config) else "pad"}
+
+
+def processor_inputs(loaded: LoadedModel, messages: list[dict], images: Sequence[Image.Image]) -> ModelInputs:
+    """A chat-template conversation (its `{"type": "image"}` entries take `images` in order) through the
+    checkpoint's own chat template and processor."""
+    from llava.model.llava_hf_inputs import image_token_count
+
+    processor = loaded.processor
+    text = processor.apply_chat_template(messages, add_generation_prompt=True)
+    encoded = processor(text=[text], images=list(images) or None, return_tensors="pt")
+    input_ids = encoded["input_ids"][0]
+    image_inputs = {key: encoded[key] for key in ("pixel_values", "image_sizes") if key in encoded}
+    return ModelInputs(input_ids, image_inputs=image_inputs, image_sizes=[image.size for image in images],
+                       sequence_length=int(input_ids.numel()),
+                       image_tokens=[image_token_count(loaded.model.config, image.size) for image in images], text=text)

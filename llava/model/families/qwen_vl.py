@@ -21,8 +21,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from llava.constants import DEFAULT_IMAGE_TOKEN
-from llava.model.families.base import Family, LoadedModel, ModelInputs, to_model
+from llava.model.families.base import Family, LoadedModel, ModelInputs, chat_template_content, to_model, user_turn
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +51,7 @@ class QwenVLFamily(Family):
 
     def question_inputs(self, loaded: LoadedModel, question: str, images: Sequence[Image.Image],
                         conv_mode: str | None) -> ModelInputs:
-        messages = [{"role": "user", "content": [{"type": "image"}] * len(images) + [{"type": "text", "text": question}]}]
-        return chat_template_inputs(messages, images, loaded.processor)
+        return chat_template_inputs(user_turn(question, len(images)), images, loaded.processor)
 
     def chat_inputs(self, loaded: LoadedModel, messages: Sequence[Mapping[str, str]], images: Sequence[Image.Image],
                     conv_mode: str | None) -> tuple[ModelInputs, str | None]:
@@ -76,21 +74,6 @@ class QwenVLFamily(Family):
     def describe_images(self, loaded: LoadedModel) -> dict[str, Any]:
         return {"image_tokens": max_image_tokens(loaded.processor), "patch_grid": None,
                 "image_aspect_ratio": self.image_view}
-
-
-def chat_template_content(messages: Sequence[Mapping[str, str]]) -> list[dict]:
-    """{role, content} messages with `<image>` placeholders -> the chat-template form, each placeholder an
-    `{"type": "image"}` entry where it stood (the images are taken in order of appearance)."""
-    converted = []
-    for message in messages:
-        content = []
-        for i, text in enumerate(message["content"].split(DEFAULT_IMAGE_TOKEN)):
-            if i:
-                content.append({"type": "image"})
-            if text.strip():
-                content.append({"type": "text", "text": text.strip()})
-        converted.append({"role": message["role"], "content": content})
-    return converted
 
 
 def chat_template_inputs(messages: list[dict], images: Sequence[Image.Image], processor) -> ModelInputs:

@@ -20,7 +20,6 @@ retain_token_num_for_llava_next (`LlavaHFBackend`).
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import time
 
 import torch
@@ -28,10 +27,10 @@ from transformers.models.llava import modeling_llava
 from transformers.models.llava_next import modeling_llava_next
 
 from llava.model.language_model.llava_mistral import SlidingWindowPruningError
-from llava.model.language_model.qwen_vl import vision_spans
-from llava.model.multimodal_encoder.clip_encoder import SelectLayerOutputs
+from llava.model.language_model.pruned_generation import pruned_forward, vision_spans
+from llava.model.multimodal_encoder.clip_encoder import SelectLayerOutputs, select_layer_outputs
 from llava.model.pruning import PruningInput, PruningRecord, get_method
-from llava.model.pruning.attach import PRUNING_CALL_KWARGS, attach_engine
+from llava.model.pruning.attach import attach_engine
 from llava.model.pruning.backends import RotaryDecoderBackend
 from llava.model.pruning.engine import call_settings
 from llava.model.pruning.methods import VisionInputs
@@ -66,32 +65,6 @@ def check_prunable(text_config) -> None:
             "supported with a sliding window; set text_config.sliding_window = None or switch pruning off")
 
 
-def _pruned_forward(library_class):
-    """The generation class's forward: the library's, with the image spans read from `input_ids` at prefill and
-    the call's `PruningRecord` passed down. Its signature is the library's plus ours (generate checks kwargs
-    against it)."""
-    library_forward = library_class.forward
-
-    def forward(self, input_ids=None, *, pruning_record: PruningRecord | None = None,
-                image_spans: list[list[ImageSpan]] | None = None, **kwargs):
-        cache = kwargs.get("past_key_values")
-        prefill = cache is None or cache.get_seq_length() == 0
-        if prefill and image_spans is None and input_ids is not None:
-            image_spans = vision_spans(input_ids, (self.config.image_token_id,))
-        record = pruning_record if pruning_record is not None else PruningRecord()
-        return library_forward(self, input_ids=input_ids, pruning_record=record,
-                               image_spans=image_spans if prefill else None, **kwargs)
-
-    parameters = list(inspect.signature(library_forward).parameters.values())
-    variadic = [p for p in parameters if p.kind is inspect.Parameter.VAR_KEYWORD]
-    ours = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None) for name in PRUNING_CALL_KWARGS]
-    forward.__signature__ = inspect.Signature([p for p in parameters if p not in variadic] + ours + variadic)
-    forward.__doc__ = (f"`{library_class.__name__}.forward`; `pruning_record` carries this call's settings in and "
-                       "its kept positions out. The image spans are read from `input_ids` at prefill (pass "
-                       "`image_spans` with `inputs_embeds`).")
-    return forward
-
-
 @dataclasses.dataclass
 class ReducedPrompt:
     """A batch whose images a method before the language model reduced: what the library's generate gets."""
@@ -108,6 +81,9 @@ class _PrunedLlavaHF:
     reduction of the image features by methods that work before the language model."""
 
     last_pruning_record: PruningRecord | None = None
+
+    def span_token_ids(self) -> tuple[int, ...]:
+        return (self.config.image_token_id,)
 
     def _attach_engine(self) -> None:
         text_model = self.model.language_model
@@ -198,8 +174,8 @@ class _PrunedLlavaHF:
             packed = self.model.get_image_features(pixel_values, image_sizes).pooler_output
             return [(features, None, None) for features in packed]
         if tower_outputs:
-            select = select_layer_outputs(self.model.vision_tower, pixel_values, self.config.vision_feature_layer,
-                                          self.config.vision_feature_select_strategy)
+            select = hf_select_layer_outputs(self.model.vision_tower, pixel_values, self.config.vision_feature_layer,
+                                             self.config.vision_feature_select_strategy)
             features = list(self.model.multi_modal_projector(select.patches))
         else:
             select = None
@@ -262,31 +238,14 @@ def _one(select: SelectLayerOutputs | None, index: int) -> SelectLayerOutputs | 
                               select.keys[index])
 
 
-def select_layer_outputs(vision_tower, pixel_values: torch.Tensor, layer: int, strategy: str) -> SelectLayerOutputs:
-    """The select layer's patches and [CLS] feature, the [CLS] query's attention over the patches in the encoder
-    layer that outputs it (summed over the heads) and that layer's keys averaged over the heads: what LLaVA's
-    `CLIPVisionTower.forward_with_cls_attention` gives, here from the llava-hf tower (a `CLIPVisionModel`)."""
+def hf_select_layer_outputs(vision_tower, pixel_values: torch.Tensor, layer, strategy: str) -> SelectLayerOutputs:
+    """LLaVA's `CLIPVisionTower.forward_with_cls_attention` for the llava-hf tower (a `CLIPVisionModel`)."""
     if strategy != "default":
         raise ValueError("ranking patches by the [CLS] attention needs vision_feature_select_strategy 'default', "
                          f"got {strategy!r}")
     if not isinstance(layer, int):
         raise ValueError(f"ranking patches by the [CLS] attention needs one vision_feature_layer, got {layer!r}")
-    pixels = pixel_values.to(device=vision_tower.device, dtype=vision_tower.dtype)
-    hidden = vision_tower(pixels, output_hidden_states=True).hidden_states
-    layer_index = layer % len(hidden) - 1
-    if layer_index < 0:
-        raise ValueError(f"vision_feature_layer {layer} is the embeddings, not an encoder layer")
-    encoder_layer = vision_tower.encoder.layers[layer_index] if hasattr(vision_tower, "encoder") else \
-        vision_tower.vision_model.encoder.layers[layer_index]
-    attn = encoder_layer.self_attn
-    normed = encoder_layer.layer_norm1(hidden[layer_index])
-    batch, length, _ = normed.shape
-    query = attn.q_proj(normed[:, :1]).view(batch, attn.num_heads, attn.head_dim)
-    keys = attn.k_proj(normed).view(batch, length, attn.num_heads, attn.head_dim)
-    scores = torch.einsum("bhd,blhd->bhl", query.float(), keys.float()) * attn.scale
-    selected = hidden[layer]
-    return SelectLayerOutputs(patches=selected[:, 1:], cls=selected[:, 0],
-                              cls_attention=scores.softmax(dim=-1).sum(dim=1)[:, 1:], keys=keys.mean(dim=2))
+    return select_layer_outputs(vision_tower, pixel_values, layer)
 
 
 def _with_prompt(output, input_ids: torch.Tensor, reduced_length: int):
@@ -304,7 +263,7 @@ def _with_prompt(output, input_ids: torch.Tensor, reduced_length: int):
 
 @inherit_weight_conversions
 class LlavaForConditionalGenerationWithPruning(_PrunedLlavaHF, modeling_llava.LlavaForConditionalGeneration):
-    forward = _pruned_forward(modeling_llava.LlavaForConditionalGeneration)
+    forward = pruned_forward(modeling_llava.LlavaForConditionalGeneration)
 
     def __init__(self, config):
         super().__init__(config)
@@ -313,7 +272,7 @@ class LlavaForConditionalGenerationWithPruning(_PrunedLlavaHF, modeling_llava.Ll
 
 @inherit_weight_conversions
 class LlavaNextForConditionalGenerationWithPruning(_PrunedLlavaHF, modeling_llava_next.LlavaNextForConditionalGeneration):
-    forward = _pruned_forward(modeling_llava_next.LlavaNextForConditionalGeneration)
+    forward = pruned_forward(modeling_llava_next.LlavaNextForConditionalGeneration)
 
     def __init__(self, config):
         super().__init__(config)

@@ -15,30 +15,14 @@ reference on Qwen: the reduction ratio only (see `QwenVLBackend`).
 
 from __future__ import annotations
 
-import inspect
-
-import torch
 from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as qwen25
 from transformers.models.qwen2_vl import modeling_qwen2_vl as qwen2
 
+from llava.model.language_model.pruned_generation import pruned_forward
 from llava.model.pruning import PruningRecord
 from llava.model.pruning.attach import PRUNING_CALL_KWARGS, attach_engine
 from llava.model.pruning.backends import QwenVLBackend
-from llava.model.pruning.record import ImageSpan
 from llava.model.strict_loading import inherit_weight_conversions
-
-def vision_spans(input_ids: torch.Tensor, token_ids: tuple[int, ...]) -> list[list[ImageSpan]]:
-    """Per row of (B, L) `input_ids`, the (start, length) of each run of image or video placeholder tokens:
-    an image's tokens run from its first `<|image_pad|>` up to its `<|vision_end|>`."""
-    placeholder = torch.isin(input_ids, torch.tensor(token_ids, device=input_ids.device)).int()
-    # +1 where a run starts, -1 just after it ends (a zero column on each side closes runs at the edges).
-    edges = torch.nn.functional.pad(placeholder, (1, 1)).diff(dim=1)
-    spans = []
-    for row in edges.cpu():
-        starts, ends = (row == 1).nonzero().flatten().tolist(), (row == -1).nonzero().flatten().tolist()
-        spans.append([(start, end - start) for start, end in zip(starts, ends)])
-    return spans
-
 
 class _PrunedTextModel:
     """The Qwen2-VL / Qwen2.5-VL text model (its forward the library's) with the pruning engine attached.
@@ -73,37 +57,14 @@ def _without_pruning(kwargs: dict) -> dict:
     return {key: value for key, value in kwargs.items() if key not in PRUNING_CALL_KWARGS}
 
 
-def _pruned_forward(library_class):
-    """The generation class's forward: the library's, with the image and video spans read from `input_ids` at
-    prefill and the call's `PruningRecord` passed down. Its signature is the library's plus ours, since
-    `generate` checks its arguments against the signature."""
-    library_forward = library_class.forward
-
-    def forward(self, input_ids=None, *, pruning_record: PruningRecord | None = None,
-                image_spans: list[list[ImageSpan]] | None = None, **kwargs):
-        cache = kwargs.get("past_key_values")
-        prefill = cache is None or cache.get_seq_length() == 0
-        if prefill and image_spans is None and input_ids is not None:
-            image_spans = vision_spans(input_ids, (self.config.image_token_id, self.config.video_token_id))
-        record = pruning_record if pruning_record is not None else PruningRecord()
-        return library_forward(self, input_ids=input_ids, pruning_record=record,
-                               image_spans=image_spans if prefill else None, **kwargs)
-
-    parameters = list(inspect.signature(library_forward).parameters.values())
-    variadic = [p for p in parameters if p.kind is inspect.Parameter.VAR_KEYWORD]
-    ours = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None) for name in PRUNING_CALL_KWARGS]
-    forward.__signature__ = inspect.Signature([p for p in parameters if p not in variadic] + ours + variadic)
-    forward.__doc__ = (
-        f"`{library_class.__name__}.forward`; `pruning_record` carries this call's settings in and its kept "
-        "positions out. The image spans are read from `input_ids` at prefill (pass `image_spans` with `inputs_embeds`)."
-    )
-    return forward
-
-
 class _PrunedGeneration:
     """The generation class's additions: the settings' config linked to the text model, and the record."""
 
     last_pruning_record: PruningRecord | None = None
+
+    def span_token_ids(self) -> tuple[int, ...]:
+        """An image's tokens run from its first `<|image_pad|>` up to its `<|vision_end|>` (videos alike)."""
+        return self.config.image_token_id, self.config.video_token_id
 
     def _link_settings(self) -> None:
         self.model.language_model.settings_config = self.config
@@ -135,7 +96,7 @@ class Qwen2VLModelWithPruning(_VisionWithoutPruningKwargs, qwen2.Qwen2VLModel):
 
 @inherit_weight_conversions
 class Qwen2VLForConditionalGenerationWithPruning(_PrunedGeneration, qwen2.Qwen2VLForConditionalGeneration):
-    forward = _pruned_forward(qwen2.Qwen2VLForConditionalGeneration)
+    forward = pruned_forward(qwen2.Qwen2VLForConditionalGeneration)
 
     def __init__(self, config):
         super().__init__(config)
@@ -162,7 +123,7 @@ class Qwen2_5_VLModelWithPruning(_VisionWithoutPruningKwargs, qwen25.Qwen2_5_VLM
 
 @inherit_weight_conversions
 class Qwen2_5_VLForConditionalGenerationWithPruning(_PrunedGeneration, qwen25.Qwen2_5_VLForConditionalGeneration):
-    forward = _pruned_forward(qwen25.Qwen2_5_VLForConditionalGeneration)
+    forward = pruned_forward(qwen25.Qwen2_5_VLForConditionalGeneration)
 
     def __init__(self, config):
         super().__init__(config)

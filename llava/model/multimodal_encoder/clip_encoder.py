@@ -32,6 +32,33 @@ class SelectLayerOutputs:
     keys: torch.Tensor
 
 
+def select_layer_outputs(tower, images: torch.Tensor, select_layer: int) -> SelectLayerOutputs:
+    """`SelectLayerOutputs` of a CLIP vision model (LLaVA's own tower, or llava-hf's `vision_tower`) for the patch
+    features of `select_layer`: the [CLS] attention and keys come from the encoder layer that outputs it, through
+    its own query and key projections (one query row), so that no eager attention is needed."""
+    outputs = tower(images.to(device=tower.device, dtype=tower.dtype), output_hidden_states=True)
+    hidden = outputs.hidden_states  # hidden[i] is the input of encoder layer i, hidden[i + 1] its output
+    layer_index = select_layer % len(hidden) - 1
+    if layer_index < 0:
+        raise ValueError(f"the select layer {select_layer} is the embeddings, not an encoder layer")
+    encoder = tower.encoder if hasattr(tower, "encoder") else tower.vision_model.encoder
+    layer = encoder.layers[layer_index]
+    attn = layer.self_attn
+    normed = layer.layer_norm1(hidden[layer_index])
+    batch, length, _ = normed.shape
+    query = attn.q_proj(normed[:, :1]).view(batch, attn.num_heads, attn.head_dim)
+    keys = attn.k_proj(normed).view(batch, length, attn.num_heads, attn.head_dim)
+    scores = torch.einsum("bhd,blhd->bhl", query.float(), keys.float()) * attn.scale
+    selected = hidden[select_layer]
+    dtype = images.dtype
+    return SelectLayerOutputs(
+        patches=selected[:, 1:].to(dtype),
+        cls=selected[:, 0].to(dtype),
+        cls_attention=scores.softmax(dim=-1).sum(dim=1)[:, 1:],
+        keys=keys.mean(dim=2).to(dtype),
+    )
+
+
 class CLIPVisionTower(nn.Module):
     """Wraps `CLIPVisionModel`; `delay_load=True` keeps only the config until `load_model()`.
 
@@ -87,31 +114,11 @@ class CLIPVisionTower(nn.Module):
 
     @torch.no_grad()
     def forward_with_cls_attention(self, images: torch.Tensor) -> SelectLayerOutputs:
-        """As `forward`, plus the select layer's [CLS] attention and keys, computed from that layer's own
-        query and key projections (one query row), so that it needs no eager attention."""
+        """As `forward`, plus the select layer's [CLS] attention and keys (`select_layer_outputs`)."""
         if self.select_feature != "patch":
             raise ValueError("ranking patches by the [CLS] attention needs mm_vision_select_feature 'patch', "
                              f"got {self.select_feature!r}")
-        outputs = self.vision_tower(images.to(device=self.device, dtype=self.dtype), output_hidden_states=True)
-        hidden = outputs.hidden_states  # hidden[i] is the input of encoder layer i, hidden[i + 1] its output
-        layer_index = self.select_layer % len(hidden) - 1
-        if layer_index < 0:
-            raise ValueError(f"mm_vision_select_layer {self.select_layer} is the embeddings, not an encoder layer")
-        layer = self.vision_tower.encoder.layers[layer_index]
-        attn = layer.self_attn
-        normed = layer.layer_norm1(hidden[layer_index])
-        batch, length, _ = normed.shape
-        query = attn.q_proj(normed[:, :1]).view(batch, attn.num_heads, attn.head_dim)
-        keys = attn.k_proj(normed).view(batch, length, attn.num_heads, attn.head_dim)
-        scores = torch.einsum("bhd,blhd->bhl", query.float(), keys.float()) * attn.scale
-        selected = hidden[self.select_layer]
-        dtype = images.dtype
-        return SelectLayerOutputs(
-            patches=selected[:, 1:].to(dtype),
-            cls=selected[:, 0].to(dtype),
-            cls_attention=scores.softmax(dim=-1).sum(dim=1)[:, 1:],
-            keys=keys.mean(dim=2).to(dtype),
-        )
+        return select_layer_outputs(self.vision_tower, images, self.select_layer)
 
     @property
     def config(self) -> CLIPVisionConfig:
