@@ -73,10 +73,18 @@ fi
 
 MODEL_NAME=$(basename "${CKPT%/}")
 
-# Whether the checkpoint's family budgets by the reduction ratio alone (the family registry says; an unreadable
-# config counts as no, and the worker then says what is wrong with it).
+# The families whose DART budget is the reduction ratio alone (Qwen2-VL / 2.5-VL): their model types and their
+# releases' hub ids, as the family registry declares them (`ratio_budget`, `model_types`, `hub_name_pattern`;
+# tests/model/test_families.py checks these two lines against it). By the config of a local checkpoint, else
+# by the hub id.
+RATIO_BUDGET_MODEL_TYPES='qwen2_vl|qwen2_5_vl'
+RATIO_BUDGET_HUB_IDS='qwen2(\.5)?-vl'
 _budget_is_the_ratio() {
-    [[ $("$PY" -m llava.model.families "$1" --get ratio_budget 2>/dev/null) == true ]]
+    if [[ -f $1/config.json ]]; then
+        grep -Eq "\"model_type\": *\"($RATIO_BUDGET_MODEL_TYPES)\"" "$1/config.json"
+    else
+        [[ ${1,,} =~ $RATIO_BUDGET_HUB_IDS ]]
+    fi
 }
 
 if [[ ${DART:-1} == 0 ]]; then

@@ -88,6 +88,33 @@ RELEASED_LAYOUTS: dict[str, ReleasedLayout] = {
          "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "chat_template.json",
          "preprocessor_config.json"),
         "as Qwen2-VL, with the windowed RMSNorm/SwiGLU vision tower"),
+    # The llava-hf conversions of the LLaVA releases (transformers' conversion scripts' layout): the tiny original
+    # release converted by `llava.model.llava_hf_convert`, with the tower inside (no hub cache needed).
+    "llava-hf/llava-1.5-7b-hf": ReleasedLayout(
+        "llava_hf", "vicuna_v1",
+        ("config.json", "generation_config.json", "model-0000{1..3}-of-00003.safetensors", "model.safetensors.index.json",
+         "tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+         "preprocessor_config.json", "processor_config.json", "chat_template.json"),
+        "LlavaForConditionalGeneration, float16; language_model.* / vision_tower.* / multi_modal_projector.*, "
+        "<image> 32000 and <pad> 32001 added (vocab padded to 32064)"),
+    "llava-hf/llava-v1.6-vicuna-7b-hf": ReleasedLayout(
+        "llava_hf", "vicuna_v1",
+        ("config.json", "generation_config.json", "model-0000{1..3}-of-00003.safetensors", "model.safetensors.index.json",
+         "tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+         "preprocessor_config.json", "processor_config.json", "chat_template.json"),
+        "LlavaNextForConditionalGeneration, float16, image_newline; LlavaNextImageProcessor with the 5 pinpoints"),
+    "llava-hf/llava-v1.6-mistral-7b-hf": ReleasedLayout(
+        "llava_hf", "mistral_instruct",
+        ("config.json", "generation_config.json", "model-0000{1..4}-of-00004.safetensors", "model.safetensors.index.json",
+         "tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+         "preprocessor_config.json", "processor_config.json", "chat_template.json"),
+        "LlavaNextForConditionalGeneration over Mistral (GQA, rope_theta 1e6); [INST] chat template, left padding"),
+}
+# Which original release each llava-hf one was converted from.
+LLAVA_HF_SOURCES = {
+    "llava-hf/llava-1.5-7b-hf": "liuhaotian/llava-v1.5-7b",
+    "llava-hf/llava-v1.6-vicuna-7b-hf": "liuhaotian/llava-v1.6-vicuna-7b",
+    "llava-hf/llava-v1.6-mistral-7b-hf": "liuhaotian/llava-v1.6-mistral-7b",
 }
 
 # Snapshot commits seen in the released repos (the facts' tree links); any 40-hex string would do for a cache.
@@ -609,6 +636,20 @@ def _write_qwen(family: str, out: Path, seed: int) -> None:
         "image_processor_type": "Qwen2VLImageProcessor", "processor_class": processor})
 
 
+# ---------------------------------------------------------------------------------------------- llava-hf
+
+
+def _write_llava_hf(repo_id: str, out: Path, seed: int) -> None:
+    """The tiny original release `repo_id` was made from, converted as the llava-hf one was; the original names its
+    tower by hub id, so the tiny look-alike of that tower is handed to the converter directly."""
+    from llava.model.llava_hf_convert import convert_checkpoint
+
+    with tempfile.TemporaryDirectory() as work:
+        source = build_released_checkpoint(LLAVA_HF_SOURCES[repo_id], Path(work) / "original", seed)
+        tower = build_clip_tower(Path(work) / "clip", seed)
+        convert_checkpoint(source, out, seed=seed, tower=tower)
+
+
 # ------------------------------------------------------------------------------------------------ entry
 
 
@@ -621,6 +662,8 @@ def build_released_checkpoint(repo_id: str, out_dir, seed: int = 0) -> Path:
     family = RELEASED_LAYOUTS[repo_id].family
     if family.startswith("qwen"):
         _write_qwen(family, out, seed)
+    elif family == "llava_hf":
+        _write_llava_hf(repo_id, out, seed)
     else:
         _write_llava(repo_id, out, seed)
     return out
@@ -636,8 +679,10 @@ def default_hub_cache(out: Path) -> Path:
 
 
 def needs_clip_tower(repo_id: str) -> bool:
-    """The LLaVA layouts name their vision tower by hub id (the 1.6 ones read its config there too)."""
-    return not RELEASED_LAYOUTS[repo_id].family.startswith("qwen")
+    """The original LLaVA layouts name their vision tower by hub id (the 1.6 ones read its config there too); the
+    llava-hf ones carry it."""
+    family = RELEASED_LAYOUTS[repo_id].family
+    return not family.startswith("qwen") and family != "llava_hf"
 
 
 def write_for_trying(repo_id: str, out: Path, seed: int, hub_cache: Path | None) -> list[str]:
@@ -669,7 +714,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list:
         for repo_id, layout in RELEASED_LAYOUTS.items():
-            print(f"{repo_id:34} {layout.family:13} {layout.notes}")
+            print(f"{repo_id:35} {layout.family:13} {layout.notes}")
         return 0
     if args.out is None:
         parser.error("--repo needs --out, the checkpoint folder to write")

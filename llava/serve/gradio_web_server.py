@@ -675,11 +675,12 @@ class WebServer:
 
     def slider_ranges(self, model: str | None):
         """K in 1..layers-1 and max kept up to the image token count, from the worker's /model_details; for a
-        Qwen model the budget switches to the reduction ratio (its reference takes no max kept)."""
+        family whose budget is the reduction ratio alone (Qwen: its reference takes no max kept) the budget
+        switches to the ratio."""
         details = self.details(model, refresh=True) if model else None
         if details is None:
             return gr.update(), gr.update(), gr.update()
-        budget = gr.update(value=BUDGET_RATIO) if details.get("prompt_format") == "messages" else gr.update()
+        budget = gr.update(value=BUDGET_RATIO) if details.get("ratio_budget") else gr.update()
         return (gr.update(maximum=max(1, details["num_hidden_layers"] - 1)),
                 gr.update(maximum=details["image_tokens"]), budget)
 

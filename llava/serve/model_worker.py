@@ -230,6 +230,7 @@ class ModelWorker:
             "model_name": self.model_name,
             "model_type": self.model.config.model_type,
             "prompt_format": self.family.prompt_format,
+            "ratio_budget": self.family.ratio_budget,
             "conv_mode": self.conv_mode,
             "context_length": self.loaded.context_len,
             "num_hidden_layers": self.num_layers,

@@ -370,6 +370,7 @@ class ModelDetails(_Reported):
     model_name: ModelName | None = None
     prompt_format: str | None = Field(None, max_length=32)
     conv_mode: str | None = Field(None, max_length=64)
+    ratio_budget: bool = False  # the family's DART budget is the reduction ratio alone
     num_hidden_layers: int = Field(ge=1, le=10_000)
     image_tokens: TokenCount
     limits: dict[str, int | float] = Field(default_factory=dict)

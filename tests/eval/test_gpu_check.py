@@ -35,7 +35,7 @@ def test_no_model_is_loaded_before_the_gpu_is_found_missing(monkeypatch, capsys)
     def must_not_load(*args, **kwargs):
         raise AssertionError("a model was loaded before the device check")
 
-    monkeypatch.setattr(gpu_check, "load_pretrained_model", must_not_load)
+    monkeypatch.setattr(gpu_check, "load_model", must_not_load)
     assert gpu_check.main([]) == 2
     assert "--device cpu --smoke" in capsys.readouterr().err
 

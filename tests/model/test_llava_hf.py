@@ -10,15 +10,24 @@ import re
 import pytest
 import torch
 from PIL import Image
-from transformers import AutoConfig, LlavaForConditionalGeneration, LlavaNextForConditionalGeneration
+from transformers import (
+    AutoConfig,
+    LlavaForConditionalGeneration,
+    LlavaNextForConditionalGeneration,
+)
 
 from llava.conversation import conv_templates
-from llava.mm_utils import process_images, tokenizer_image_token
+from llava.mm_utils import (
+    get_anyres_image_grid_shape,
+    process_images,
+    tokenizer_image_token,
+)
 from llava.model import PruningRecord
 from llava.model.builder import load_pretrained_model
 from llava.model.language_model.llava_hf import LlavaHFBackend, load_llava_hf
 from llava.model.llava_hf_convert import convert_checkpoint, main
 from llava.model.llava_hf_inputs import (
+    image_grid,
     image_token_count,
     left_padded_batch,
     llava_protocol_inputs,
@@ -32,7 +41,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 LIBRARY_CLASSES = {"1.5": LlavaForConditionalGeneration, "1.6": LlavaNextForConditionalGeneration}
 QUESTIONS = ("<image>\nWhat is in it?", "<image>\nDescribe the colours of this picture in detail, please.")
-SIZES = ((200, 150), (120, 260))  # (width, height): LLaVA-NeXT picks a wide and a tall grid for them
+# (width, height): LLaVA-NeXT picks a wide and a tall grid for them. Both are larger than the 336 x 672 grids: for
+# an image smaller than every grid the released pinpoint order picks another grid than LLaVA (see
+# test_for_small_images_the_released_pinpoint_order_picks_the_other_grid).
+SIZES = ((800, 400), (380, 760))
 STEPS = 6
 
 
@@ -187,10 +199,23 @@ def test_pruned_generation_matches_the_original_layout(loaded, version, method, 
 @pytest.mark.parametrize("version", ["1.5", "1.6"])
 def test_image_token_counts_match_the_original_splice(loaded, version):
     (_, original, processor), (_, hf, _) = loaded(version, "sdpa")
-    for size in ((200, 150), (120, 260), (336, 336), (500, 90), (90, 500)):
+    for size in ((800, 400), (380, 760), (1000, 1000), (1200, 300), (300, 1200), (336, 336)):
         pixels = process_images([scene(0, size)], processor, original.config)
         expected = original.image_token_counts(pixels if version == "1.5" else list(pixels), [size])[0]
         assert image_token_count(hf.config, size) == expected
+
+
+def test_for_small_images_the_released_pinpoint_order_picks_the_other_grid(loaded):
+    """The llava-hf releases copy LLaVA's pinpoints ([[336, 672], [672, 336], ...]) but read each pair as (height,
+    width): for an image smaller than every grid the two smallest grids tie and the first one wins, a tall grid
+    for LLaVA and a wide one for llava-hf. Our LLaVA-protocol crops follow the llava-hf model's reading (its
+    features are arranged by it), so there the layouts differ, as the released checkpoints do."""
+    (_, original, _), (_, hf, _) = loaded("1.6", "sdpa")
+    for size in ((200, 150), (120, 260)):
+        cols, rows = get_anyres_image_grid_shape(size, original.config.image_grid_pinpoints, 336)
+        assert (rows, cols) == (2, 1)  # LLaVA: 336 wide, 672 high
+        assert tuple(image_grid(hf.config, size)) == (1, 2)  # llava-hf: 336 high, 672 wide
+    assert tuple(image_grid(hf.config, (800, 400))) == (1, 2)  # no tie: both take the wide grid
 
 
 # -- the attention row -------------------------------------------------------------------------------------

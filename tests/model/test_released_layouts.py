@@ -31,8 +31,10 @@ from llava.model.released_layouts import (CLIP_TOWER_ID, RELEASED_LAYOUTS, YI_EO
                                           build_clip_tower, build_released_checkpoint, install_in_hub_cache,
                                           read_checkpoint_tensors)
 
-LLAVA_IDS = [r for r, layout in RELEASED_LAYOUTS.items() if not layout.family.startswith("qwen")]
-QWEN_IDS = [r for r, layout in RELEASED_LAYOUTS.items() if layout.family.startswith("qwen")]
+# The original-layout releases; the llava-hf conversions have their own tests (test_llava_hf_released.py).
+ORIGINAL_IDS = [r for r, layout in RELEASED_LAYOUTS.items() if layout.family != "llava_hf"]
+LLAVA_IDS = [r for r in ORIGINAL_IDS if not RELEASED_LAYOUTS[r].family.startswith("qwen")]
+QWEN_IDS = [r for r in ORIGINAL_IDS if RELEASED_LAYOUTS[r].family.startswith("qwen")]
 TOWER_PREFIX = "model.vision_tower.vision_tower."
 QUESTION = "What is shown in the image?"
 
@@ -62,10 +64,10 @@ def hub_cache(tmp_path_factory):
 def checkpoints(hub_cache, tmp_path_factory):
     """Every layout, written once; after the cache is in force (every LLaVA load resolves the CLIP tower there)."""
     root = tmp_path_factory.mktemp("released")
-    return {repo_id: build_released_checkpoint(repo_id, root / short(repo_id)) for repo_id in RELEASED_LAYOUTS}
+    return {repo_id: build_released_checkpoint(repo_id, root / short(repo_id)) for repo_id in ORIGINAL_IDS}
 
 
-@pytest.fixture(scope="module", params=list(RELEASED_LAYOUTS), ids=short)
+@pytest.fixture(scope="module", params=ORIGINAL_IDS, ids=short)
 def released(request, checkpoints):
     """(repo id, checkpoint dir, what the builder returned for it)."""
     repo_id = request.param
@@ -277,7 +279,7 @@ def command_line_answers(worker_run, tmp_path_factory):
     """The worker run on every layout by a fresh process that is offline through its environment alone; one
     process for all of them, since importing torch and transformers costs more than the runs."""
     root = tmp_path_factory.mktemp("command_line")
-    runs = {repo_id: worker_run(repo_id, root / f"{short(repo_id)}.jsonl") for repo_id in RELEASED_LAYOUTS}
+    runs = {repo_id: worker_run(repo_id, root / f"{short(repo_id)}.jsonl") for repo_id in ORIGINAL_IDS}
     (root / "runs.json").write_text(json.dumps(list(runs.values())))
     script = ("import json, sys\nfrom llava.eval import model_vqa_loader\n"
               "for argv in json.load(open(sys.argv[1])):\n    assert model_vqa_loader.main(argv) == 0, argv\n")
@@ -285,7 +287,7 @@ def command_line_answers(worker_run, tmp_path_factory):
     done = subprocess.run([sys.executable, "-c", script, str(root / "runs.json")], env=env, capture_output=True,
                           text=True, timeout=hang_timeout(1200))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    return {repo_id: root / f"{short(repo_id)}.jsonl" for repo_id in RELEASED_LAYOUTS}
+    return {repo_id: root / f"{short(repo_id)}.jsonl" for repo_id in ORIGINAL_IDS}
 
 
 def read_answers(path):

@@ -114,7 +114,7 @@ def test_bad_qwen_requests_get_4xx_naming_the_problem(qwen_worker, case):
 
 def test_qwen_model_details_tell_clients_how_to_talk_to_it(qwen_worker):
     details = httpx.post(f"{qwen_worker}/model_details").json()
-    assert details["prompt_format"] == "messages" and details["model_type"] == "qwen2_vl"
+    assert details["prompt_format"] == "messages" and details["model_type"] == "qwen2_vl" and details["ratio_budget"]
     assert details["image_tokens"] == 64  # the tiny processor's max_pixels 64 * 28 * 28 over 28 x 28 per token
     assert details["patch_grid"] is None and details["image_aspect_ratio"] == RESIZE_VIEW
     assert details["num_hidden_layers"] == 4 and details["conv_mode"] is None

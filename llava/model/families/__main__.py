@@ -9,16 +9,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 
 from llava.model.families import families, family_for
 
 
-def describe(config) -> dict:
-    family = family_for(config)
-    return {"family": family.name, "model_type": config.model_type, "prompt_format": family.prompt_format,
-            "ratio_budget": family.ratio_budget, "before_llm_methods": family.before_llm_methods,
-            "lmms_model": family.lmms_model(config)}
+def describe(family, config) -> dict:
+    """What the scripts ask; `config` None when the family was known by its hub id alone."""
+    return {"family": family.name, "model_type": getattr(config, "model_type", None),
+            "prompt_format": family.prompt_format, "ratio_budget": family.ratio_budget,
+            "before_llm_methods": family.before_llm_methods,
+            "lmms_model": family.lmms_model(config) if config is not None else None}
+
+
+def family_by_hub_id(checkpoint: str):
+    """The family whose releases' hub ids look like `checkpoint` (not a local path), or None."""
+    if os.path.exists(checkpoint) or checkpoint.startswith(("/", ".", "~")):
+        return None
+    for family in families():
+        if family.hub_name_pattern and re.search(family.hub_name_pattern, checkpoint.lower()):
+            return family
+    return None
 
 
 def main(argv=None) -> int:
@@ -36,10 +49,14 @@ def main(argv=None) -> int:
     from llava.model.builder import read_config
 
     try:
-        info = describe(read_config(args.checkpoint))
+        config = read_config(args.checkpoint)
+        info = describe(family_for(config), config)
     except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        family = family_by_hub_id(args.checkpoint)
+        if family is None:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        info = describe(family, None)
     if args.get is None:
         print(json.dumps(info))
     elif args.get not in info:

@@ -143,6 +143,9 @@ class Family:
     generate_returns_prompt: ClassVar[bool] = True
     prunes: ClassVar[bool] = True
     image_view: ClassVar[str | None] = None  # how the overlay maps an image to its grid (None: from the config)
+    # Hub ids of this family's releases (a regular expression on the lowercased id), for the shell scripts'
+    # naming when a hub checkpoint's config cannot be read (offline, not downloaded yet).
+    hub_name_pattern: ClassVar[str | None] = None
 
     def accepts(self, config) -> bool:
         return getattr(config, "model_type", None) in self.model_types

@@ -33,6 +33,7 @@ class QwenVLFamily(Family):
     ratio_budget = True
     before_llm_methods = False
     image_view = "resize"  # the processor resizes the image to its grid's shape (llava.serve.overlay)
+    hub_name_pattern = r"qwen2(\.5)?-vl"
 
     def lmms_model(self, config) -> str:
         return f"{config.model_type}_dart"  # `--model qwen2_vl_dart` / `qwen2_5_vl_dart`
