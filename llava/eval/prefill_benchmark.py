@@ -35,21 +35,15 @@ import time
 
 import torch
 from tqdm import tqdm
-from transformers import Qwen2VLTextConfig
-
-from llava.model import LlavaConfig, LlavaLlamaForCausalLM, LlavaMetaForCausalLM, PruningRecord
-from llava.model.language_model.qwen_vl import Qwen2VLTextModelWithPruning
+from llava.model import PruningRecord
+from llava.model.families import families
+from llava.pruning_settings import BY_NAME
 from llava.model.pruning import VisionInputs, get_method, make_dart_config, method_names, parse_pruning_settings
 from llava.model.pruning.config import dart_kept_count
 
-# Per family: LLaVA-1.5-7B's layer count and heads at width 1024, Qwen2-VL-7B's (GQA 28 / 4) at width 896;
-# the MLP keeps the 7B models' intermediate/hidden ratios; the prompt is the family's usual shape.
-FAMILY_DEFAULTS = {
-    "llava": {"layers": 32, "heads": 32, "kv_heads": None, "hidden_size": 1024, "intermediate_size": 2752,
-              "prefix_tokens": 35, "image_tokens": 576, "suffix_tokens": 25},
-    "qwen2_vl": {"layers": 28, "heads": 28, "kv_heads": 4, "hidden_size": 896, "intermediate_size": 4736,
-                 "prefix_tokens": 15, "image_tokens": 1024, "suffix_tokens": 25},
-}
+def benchmark_families() -> dict:
+    """`--family` value -> the family whose released model the benchmark builds (`Family.benchmark_shape`)."""
+    return {family.benchmark_shape.name: family for family in families() if family.benchmark_shape is not None}
 
 
 @dataclasses.dataclass
@@ -111,38 +105,11 @@ def kv_cache_bytes(cache) -> int:
 
 
 def build_model(args):
-    """The random-init benchmark model: LLaVA-1.5 (`family` llava) or Qwen2-VL's text model (qwen2_vl)."""
+    """The random-init benchmark model of the `--family` shape (its family builds it)."""
     torch.manual_seed(0)
     dtype = torch.float16 if args.device.startswith("cuda") else torch.float32
-    if getattr(args, "family", "llava") == "qwen2_vl":
-        return build_qwen_text_model(args).to(device=args.device, dtype=dtype).eval()
-    config = LlavaConfig(
-        vocab_size=32000,
-        hidden_size=args.hidden_size,
-        intermediate_size=args.intermediate_size,
-        num_hidden_layers=args.layers,
-        num_attention_heads=args.heads,
-        num_key_value_heads=getattr(args, "kv_heads", None) or args.heads,
-        max_position_embeddings=4096,
-        rms_norm_eps=1e-5,
-        attn_implementation=args.attn_implementation,
-    )
-    return LlavaLlamaForCausalLM(config).to(device=args.device, dtype=dtype).eval()
-
-
-def build_qwen_text_model(args):
-    """Qwen2-VL-7B's text model layout (GQA, M-RoPE in three sections) at the benchmark's width. The prompt
-    is given as spliced embeddings, so the vision tower is not part of what is timed."""
-    head_dim = args.hidden_size // args.heads
-    sections = [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16]  # 7B: 16, 24, 24 of 64 frequencies
-    config = Qwen2VLTextConfig(
-        vocab_size=32000, hidden_size=args.hidden_size, intermediate_size=args.intermediate_size,
-        num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=args.kv_heads,
-        max_position_embeddings=32768, rms_norm_eps=1e-6, use_sliding_window=False, bos_token_id=None, eos_token_id=None,
-        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": sections},
-    )
-    config._attn_implementation = args.attn_implementation
-    return Qwen2VLTextModelWithPruning(config)
+    model = benchmark_families()[getattr(args, "family", "llava")].benchmark_model(args)
+    return model.to(device=args.device, dtype=dtype).eval()
 
 
 def synchronize(device: str) -> None:
@@ -194,7 +161,7 @@ class Measurement:
 def measure(model, embeds, spans, variant: Variant, vision: VisionSide, args) -> Measurement:
     """One call of one variant: reduction (methods before the language model), prefill, first token, decoding."""
     device = str(embeds.device)
-    llava = isinstance(model, LlavaMetaForCausalLM)
+    causal_lm = hasattr(model, "lm_head")  # a text model alone (Qwen's) gives hidden states, not logits
     method = get_method(variant.dart_config["method"]) if variant.dart_config else None
     before_llm = method is not None and method.before_llm
     model.config.DART_config = None if before_llm else variant.dart_config
@@ -217,11 +184,11 @@ def measure(model, embeds, spans, variant: Variant, vision: VisionSide, args) ->
         synchronize(device)
         selection = time.perf_counter() - start
     prefill_start = time.perf_counter()
-    extra = {"logits_to_keep": 1} if llava else {}
+    extra = {"logits_to_keep": 1} if causal_lm else {}
     out = model(inputs_embeds=embeds, image_spans=spans, pruning_record=record, use_cache=True, **extra)
     synchronize(device)
     prefill = time.perf_counter() - prefill_start
-    head = out.logits[:, -1] if llava else out.last_hidden_state[:, -1]
+    head = out.logits[:, -1] if causal_lm else out.last_hidden_state[:, -1]
     token = head.argmax(-1)
     synchronize(device)
     ttft = time.perf_counter() - start
@@ -232,7 +199,7 @@ def measure(model, embeds, spans, variant: Variant, vision: VisionSide, args) ->
         step_start = time.perf_counter()
         step = model(inputs_embeds=embed(token % embed.num_embeddings)[:, None], past_key_values=cache,
                      pruning_record=record, use_cache=True, **extra)
-        token = (step.logits[:, -1] if llava else step.last_hidden_state[:, -1]).argmax(-1)
+        token = (step.logits[:, -1] if causal_lm else step.last_hidden_state[:, -1]).argmax(-1)
         synchronize(device)
         steps.append(time.perf_counter() - step_start)
     peak = torch.cuda.max_memory_allocated() - weights if device.startswith("cuda") else None
@@ -299,8 +266,9 @@ def summarise(name: str, batch: int, m: Measurement, seq_len: int, args) -> Resu
 
 
 def variants_of(args) -> list[Variant]:
-    """The pruned variants: budgets by max_num_trunction on LLaVA, by reduction ratio on Qwen (its only budget)."""
-    if args.family == "qwen2_vl":
+    """The pruned variants: budgets by max_num_trunction on LLaVA, by reduction ratio where the family's budget is
+    the ratio alone (Qwen)."""
+    if benchmark_families()[args.family].ratio_budget:
         return [Variant(f"{method}-{ratio}", make_dart_config(K=args.k, reduction_ratio=ratio, max_num_trunction=None,
                                                               method=method))
                 for ratio in args.ratios for method in args.methods]
@@ -338,16 +306,18 @@ def format_table(results: list[Result], seq_len: int, new_tokens: int) -> str:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--family", choices=sorted(FAMILY_DEFAULTS), default="llava",
-                        help="llava: LLaVA-1.5-7B's layout; qwen2_vl: Qwen2-VL-7B's text model (GQA, M-RoPE)")
+    shapes = benchmark_families()
+    parser.add_argument("--family", choices=sorted(shapes), default="llava",
+                        help="; ".join(f"{name}: {family.benchmark_shape.description}" for name, family in shapes.items()))
     parser.add_argument("--layers", type=int, help="default: 32 (llava), 28 (qwen2_vl)")
     parser.add_argument("--heads", type=int, help="default: 32, 28")
     parser.add_argument("--kv-heads", type=int, help="key/value heads; default: --heads (llava), 4 (qwen2_vl)")
     parser.add_argument("--hidden-size", type=int, help="default: 1024, 896")
     parser.add_argument("--intermediate-size", type=int, help="default: the 7B models' ratios, 2752 and 4736")
-    parser.add_argument("--k", type=int, default=2, help="DART's pruned layer K")
+    parser.add_argument("--k", type=int, default=BY_NAME["pruned_layer"].default, help="DART's pruned layer K")
     parser.add_argument("--kept", type=int, nargs="+", default=[128, 64], help="max_num_trunction values (llava)")
-    parser.add_argument("--ratios", type=float, nargs="+", default=[0.778], help="reduction ratios (qwen2_vl)")
+    parser.add_argument("--ratios", type=float, nargs="+", default=[BY_NAME["reduction_ratio"].default],
+                        help="reduction ratios (families that budget by the ratio alone: qwen2_vl)")
     parser.add_argument("--methods", nargs="+", default=["dart", "random"], choices=method_names(),
                         help="pruning methods to time beside vanilla (pdrop uses its stages, not --kept; visionzip, "
                              "divprune and pooling work before the language model, on LLaVA)")
@@ -363,17 +333,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
-    for name, value in FAMILY_DEFAULTS[args.family].items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    family = shapes[args.family]
+    for field in dataclasses.fields(family.benchmark_shape):
+        if field.name not in ("name", "description") and getattr(args, field.name) is None:
+            setattr(args, field.name, getattr(family.benchmark_shape, field.name))
     args.kv_heads = args.kv_heads or args.heads
     if min(args.batch_size) < 1:
         parser.error("--batch-size must be at least 1")
     if args.new_tokens < 0:
         parser.error("--new-tokens must be at least 0")
     before_llm = [m for m in args.methods if get_method(m).before_llm]
-    if before_llm and args.family != "llava":
-        parser.error(f"{', '.join(before_llm)} reduce the image before the language model, which only LLaVA does here")
+    if before_llm and not family.before_llm_methods:
+        parser.error(f"{', '.join(before_llm)} reduce the image before the language model, which only LLaVA does here "
+                     f"(the {family.name} family does not)")
     grid_methods = [m for m in before_llm if m in ("visionzip", "pooling")]
     if grid_methods and math.isqrt(args.image_tokens) ** 2 != args.image_tokens:
         parser.error(f"{', '.join(grid_methods)} need one crop's square patch grid; --image-tokens "

@@ -94,6 +94,23 @@ def to_model(value, model):
     return value
 
 
+@dataclasses.dataclass(frozen=True)
+class BenchmarkShape:
+    """A family's released model as the prefill benchmark builds it (random weights, the release's depth and
+    heads at a narrower width) and its usual prompt: `name` is the benchmark's `--family` value."""
+
+    name: str
+    description: str
+    layers: int
+    heads: int
+    kv_heads: int | None
+    hidden_size: int
+    intermediate_size: int
+    prefix_tokens: int
+    image_tokens: int
+    suffix_tokens: int
+
+
 @dataclasses.dataclass
 class LoadedModel:
     """A checkpoint as loaded: its family, tokenizer, model, processor (the image processor for LLaVA, the
@@ -146,6 +163,7 @@ class Family:
     # Hub ids of this family's releases (a regular expression on the lowercased id), for the shell scripts'
     # naming when a hub checkpoint's config cannot be read (offline, not downloaded yet).
     hub_name_pattern: ClassVar[str | None] = None
+    benchmark_shape: ClassVar[BenchmarkShape | None] = None  # what `llava.eval.prefill_benchmark` times
 
     def accepts(self, config) -> bool:
         return getattr(config, "model_type", None) in self.model_types
@@ -212,6 +230,11 @@ class Family:
         """For clients: `image_tokens` (per image, the most an image can have), `patch_grid` (the grid every
         image shares, or None), `image_aspect_ratio` (how an image maps to its grid)."""
         return {"image_tokens": None, "patch_grid": None, "image_aspect_ratio": self.image_view}
+
+    def benchmark_model(self, args):
+        """The random-init model of `benchmark_shape` at the sizes of `args` (layers, heads, kv_heads,
+        hidden_size, intermediate_size, attn_implementation); called with the torch seed set."""
+        raise NotImplementedError(f"the {self.name} family has no prefill-benchmark model")
 
     def default_budget_flags(self) -> list[str]:
         """The DART release's budget for this family, as pruning flags."""

@@ -16,13 +16,18 @@ from PIL import Image
 
 from llava.constants import DEFAULT_IMAGE_TOKEN
 from llava.conversation import stop_string
-from llava.model.families.base import Family, LoadedModel, ModelInputs, PromptError, to_model
+from llava.model.families.base import BenchmarkShape, Family, LoadedModel, ModelInputs, PromptError, to_model
 
 
 class LlavaFamily(Family):
     name = "llava"
     model_types = ("llava_llama", "llava_mistral")
     generate_returns_prompt = False
+    # LLaVA-1.5-7B's depth and heads at width 1024 (the 7B MLP ratio); its prompt: system prompt and `USER:`,
+    # 576 image tokens, a short question and `ASSISTANT:`.
+    benchmark_shape = BenchmarkShape("llava", "LLaVA-1.5-7B's layout", layers=32, heads=32, kv_heads=None,
+                                     hidden_size=1024, intermediate_size=2752, prefix_tokens=35, image_tokens=576,
+                                     suffix_tokens=25)
 
     def load(self, model_path: str, config, load_kwargs: dict, options: Mapping[str, Any]):
         from llava.model.builder import load_llava
@@ -98,6 +103,15 @@ class LlavaFamily(Family):
         side = loaded.model.get_vision_tower().num_patches_per_side
         return [[side, side]] * len(inputs.image_sizes)
 
+    def benchmark_model(self, args):
+        from llava.model import LlavaConfig, LlavaLlamaForCausalLM
+
+        config = LlavaConfig(vocab_size=32000, hidden_size=args.hidden_size, intermediate_size=args.intermediate_size,
+                             num_hidden_layers=args.layers, num_attention_heads=args.heads,
+                             num_key_value_heads=args.kv_heads or args.heads, max_position_embeddings=4096,
+                             rms_norm_eps=1e-5, attn_implementation=args.attn_implementation)
+        return LlavaLlamaForCausalLM(config)
+
     def describe_images(self, loaded: LoadedModel) -> dict[str, Any]:
         tower = loaded.model.get_vision_tower()
         return {"image_tokens": tower.num_patches, "patch_grid": [tower.num_patches_per_side] * 2,
@@ -121,6 +135,7 @@ class TextOnlyFamily(LlavaFamily):
     generate_returns_prompt = True
     before_llm_methods = False
     prunes = False
+    benchmark_shape = None
 
     def describe_images(self, loaded: LoadedModel) -> dict[str, Any]:
         return {"image_tokens": 0, "patch_grid": None, "image_aspect_ratio": None}

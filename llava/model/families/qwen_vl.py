@@ -21,7 +21,15 @@ from typing import Any
 import torch
 from PIL import Image
 
-from llava.model.families.base import Family, LoadedModel, ModelInputs, chat_template_content, to_model, user_turn
+from llava.model.families.base import (
+    BenchmarkShape,
+    Family,
+    LoadedModel,
+    ModelInputs,
+    chat_template_content,
+    to_model,
+    user_turn,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +42,10 @@ class QwenVLFamily(Family):
     before_llm_methods = False
     image_view = "resize"  # the processor resizes the image to its grid's shape (llava.serve.overlay)
     hub_name_pattern = r"qwen2(\.5)?-vl"
+    # Qwen2-VL-7B's text model (GQA 28 / 4, M-RoPE) at width 896 (the 7B MLP ratio), 1024 image tokens.
+    benchmark_shape = BenchmarkShape("qwen2_vl", "Qwen2-VL-7B's text model (GQA, M-RoPE)", layers=28, heads=28,
+                                     kv_heads=4, hidden_size=896, intermediate_size=4736, prefix_tokens=15,
+                                     image_tokens=1024, suffix_tokens=25)
 
     def lmms_model(self, config) -> str:
         return f"{config.model_type}_dart"  # `--model qwen2_vl_dart` / `qwen2_5_vl_dart`
@@ -71,6 +83,24 @@ class QwenVLFamily(Family):
             return []
         merge = loaded.model.config.vision_config.spatial_merge_size
         return [[int(h) // merge, int(w) // merge] for _, h, w in grid_thw.tolist()]
+
+    def benchmark_model(self, args):
+        """The text model alone: the prompt is given as spliced embeddings, so the vision tower is not timed."""
+        from transformers import Qwen2VLTextConfig
+
+        from llava.model.language_model.qwen_vl import Qwen2VLTextModelWithPruning
+
+        head_dim = args.hidden_size // args.heads
+        sections = [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16]  # 7B: 16, 24, 24 of 64 frequencies
+        config = Qwen2VLTextConfig(
+            vocab_size=32000, hidden_size=args.hidden_size, intermediate_size=args.intermediate_size,
+            num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=args.kv_heads,
+            max_position_embeddings=32768, rms_norm_eps=1e-6, use_sliding_window=False, bos_token_id=None,
+            eos_token_id=None,
+            rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": sections},
+        )
+        config._attn_implementation = args.attn_implementation
+        return Qwen2VLTextModelWithPruning(config)
 
     def describe_images(self, loaded: LoadedModel) -> dict[str, Any]:
         return {"image_tokens": max_image_tokens(loaded.processor), "patch_grid": None,
