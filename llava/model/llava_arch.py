@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import time
 
 import torch
 from torch import nn
@@ -22,7 +21,7 @@ from llava.model.multimodal_encoder.clip_encoder import SelectLayerOutputs
 from llava.model.multimodal_projector.builder import build_vision_projector
 from llava.model.patch_merge import check_merge_type, merge_crops, merged_token_count
 from llava.model.pruning import PruningSettings, PruningInput, PruningMethod, PruningRecord, get_method
-from llava.model.pruning.methods import VisionInputs
+from llava.model.pruning.methods import reduce_images
 from llava.model.pruning.record import ImageReduction, ImageSpan  # ImageSpan: (start, length) in the sequence
 
 logger = logging.getLogger(__name__)
@@ -135,21 +134,8 @@ class LlavaMetaForCausalLM:
         features per image, what the method did to each, and the seconds the method took (not the tower)."""
         encoded = self._encoded_images(images, image_sizes, PruningInput.VISION_CLS_ATTENTION in method.inputs)
         llava_next = str(getattr(self.config, "image_aspect_ratio", "pad")).startswith("anyres")
-        features, reductions = [], []
-        start = time.perf_counter()
-        for image in encoded:
-            tower = image.tower
-            inputs = VisionInputs(
-                image.features, image.grid, llava_next, self.project_features,
-                tower_features=tower.patches if tower is not None else None,
-                tower_cls=tower.cls if tower is not None else None,
-                cls_attention=tower.cls_attention if tower is not None else None,
-                tower_keys=tower.keys if tower is not None else None,
-            )
-            reduced = method.reduce(inputs, settings)
-            features.append(reduced.features)
-            reductions.append(ImageReduction(image.features.shape[0], reduced.kept_patches))
-        return features, reductions, time.perf_counter() - start
+        return reduce_images([(image.features, image.grid, image.tower) for image in encoded], method, settings,
+                             llava_next, self.project_features)
 
     def _encoded_images(self, images, image_sizes, tower_outputs: bool = False) -> list[_EncodedImage]:
         if isinstance(images, torch.Tensor) and images.ndim == 4:

@@ -11,11 +11,25 @@ test); docs/Families.md says how to add one.
 
 from __future__ import annotations
 
-from llava.model.families.base import BenchmarkShape, Family, LoadedModel, ModelInputs, PromptError, left_pad_rows, to_model
+from llava.model.families.base import (
+    BenchmarkShape,
+    Family,
+    LoadedModel,
+    ModelInputs,
+    PromptError,
+    left_pad_rows,
+    to_model,
+)
 from llava.model.families.llava import LlavaFamily, TextOnlyFamily
 from llava.model.families.llava_hf import LlavaHFFamily
 from llava.model.families.qwen_vl import QwenVLFamily
-from llava.model.families.registry import families, family_for, family_of, register, unregister
+from llava.model.families.registry import (
+    families,
+    family_for,
+    family_of,
+    register,
+    unregister,
+)
 
 register(LlavaFamily())
 register(QwenVLFamily())
@@ -36,6 +50,6 @@ def load_model(model_path: str, model_base: str | None = None, **kwargs) -> Load
 
 
 __all__ = [
-    "BenchmarkShape", "Family", "LoadedModel", "ModelInputs", "PromptError", "families", "family_for", "family_of", "left_pad_rows",
-    "load_model", "loaded_model", "register", "to_model", "unregister",
+    "BenchmarkShape", "Family", "LoadedModel", "ModelInputs", "PromptError", "families", "family_for", "family_of",
+    "left_pad_rows", "load_model", "loaded_model", "register", "to_model", "unregister",
 ]

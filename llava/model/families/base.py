@@ -53,6 +53,14 @@ class ModelInputs:
                                    token_inputs=extended, sequence_length=self.sequence_length + tokens.numel())
 
 
+def check_placeholders(prompt: str, images: Sequence[Image.Image]) -> None:
+    """LLaVA's contract for a templated prompt: one `<image>` per image."""
+    placeholders = prompt.count(DEFAULT_IMAGE_TOKEN)
+    if placeholders != len(images):
+        raise PromptError(f"the prompt has {placeholders} {DEFAULT_IMAGE_TOKEN} token(s) but {len(images)} "
+                          f"image(s) were sent; put one {DEFAULT_IMAGE_TOKEN} in the prompt per image")
+
+
 def user_turn(question: str, num_images: int) -> list[dict]:
     """One user turn in chat-template form: the images first, then the question (as Qwen's own examples and
     lmms-eval's chat-template models put them)."""

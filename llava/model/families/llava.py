@@ -16,7 +16,15 @@ from PIL import Image
 
 from llava.constants import DEFAULT_IMAGE_TOKEN
 from llava.conversation import stop_string
-from llava.model.families.base import BenchmarkShape, Family, LoadedModel, ModelInputs, PromptError, to_model
+from llava.model.families.base import (
+    BenchmarkShape,
+    Family,
+    LoadedModel,
+    ModelInputs,
+    PromptError,
+    check_placeholders,
+    to_model,
+)
 
 
 class LlavaFamily(Family):
@@ -63,10 +71,7 @@ class LlavaFamily(Family):
         return self.prompt_inputs(loaded, prompt, images), stop_string(conv)
 
     def prompt_inputs(self, loaded: LoadedModel, prompt: str, images: Sequence[Image.Image]) -> ModelInputs:
-        placeholders = prompt.count(DEFAULT_IMAGE_TOKEN)
-        if placeholders != len(images):
-            raise PromptError(f"the prompt has {placeholders} {DEFAULT_IMAGE_TOKEN} token(s) but {len(images)} "
-                              f"image(s) were sent; put one {DEFAULT_IMAGE_TOKEN} in the prompt per image")
+        check_placeholders(prompt, images)
         return self._inputs(loaded, prompt, images)
 
     def _inputs(self, loaded: LoadedModel, prompt: str, images: Sequence[Image.Image]) -> ModelInputs:

@@ -21,14 +21,13 @@ from typing import Any
 
 from PIL import Image
 
-from llava.constants import DEFAULT_IMAGE_TOKEN
 from llava.conversation import stop_string
 from llava.model.families.base import (
     Family,
     LoadedModel,
     ModelInputs,
-    PromptError,
     chat_template_content,
+    check_placeholders,
     to_model,
     user_turn,
 )
@@ -78,10 +77,7 @@ class LlavaHFFamily(Family):
     def prompt_inputs(self, loaded: LoadedModel, prompt: str, images: Sequence[Image.Image]) -> ModelInputs:
         from llava.model.llava_hf_inputs import image_token_count, llava_protocol_inputs
 
-        placeholders = prompt.count(DEFAULT_IMAGE_TOKEN)
-        if placeholders != len(images):
-            raise PromptError(f"the prompt has {placeholders} {DEFAULT_IMAGE_TOKEN} token(s) but {len(images)} "
-                              f"image(s) were sent; put one {DEFAULT_IMAGE_TOKEN} in the prompt per image")
+        check_placeholders(prompt, images)
         config = loaded.model.config
         encoded = llava_protocol_inputs(prompt, images, loaded.tokenizer, loaded.processor.image_processor, config)
         input_ids = encoded.pop("input_ids")
@@ -92,7 +88,8 @@ class LlavaHFFamily(Family):
     def merge_image_inputs(self, loaded: LoadedModel, batch: Sequence[ModelInputs]) -> dict[str, Any]:
         from llava.model.llava_hf_inputs import batched_images
 
-        return {key: to_model(value, loaded.model) for key, value in batched_images([i.image_inputs for i in batch]).items()}
+        merged = batched_images([item.image_inputs for item in batch])
+        return {key: to_model(value, loaded.model) for key, value in merged.items()}
 
     def image_grids(self, loaded: LoadedModel, inputs: ModelInputs) -> list[list[int]]:
         from llava.model.llava_hf_inputs import patches_per_side

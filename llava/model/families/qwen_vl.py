@@ -152,7 +152,9 @@ def load_qwen_processor(model_path: str, model_type: str, min_pixels: int | None
     1280*28*28 .. 16384*28*28)."""
     import transformers
     from transformers import AutoProcessor, AutoTokenizer
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+        Qwen2VLImageProcessorPil,
+    )
 
     pixels = {key: value for key, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if value is not None}
     if importlib.util.find_spec("torchvision") is not None:

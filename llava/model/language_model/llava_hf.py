@@ -20,7 +20,6 @@ retain_token_num_for_llava_next (`LlavaHFBackend`).
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import torch
 from transformers.models.llava import modeling_llava
@@ -33,7 +32,7 @@ from llava.model.pruning import PruningInput, PruningRecord, get_method
 from llava.model.pruning.attach import attach_engine
 from llava.model.pruning.backends import RotaryDecoderBackend
 from llava.model.pruning.engine import call_settings
-from llava.model.pruning.methods import VisionInputs
+from llava.model.pruning.methods import reduce_images
 from llava.model.pruning.record import ImageReduction, ImageSpan
 from llava.model.strict_loading import inherit_weight_conversions
 
@@ -151,21 +150,7 @@ class _PrunedLlavaHF:
     def reduced_image_features(self, pixel_values, image_sizes, method, settings):
         """Per image: its reduced (n', D) features and what the method did; and the seconds the method took."""
         encoded = self._encoded_images(pixel_values, image_sizes, PruningInput.VISION_CLS_ATTENTION in method.inputs)
-        project = self.model.multi_modal_projector
-        features, reductions = [], []
-        start = time.perf_counter()
-        for image_features, grid, tower in encoded:
-            inputs = VisionInputs(
-                image_features, grid, self.is_llava_next, project,
-                tower_features=tower.patches if tower is not None else None,
-                tower_cls=tower.cls if tower is not None else None,
-                cls_attention=tower.cls_attention if tower is not None else None,
-                tower_keys=tower.keys if tower is not None else None,
-            )
-            reduced = method.reduce(inputs, settings)
-            features.append(reduced.features)
-            reductions.append(ImageReduction(image_features.shape[0], reduced.kept_patches))
-        return features, reductions, time.perf_counter() - start
+        return reduce_images(encoded, method, settings, self.is_llava_next, self.model.multi_modal_projector)
 
     def _encoded_images(self, pixel_values, image_sizes, tower_outputs: bool):
         """Per image: (its (n, D) features as the library splices them, its (rows, cols) patch grid when it is

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -101,6 +102,31 @@ class VisionInputs:
     tower_cls: torch.Tensor | None = None
     cls_attention: torch.Tensor | None = None
     tower_keys: torch.Tensor | None = None
+
+
+def reduce_images(encoded, method, settings, llava_next: bool, project) -> tuple[list[torch.Tensor], list, float]:
+    """Each image put through a method that reduces it before the language model.
+
+    encoded: per image (its (n, D) tokens, its (rows, cols) grid or None, its tower's `SelectLayerOutputs` or
+    None); project: the multimodal projector. Returns the reduced tokens per image, an `ImageReduction` each, and
+    the seconds the method took (not the tower).
+    """
+    from llava.model.pruning.record import ImageReduction
+
+    features, reductions = [], []
+    start = time.perf_counter()
+    for image_features, grid, tower in encoded:
+        inputs = VisionInputs(
+            image_features, grid, llava_next, project,
+            tower_features=tower.patches if tower is not None else None,
+            tower_cls=tower.cls if tower is not None else None,
+            cls_attention=tower.cls_attention if tower is not None else None,
+            tower_keys=tower.keys if tower is not None else None,
+        )
+        reduced = method.reduce(inputs, settings)
+        features.append(reduced.features)
+        reductions.append(ImageReduction(image_features.shape[0], reduced.kept_patches))
+    return features, reductions, time.perf_counter() - start
 
 
 @dataclasses.dataclass(frozen=True)
