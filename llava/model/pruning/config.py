@@ -88,8 +88,8 @@ class PruningSettings:
     pivot_image_token / pivot_text_token: number of pivots taken among image / text tokens.
     method: name of a registered pruning method (`llava.model.pruning.method_names()`).
     seed: seed for stochastic baselines (ignored by DART).
-    method_settings: the method's own settings (its `settings_class`), None for a method without any. Their
-        fields read through this object too (`settings.pdrop_layers`), as they did when they lived here.
+    method_settings: the method's own settings (its `settings_class`, e.g. `settings.method_settings.pdrop_layers`),
+        None for a method without any.
 
     The defaults are the settings table's (`llava.pruning_settings.SETTINGS`).
     """
@@ -109,16 +109,6 @@ class PruningSettings:
     def __post_init__(self):
         if self.method_settings is not None and not isinstance(self.method_settings, MethodSettings):
             raise TypeError(f"method_settings must be a MethodSettings, got {type(self.method_settings).__name__}")
-
-    def __getattr__(self, name: str) -> Any:
-        """A field of the method's settings (only reached when no attribute of this class has the name)."""
-        if name.startswith("_") or name == "method_settings":
-            raise AttributeError(name)
-        own = self.method_settings
-        if own is not None and name in own.keys():
-            return getattr(own, name)
-        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}, and neither has the settings of "
-                             f"method {self.method!r}")
 
     @property
     def num_pivots(self) -> int:

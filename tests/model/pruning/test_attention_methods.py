@@ -131,9 +131,9 @@ def test_pdrop_stages_keep_the_top_fraction_by_each_stage_layers_own_attention(b
 
 def test_pdrop_defaults_to_the_reference_stages_scaled_to_the_depth():
     cfg = parse_dart_config(make_dart_config(method="pdrop"), num_hidden_layers=32)
-    assert (cfg.pdrop_layers, cfg.pdrop_ratios) == ((8, 16, 24), (0.5, 0.25, 0.125))
+    assert (cfg.method_settings.pdrop_layers, cfg.method_settings.pdrop_ratios) == ((8, 16, 24), (0.5, 0.25, 0.125))
     cfg = parse_dart_config(make_dart_config(method="pdrop"), num_hidden_layers=4)
-    assert (cfg.pdrop_layers, cfg.pdrop_ratios) == ((1, 2, 3), (0.5, 0.25, 0.125))
+    assert (cfg.method_settings.pdrop_layers, cfg.method_settings.pdrop_ratios) == ((1, 2, 3), (0.5, 0.25, 0.125))
     assert "pdrop_layers" not in parse_dart_config(make_dart_config(), num_hidden_layers=4).to_dict()
 
 
