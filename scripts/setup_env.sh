@@ -50,4 +50,8 @@ case ",$extras," in
         rm -f "$log"
         ;;
 esac
-say "done: $venv ($("$venv/bin/python" -c 'import torch, transformers; print(f"torch {torch.__version__}, transformers {transformers.__version__}, CUDA {\"available\" if torch.cuda.is_available() else \"not available\"}")'))"
+versions=$("$venv/bin/python" -c '
+import torch, transformers
+cuda = "available" if torch.cuda.is_available() else "not available"
+print(f"torch {torch.__version__}, transformers {transformers.__version__}, CUDA {cuda}")')
+say "done: $venv ($versions)"
