@@ -2,6 +2,7 @@
 worker via its family, and answers as the original layout does: same answers, same kept image tokens."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,44 @@ def test_conv_mode_chat_template_prompts_the_processors_way(converted, tmp_path)
     # An original-layout checkpoint has no chat template of its own: one clear error, exit 2.
     assert model_vqa_loader.main(["--model-path", DEFAULT_MODEL_PATH, "--answers-file", str(tmp_path / "o.jsonl"),
                                   *argv]) == 2
+
+
+def untimed(text: str) -> str:
+    return re.sub(r"\d+\.\d+ ?s\b", "<time>", text)
+
+
+def test_run_llava_the_cli_and_lmms_eval_answer_as_on_the_original_layout(converted, tmp_path, caplog):
+    import io
+
+    from lmms_eval.api.instance import Instance
+
+    from llava.eval import run_llava
+    from llava.lmms_plugin.models import LlavaDart
+    from llava.serve import cli
+
+    image_file = sorted(Path(POPE[1]).iterdir())[0]
+    question = "Is there a cat in the image? Answer the question using a single word or phrase."
+    flags = ["--temperature", "0", "--device", "cpu", "--conv-mode", "vicuna_v1", "--sparse", "--max_num_trunction",
+             "32"]
+    said = {}
+    for name, checkpoint in (("original", DEFAULT_MODEL_PATH), ("hf", str(converted))):
+        caplog.clear()
+        with caplog.at_level("INFO"):
+            assert run_llava.main(["--model-path", checkpoint, "--image-file", str(image_file), "--query", question,
+                                   "--max_new_tokens", "3", *flags]) == 0
+        kept = [untimed(r.message) for r in caplog.records if "image tokens" in r.message]
+        out = io.StringIO()
+        args = cli.parse_args(["--model-path", checkpoint, "--image-file", str(image_file), "--max-new-tokens", "3",
+                               *flags])
+        assert cli.chat(args, stdin=io.StringIO(question + "\n\n"), stdout=out) == 0
+
+        model = LlavaDart(pretrained=checkpoint, device="cpu", Sparse=True, max_num_trunction=32)
+        model.task_dict = {"t": {"test": {0: {"image": Image.open(image_file).convert("RGB")}}}}
+        request = Instance("generate_until", (f"<image>\n{question}", {"max_new_tokens": 3, "temperature": 0},
+                                              lambda doc: [doc["image"]], 0, "t", "test"), 0,
+                           {"task": "t", "doc_id": 0, "repeats": 1})
+        # The embedded default's own path gets a notice line first (its answer instruction is already there).
+        chat = [line for line in out.getvalue().splitlines() if not line.startswith("[the embedded default")]
+        said[name] = (kept, untimed("\n".join(chat)), model.generate_until([request]), model.kept_image_tokens)
+    assert said["hf"] == said["original"]
+    assert "kept 36 of 576 image tokens" in said["hf"][0][0] and said["hf"][3] == 36
