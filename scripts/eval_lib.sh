@@ -198,12 +198,11 @@ eval_answers() {
         chunks+=("$dir/${n}_${idx}.jsonl")
         local cmd=(env CUDA_VISIBLE_DEVICES="${GPUS[idx]}" OMP_NUM_THREADS="$threads"
                    "$PY" -m "$module" "${args[@]}" --answers-file "${chunks[idx]}" --num-chunks "$n" --chunk-idx "$idx")
-        if ((idx == 0)); then  # chunk 0 shows its progress bar here too
-            "${cmd[@]}" > >(tee "$dir/${n}_${idx}.log") 2>&1 &
-        else
-            "${cmd[@]}" > "$dir/${n}_${idx}.log" 2>&1 &
-        fi
+        "${cmd[@]}" > "$dir/${n}_${idx}.log" 2>&1 &
         WORKER_PIDS+=($!)
+        # Chunk 0 shows its progress bar here too. The worker writes its log itself (through a `tee`, a failure
+        # could be reported before its last lines reached the log); `tail` follows it until the worker exits.
+        if ((idx == 0)); then tail -n +1 -f --pid="$!" "$dir/${n}_${idx}.log" & fi
     done
     echo "$n workers (CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES), logs in $dir/" >&2
     _wait_workers "$dir" "$n"

@@ -113,7 +113,7 @@ class LlavaFamily(Family):
 
         config = LlavaConfig(vocab_size=32000, hidden_size=args.hidden_size, intermediate_size=args.intermediate_size,
                              num_hidden_layers=args.layers, num_attention_heads=args.heads,
-                             num_key_value_heads=args.kv_heads or args.heads, max_position_embeddings=4096,
+                             num_key_value_heads=getattr(args, "kv_heads", None) or args.heads, max_position_embeddings=4096,
                              rms_norm_eps=1e-5, attn_implementation=args.attn_implementation)
         return LlavaLlamaForCausalLM(config)
 
