@@ -3,7 +3,7 @@
 A `Family` knows how a checkpoint of its `model_types` loads, how a question or a conversation with images
 becomes `ModelInputs` (through LLaVA's conversation templates or the model's own chat template), how prompts
 are batched into one `generate` call, what an image's token grid is, and the family's pruning budget rule.
-Consumers hold a `LoadedModel` (what `llava.model.families.load` returns) and never name a family.
+Consumers hold a `LoadedModel` (what `llava.model.families.load_model` returns) and never name a family.
 """
 
 from __future__ import annotations
