@@ -27,7 +27,7 @@ from transformers.models.llava_next.modeling_llava_next import get_anyres_image_
 
 from llava.constants import DEFAULT_IMAGE_TOKEN
 from llava.mm_utils import process_images, tokenizer_image_token
-from llava.model.families.base import user_turn
+from llava.model.families.base import left_pad_rows, user_turn
 
 def is_llava_next(config) -> bool:
     return getattr(config, "model_type", None) == "llava_next"
@@ -115,13 +115,7 @@ def llava_protocol_inputs(prompt: str, images: Sequence[Image.Image], tokenizer,
 def left_padded_batch(items: Sequence[dict[str, torch.Tensor]], pad_token_id: int) -> dict[str, torch.Tensor]:
     """Prompts from `llava_protocol_inputs` as one generate call: `input_ids` and `attention_mask` (B, L) padded
     on the left (every prompt's last token at the end), the images of all prompts in prompt order."""
-    longest = max(item["input_ids"].numel() for item in items)
-    ids = torch.full((len(items), longest), pad_token_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for row, item in enumerate(items):
-        length = item["input_ids"].numel()
-        ids[row, longest - length:] = item["input_ids"]
-        mask[row, longest - length:] = 1
+    ids, mask = left_pad_rows([item["input_ids"] for item in items], pad_token_id)
     batch = {"input_ids": ids, "attention_mask": mask}
     batch.update(batched_images(items))
     return batch

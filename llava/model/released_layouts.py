@@ -53,6 +53,14 @@ class ReleasedLayout:
     notes: str
 
 
+
+def _llava_hf_files(shards: int) -> tuple[str, ...]:
+    """What a llava-hf release holds: float16 safetensors shards and the processor's and tokenizer's files."""
+    return ("config.json", "generation_config.json", f"model-0000{{1..{shards}}}-of-0000{shards}.safetensors",
+            "model.safetensors.index.json", "tokenizer.model", "tokenizer.json", "tokenizer_config.json",
+            "special_tokens_map.json", "added_tokens.json", "preprocessor_config.json", "processor_config.json",
+            "chat_template.json")
+
 RELEASED_LAYOUTS: dict[str, ReleasedLayout] = {
     "liuhaotian/llava-v1.5-7b": ReleasedLayout(
         "llava_llama", "vicuna_v1",
@@ -92,22 +100,16 @@ RELEASED_LAYOUTS: dict[str, ReleasedLayout] = {
     # release converted by `llava.model.llava_hf_convert`, with the tower inside (no hub cache needed).
     "llava-hf/llava-1.5-7b-hf": ReleasedLayout(
         "llava_hf", "vicuna_v1",
-        ("config.json", "generation_config.json", "model-0000{1..3}-of-00003.safetensors", "model.safetensors.index.json",
-         "tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-         "preprocessor_config.json", "processor_config.json", "chat_template.json"),
+        _llava_hf_files(3),
         "LlavaForConditionalGeneration, float16; language_model.* / vision_tower.* / multi_modal_projector.*, "
         "<image> 32000 and <pad> 32001 added (vocab padded to 32064)"),
     "llava-hf/llava-v1.6-vicuna-7b-hf": ReleasedLayout(
         "llava_hf", "vicuna_v1",
-        ("config.json", "generation_config.json", "model-0000{1..3}-of-00003.safetensors", "model.safetensors.index.json",
-         "tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-         "preprocessor_config.json", "processor_config.json", "chat_template.json"),
+        _llava_hf_files(3),
         "LlavaNextForConditionalGeneration, float16, image_newline; LlavaNextImageProcessor with the 5 pinpoints"),
     "llava-hf/llava-v1.6-mistral-7b-hf": ReleasedLayout(
         "llava_hf", "mistral_instruct",
-        ("config.json", "generation_config.json", "model-0000{1..4}-of-00004.safetensors", "model.safetensors.index.json",
-         "tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-         "preprocessor_config.json", "processor_config.json", "chat_template.json"),
+        _llava_hf_files(4),
         "LlavaNextForConditionalGeneration over Mistral (GQA, rope_theta 1e6); [INST] chat template, left padding"),
 }
 # Which original release each llava-hf one was converted from.
