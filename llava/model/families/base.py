@@ -23,6 +23,23 @@ class PromptError(ValueError):
 
 
 @dataclasses.dataclass
+class Video:
+    """A video as the model families take it: its sampled frames (RGB, in order) and when each was shown.
+
+    frames: the sampled frames.
+    timestamps: each frame's time in the video, in seconds.
+    fps: the rate the frames were sampled at (frames per second of video time), as the processors that place
+        frames in time (Qwen's temporal positions, Qwen3-VL's timestamps) read it.
+    source: where it came from (a path, or a description), for messages.
+    """
+
+    frames: list[Image.Image]
+    timestamps: list[float]
+    fps: float
+    source: str = "frames"
+
+
+@dataclasses.dataclass
 class ModelInputs:
     """One prompt, ready for the model.
 
@@ -131,7 +148,10 @@ class LoadedModel:
     processor: Any
     context_len: int
 
-    def question_inputs(self, question: str, images: Sequence[Image.Image], conv_mode: str | None) -> ModelInputs:
+    def question_inputs(self, question: str, images: Sequence[Image.Image], conv_mode: str | None,
+                        videos: Sequence[Video] = ()) -> ModelInputs:
+        if videos:
+            return self.family.video_question_inputs(self, question, videos, images, conv_mode)
         return self.family.question_inputs(self, question, images, conv_mode)
 
     def chat_inputs(self, messages: Sequence[Mapping[str, str]], images: Sequence[Image.Image],
@@ -158,6 +178,7 @@ class Family:
     before_llm_methods: whether the methods that reduce the image before the language model run on it.
     generate_returns_prompt: whether the model's `generate` returns the prompt before the new tokens.
     prunes: whether its model takes a `pruning_record` (a text-only model does not).
+    takes_video: whether its prompts take videos (`video_question_inputs`).
     """
 
     name: ClassVar[str]
@@ -167,6 +188,7 @@ class Family:
     before_llm_methods: ClassVar[bool] = True
     generate_returns_prompt: ClassVar[bool] = True
     prunes: ClassVar[bool] = True
+    takes_video: ClassVar[bool] = False
     image_view: ClassVar[str | None] = None  # how the overlay maps an image to its grid (None: from the config)
     # Hub ids of this family's releases (a regular expression on the lowercased id), for the shell scripts'
     # naming when a hub checkpoint's config cannot be read (offline, not downloaded yet).
@@ -194,6 +216,11 @@ class Family:
                         conv_mode: str | None) -> ModelInputs:
         """One user turn (`question`, its images in front unless it places them) with an open answer."""
         raise NotImplementedError
+
+    def video_question_inputs(self, loaded: LoadedModel, question: str, videos: Sequence[Video],
+                              images: Sequence[Image.Image], conv_mode: str | None) -> ModelInputs:
+        """One user turn with videos (and any images): the videos first, then the images, then the question."""
+        raise PromptError(f"{loaded.model.config.model_type} models do not take videos")
 
     def chat_inputs(self, loaded: LoadedModel, messages: Sequence[Mapping[str, str]], images: Sequence[Image.Image],
                     conv_mode: str | None) -> tuple[ModelInputs, str | None]:
