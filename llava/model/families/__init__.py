@@ -17,6 +17,7 @@ from llava.model.families.base import (
     LoadedModel,
     ModelInputs,
     PromptError,
+    Video,
     left_pad_rows,
     to_model,
 )
@@ -50,6 +51,6 @@ def load_model(model_path: str, model_base: str | None = None, **kwargs) -> Load
 
 
 __all__ = [
-    "BenchmarkShape", "Family", "LoadedModel", "ModelInputs", "PromptError", "families", "family_for", "family_of",
+    "BenchmarkShape", "Family", "LoadedModel", "ModelInputs", "PromptError", "Video", "families", "family_for", "family_of",
     "left_pad_rows", "load_model", "loaded_model", "register", "to_model", "unregister",
 ]
