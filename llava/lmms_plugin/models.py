@@ -355,5 +355,11 @@ class Qwen2_5_VLDart(_DartModel):
     model_name = "qwen2_5_vl_dart"
 
 
+class Qwen3VLDart(_DartModel):
+    """`--model qwen3_vl_dart`: Qwen3-VL checkpoints (HF layout), their own chat template."""
+
+    model_name = "qwen3_vl_dart"
+
+
 # lmms-eval's model id (registered in llava.lmms_plugin) -> our class.
-MODEL_CLASSES = {cls.model_name: cls for cls in (LlavaDart, Qwen2VLDart, Qwen2_5_VLDart)}
+MODEL_CLASSES = {cls.model_name: cls for cls in (LlavaDart, Qwen2VLDart, Qwen2_5_VLDart, Qwen3VLDart)}

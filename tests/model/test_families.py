@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
     (SimpleNamespace(model_type="llava_next", vision_config=object()), "llava_hf"),
     (SimpleNamespace(model_type="qwen2_vl"), "qwen_vl"),
     (SimpleNamespace(model_type="qwen2_5_vl"), "qwen_vl"),
+    (SimpleNamespace(model_type="qwen3_vl"), "qwen3_vl"),
     (SimpleNamespace(model_type="llama"), "text"),  # a plain language model, as LLaVA's builder treats it
     (SimpleNamespace(model_type="llava"), "text"),  # "llava" without a vision_config is not llava-hf's
 ])
@@ -34,13 +35,16 @@ def _shell_value(name: str) -> str:
 def test_the_scripts_know_the_ratio_budget_families_the_registry_declares():
     ratio = [family for family in families() if family.ratio_budget]
     assert set(_shell_value("RATIO_BUDGET_MODEL_TYPES").split("|")) == {t for f in ratio for t in f.model_types}
-    assert {_shell_value("RATIO_BUDGET_HUB_IDS")} == {f.hub_name_pattern for f in ratio}
+    # One alternative per family (no family's pattern has a top-level "|").
+    assert set(_shell_value("RATIO_BUDGET_HUB_IDS").split("|")) == {f.hub_name_pattern for f in ratio}
     hub_ids = re.compile(_shell_value("RATIO_BUDGET_HUB_IDS"))
-    assert hub_ids.search("qwen/qwen2.5-vl-7b-instruct") and not hub_ids.search("liuhaotian/llava-v1.5-7b")
+    assert hub_ids.search("qwen/qwen2.5-vl-7b-instruct") and hub_ids.search("qwen/qwen3-vl-8b-instruct")
+    assert not hub_ids.search("liuhaotian/llava-v1.5-7b")
 
 
 def test_the_command_line_names_a_hub_checkpoints_family_by_its_id_when_its_config_is_unreadable():
     assert families_cli.family_by_hub_id("Qwen/Qwen2-VL-7B-Instruct").name == "qwen_vl"
+    assert families_cli.family_by_hub_id("Qwen/Qwen3-VL-8B-Instruct").name == "qwen3_vl"
     assert families_cli.family_by_hub_id("liuhaotian/llava-v1.5-7b") is None
     assert families_cli.family_by_hub_id("/local/qwen2-vl") is None  # a path is never guessed from its name
 

@@ -1,4 +1,4 @@
-"""Qwen2-VL and Qwen2.5-VL with visual-token pruning (DART by default), on transformers' own classes.
+"""Qwen2-VL, Qwen2.5-VL and Qwen3-VL with visual-token pruning (DART by default), on transformers' own classes.
 
 Each family gets three thin subclasses of the library's classes: the text model, its forward the library's, with
 the pruning engine attached to its decoder layers by hooks (`llava.model.pruning.attach`); the multimodal model,
@@ -7,6 +7,11 @@ generation class down to the text model) away from the vision tower; and the gen
 finds the image and video spans in the prompt and carries the call's `PruningRecord`. Nothing else is
 changed: the vision tower, the M-RoPE position ids (`get_rope_index`, `rope_deltas`) and `generate` are the
 library's. Kept tokens keep their original 3-D positions, so decoding positions are what they are unpruned.
+
+Qwen3-VL adds DeepStack: after each of its first text layers the library adds features of an intermediate tower
+block to the hidden states at the visual positions (`_deepstack_process`). Once the engine has pruned, the
+hidden states hold the kept tokens only, so each later injection is gathered the same way: the kept tokens'
+visual positions and, for each, the feature of the token it was (`Qwen3VLTextModelWithPruning`).
 
 Settings come from `config.DART_config` (or, as the DART release's Qwen2.5-VL reads them,
 `config.text_config.DART_config`) or per call from `PruningRecord(dart_config=...)`. The budget follows the
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as qwen25
 from transformers.models.qwen2_vl import modeling_qwen2_vl as qwen2
+from transformers.models.qwen3_vl import modeling_qwen3_vl as qwen3
 
 from llava.model.language_model.pruned_generation import pruned_forward
 from llava.model.pruning import PruningRecord
@@ -25,7 +31,7 @@ from llava.model.pruning.backends import QwenVLBackend
 from llava.model.strict_loading import inherit_weight_conversions
 
 class _PrunedTextModel:
-    """The Qwen2-VL / Qwen2.5-VL text model (its forward the library's) with the pruning engine attached.
+    """A Qwen-VL text model (its forward the library's) with the pruning engine attached.
 
     `settings_config` is the top-level model config, where `DART_config` is looked up first; the generation
     class sets it.
@@ -35,10 +41,10 @@ class _PrunedTextModel:
 
     def __init__(self, config):
         super().__init__(config)
-        attach_engine(self, lambda: QwenVLBackend(self, self.settings_config), self.check_prunable)
+        self.pruning = attach_engine(self, lambda: QwenVLBackend(self, self.settings_config), self.check_prunable)
 
     def check_prunable(self) -> None:
-        if self.has_sliding_layers:  # released Qwen2-VL / 2.5-VL checkpoints set use_sliding_window: false
+        if getattr(self, "has_sliding_layers", False):  # released Qwen2-VL / 2.5-VL checkpoints set use_sliding_window: false
             raise ValueError("pruning is not supported on Qwen text models with sliding-window layers "
                              "(use_sliding_window): the window would count kept tokens, not positions")
 
@@ -132,8 +138,55 @@ class Qwen2_5_VLForConditionalGenerationWithPruning(_PrunedGeneration, qwen25.Qw
         self._link_settings()
 
 
+# -- Qwen3-VL --------------------------------------------------------------------------------------------
+
+
+@inherit_weight_conversions
+class Qwen3VLTextModelWithPruning(_PrunedTextModel, qwen3.Qwen3VLTextModel):
+    def _deepstack_process(self, hidden_states, visual_pos_masks, visual_embeds):
+        """The library's injection, on the kept tokens once the sequence is pruned: `visual_pos_masks` (B, L)
+        and `visual_embeds` (one row per visual position, row-major) describe the prefill sequence, the hidden
+        states its kept tokens (the record's latest stage, whose rows may be left-padded)."""
+        if hidden_states.shape[1] == visual_pos_masks.shape[1]:
+            return super()._deepstack_process(hidden_states, visual_pos_masks, visual_embeds)
+        record = self.pruning.current_record()
+        stage = record.stages[-1] if record is not None and record.stages else None
+        if stage is None or stage.keep.shape != hidden_states.shape[:2]:
+            raise RuntimeError(f"DeepStack features for {visual_pos_masks.shape[1]} positions met hidden states of "
+                               f"{hidden_states.shape[1]} tokens, and no pruning stage of that length was recorded")
+        visual = visual_pos_masks.to(hidden_states.device)
+        keep = stage.keep.to(hidden_states.device)
+        # Row of each visual position in visual_embeds: the library fills them in row-major order.
+        row_of = (visual.flatten().long().cumsum(0) - 1).view_as(visual)
+        kept_visual = visual.gather(1, keep)
+        if stage.keep_valid is not None:  # the padding of ragged rows repeats a real index: not a second copy
+            kept_visual &= stage.keep_valid.to(hidden_states.device).bool()
+        kept_rows = row_of.gather(1, keep)[kept_visual]
+        return super()._deepstack_process(hidden_states, kept_visual, visual_embeds[kept_rows.to(visual_embeds.device)])
+
+
+@inherit_weight_conversions
+class Qwen3VLModelWithPruning(_VisionWithoutPruningKwargs, qwen3.Qwen3VLModel):
+    def __init__(self, config):
+        super().__init__(config)
+        self.language_model = Qwen3VLTextModelWithPruning._from_config(config.text_config)
+        self.post_init()
+
+
+@inherit_weight_conversions
+class Qwen3VLForConditionalGenerationWithPruning(_PrunedGeneration, qwen3.Qwen3VLForConditionalGeneration):
+    forward = pruned_forward(qwen3.Qwen3VLForConditionalGeneration)
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = Qwen3VLModelWithPruning(config)
+        self.post_init()
+        self._link_settings()
+
+
 # config.model_type -> the class that loads that checkpoint with pruning.
 QWEN_CLASSES = {
     "qwen2_vl": Qwen2VLForConditionalGenerationWithPruning,
     "qwen2_5_vl": Qwen2_5_VLForConditionalGenerationWithPruning,
+    "qwen3_vl": Qwen3VLForConditionalGenerationWithPruning,
 }

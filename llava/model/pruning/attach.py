@@ -65,6 +65,12 @@ class EngineAttachment:
             self._local.calls = []
         return self._local.calls
 
+    def current_record(self) -> PruningRecord | None:
+        """The record of this thread's innermost open call of the text model (None outside a call): what the
+        model's own code between layers (Qwen3-VL's DeepStack) reads to follow the kept tokens."""
+        calls = self._calls()
+        return calls[-1].record if calls else None
+
     def _open_call(self, module, args, kwargs):
         record = kwargs.pop("pruning_record", None)
         image_spans = kwargs.pop("image_spans", None)
