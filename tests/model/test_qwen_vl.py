@@ -1,6 +1,7 @@
-"""Qwen2-VL and Qwen2.5-VL with DART, on tiny seeded models: unpruned == transformers' own classes, the kept
-set == the reference's rule computed independently, cached decoding == a full forward with the kept set
-forced, eager == sdpa, ragged batches == single runs, every image and video span pruned on its own."""
+"""Qwen2-VL, Qwen2.5-VL and Qwen3-VL with DART, on tiny seeded models: unpruned == transformers' own classes, the
+kept set == the reference's rule computed independently, cached decoding == a full forward with the kept set
+forced, eager == sdpa, ragged batches == single runs, every image and video span pruned on its own. What only
+Qwen3-VL has (DeepStack) is tested in test_qwen3_vl.py."""
 
 import importlib.util
 import logging
@@ -8,7 +9,7 @@ import logging
 import pytest
 import torch
 from PIL import Image
-from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration
+from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration, Qwen3VLForConditionalGeneration
 
 from llava.model import PruningRecord
 from llava.model.builder import load_pretrained_model
@@ -20,29 +21,35 @@ from llava.model.pruning.dart import select_image_tokens
 from llava.model.pruning.engine import _reported
 from llava.model.tiny_qwen import (
     FAMILIES,
-    PATCH_VALUES,
     SPECIAL_IDS,
     build_tiny_qwen_checkpoint,
     build_tiny_qwen_model,
+    patch_values,
     tiny_qwen_config,
 )
 
-LIBRARY_CLASSES = {"qwen2_vl": Qwen2VLForConditionalGeneration, "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration}
+LIBRARY_CLASSES = {"qwen2_vl": Qwen2VLForConditionalGeneration, "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration,
+                   "qwen3_vl": Qwen3VLForConditionalGeneration}
 IMAGE, VIDEO = SPECIAL_IDS["<|image_pad|>"], SPECIAL_IDS["<|video_pad|>"]
 START, END = SPECIAL_IDS["<|vision_start|>"], SPECIAL_IDS["<|vision_end|>"]
 IM_START, IM_END = SPECIAL_IDS["<|im_start|>"], SPECIAL_IDS["<|im_end|>"]
 
 
-def prompt(grids, before=(110, 111, 112), after=(120, 121, 122, 123), seed=0, video=False):
-    """A chat-shaped prompt with one vision block per (t, h, w) patch grid: ids, token types, pixels, grids."""
+def prompt(family, grids, before=(110, 111, 112), after=(120, 121, 122, 123), seed=0, video=False):
+    """A chat-shaped prompt of `family` with one vision block per (t, h, w) patch grid: ids, token types, pixels,
+    grids. A Qwen3-VL video is one block per temporal patch, each after its timestamp's text (a token here)."""
     g = torch.Generator().manual_seed(seed)
     ids = [IM_START, *before]
     for t, h, w in grids:
-        ids += [START] + [VIDEO if video else IMAGE] * (t * h * w // 4) + [END]
+        if video and family == "qwen3_vl":
+            for step in range(t):
+                ids += [140 + step, START] + [VIDEO] * (h * w // 4) + [END]
+        else:
+            ids += [START] + [VIDEO if video else IMAGE] * (t * h * w // 4) + [END]
     ids += [*after, IM_END, IM_START, 130]
     ids = torch.tensor(ids)
     types = torch.where(ids == IMAGE, 1, torch.where(ids == VIDEO, 2, 0))
-    pixels = torch.randn(sum(t * h * w for t, h, w in grids), PATCH_VALUES, generator=g)
+    pixels = torch.randn(sum(t * h * w for t, h, w in grids), patch_values(family), generator=g)
     return ids, types, pixels, torch.tensor(grids)
 
 
@@ -84,11 +91,17 @@ def greedy(model, inputs, record, steps=5, **kwargs):
 
 def reference_kept(model, inputs, cfg):
     """The reference's rule from an unpruned forward: per image span [s, s+m), DART with text pivots among the
-    tokens from <|vision_end|> to the end of the prompt; text and the other tokens kept."""
-    with torch.no_grad():
-        plain = model(**inputs, pruning_record=PruningRecord(dart_config=None), use_cache=True, output_hidden_states=True)
+    tokens from <|vision_end|> to the end of the prompt; text and the other tokens kept. It reads layer K's
+    input (for Qwen3-VL, after the DeepStack injections before it)."""
     text_model = model.model.language_model
-    normed = text_model.norm(plain.hidden_states[cfg.K])
+    captured = {}
+    hook = text_model.layers[cfg.K].register_forward_pre_hook(lambda module, args: captured.setdefault("x", args[0]))
+    try:
+        with torch.no_grad():
+            plain = model(**inputs, pruning_record=PruningRecord(dart_config=None), use_cache=True)
+    finally:
+        hook.remove()
+    normed = text_model.norm(captured["x"])
     keys = plain.past_key_values.layers[cfg.K - 1].keys.transpose(1, 2).flatten(2)
     rows = []
     for b, spans in enumerate(vision_spans(inputs["input_ids"], (IMAGE, VIDEO))):
@@ -124,13 +137,13 @@ def assert_unpruned_logits_equal(model, library, inputs):
 
 def test_unpruned_logits_equal_the_library_class(family, models):
     for model in models.values():
-        assert_unpruned_logits_equal(model, library_twin(family, model), inputs_of(*prompt([(1, 8, 12)])))
+        assert_unpruned_logits_equal(model, library_twin(family, model), inputs_of(*prompt(family, [(1, 8, 12)])))
 
 
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 def test_single_image_kept_set_is_the_reference_rule(family, models, attn):
     model = models[attn]
-    inputs = inputs_of(*prompt([(1, 34, 46)]))  # 391 image tokens, as in the DART release's example
+    inputs = inputs_of(*prompt(family, [(1, 34, 46)]))  # 391 image tokens, as in the DART release's example
     settings = make_dart_config(K=2, reduction_ratio=0.778, max_num_trunction=None)
     record = PruningRecord(dart_config=settings)
     greedy(model, inputs, record, steps=2)
@@ -142,7 +155,7 @@ def test_single_image_kept_set_is_the_reference_rule(family, models, attn):
 
 
 def test_a_small_image_at_a_high_ratio_keeps_only_its_pivots(family, models):
-    inputs = inputs_of(*prompt([(1, 16, 16)]))  # 64 tokens; T = int(64 * 0.111 / 8) = 0
+    inputs = inputs_of(*prompt(family, [(1, 16, 16)]))  # 64 tokens; T = int(64 * 0.111 / 8) = 0
     record = PruningRecord(dart_config=make_dart_config(reduction_ratio=0.889, max_num_trunction=None))
     greedy(models["sdpa"], inputs, record, steps=1)
     assert record.num_kept_image_tokens() == 4
@@ -153,7 +166,7 @@ def test_attention_methods_keep_the_most_attended_tokens_of_eager_attention_unde
     """FastV (after layer K-1 = 1) and a one-stage PyramidDrop (before layer 2, by layer 2's own attention):
     the kept set is the top of the last prompt token's head-averaged attention in that layer of an unpruned
     eager forward (the 3-D positions through M-RoPE), under eager and sdpa alike."""
-    inputs = inputs_of(*prompt([(1, 12, 16)], seed=2))  # 48 image tokens
+    inputs = inputs_of(*prompt(family, [(1, 12, 16)], seed=2))  # 48 image tokens
     extra = {"pdrop_layers": [2], "pdrop_ratios": [0.25]} if method == "pdrop" else {}
     settings = make_dart_config(method=method, K=2, reduction_ratio=0.75, max_num_trunction=None, **extra)
     with torch.no_grad():
@@ -172,7 +185,7 @@ def test_attention_methods_keep_the_most_attended_tokens_of_eager_attention_unde
 
 @pytest.mark.parametrize("method", ["visionzip", "divprune", "pooling"])
 def test_a_method_before_the_language_model_is_refused_clearly(family, models, method):
-    inputs = inputs_of(*prompt([(1, 8, 12)]))
+    inputs = inputs_of(*prompt(family, [(1, 8, 12)]))
     with pytest.raises(ValueError, match=f"{method!r} reduces the image features before the language model.*"
                                          "does not support such methods yet"):
         greedy(models["sdpa"], inputs, PruningRecord(dart_config=make_dart_config(method=method)), steps=1)
@@ -180,7 +193,7 @@ def test_a_method_before_the_language_model_is_refused_clearly(family, models, m
 
 def test_max_num_trunction_is_ignored_like_the_reference_and_said_once(family, models, caplog):
     _reported.clear()
-    inputs = inputs_of(*prompt([(1, 16, 16)]))
+    inputs = inputs_of(*prompt(family, [(1, 16, 16)]))
     kept = []
     with caplog.at_level(logging.WARNING, logger="llava.model.pruning.engine"):
         for budget in (None, 8, 200):
@@ -197,7 +210,7 @@ def test_max_num_trunction_is_ignored_like_the_reference_and_said_once(family, m
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 def test_cached_decoding_equals_a_full_forward_with_the_kept_set_forced(family, models, attn):
     model = models[attn]
-    ids, types, pixels, grids = prompt([(1, 12, 16)], seed=3)
+    ids, types, pixels, grids = prompt(family, [(1, 12, 16)], seed=3)
     inputs = inputs_of(ids, types, pixels, grids)
     record = PruningRecord(dart_config=make_dart_config(K=2, reduction_ratio=0.7, max_num_trunction=None))
     steps = 5
@@ -217,7 +230,7 @@ def test_cached_decoding_equals_a_full_forward_with_the_kept_set_forced(family, 
 
 
 def test_eager_and_sdpa_keep_the_same_tokens_and_answer_alike(family, models):
-    inputs = inputs_of(*prompt([(1, 12, 20)], seed=4))
+    inputs = inputs_of(*prompt(family, [(1, 12, 20)], seed=4))
     settings = make_dart_config(reduction_ratio=0.778, max_num_trunction=None)
     records = {attn: PruningRecord(dart_config=settings) for attn in models}
     tokens = {attn: greedy(model, inputs, records[attn]).tolist() for attn, model in models.items()}
@@ -227,8 +240,8 @@ def test_eager_and_sdpa_keep_the_same_tokens_and_answer_alike(family, models):
 
 def test_a_ragged_batch_equals_single_runs(family, models):
     model = models["sdpa"]
-    prompts = [prompt([(1, 8, 12)], after=(120,), seed=5), prompt([(1, 16, 10)], after=(120, 121, 122, 123, 124, 125), seed=6),
-               prompt([(1, 6, 6), (1, 10, 8)], seed=7)]
+    prompts = [prompt(family, [(1, 8, 12)], after=(120,), seed=5), prompt(family, [(1, 16, 10)], after=(120, 121, 122, 123, 124, 125), seed=6),
+               prompt(family, [(1, 6, 6), (1, 10, 8)], seed=7)]
     settings = make_dart_config(reduction_ratio=0.6, max_num_trunction=None)
     singles = []
     for p in prompts:
@@ -249,19 +262,23 @@ def test_two_images_and_a_video_are_pruned_span_by_span(family, models):
     model = models["sdpa"]
     settings = make_dart_config(reduction_ratio=0.5, max_num_trunction=None)
     record = PruningRecord(dart_config=settings)
-    greedy(model, inputs_of(*prompt([(1, 8, 8), (1, 8, 16)], seed=8)), record, steps=1)
+    greedy(model, inputs_of(*prompt(family, [(1, 8, 8), (1, 8, 16)], seed=8)), record, steps=1)
     # 16 tokens: T = int(16 * 0.5 / 8) = 1, 4 + 8; 32 tokens: T = 2, 4 + 16.
     assert [len(p) for p in record.kept_image_positions(0)] == [12, 20]
 
     video = PruningRecord(dart_config=settings)
-    greedy(model, inputs_of(*prompt([(2, 8, 8)], seed=9, video=True), video=True), video, steps=1)
-    (start, count), = video.image_spans[0]
-    assert count == 32 and video.num_kept_image_tokens() == 20
+    greedy(model, inputs_of(*prompt(family, [(2, 8, 8)], seed=9, video=True), video=True), video, steps=1)
+    if family == "qwen3_vl":  # a span per temporal patch (timestamps between): 16 tokens each, 12 kept each
+        assert [count for _, count in video.image_spans[0]] == [16, 16]
+        assert [len(p) for p in video.kept_image_positions(0)] == [12, 12]
+    else:
+        (start, count), = video.image_spans[0]
+        assert count == 32 and video.num_kept_image_tokens() == 20
 
 
 def test_settings_are_read_from_the_config_or_its_text_config(family):
     model = build_tiny_qwen_model(family, seed=2)
-    inputs = inputs_of(*prompt([(1, 8, 12)]))
+    inputs = inputs_of(*prompt(family, [(1, 8, 12)]))
     for config in (model.config, model.config.text_config):
         model.config.DART_config = model.config.text_config.DART_config = None
         config.DART_config = make_dart_config(reduction_ratio=0.5, max_num_trunction=None)
@@ -276,7 +293,7 @@ def test_the_dart_releases_own_qwen_settings_are_accepted_unchanged(family):
     """The DART release's Qwen wrappers write `Sparse` and no `retain_token_num_for_llava_next` (Qwen2-VL on the
     config, Qwen2.5-VL on its text_config); pruning follows them, and `Sparse: false` switches it off."""
     model = build_tiny_qwen_model(family, seed=2)
-    inputs = inputs_of(*prompt([(1, 8, 12)]))
+    inputs = inputs_of(*prompt(family, [(1, 8, 12)]))
     release = {"Sparse": True, "K": 2, "image_token_start_index": 0, "image_token_length": 0,
                "max_num_trunction": 128, "reduction_ratio": 0.5, "pivot_image_token": 4, "pivot_text_token": 4}
     where = model.config if family == "qwen2_vl" else model.config.text_config
@@ -311,8 +328,10 @@ def test_load_pretrained_model_loads_the_checkpoint_with_its_processor(family, c
     assert processor.tokenizer is tokenizer and context_len == 4096
     assert tokenizer.convert_tokens_to_ids("<|image_pad|>") == model.config.image_token_id
     inputs = chat(processor, "What colour is the square?", [Image.new("RGB", (200, 120), (200, 30, 30))])
-    # 200 x 120 at 14-pixel patches merged 2 x 2: the processor resizes to 196 x 112 -> 7 x 4 = 28 tokens.
-    assert int((inputs["input_ids"] == model.config.image_token_id).sum()) == 28
+    # 200 x 120 at 14-pixel patches merged 2 x 2: the processor resizes to 196 x 112 -> 7 x 4 = 28 tokens;
+    # Qwen3-VL's 16-pixel patches: 192 x 128 -> 6 x 4 = 24.
+    image_tokens = 24 if family == "qwen3_vl" else 28
+    assert int((inputs["input_ids"] == model.config.image_token_id).sum()) == image_tokens
     library = LIBRARY_CLASSES[family].from_pretrained(str(checkpoint)).eval()
     with torch.no_grad():
         ours = model(**inputs, pruning_record=PruningRecord(dart_config=None)).logits
@@ -321,7 +340,7 @@ def test_load_pretrained_model_loads_the_checkpoint_with_its_processor(family, c
     model.config.DART_config = make_dart_config(reduction_ratio=0.5, max_num_trunction=None)
     with torch.no_grad():
         model.generate(**inputs, max_new_tokens=3, do_sample=False)
-    assert model.last_pruning_record.num_kept_image_tokens() == 4 + 8 * int(28 * 0.5 / 8)
+    assert model.last_pruning_record.num_kept_image_tokens() == 4 + 8 * int(image_tokens * 0.5 / 8)
 
 
 def test_pixel_bounds_are_settable(family, checkpoint):
@@ -345,15 +364,17 @@ def test_an_unreachable_hub_id_is_a_clear_error(monkeypatch):
         load_pretrained_model("Qwen/No-Such-Model-For-Tests", None, device="cpu")
 
 
-def test_sliding_window_layers_run_unpruned_as_the_library_and_refuse_pruning(family):
+@pytest.mark.parametrize("sliding_family", ["qwen2_vl", "qwen2_5_vl"])  # Qwen3-VL's text model has no window
+def test_sliding_window_layers_run_unpruned_as_the_library_and_refuse_pruning(sliding_family):
     """The text model's forward is the library's, sliding-window layers included; pruning them is refused
     before any layer runs (a window over a pruned cache would count kept tokens, not positions)."""
+    family = sliding_family
     config = tiny_qwen_config(family, "eager")
     config.text_config.use_sliding_window, config.text_config.sliding_window = True, 6
     config.text_config.layer_types = ["sliding_attention"] * config.text_config.num_hidden_layers
     torch.manual_seed(2)
     model = QWEN_CLASSES[family](config).eval()
-    inputs = inputs_of(*prompt([(1, 8, 12)]))
+    inputs = inputs_of(*prompt(family, [(1, 8, 12)]))
     windowed = assert_unpruned_logits_equal(model, library_twin(family, model), inputs)
     with torch.no_grad():
         unwindowed = library_twin(family, model, tiny_qwen_config(family, "eager"))
