@@ -96,6 +96,13 @@ RELEASED_LAYOUTS: dict[str, ReleasedLayout] = {
          "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "chat_template.json",
          "preprocessor_config.json"),
         "as Qwen2-VL, with the windowed RMSNorm/SwiGLU vision tower"),
+    "Qwen/Qwen3-VL-8B-Instruct": ReleasedLayout(
+        "qwen3_vl", "qwen_chat_template",
+        ("config.json", "generation_config.json", "model-0000{1..4}-of-00004.safetensors", "model.safetensors.index.json",
+         "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "chat_template.json",
+         "preprocessor_config.json", "video_preprocessor_config.json"),
+        "text_config / vision_config, interleaved M-RoPE, q/k norms, 16-px patches, DeepStack from tower blocks "
+        "8/16/24 into text layers 0-2; tensors model.language_model.* / model.visual.* / lm_head"),
     # The llava-hf conversions of the LLaVA releases (transformers' conversion scripts' layout): the tiny original
     # release converted by `llava.model.llava_hf_convert`, with the tower inside (no hub cache needed).
     "llava-hf/llava-1.5-7b-hf": ReleasedLayout(
@@ -111,6 +118,13 @@ RELEASED_LAYOUTS: dict[str, ReleasedLayout] = {
         "llava_hf", "mistral_instruct",
         _llava_hf_files(4),
         "LlavaNextForConditionalGeneration over Mistral (GQA, rope_theta 1e6); [INST] chat template, left padding"),
+    "llava-hf/llava-onevision-qwen2-7b-ov-hf": ReleasedLayout(
+        "llava_onevision", "chat_template",
+        ("config.json", "generation_config.json", "model-0000{1..4}-of-00004.safetensors", "model.safetensors.index.json",
+         "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+         "added_tokens.json", "chat_template.json", "preprocessor_config.json", "processor_config.json"),
+        "LlavaOnevisionForConditionalGeneration, float16: SigLIP (no [CLS], 'full'), anyres_max_9 + image_newline, "
+        "Qwen2 with <image> 151646 / <video> 151647 added, vocab padded to 152128; no system prompt"),
 }
 # Which original release each llava-hf one was converted from.
 LLAVA_HF_SOURCES = {
@@ -518,7 +532,7 @@ QWEN_SPLIT_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p
                       r"|\s+(?!\S)|\s+")
 
 
-def write_qwen_tokenizer(out: Path, model_max_length: int) -> dict[str, int]:
+def write_qwen_tokenizer(out: Path, model_max_length: int, chat_template: str = QWEN_CHAT_TEMPLATE) -> dict[str, int]:
     """Qwen2's tokenizer files, tiny: a byte-level BPE whose regular tokens come first and whose 14 special tokens
     follow them as added tokens (as ids 151643-151656 follow Qwen2's 151643 regular ones); vocab.json and
     merges.txt hold the regular tokens only. Returns the special tokens' ids."""
@@ -544,12 +558,12 @@ def write_qwen_tokenizer(out: Path, model_max_length: int) -> dict[str, int]:
         "add_prefix_space": False,
         "added_tokens_decoder": {str(i): _added_token(t, special=True) for t, i in ids.items()},
         "additional_special_tokens": list(tiny_qwen.SPECIAL_TOKENS[1:]),
-        "bos_token": None, "chat_template": QWEN_CHAT_TEMPLATE, "clean_up_tokenization_spaces": False,
+        "bos_token": None, "chat_template": chat_template, "clean_up_tokenization_spaces": False,
         "eos_token": "<|im_end|>", "errors": "replace", "model_max_length": model_max_length,
         "pad_token": "<|endoftext|>", "split_special_tokens": False, "tokenizer_class": "Qwen2Tokenizer",
         "unk_token": None,
     })
-    (out / "chat_template.json").write_text(json.dumps({"chat_template": QWEN_CHAT_TEMPLATE}, indent=2) + "\n")
+    (out / "chat_template.json").write_text(json.dumps({"chat_template": chat_template}, indent=2) + "\n")
     return ids
 
 
@@ -638,6 +652,71 @@ def _write_qwen(family: str, out: Path, seed: int) -> None:
         "image_processor_type": "Qwen2VLImageProcessor", "processor_class": processor})
 
 
+def _qwen3_config(ids: dict[str, int]) -> dict:
+    """Qwen3-VL-8B-Instruct's config.json fields (text_config and vision_config nested), at the tiny sizes of
+    `llava.model.tiny_qwen`; its interleaved M-RoPE sections shrunk to the tiny head_dim of 16."""
+    tiny = tiny_qwen.tiny_qwen_config("qwen3_vl")
+    text, vision = tiny.text_config, tiny.vision_config
+    rope = text.rope_parameters
+    return {
+        "architectures": ["Qwen3VLForConditionalGeneration"],
+        "image_token_id": ids["<|image_pad|>"], "model_type": "qwen3_vl",
+        "text_config": {
+            "attention_bias": False, "attention_dropout": 0.0, "bos_token_id": ids["<|endoftext|>"],
+            "dtype": "bfloat16", "eos_token_id": ids["<|im_end|>"], "head_dim": text.head_dim, "hidden_act": "silu",
+            "hidden_size": text.hidden_size, "initializer_range": 0.02, "intermediate_size": text.intermediate_size,
+            "max_position_embeddings": 262144, "model_type": "qwen3_vl_text",
+            "num_attention_heads": text.num_attention_heads, "num_hidden_layers": text.num_hidden_layers,
+            "num_key_value_heads": text.num_key_value_heads, "rms_norm_eps": 1e-06,
+            "rope_scaling": {"mrope_interleaved": True, "mrope_section": list(rope["mrope_section"]),
+                             "rope_type": "default"},
+            "rope_theta": 5000000, "tie_word_embeddings": False, "use_cache": True,
+            "vocab_size": text.vocab_size,  # padded past the tokenizer (151936 rows on the 8B)
+        },
+        "tie_word_embeddings": False, "transformers_version": "4.57.0.dev0",
+        "video_token_id": ids["<|video_pad|>"],
+        "vision_config": {
+            "deepstack_visual_indexes": list(vision.deepstack_visual_indexes), "depth": vision.depth,
+            "hidden_act": "gelu_pytorch_tanh", "hidden_size": vision.hidden_size, "in_channels": 3,
+            "initializer_range": 0.02, "intermediate_size": vision.intermediate_size, "model_type": "qwen3_vl",
+            "num_heads": vision.num_heads, "num_position_embeddings": vision.num_position_embeddings,
+            "out_hidden_size": vision.out_hidden_size, "patch_size": vision.patch_size,
+            "spatial_merge_size": vision.spatial_merge_size, "temporal_patch_size": vision.temporal_patch_size,
+        },
+        "vision_end_token_id": ids["<|vision_end|>"], "vision_start_token_id": ids["<|vision_start|>"],
+    }
+
+
+def _write_qwen3(out: Path, seed: int) -> None:
+    """Qwen3-VL-8B-Instruct's files, tiny. Its tensor names are transformers 5's module names."""
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    ids = write_qwen_tokenizer(out, 262144, tiny_qwen.QWEN3_CHAT_TEMPLATE)
+    write_json(out / "config.json", _qwen3_config(ids))
+    config = Qwen3VLConfig.from_pretrained(str(out))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Qwen3VLForConditionalGeneration(config)
+    write_shards({name: t.detach().to(torch.bfloat16) for name, t in model.state_dict().items()}, out, 4)
+    # [UNVERIFIED] the sampling defaults; what matters here is that sampling is on (temperature 0 must still be
+    # greedy in our commands).
+    write_json(out / "generation_config.json", {
+        "bos_token_id": ids["<|endoftext|>"], "pad_token_id": ids["<|endoftext|>"], "do_sample": True,
+        "eos_token_id": [ids["<|im_end|>"], ids["<|endoftext|>"]], "top_k": 20, "top_p": 0.8,
+        "repetition_penalty": 1.0, "temperature": 0.7, "transformers_version": "4.56.0"})
+    pixels = tiny_qwen.image_processor_config("qwen3_vl")
+    common = {"patch_size": pixels["patch_size"], "temporal_patch_size": tiny_qwen.TEMPORAL_PATCH_SIZE,
+              "merge_size": tiny_qwen.MERGE_SIZE, "image_mean": pixels["image_mean"], "image_std": pixels["image_std"],
+              "processor_class": "Qwen3VLProcessor"}
+    # The released bounds are 65536..16777216 pixels per image and 4096..25165824 per video; tiny ones here.
+    write_json(out / "preprocessor_config.json", {
+        "size": {"longest_edge": pixels["max_pixels"], "shortest_edge": pixels["min_pixels"]}, **common,
+        "image_processor_type": "Qwen2VLImageProcessorFast"})
+    write_json(out / "video_preprocessor_config.json", {
+        "size": {"longest_edge": 4 * pixels["max_pixels"], "shortest_edge": pixels["min_pixels"]}, **common,
+        "video_processor_type": "Qwen3VLVideoProcessor", "fps": 2, "min_frames": 4, "max_frames": 768})
+
+
 # ---------------------------------------------------------------------------------------------- llava-hf
 
 
@@ -652,6 +731,155 @@ def _write_llava_hf(repo_id: str, out: Path, seed: int) -> None:
         convert_checkpoint(source, out, seed=seed, tower=tower)
 
 
+# --------------------------------------------------------------------------------------- LLaVA-OneVision
+
+# llava-hf/llava-onevision-qwen2-7b-ov-hf, as transformers' convert_llava_onevision_weights_to_hf.py made it
+# (transformers 4.45.0.dev0): Qwen2-7B-Instruct's config and tokenizer with `<image>` and `<video>` added as special
+# tokens right after its 151646 tokens (151646, 151647), the vocabulary grown by those two rows from Qwen2's 152064
+# and padded to a multiple of 64 (152128), the processor built with num_image_tokens=729 and
+# vision_feature_select_strategy "full", the SigLIP so400m tower without its last layer and without its head, and the
+# state dict saved float16 under the pre-transformers-5 names (`language_model.model.*`, `language_model.lm_head`,
+# `vision_tower.vision_model.*`, `multi_modal_projector.linear_{1,2}`, `image_newline`).
+ONEVISION_REPO = "llava-hf/llava-onevision-qwen2-7b-ov-hf"
+# The chat template the conversion script sets, verbatim: no system prompt; in each message every image first, then
+# every video, then the text, whatever order the content lists them in.
+ONEVISION_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n'}}{# Render all images first #}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}"
+    "{# Render all video then #}{% for content in message['content'] | selectattr('type', 'equalto', 'video') %}"
+    "{{ '<video>\n' }}{% endfor %}{# Render all text next #}{% if message['role'] != 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] }}{% endfor %}"
+    "{% else %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{% generation %}"
+    "{{ content['text'] }}{% endgeneration %}{% endfor %}{% endif %}{{'<|im_end|>' + '\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+# LlavaOnevisionConfig's default pinpoints, which the release's config and preprocessor config list: (height, width)
+# multiples of 384 up to 6 x 6.
+ONEVISION_PINPOINTS = [[384 * rows, 384 * cols] for rows in range(1, 7) for cols in range(1, 7)]
+# Qwen2-7B-Instruct's special tokens (its whole added vocabulary), then the two the conversion adds.
+ONEVISION_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>")
+# Qwen2's embedding rows (152064 for its 151646 tokens) in the tiny model: tiny_qwen's 512.
+ONEVISION_BASE_VOCAB = tiny_qwen.VOCAB_SIZE
+
+
+def _write_onevision_tokenizer(out: Path) -> dict[str, int]:
+    """Qwen2-7B-Instruct's tokenizer files, tiny, with `<image>` / `<video>` added after its three special tokens, as
+    the conversion's `add_tokens(..., special_tokens=True)` places them. The byte-level BPE is the one
+    `write_qwen_tokenizer` trains (its vocab.json / merges.txt and pre-tokenizer); only the added tokens differ."""
+    from tokenizers import AddedToken, Tokenizer, models
+
+    write_qwen_tokenizer(out, 32768)
+    trained = Tokenizer.from_file(str(out / "tokenizer.json"))
+    tokenizer = Tokenizer(models.BPE.from_file(str(out / "vocab.json"), str(out / "merges.txt")))
+    tokenizer.normalizer, tokenizer.pre_tokenizer, tokenizer.decoder = (trained.normalizer, trained.pre_tokenizer,
+                                                                        trained.decoder)
+    tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in ONEVISION_SPECIAL_TOKENS])
+    tokenizer.save(str(out / "tokenizer.json"))
+    (out / "chat_template.json").unlink()  # Qwen2-VL's; the processor's own is written below
+    ids = {token: tokenizer.token_to_id(token) for token in ONEVISION_SPECIAL_TOKENS}
+    # [UNVERIFIED beyond the added tokens, eos, pad and the class] Qwen2-7B-Instruct's tokenizer_config as
+    # save_pretrained re-wrote it in 4.45: its chat template (with the default system prompt) kept there; the
+    # processor's template (no system prompt) is chat_template.json's and is the one the processor applies.
+    qwen2_template = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+                      "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}"
+                      "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+                      "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+    write_json(out / "tokenizer_config.json", {
+        "add_prefix_space": False,
+        "added_tokens_decoder": {str(i): _added_token(t, special=True) for t, i in ids.items()},
+        "additional_special_tokens": ["<|im_start|>", "<|im_end|>"], "bos_token": None,
+        "chat_template": qwen2_template, "clean_up_tokenization_spaces": False, "eos_token": "<|im_end|>",
+        "errors": "replace", "model_max_length": 32768, "pad_token": "<|endoftext|>",
+        "processor_class": "LlavaOnevisionProcessor", "split_special_tokens": False,
+        "tokenizer_class": "Qwen2Tokenizer", "unk_token": None,
+    })
+    write_json(out / "special_tokens_map.json", {  # [UNVERIFIED]
+        "additional_special_tokens": ["<|im_start|>", "<|im_end|>"],
+        "eos_token": _added_token("<|im_end|>"), "pad_token": _added_token("<|endoftext|>")})
+    write_json(out / "added_tokens.json", {t: i for t, i in ids.items()})
+    return ids
+
+
+def _onevision_config(ids: dict[str, int]) -> dict:
+    """config.json as released (to_diff_dict of the conversion's config), sizes shrunk: the text model tiny_qwen's
+    (GQA 4 / 2, 4 layers of width 64), the tower a 2-layer SigLIP of width 32 at the real 384 px / 14 px patches."""
+    text = tiny_qwen.tiny_qwen_config("qwen2_vl").text_config
+    vocab = -(-(ONEVISION_BASE_VOCAB + 2) // 64) * 64  # the conversion's resize_token_embeddings(+2, pad 64)
+    return {
+        "architectures": ["LlavaOnevisionForConditionalGeneration"],
+        "ignore_index": -100,  # [UNVERIFIED] LlavaOnevisionConfig's 4.45 default, saved by to_diff_dict
+        "image_grid_pinpoints": ONEVISION_PINPOINTS,
+        "image_token_index": ids["<image>"],
+        "model_type": "llava_onevision",
+        "projector_hidden_act": "gelu",
+        "text_config": {
+            "_name_or_path": "Qwen/Qwen2-7B-Instruct", "architectures": ["Qwen2ForCausalLM"],
+            "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
+            "hidden_size": text.hidden_size, "intermediate_size": text.intermediate_size,
+            "max_position_embeddings": 32768, "max_window_layers": text.num_hidden_layers, "model_type": "qwen2",
+            "num_attention_heads": text.num_attention_heads, "num_hidden_layers": text.num_hidden_layers,
+            "num_key_value_heads": text.num_key_value_heads, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0,
+            # Qwen2-7B-Instruct's: a window size on record, use_sliding_window false [UNVERIFIED: 131072].
+            "sliding_window": 131072, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+            "use_sliding_window": False, "vocab_size": vocab,
+        },
+        "tie_word_embeddings": False,
+        "torch_dtype": "float16",
+        "transformers_version": "4.45.0.dev0",  # [UNVERIFIED]
+        "use_image_newline_parameter": True,  # the conversion script passes it
+        "video_token_index": ids["<video>"],
+        "vision_aspect_ratio": "anyres_max_9",
+        "vision_config": {
+            "hidden_size": 32, "image_size": 384, "intermediate_size": 64, "model_type": "siglip_vision_model",
+            "num_attention_heads": 2, "num_hidden_layers": 2, "patch_size": 14, "vision_use_head": False,
+        },
+        "vision_feature_layer": -1,
+        "vision_feature_select_strategy": "full",
+    }
+
+
+def released_onevision_name(name: str) -> str:
+    """transformers 5's module name -> the name the 4.45 conversion saved it under."""
+    if name == "lm_head.weight":
+        return "language_model.lm_head.weight"
+    if name.startswith("model.language_model."):
+        return "language_model.model." + name.removeprefix("model.language_model.")
+    if name.startswith("model.vision_tower."):  # 4.45 held the SiglipVisionModel, its transformer under vision_model
+        return "vision_tower.vision_model." + name.removeprefix("model.vision_tower.")
+    return name.removeprefix("model.")  # multi_modal_projector.*, image_newline
+
+
+def _write_onevision(out: Path, seed: int) -> None:
+    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
+
+    ids = _write_onevision_tokenizer(out)
+    write_json(out / "config.json", _onevision_config(ids))
+    config = LlavaOnevisionConfig.from_pretrained(str(out))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlavaOnevisionForConditionalGeneration(config)
+    state = {released_onevision_name(name): t.detach().to(torch.float16) for name, t in model.state_dict().items()}
+    write_shards(state, out, 4)  # [UNVERIFIED] four shards
+    write_json(out / "generation_config.json", {  # [UNVERIFIED] the model config's ids, as save_pretrained derives
+        "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
+        "transformers_version": "4.45.0.dev0"})
+    (out / "chat_template.json").write_text(json.dumps({"chat_template": ONEVISION_CHAT_TEMPLATE}, indent=2) + "\n")
+    # [UNVERIFIED: the exact key set] what LlavaOnevisionProcessor(num_image_tokens=729,
+    # vision_feature_select_strategy="full") saved in 4.45, with the tiny tower's 27 x 27 = 729 patches.
+    side = config.vision_config.image_size // config.vision_config.patch_size
+    write_json(out / "processor_config.json", {
+        "image_token": "<image>", "num_image_tokens": side * side, "processor_class": "LlavaOnevisionProcessor",
+        "video_token": "<video>", "vision_feature_select_strategy": "full"})
+    # The image processor loaded from google/siglip-so400m-patch14-384's preprocessor config (mean / std 0.5,
+    # bicubic, 384 x 384), with LlavaOnevisionImageProcessor's pinpoints and padding [field set UNVERIFIED].
+    write_json(out / "preprocessor_config.json", {
+        "do_convert_rgb": True, "do_normalize": True, "do_pad": True, "do_rescale": True, "do_resize": True,
+        "image_grid_pinpoints": ONEVISION_PINPOINTS, "image_mean": [0.5, 0.5, 0.5],
+        "image_processor_type": "LlavaOnevisionImageProcessor", "image_std": [0.5, 0.5, 0.5],
+        "processor_class": "LlavaOnevisionProcessor", "resample": 3, "rescale_factor": 0.00392156862745098,
+        "size": {"height": 384, "width": 384}})
+
+
 # ------------------------------------------------------------------------------------------------ entry
 
 
@@ -662,10 +890,14 @@ def build_released_checkpoint(repo_id: str, out_dir, seed: int = 0) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     family = RELEASED_LAYOUTS[repo_id].family
-    if family.startswith("qwen"):
+    if family == "qwen3_vl":
+        _write_qwen3(out, seed)
+    elif family.startswith("qwen"):
         _write_qwen(family, out, seed)
     elif family == "llava_hf":
         _write_llava_hf(repo_id, out, seed)
+    elif family == "llava_onevision":
+        _write_onevision(out, seed)
     else:
         _write_llava(repo_id, out, seed)
     return out
@@ -684,7 +916,7 @@ def needs_clip_tower(repo_id: str) -> bool:
     """The original LLaVA layouts name their vision tower by hub id (the 1.6 ones read its config there too); the
     llava-hf ones carry it."""
     family = RELEASED_LAYOUTS[repo_id].family
-    return not family.startswith("qwen") and family != "llava_hf"
+    return not family.startswith("qwen") and family not in ("llava_hf", "llava_onevision")
 
 
 def write_for_trying(repo_id: str, out: Path, seed: int, hub_cache: Path | None) -> list[str]:

@@ -1,5 +1,5 @@
-"""The eval workers, run_llava and the terminal chat on tiny Qwen2-VL / Qwen2.5-VL checkpoints: prompts through
-the model's chat template, DART by reduction ratio, and batch 3 writing batch 1's answers file."""
+"""The eval workers, run_llava and the terminal chat on tiny Qwen2-VL / Qwen2.5-VL / Qwen3-VL checkpoints: prompts
+through the model's chat template, DART by reduction ratio, and batch 3 writing batch 1's answers file."""
 
 import io
 import json
@@ -51,8 +51,10 @@ def test_the_prompt_is_the_models_chat_template(checkpoint):
     loaded = load_model(str(checkpoint), None, device="cpu")
     inputs = loaded.question_inputs("Is there a red square?", [Image.new("RGB", (56, 56))], None)
     text = loaded.tokenizer.decode(inputs.input_ids)
-    assert text.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
-                           "<|vision_start|><|image_pad|>")
+    # Qwen2-VL's and Qwen2.5-VL's templates open with a default system turn; Qwen3-VL's has none.
+    system = "" if loaded.model.config.model_type == "qwen3_vl" else \
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    assert text.startswith(system + "<|im_start|>user\n<|vision_start|><|image_pad|>")
     assert text.endswith("<|vision_end|>Is there a red square?<|im_end|>\n<|im_start|>assistant\n")
     assert inputs.text.endswith("<|vision_end|>Is there a red square?<|im_end|>\n<|im_start|>assistant\n")
     assert int((inputs.token_inputs["mm_token_type_ids"] == 1).sum()) == inputs.image_inputs["image_grid_thw"].prod() // 4

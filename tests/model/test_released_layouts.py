@@ -25,14 +25,16 @@ from suite_timeouts import hang_timeout
 from llava.eval import model_vqa_loader
 from llava.eval.prompting import build_prompt
 from llava.mm_utils import process_images, tokenizer_image_token
-from llava.model import released_layouts
+from llava.model import PruningRecord, released_layouts
 from llava.model.builder import load_pretrained_model
+from llava.model.pruning import make_dart_config
 from llava.model.released_layouts import (CLIP_TOWER_ID, RELEASED_LAYOUTS, YI_EOS_ID, YI_PIECES,
                                           build_clip_tower, build_released_checkpoint, install_in_hub_cache,
                                           read_checkpoint_tensors)
 
-# The original-layout releases; the llava-hf conversions have their own tests (test_llava_hf_released.py).
-ORIGINAL_IDS = [r for r, layout in RELEASED_LAYOUTS.items() if layout.family != "llava_hf"]
+# The original-layout and Qwen releases; the llava-hf ones (conversions, and LLaVA-OneVision) have their own tests
+# (test_llava_hf_released.py, test_llava_onevision.py).
+ORIGINAL_IDS = [r for r, layout in RELEASED_LAYOUTS.items() if layout.family not in ("llava_hf", "llava_onevision")]
 LLAVA_IDS = [r for r in ORIGINAL_IDS if not RELEASED_LAYOUTS[r].family.startswith("qwen")]
 QWEN_IDS = [r for r in ORIGINAL_IDS if RELEASED_LAYOUTS[r].family.startswith("qwen")]
 TOWER_PREFIX = "model.vision_tower.vision_tower."
@@ -84,8 +86,10 @@ def image():
 
 
 def qwen_module_name(name: str) -> str:
-    """As transformers 5 renames the released Qwen tensors on load: `model.X` -> `model.language_model.X`,
-    `visual.X` -> `model.visual.X`."""
+    """As transformers 5 renames the released Qwen2-VL / 2.5-VL tensors on load: `model.X` ->
+    `model.language_model.X`, `visual.X` -> `model.visual.X` (Qwen3-VL's are released under those names)."""
+    if name.startswith(("model.language_model.", "model.visual.")):
+        return name
     if name.startswith("visual."):
         return "model." + name
     if name.startswith("model."):
@@ -206,10 +210,12 @@ def test_pruning_off_answers_as_a_reference_on_the_same_weights(released, hub_ca
     repo_id, path, (tokenizer, model, processor, _) = released
     assert getattr(model.config, "DART_config", None) is None
     if repo_id in QWEN_IDS:
-        from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration
+        from transformers import (Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration,
+                                  Qwen3VLForConditionalGeneration)
 
         library_class = {"qwen2_vl": Qwen2VLForConditionalGeneration,
-                         "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration}[model.config.model_type]
+                         "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration,
+                         "qwen3_vl": Qwen3VLForConditionalGeneration}[model.config.model_type]
         reference, info = library_class.from_pretrained(str(path), dtype=torch.float32, output_loading_info=True)
         assert not info["missing_keys"] and not info["unexpected_keys"]
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}]
@@ -288,6 +294,35 @@ def command_line_answers(worker_run, tmp_path_factory):
                           text=True, timeout=hang_timeout(1200))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return {repo_id: root / f"{short(repo_id)}.jsonl" for repo_id in ORIGINAL_IDS}
+
+
+def test_temperature_zero_is_greedy_although_the_release_turns_sampling_on(checkpoints, worker_run, tmp_path):
+    """Qwen3-VL's generation_config.json samples (temperature 0.7, top-k 20); the worker at --temperature 0 must
+    decode greedily whatever the seed: the answers equal greedy decoding's."""
+    repo_id = "Qwen/Qwen3-VL-8B-Instruct"
+    config = json.loads((checkpoints[repo_id] / "generation_config.json").read_text())
+    assert config["do_sample"] is True and config["temperature"] > 0
+    runs = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        assert model_vqa_loader.main(worker_run(repo_id, tmp_path / f"{seed}.jsonl") + ["--max_new_tokens", "6"]) == 0
+        runs.append([line["text"] for line in read_answers(tmp_path / f"{seed}.jsonl")])
+    assert runs[0] == runs[1]
+    tokenizer, model, processor, _ = load_pretrained_model(str(checkpoints[repo_id]), None, device="cpu")
+    argv = worker_run(repo_id, tmp_path / "unused.jsonl")
+    questions = argv[argv.index("--question-file") + 1]
+    images = argv[argv.index("--image-folder") + 1]
+    first = json.loads(open(questions).readline())
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": first["text"]}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True)
+    inputs = processor(text=[text], images=[Image.open(f"{images}/{first['image']}").convert("RGB")],
+                       return_tensors="pt")
+    with torch.no_grad():
+        record = PruningRecord(dart_config=make_dart_config(reduction_ratio=0.5))  # the worker's --sparse flags
+        out = model.generate(**inputs, max_new_tokens=6, do_sample=False, top_k=None, top_p=None, temperature=None,
+                             repetition_penalty=None, pruning_record=record)
+    greedy = tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    assert runs[0][0] == greedy
 
 
 def read_answers(path):

@@ -23,6 +23,7 @@ from llava.model.families.base import (
 )
 from llava.model.families.llava import LlavaFamily, TextOnlyFamily
 from llava.model.families.llava_hf import LlavaHFFamily
+from llava.model.families.llava_onevision import LlavaOnevisionFamily
 from llava.model.families.qwen3_vl import Qwen3VLFamily
 from llava.model.families.qwen_vl import QwenVLFamily
 from llava.model.families.registry import (
@@ -37,6 +38,7 @@ register(LlavaFamily())
 register(QwenVLFamily())
 register(Qwen3VLFamily())
 register(LlavaHFFamily())
+register(LlavaOnevisionFamily())
 register(TextOnlyFamily(), fallback=True)
 
 

@@ -80,13 +80,14 @@ class _PrunedLlavaHF:
     reduction of the image features by methods that work before the language model."""
 
     last_pruning_record: PruningRecord | None = None
+    backend_class = LlavaHFBackend  # the engine's view of the text model (a family with its own budget rule: its own)
 
     def span_token_ids(self) -> tuple[int, ...]:
         return (self.config.image_token_id,)
 
     def _attach_engine(self) -> None:
         text_model = self.model.language_model
-        attach_engine(text_model, lambda: LlavaHFBackend(text_model, self.config),
+        attach_engine(text_model, lambda: self.backend_class(text_model, self.config),
                       lambda: check_prunable(text_model.config))
 
     @property
@@ -94,7 +95,7 @@ class _PrunedLlavaHF:
         return self.config.model_type == "llava_next"
 
     def pruning_backend(self) -> LlavaHFBackend:
-        return LlavaHFBackend(self.model.language_model, self.config)
+        return self.backend_class(self.model.language_model, self.config)
 
     def dart_config(self, record: PruningRecord | None = None):
         """The pruning settings of a call: the record's own if it sets them, else `config.DART_config`."""
@@ -114,7 +115,7 @@ class _PrunedLlavaHF:
                 kwargs["pixel_values"] = pixel_values
             return super().generate(input_ids=input_ids, attention_mask=attention_mask, pruning_record=record,
                                     **kwargs)
-        reduced = self.reduced_prompt(input_ids, attention_mask, pixel_values, kwargs.pop("image_sizes", None),
+        reduced = self.reduced_prompt(input_ids, attention_mask, pixel_values, self._image_arguments(kwargs),
                                       method, settings, record)
         output = super().generate(input_ids=reduced.input_ids, inputs_embeds=reduced.inputs_embeds,
                                   attention_mask=reduced.attention_mask, image_spans=reduced.image_spans,
@@ -122,6 +123,11 @@ class _PrunedLlavaHF:
         return _with_prompt(output, input_ids, reduced.input_ids.shape[1])
 
     # -- methods before the language model ---------------------------------------------------------------
+
+    def _image_arguments(self, kwargs: dict):
+        """What `_encoded_images` needs besides the pixels (here the image sizes), taken out of generate's kwargs:
+        the library's generate then gets the spliced embeddings without them."""
+        return kwargs.pop("image_sizes", None)
 
     def reduced_prompt(self, input_ids, attention_mask, pixel_values, image_sizes, method, settings,
                        record: PruningRecord) -> ReducedPrompt:
@@ -199,7 +205,8 @@ class _PrunedLlavaHF:
     def _left_padded(self, rows, reductions) -> ReducedPrompt:
         longest = max(ids.numel() for ids, _, _ in rows)
         first_ids, first_embeds, _ = rows[0]
-        pad = self.config.pad_token_id if self.config.pad_token_id is not None else 0
+        pad = getattr(self.config, "pad_token_id", None)  # LLaVA-OneVision's config has none
+        pad = pad if pad is not None else 0
         ids = first_ids.new_full((len(rows), longest), pad)
         embeds = first_embeds.new_zeros((len(rows), longest, first_embeds.shape[-1]))
         mask = first_ids.new_zeros((len(rows), longest))

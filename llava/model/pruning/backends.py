@@ -131,13 +131,16 @@ def _eager_twin(attn: torch.nn.Module) -> torch.nn.Module:
 
 
 class QwenVLBackend(RotaryDecoderBackend):
-    """The Qwen2-VL / Qwen2.5-VL text model. `settings_config`: the top-level model config, where
+    """The Qwen2-VL / Qwen2.5-VL / Qwen3-VL text model. `settings_config`: the top-level model config, where
     `DART_config` is read first (the DART release's Qwen2.5-VL reads it from `text_config`, also accepted)."""
 
     llava_next = False
     reduces_before_llm = False
     # The DART release's Qwen dicts carry no LLaVA-1.6 budget: it is meaningless here.
     unused_settings_keys = ("retain_token_num_for_llava_next",)
+    # Who ignores max_num_trunction, and on whose authority, in the warning (other ratio-budget backends reuse
+    # `adapt_settings` with their own).
+    ratio_models = "Qwen2-VL / Qwen2.5-VL / Qwen3-VL, as in the DART release"
 
     def __init__(self, model, settings_config=None):
         super().__init__(model)
@@ -153,8 +156,8 @@ class QwenVLBackend(RotaryDecoderBackend):
         budget when the user gives none, so only another value is worth a warning."""
         if settings.max_num_trunction not in (None, LLAVA_DEFAULT_BUDGET):
             warn_once(
-                f"max_num_trunction={settings.max_num_trunction} is ignored on Qwen2-VL / Qwen2.5-VL, as in the DART "
-                f"release: the budget comes from reduction_ratio={settings.reduction_ratio}"
+                f"max_num_trunction={settings.max_num_trunction} is ignored on {self.ratio_models}: the budget "
+                f"comes from reduction_ratio={settings.reduction_ratio}"
             )
         if settings.max_num_trunction is not None:
             settings = dataclasses.replace(settings, max_num_trunction=None)
