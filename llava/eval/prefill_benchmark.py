@@ -6,6 +6,7 @@
     python -m llava.eval.prefill_benchmark --batch-size 1 4  # one prompt per call, then four (each pruned on its own)
     python -m llava.eval.prefill_benchmark --image-tokens 2880 --kept 320 --methods dart divprune  # LLaVA-1.6's shape
     python -m llava.eval.prefill_benchmark --family qwen2_vl [--image-tokens 391]   # Qwen2-VL-7B's text model
+    python -m llava.eval.prefill_benchmark --family qwen3_vl         # Qwen3-VL-8B's; also --family llava_onevision
 
 Per method, budget and batch size: prefill (the language model's forward over the prompt), time to first
 token (the reduction of a method that works before the language model + prefill + the first token's pick),
@@ -19,7 +20,10 @@ The model is random-init with LLaVA-1.5-7B's layer count and head layout but a n
 fraction of layers after K is realistic while it fits a laptop. The prompt is LLaVA-1.5's shape: a
 system prompt and `USER:` (35 tokens), 576 image tokens, a short question and `ASSISTANT:`. With
 `--family qwen2_vl` it is Qwen2-VL-7B's text model (28 layers, 28 query and 4 key/value heads, M-RoPE) at
-width 896, with 1024 image tokens by default, pruned by reduction ratio (`--ratios`, Qwen's only budget).
+width 896, with 1024 image tokens by default, pruned by reduction ratio (`--ratios`, Qwen's only budget);
+`--family qwen3_vl` Qwen3-VL-8B's (36 layers, 32 / 8 heads, q / k norms, interleaved M-RoPE) at width 1024, and
+`--family llava_onevision` LLaVA-OneVision-7B's Qwen2-7B at width 896 with one anyres image (3699 tokens), both
+by reduction ratio too. `--help` lists each family's defaults.
 Variants run interleaved (one of each per round) so machine noise hits them alike; times are medians.
 """
 
@@ -309,21 +313,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     shapes = benchmark_families()
     parser.add_argument("--family", choices=sorted(shapes), default="llava",
                         help="; ".join(f"{name}: {family.benchmark_shape.description}" for name, family in shapes.items()))
-    parser.add_argument("--layers", type=int, help="default: 32 (llava), 28 (qwen2_vl)")
-    parser.add_argument("--heads", type=int, help="default: 32, 28")
-    parser.add_argument("--kv-heads", type=int, help="key/value heads; default: --heads (llava), 4 (qwen2_vl)")
-    parser.add_argument("--hidden-size", type=int, help="default: 1024, 896")
-    parser.add_argument("--intermediate-size", type=int, help="default: the 7B models' ratios, 2752 and 4736")
+
+    def defaults(field: str) -> str:
+        values = ", ".join(f"{getattr(f.benchmark_shape, field) or 'as --heads'} ({name})" for name, f in shapes.items())
+        return f"default: {values}"
+
+    parser.add_argument("--layers", type=int, help=defaults("layers"))
+    parser.add_argument("--heads", type=int, help=defaults("heads"))
+    parser.add_argument("--kv-heads", type=int, help="key/value heads; " + defaults("kv_heads"))
+    parser.add_argument("--hidden-size", type=int, help=defaults("hidden_size"))
+    parser.add_argument("--intermediate-size", type=int, help=defaults("intermediate_size") + " (the released models' "
+                                                                                                "MLP ratios)")
     parser.add_argument("--k", type=int, default=BY_NAME["pruned_layer"].default, help="DART's pruned layer K")
     parser.add_argument("--kept", type=int, nargs="+", default=[128, 64], help="max_num_trunction values (llava)")
     parser.add_argument("--ratios", type=float, nargs="+", default=[BY_NAME["reduction_ratio"].default],
-                        help="reduction ratios (families that budget by the ratio alone: qwen2_vl)")
+                        help="reduction ratios (families that budget by the ratio alone: "
+                             + ", ".join(name for name, f in shapes.items() if f.ratio_budget) + ")")
     parser.add_argument("--methods", nargs="+", default=["dart", "random"], choices=method_names(),
                         help="pruning methods to time beside vanilla (pdrop uses its stages, not --kept; visionzip, "
                              "divprune and pooling work before the language model, on LLaVA)")
-    parser.add_argument("--prefix-tokens", type=int, help="default: 35, 15")
-    parser.add_argument("--image-tokens", type=int, help="default: 576, 1024")
-    parser.add_argument("--suffix-tokens", type=int, help="default: 25, 25")
+    parser.add_argument("--prefix-tokens", type=int, help=defaults("prefix_tokens"))
+    parser.add_argument("--image-tokens", type=int, help=defaults("image_tokens"))
+    parser.add_argument("--suffix-tokens", type=int, help=defaults("suffix_tokens"))
     parser.add_argument("--batch-size", type=int, nargs="+", default=[1],
                         help="prompts per call; several sizes run side by side (e.g. 1 8)")
     parser.add_argument("--new-tokens", type=int, default=16, help="decoding steps timed after each prefill")

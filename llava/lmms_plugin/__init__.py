@@ -1,6 +1,6 @@
 """Our models in an unmodified lmms-eval (0.7.x): registered through the `lmms_eval.models` entry-point group
 (see pyproject.toml), so `pip install -e '.[lmms]'` makes `--model llava_dart`, `qwen2_vl_dart`,
-`qwen2_5_vl_dart` and `qwen3_vl_dart` available; local sample tasks for offline runs are in `llava/lmms_plugin/tasks/`
+`qwen2_5_vl_dart`, `qwen3_vl_dart` and `llava_onevision_dart` available; local sample tasks for offline runs are in `llava/lmms_plugin/tasks/`
 (`--include_path llava/lmms_plugin/tasks`). See docs/LmmsEval.md."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ MODELS = {
     "qwen2_vl_dart": "llava.lmms_plugin.models.Qwen2VLDart",
     "qwen2_5_vl_dart": "llava.lmms_plugin.models.Qwen2_5_VLDart",
     "qwen3_vl_dart": "llava.lmms_plugin.models.Qwen3VLDart",
+    "llava_onevision_dart": "llava.lmms_plugin.models.LlavaOnevisionDart",
 }
 
 

@@ -361,5 +361,12 @@ class Qwen3VLDart(_DartModel):
     model_name = "qwen3_vl_dart"
 
 
+class LlavaOnevisionDart(_DartModel):
+    """`--model llava_onevision_dart`: LLaVA-OneVision checkpoints (llava-hf layout), their own chat template."""
+
+    model_name = "llava_onevision_dart"
+
+
 # lmms-eval's model id (registered in llava.lmms_plugin) -> our class.
-MODEL_CLASSES = {cls.model_name: cls for cls in (LlavaDart, Qwen2VLDart, Qwen2_5_VLDart, Qwen3VLDart)}
+MODEL_CLASSES = {cls.model_name: cls for cls in (LlavaDart, Qwen2VLDart, Qwen2_5_VLDart, Qwen3VLDart,
+                                                 LlavaOnevisionDart)}

@@ -63,11 +63,12 @@ def test_batched_run_reports_the_same_columns_per_row(tmp_path, capsys):
     assert "at batch 3" in capsys.readouterr().out
 
 
-def test_qwen_run_prunes_by_ratio_on_a_gqa_text_model(tmp_path, capsys):
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen3_vl", "llava_onevision"])
+def test_ratio_families_prune_by_ratio_on_a_gqa_text_model(family, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    argv = ["--family", "qwen2_vl", "--layers", "4", "--heads", "4", "--kv-heads", "2", "--hidden-size", "64",
-            "--intermediate-size", "128", "--image-tokens", "391", "--methods", "dart", "--repeats", "1",
-            "--warmup", "0", "--json", str(out)]
+    argv = ["--family", family, "--layers", "4", "--heads", "4", "--kv-heads", "2", "--hidden-size", "64",
+            "--intermediate-size", "128", "--image-tokens", "391", "--prefix-tokens", "15", "--methods", "dart",
+            "--repeats", "1", "--warmup", "0", "--json", str(out)]
     assert main(argv) == 0
     results = {r["name"]: r for r in json.loads(out.read_text())["results"]}
     assert set(results) == {"vanilla", "dart-0.778"}

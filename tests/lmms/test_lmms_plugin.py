@@ -21,7 +21,8 @@ from llava.eval import model_vqa_loader
 from llava.eval.calculate_mme import score_mme
 from llava.eval.convert_answer_to_mme import convert, load_ground_truth
 from llava.eval.eval_pope import load_label_files, score_pope
-from llava.lmms_plugin.models import LlavaDart, ModelArgsError, Qwen2_5_VLDart, Qwen2VLDart
+from llava.lmms_plugin.models import (LlavaDart, LlavaOnevisionDart, ModelArgsError, Qwen2_5_VLDart, Qwen2VLDart,
+                                     Qwen3VLDart)
 from llava.model.tiny_qwen import build_tiny_qwen_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,6 +93,7 @@ def our_scores(tmp_path: Path, checkpoint, extra=()) -> tuple[dict, dict]:
 def test_lmms_eval_finds_our_models_through_the_entry_point():
     assert get_model("llava_dart") is LlavaDart
     assert get_model("qwen2_vl_dart") is Qwen2VLDart and get_model("qwen2_5_vl_dart") is Qwen2_5_VLDart
+    assert get_model("qwen3_vl_dart") is Qwen3VLDart and get_model("llava_onevision_dart") is LlavaOnevisionDart
     assert get_model("llava").__module__.startswith("lmms_eval.")  # lmms-eval's own, not shadowed
 
 

@@ -33,6 +33,7 @@ from PIL import Image
 from transformers import LlavaOnevisionProcessor
 
 from llava.model.families.base import (
+    BenchmarkShape,
     Family,
     LoadedModel,
     ModelInputs,
@@ -56,6 +57,11 @@ class LlavaOnevisionFamily(Family):
     takes_video = True
     image_view = "anyres"
     hub_name_pattern = r"llava-onevision"
+    # LLaVA-OneVision-7B's Qwen2-7B text model (28 layers, GQA 28 / 4) at width 896 (its MLP ratio), and one
+    # 768 x 768 image: the 27 x 27 base view, then a 2 x 2 crop grid of 54 x 54 features with a newline per row.
+    benchmark_shape = BenchmarkShape("llava_onevision", "LLaVA-OneVision-7B's text model (Qwen2-7B, GQA)", layers=28,
+                                     heads=28, kv_heads=4, hidden_size=896, intermediate_size=4736, prefix_tokens=5,
+                                     image_tokens=729 + 54 * 55, suffix_tokens=25)
 
     def lmms_model(self, config) -> str:
         return "llava_onevision_dart"
@@ -107,7 +113,34 @@ class LlavaOnevisionFamily(Family):
         return {key: to_model(value, loaded.model) for key, value in merged.items()}
 
     def describe_images(self, loaded: LoadedModel) -> dict[str, Any]:
-        return {"image_tokens": None, "patch_grid": None, "image_aspect_ratio": self.image_view}
+        return {"image_tokens": max_image_tokens(loaded.model.config), "patch_grid": None,
+                "image_aspect_ratio": self.image_view}
+
+    def benchmark_model(self, args):
+        """The Qwen2 text model alone with the pruning engine attached (the prompt comes as spliced embeddings)."""
+        from transformers import Qwen2Config, Qwen2Model
+
+        from llava.model.language_model.llava_onevision import LlavaOnevisionBackend
+        from llava.model.pruning.attach import attach_engine
+
+        config = Qwen2Config(vocab_size=32000, hidden_size=args.hidden_size, intermediate_size=args.intermediate_size,
+                             num_hidden_layers=args.layers, num_attention_heads=args.heads,
+                             num_key_value_heads=args.kv_heads, max_position_embeddings=32768, rms_norm_eps=1e-6,
+                             rope_theta=1000000.0, use_sliding_window=False)
+        config._attn_implementation = args.attn_implementation
+        model = Qwen2Model(config)
+        attach_engine(model, lambda: LlavaOnevisionBackend(model, model.config))
+        return model
+
+
+def max_image_tokens(config) -> int:
+    """The most tokens one image can become: its base view, at most N views' worth of crop features under
+    `anyres_max_N` (the model shrinks a larger grid to that area), and a newline per row of that square."""
+    side = config.vision_config.image_size // config.vision_config.patch_size
+    ratio = str(getattr(config, "vision_aspect_ratio", "anyres_max_9"))
+    views = int(ratio.rsplit("_", 1)[1]) if ratio.startswith("anyres_max_") else 9
+    crops = views * side * side
+    return side * side + crops + math.isqrt(crops)
 
 
 def processor_inputs(loaded: LoadedModel, messages: list[dict], images: Sequence[Image.Image],
