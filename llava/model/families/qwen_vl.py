@@ -26,10 +26,12 @@ from llava.model.families.base import (
     Family,
     LoadedModel,
     ModelInputs,
+    Video,
     chat_template_content,
     to_model,
     user_turn,
 )
+from llava.model.families.qwen_video import VideoPreprocessing, encode_with_videos, video_preprocessing
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ class QwenVLFamily(Family):
     prompt_format = "messages"
     ratio_budget = True
     before_llm_methods = False
+    takes_video = True  # frames through llava.model.families.qwen_video (no torchvision needed)
     image_view = "resize"  # the processor resizes the image to its grid's shape (llava.serve.overlay)
     hub_name_pattern = r"qwen2(\.5)?-vl"
     # Qwen2-VL-7B's text model (GQA 28 / 4, M-RoPE) at width 896 (the 7B MLP ratio), 1024 image tokens.
@@ -60,11 +63,19 @@ class QwenVLFamily(Family):
         processor = load_qwen_processor(model_path, config.model_type, options.get("min_pixels"),
                                         options.get("max_pixels"))
         context_len = getattr(config.get_text_config(), "max_position_embeddings", 32768)
+        # The video processor's settings, read once here (videos never go through the processor's video part).
+        processor.video_preprocessing = VideoPreprocessing.from_checkpoint(model_path, config.model_type)
         return processor.tokenizer, model, processor, context_len
 
     def question_inputs(self, loaded: LoadedModel, question: str, images: Sequence[Image.Image],
                         conv_mode: str | None) -> ModelInputs:
         return chat_template_inputs(user_turn(question, len(images)), images, loaded.processor)
+
+    def video_question_inputs(self, loaded: LoadedModel, question: str, videos: Sequence[Video],
+                              images: Sequence[Image.Image], conv_mode: str | None) -> ModelInputs:
+        content = [{"type": "video"}] * len(videos) + [{"type": "image"}] * len(images)
+        messages = [{"role": "user", "content": content + [{"type": "text", "text": question}]}]
+        return chat_template_inputs(messages, images, loaded.processor, videos, video_preprocessing(loaded))
 
     def chat_inputs(self, loaded: LoadedModel, messages: Sequence[Mapping[str, str]], images: Sequence[Image.Image],
                     conv_mode: str | None) -> tuple[ModelInputs, str | None]:
@@ -72,9 +83,18 @@ class QwenVLFamily(Family):
         return chat_template_inputs(chat_template_content(messages), images, loaded.processor), None
 
     def merge_image_inputs(self, loaded: LoadedModel, batch: Sequence[ModelInputs]) -> dict[str, Any]:
-        with_images = [item.image_inputs for item in batch if item.image_inputs]
-        return {key: to_model(torch.cat([inputs[key] for inputs in with_images]), loaded.model)
-                for key in ("pixel_values", "image_grid_thw")}
+        # A batch may mix prompts with images, videos, both or neither: each key over the prompts that have it,
+        # in batch order (the model takes the grids in that order).
+        merged = {}
+        for key in ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw", "second_per_grid_ts"):
+            values = [item.image_inputs[key] for item in batch if key in item.image_inputs]
+            if values:
+                merged[key] = torch.cat(values)
+        spacing = merged.pop("second_per_grid_ts", None)
+        merged = {key: to_model(value, loaded.model) for key, value in merged.items()}
+        if spacing is not None:  # seconds, kept float32 as the library's processor gives them (bf16 would round)
+            merged["second_per_grid_ts"] = spacing.to(loaded.model.device)
+        return merged
 
     def image_grids(self, loaded: LoadedModel, inputs: ModelInputs) -> list[list[int]]:
         """(h, w) of `image_grid_thw` over the 2x2 merge (`spatial_merge_size`): it follows the image's size."""
@@ -107,10 +127,19 @@ class QwenVLFamily(Family):
                 "image_aspect_ratio": self.image_view}
 
 
-def chat_template_inputs(messages: list[dict], images: Sequence[Image.Image], processor) -> ModelInputs:
-    """A conversation in chat-template form (its `{"type": "image"}` entries take `images` in order) through the
-    processor: input_ids and mm_token_type_ids (L,), pixel_values and image_grid_thw."""
+def chat_template_inputs(messages: list[dict], images: Sequence[Image.Image], processor, videos: Sequence[Video] = (),
+                         video_settings: VideoPreprocessing | None = None) -> ModelInputs:
+    """A conversation in chat-template form (its `{"type": "image"}` / `{"type": "video"}` entries take `images` /
+    `videos` in order) through the processor: input_ids and mm_token_type_ids (L,), pixel_values and
+    image_grid_thw, and for videos pixel_values_videos, video_grid_thw (and second_per_grid_ts where the model reads
+    it); `image_tokens` counts each video's tokens, then each image's."""
     text = processor.apply_chat_template(messages, add_generation_prompt=True)
+    if videos:
+        encoded = encode_with_videos(text, images, videos, processor, video_settings)
+        return ModelInputs(encoded.input_ids, token_inputs={"mm_token_type_ids": encoded.token_types},
+                           image_inputs=encoded.image_inputs, image_sizes=[image.size for image in images],
+                           sequence_length=int(encoded.input_ids.numel()), image_tokens=encoded.visual_tokens,
+                           text=text)
     encoded = processor(text=[text], images=list(images) or None, return_tensors="pt")
     input_ids = encoded["input_ids"][0]
     token_types = encoded.get("mm_token_type_ids")
@@ -125,7 +154,7 @@ def chat_template_inputs(messages: list[dict], images: Sequence[Image.Image], pr
                        image_tokens=image_tokens, text=text)
 
 
-PROCESSOR_CLASS_NAMES = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor"}
+PROCESSOR_CLASS_NAMES = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor", "qwen3_vl": "Qwen3VLProcessor"}
 
 
 def _image_only(processor_class):
