@@ -167,3 +167,78 @@ def test_an_image_and_a_video_in_one_prompt_are_pruned_span_by_span(model):
         model.generate(**inputs, pruning_record=record, max_new_tokens=1, do_sample=False)
     assert [count for _, count in record.image_spans[0]] == [32, 16, 16, 16]
     assert [len(p) for p in record.kept_image_positions(0)] == [4 + 8 * 2, 12, 12, 12]
+
+
+# -- videos through the family, on the released layout ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    from llava.model.families import load_model
+    from llava.model.released_layouts import build_released_checkpoint
+
+    path = build_released_checkpoint("Qwen/Qwen3-VL-8B-Instruct", tmp_path_factory.mktemp("qwen3-vl"), seed=5)
+    return path, load_model(str(path), device="cpu", attn_implementation="eager")
+
+
+def clip(num_frames, size=(96, 64), fps=2.0, seed=0):
+    import numpy as np
+    from PIL import Image
+
+    from llava.model.families import Video
+
+    rng = np.random.default_rng(seed)
+    frames = [Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)) for _ in range(num_frames)]
+    return Video(frames, [i / fps for i in range(num_frames)], fps)
+
+
+def test_a_video_and_an_image_through_the_family_answer_as_the_library_and_prune_per_frame_pair(released):
+    from PIL import Image
+
+    path, loaded = released
+    image = Image.new("RGB", (128, 96), (200, 40, 40))
+    inputs = loaded.question_inputs("What happens?", [image], None, videos=[clip(4)])
+    text = loaded.tokenizer.decode(inputs.input_ids)
+    # Each pair of frames is its own block after its timestamp (the mean time of its two frames).
+    assert text.startswith("<|im_start|>user\n<0.2 seconds><|vision_start|><|video_pad|>")
+    assert "<|vision_end|><1.2 seconds><|vision_start|><|video_pad|>" in text
+    kwargs = loaded.generate_inputs([inputs])
+    library = Qwen3VLForConditionalGeneration.from_pretrained(str(path), dtype=torch.float32,
+                                                              attn_implementation="eager").eval()
+    with torch.no_grad():
+        ours = loaded.model(**kwargs, pruning_record=PruningRecord(dart_config=None)).logits
+        theirs = library(**kwargs).logits
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+
+    record = PruningRecord(dart_config=make_dart_config(reduction_ratio=0.5, max_num_trunction=None))
+    with torch.no_grad():
+        loaded.model.generate(**kwargs, pruning_record=record, max_new_tokens=1, do_sample=False)
+    # 96 x 64 frames: 3 x 2 merged tokens, two frame pairs; the 128 x 96 image: 4 x 3 tokens.
+    assert [count for _, count in record.image_spans[0]] == [6, 6, 12]
+    # T = int(m * 0.5 / 8) = 0 for every span: each keeps its 4 image pivots.
+    assert [len(p) for p in record.kept_image_positions(0)] == [4, 4, 4]
+
+
+def test_a_ragged_batch_of_a_video_and_an_image_prompt_equals_single_runs(released):
+    from PIL import Image
+
+    _, loaded = released
+    prompts = [loaded.question_inputs("What happens?", [], None, videos=[clip(4, size=(160, 128), seed=1)]),
+               loaded.question_inputs("Describe the picture.", [Image.new("RGB", (192, 160), (20, 90, 200))], None)]
+    settings = make_dart_config(reduction_ratio=0.5, max_num_trunction=None)
+
+    def run(batch):
+        record = PruningRecord(dart_config=settings)
+        kwargs = loaded.generate_inputs(batch)
+        with torch.no_grad():
+            out = loaded.model.generate(**kwargs, pruning_record=record, max_new_tokens=3, min_new_tokens=3,
+                                        do_sample=False)
+        return out[:, kwargs["input_ids"].shape[1]:].tolist(), record
+
+    tokens, record = run(prompts)
+    assert record.keep_valid is not None  # the rows keep different numbers of tokens
+    for b, prompt_inputs in enumerate(prompts):
+        single_tokens, single = run([prompt_inputs])
+        assert tokens[b] == single_tokens[0]
+        assert [p.tolist() for p in record.kept_image_positions(b)] == \
+            [p.tolist() for p in single.kept_image_positions(0)]
