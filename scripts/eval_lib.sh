@@ -77,7 +77,7 @@ MODEL_NAME=$(basename "${CKPT%/}")
 # releases' hub ids, as the family registry declares them (`ratio_budget`, `model_types`, `hub_name_pattern`;
 # tests/model/test_families.py checks these two lines against it). By the config of a local checkpoint, else
 # by the hub id.
-RATIO_BUDGET_MODEL_TYPES='qwen2_vl|qwen2_5_vl|qwen3_vl|llava_onevision'
+RATIO_BUDGET_MODEL_TYPES='qwen2_vl|qwen2_5_vl|qwen3_vl|qwen3_vl_moe|llava_onevision'
 RATIO_BUDGET_HUB_IDS='qwen2(\.5)?-vl|qwen3-vl|llava-onevision'
 _budget_is_the_ratio() {
     if [[ -f $1/config.json ]]; then

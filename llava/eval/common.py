@@ -36,7 +36,7 @@ from llava.eval.pruning_args import add_pruning_args, dart_config_from_args
 from llava.eval.questions import Item, Row
 from llava.mm_utils import get_model_name_from_path
 from llava.model import PruningRecord
-from llava.model.families import LoadedModel, ModelInputs, PromptError, loaded_model
+from llava.model.families import LoadedModel, ModelInputs, PromptError, Video, loaded_model
 from llava.model.families import load_model as load_family_model
 
 logger = logging.getLogger(__name__)
@@ -193,16 +193,17 @@ class PromptDataset(Dataset):
         item = self.items[index]
         try:
             images = [ref.open() for ref in item.images]
+            videos = [ref.open() for ref in item.videos]
         except (FileNotFoundError, ValueError) as exc:
             return Prepared(index, error=str(exc))
-        return prepare_prompt(index, item.text, images, self.loaded, self.conv_mode)
+        return prepare_prompt(index, item.text, images, self.loaded, self.conv_mode, videos)
 
 
 def prepare_prompt(index: int, question: str, images: Sequence[Image.Image], loaded: LoadedModel,
-                   conv_mode: str | None) -> Prepared:
-    """One question and its images, ready for `generate_answers` (the family builds the prompt)."""
+                   conv_mode: str | None, videos: Sequence[Video] = ()) -> Prepared:
+    """One question and its images (and videos), ready for `generate_answers` (the family builds the prompt)."""
     try:
-        return Prepared(index, loaded.question_inputs(question, images, conv_mode))
+        return Prepared(index, loaded.question_inputs(question, images, conv_mode, videos))
     except PromptError as exc:
         return Prepared(index, error=str(exc))
 
@@ -331,6 +332,19 @@ def load_model(args: argparse.Namespace, device: str) -> LoadedModel:
     return loaded
 
 
+def _check_takes_video(model_path: str) -> None:
+    """Fail once, from the checkpoint's config and before its weights load, when its family takes no videos
+    (otherwise every video question would be skipped with the same error)."""
+    from llava.model.builder import read_config
+    from llava.model.families import family_for
+
+    family = family_for(read_config(os.path.expanduser(model_path)))
+    if not family.takes_video:
+        raise ValueError(f"{model_path} is a {family.name} checkpoint, whose prompts take no videos; give a "
+                         "checkpoint of a family that takes them (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, LLaVA-OneVision) "
+                         "with --model-path / CKPT")
+
+
 def _check_image_folder(folder: str, items: Sequence[Item]) -> None:
     """Fail once, up front, rather than skipping every question of a mistyped --image-folder."""
     if folder and not os.path.isdir(folder) and any(ref.path is not None for item in items for ref in item.images):
@@ -373,6 +387,8 @@ def run(task: Task, args: argparse.Namespace) -> RunStats:
 def _answer(task: Task, args: argparse.Namespace, chunk: Chunk, pending: list[Item], answers: AnswerFile,
             errors: ErrorLog, stats: RunStats) -> None:
     """Load the model and answer `pending`, writing each answer (or error) as it comes."""
+    if any(item.videos for item in pending):
+        _check_takes_video(args.model_path)
     device = local_device(args.device, chunk)
     loaded = load_model(args, device)
     model = loaded.model

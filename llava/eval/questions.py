@@ -13,11 +13,14 @@ import io
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from llava.mm_utils import load_image, load_image_from_base64
+
+if TYPE_CHECKING:
+    from llava.video import VideoRef
 
 
 class QuestionFileError(ValueError):
@@ -90,11 +93,14 @@ class Item:
     record: the answer line's fields known before generation, in output order (`question_id`, `prompt`,
         and worker extras such as MMBench's `round_id`, `options`, `option_char`).
     text: the user turn as the model sees it, without image tokens (the core inserts those).
+    videos: the question's videos (`llava.video.VideoRef`: a path and how to sample its frames), given to the
+        model before its images.
     """
 
     record: dict[str, Any]
     text: str
     images: tuple[ImageRef, ...] = ()
+    videos: tuple[VideoRef, ...] = ()
 
 
 def _check_file(path: str) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2VLConfig, Qwen3VLConfig
+from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2VLConfig, Qwen3VLConfig, Qwen3VLMoeConfig
 
 FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
 VOCAB_SIZE = 512
@@ -37,7 +37,7 @@ QWEN3_PATCH_SIZE = 16
 
 
 def patch_size(family: str) -> int:
-    return QWEN3_PATCH_SIZE if family == "qwen3_vl" else PATCH_SIZE
+    return QWEN3_PATCH_SIZE if family.startswith("qwen3_vl") else PATCH_SIZE
 
 
 def patch_values(family: str) -> int:
@@ -49,6 +49,9 @@ PATCH_VALUES = patch_values("qwen2_vl")
 
 
 def _text_config(family: str, attn_implementation: str) -> dict:
+    if family == "qwen3_vl_moe":  # 4 experts of which each token takes 2, in every layer
+        return {**_text_config("qwen3_vl", attn_implementation), "num_experts": 4, "num_experts_per_tok": 2,
+                "moe_intermediate_size": 32, "decoder_sparse_step": 1, "mlp_only_layers": []}
     if family == "qwen3_vl":
         # head_dim 16 (8 frequencies): interleaved sections of 4 / 2 / 2, as the 8B's [24, 20, 20] of 64 frequencies
         # give height and width every third frequency and time the rest.
@@ -71,7 +74,7 @@ def _vision_config(family: str) -> dict:
               "in_channels": 3, "num_heads": 2}
     if family == "qwen2_vl":
         return {**common, "depth": 2, "embed_dim": 32, "hidden_size": 64, "mlp_ratio": 2}
-    if family == "qwen3_vl":
+    if family.startswith("qwen3_vl"):
         # 16 learned positions (a 4 x 4 grid, interpolated to each image's grid); DeepStack from every block.
         return {**common, "patch_size": QWEN3_PATCH_SIZE, "depth": 3, "hidden_size": 32, "intermediate_size": 64,
                 "out_hidden_size": 64, "num_position_embeddings": 16, "deepstack_visual_indexes": [0, 1, 2],
@@ -81,12 +84,13 @@ def _vision_config(family: str) -> dict:
             "window_size": 56, "fullatt_block_indexes": [1, 3], "tokens_per_second": 2}
 
 
-CONFIG_CLASSES = {"qwen2_vl": Qwen2VLConfig, "qwen2_5_vl": Qwen2_5_VLConfig, "qwen3_vl": Qwen3VLConfig}
+CONFIG_CLASSES = {"qwen2_vl": Qwen2VLConfig, "qwen2_5_vl": Qwen2_5_VLConfig, "qwen3_vl": Qwen3VLConfig,
+                  "qwen3_vl_moe": Qwen3VLMoeConfig}  # the MoE variant is tested on its own (test_qwen3_vl.py)
 
 
 def tiny_qwen_config(family: str, attn_implementation: str = "sdpa") -> Qwen2VLConfig | Qwen2_5_VLConfig | Qwen3VLConfig:
-    if family not in FAMILIES:
-        raise ValueError(f"unknown Qwen family {family!r}; choose one of {FAMILIES}")
+    if family not in CONFIG_CLASSES:
+        raise ValueError(f"unknown Qwen family {family!r}; choose one of {list(CONFIG_CLASSES)}")
     config = CONFIG_CLASSES[family](
         text_config=_text_config(family, attn_implementation), vision_config=_vision_config(family),
         image_token_id=SPECIAL_IDS["<|image_pad|>"], video_token_id=SPECIAL_IDS["<|video_pad|>"],

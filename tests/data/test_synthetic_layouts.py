@@ -60,7 +60,7 @@ def test_deterministic_and_seeded(root, tmp_path):
 GENERATED_DIRS = ("textvqa/train_images/", "pope/val2014/", "pope/coco/", "MME/MME_Benchmark_release_version/",
                   "gqa/data/images/", "scienceqa/images/", "seed_bench/SEED-Bench-image/", "vizwiz/test/",
                   "vqav2/test2015/", "mm-vet/images/", "llava-bench-in-the-wild/images/", "OCRBench/OCRBench_Images/",
-                  "qbench/images_llvisionqa/")
+                  "qbench/images_llvisionqa/", "videomme/data/")
 
 
 def test_committed_sets_are_current(root):
@@ -226,7 +226,7 @@ def test_mmbench(root, truth):
 def test_readme_documents_every_set(root):
     text = (root / "SYNTHETIC_README.md").read_text()
     names = ("TextVQA", "POPE", "MME", "GQA", "ScienceQA", "MMBench", "MMBench-CN", "SEED-Bench", "VizWiz", "VQAv2",
-             "MM-Vet", "LLaVA-Bench (in the wild)", "OCRBench", "Q-Bench (LLVisionQA dev)")
+             "MM-Vet", "LLaVA-Bench (in the wild)", "OCRBench", "Q-Bench (LLVisionQA dev)", "Video-MME")
     for name in names:
         assert f"## {name}\n" in text
     assert text.count("chance level") == len(names)

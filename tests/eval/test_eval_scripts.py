@@ -136,6 +136,12 @@ EXPECTED = {
         "--result-file {D}/qbench/answers/llvisionqa_zh_dev/{N}.jsonl "
         "--submission-file {D}/qbench/llvisionqa_zh_dev_{N}_answers.jsonl",
     ],
+    "videomme": [
+        "-m llava.eval.model_video_mme {W} --question-file {D}/videomme/videomme/test.json "
+        "--video-folder {D}/videomme/data --answers-file {D}/videomme/answers/{N}.jsonl",
+        "-m llava.eval.eval_video_mme --question-file {D}/videomme/videomme/test.json "
+        "--result-file {D}/videomme/answers/{N}.jsonl --output-file {D}/videomme/results/{N}_videomme.json",
+    ],
     "llavabench": [  # the GPT-4 review needs OPENAI_API_KEY
         "-m llava.eval.model_vqa {W} --question-file {D}/llava-bench-in-the-wild/questions.jsonl "
         "--image-folder {D}/llava-bench-in-the-wild/images --answers-file {D}/llava-bench-in-the-wild/answers/{N}.jsonl",

@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
     (SimpleNamespace(model_type="qwen2_vl"), "qwen_vl"),
     (SimpleNamespace(model_type="qwen2_5_vl"), "qwen_vl"),
     (SimpleNamespace(model_type="qwen3_vl"), "qwen3_vl"),
+    (SimpleNamespace(model_type="qwen3_vl_moe"), "qwen3_vl"),
     (SimpleNamespace(model_type="llama"), "text"),  # a plain language model, as LLaVA's builder treats it
     (SimpleNamespace(model_type="llava"), "text"),  # "llava" without a vision_config is not llava-hf's
 ])

@@ -10,7 +10,7 @@ and Qwen2.5-VL (kept sets, attention rows, batches, loading) is tested in test_q
 
 import pytest
 import torch
-from transformers import Qwen3VLForConditionalGeneration
+from transformers import Qwen3VLForConditionalGeneration, Qwen3VLMoeForConditionalGeneration
 
 from llava.model import PruningRecord
 from llava.model.pruning import make_dart_config
@@ -138,6 +138,21 @@ def test_a_dropped_tokens_deepstack_feature_changes_nothing_and_a_kept_ones_chan
         hook.remove()
     torch.testing.assert_close(changed[:, :position], baseline[:, :position], rtol=0, atol=0)  # causal: before it
     assert (changed[0, position:] - baseline[0, position:]).abs().amax(-1).min() > 0  # it and every later token
+
+
+def test_the_moe_variant_follows_deepstack_alike():
+    """Qwen3-VL-MoE (every layer's MLP a mixture of experts): unpruned it is the library's class, and pruned at
+    K = 2 it equals the library with the dropped tokens hidden, on an image and a video."""
+    moe = build_tiny_qwen_model("qwen3_vl_moe", seed=6, attn_implementation="eager")
+    twin = Qwen3VLMoeForConditionalGeneration(moe.config).eval()
+    twin.load_state_dict(moe.state_dict())
+    inputs = prompt(video=(2, 4, 8), seed=8)
+    with torch.no_grad():
+        unpruned = moe(**inputs, pruning_record=PruningRecord(dart_config=None)).logits
+        torch.testing.assert_close(unpruned, twin(**inputs).logits, rtol=0, atol=1e-5)
+    kept = forced_kept(inputs)
+    torch.testing.assert_close(pruned_logits(moe, inputs, kept, 2)[0],
+                               masked_library_logits(twin, inputs, kept, 2)[0, kept], rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("K", [1, 3])  # test_qwen_vl.py checks K = 2 for every Qwen family

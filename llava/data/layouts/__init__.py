@@ -14,6 +14,7 @@
     mm-vet/llava-mm-vet.jsonl, mm-vet/mm-vet.json, mm-vet/images/;
         llava-bench-in-the-wild/{questions,context,answers_gpt4}.jsonl, llava-bench-in-the-wild/images/
     OCRBench/OCRBench/OCRBench.json, OCRBench/OCRBench_Images/; qbench/llvisionqa_dev.json, qbench/images_llvisionqa/
+    videomme/videomme/test.json, videomme/data/<videoID>.mp4 (frame folders where PyAV is not installed)
     SYNTHETIC_README.md (sizes, answer distributions, chance levels), SYNTHETIC_SCENES.jsonl (ground truth)
 
 Field names and prompt texts follow the files LLaVA-1.5 ships or downloads, as read by model_vqa_loader,
@@ -37,6 +38,7 @@ from llava.data.layouts.scienceqa import write_scienceqa
 from llava.data.layouts.seed import write_seed
 from llava.data.layouts.short_answer import write_llavabench, write_mmvet, write_vizwiz, write_vqav2
 from llava.data.layouts.textvqa import write_textvqa
+from llava.data.layouts.videomme import write_videomme
 
 DEFAULT_EVAL_SEED = 1_000_003  # training uses small seeds; the split hash keeps scenes disjoint regardless
 SCENES_FILE = "SYNTHETIC_SCENES.jsonl"  # ground truth of every image, for tests and error analysis
@@ -56,6 +58,7 @@ WRITERS = {
     "llavabench": write_llavabench,
     "ocrbench": write_ocrbench,
     "qbench": write_qbench,
+    "videomme": write_videomme,
 }
 
 

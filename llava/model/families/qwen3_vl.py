@@ -1,4 +1,5 @@
-"""Qwen3-VL checkpoints in the hub layout (`model_type: qwen3_vl`, e.g. `Qwen/Qwen3-VL-8B-Instruct`).
+"""Qwen3-VL checkpoints in the hub layout (`model_type: qwen3_vl`, e.g. `Qwen/Qwen3-VL-8B-Instruct`; the MoE ones,
+`qwen3_vl_moe` such as `Qwen/Qwen3-VL-30B-A3B-Instruct`, alike).
 
 Everything a user sees works as for Qwen2-VL / Qwen2.5-VL (`llava.model.families.qwen_vl`): prompts through the
 checkpoint's chat template (Qwen3-VL's has no default system turn) and processor, images first, the DART budget
@@ -16,7 +17,7 @@ from llava.model.families.qwen_vl import QwenVLFamily
 
 class Qwen3VLFamily(QwenVLFamily):
     name = "qwen3_vl"
-    model_types = ("qwen3_vl",)
+    model_types = ("qwen3_vl", "qwen3_vl_moe")
     hub_name_pattern = r"qwen3-vl"
     # Qwen3-VL-8B's text model (36 layers, GQA 32 / 8) at width 1024 (the 8B's MLP ratio of 3), and the 1024
     # image tokens of a 1024 x 1024 image at 32 pixels per merged token.

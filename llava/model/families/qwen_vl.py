@@ -154,7 +154,8 @@ def chat_template_inputs(messages: list[dict], images: Sequence[Image.Image], pr
                        image_tokens=image_tokens, text=text)
 
 
-PROCESSOR_CLASS_NAMES = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor", "qwen3_vl": "Qwen3VLProcessor"}
+PROCESSOR_CLASS_NAMES = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor",
+                         "qwen3_vl": "Qwen3VLProcessor", "qwen3_vl_moe": "Qwen3VLProcessor"}
 
 
 def _image_only(processor_class):

@@ -8,7 +8,7 @@ finds the image and video spans in the prompt and carries the call's `PruningRec
 changed: the vision tower, the M-RoPE position ids (`get_rope_index`, `rope_deltas`) and `generate` are the
 library's. Kept tokens keep their original 3-D positions, so decoding positions are what they are unpruned.
 
-Qwen3-VL adds DeepStack: after each of its first text layers the library adds features of an intermediate tower
+Qwen3-VL (and its MoE variant) adds DeepStack: after each of its first text layers the library adds features of an intermediate tower
 block to the hidden states at the visual positions (`_deepstack_process`). Once the engine has pruned, the
 hidden states hold the kept tokens only, so each later injection is gathered the same way: the kept tokens'
 visual positions and, for each, the feature of the token it was (`Qwen3VLTextModelWithPruning`).
@@ -23,6 +23,7 @@ from __future__ import annotations
 from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as qwen25
 from transformers.models.qwen2_vl import modeling_qwen2_vl as qwen2
 from transformers.models.qwen3_vl import modeling_qwen3_vl as qwen3
+from transformers.models.qwen3_vl_moe import modeling_qwen3_vl_moe as qwen3_moe
 
 from llava.model.language_model.pruned_generation import pruned_forward
 from llava.model.pruning import PruningRecord
@@ -138,11 +139,12 @@ class Qwen2_5_VLForConditionalGenerationWithPruning(_PrunedGeneration, qwen25.Qw
         self._link_settings()
 
 
-# -- Qwen3-VL --------------------------------------------------------------------------------------------
+# -- Qwen3-VL and Qwen3-VL-MoE ---------------------------------------------------------------------------
 
 
-@inherit_weight_conversions
-class Qwen3VLTextModelWithPruning(_PrunedTextModel, qwen3.Qwen3VLTextModel):
+class _DeepStackOnKeptTokens:
+    """A Qwen3-VL text model's DeepStack injection, followed through pruning."""
+
     def _deepstack_process(self, hidden_states, visual_pos_masks, visual_embeds):
         """The library's injection, on the kept tokens once the sequence is pruned: `visual_pos_masks` (B, L)
         and `visual_embeds` (one row per visual position, row-major) describe the prefill sequence, the hidden
@@ -166,6 +168,11 @@ class Qwen3VLTextModelWithPruning(_PrunedTextModel, qwen3.Qwen3VLTextModel):
 
 
 @inherit_weight_conversions
+class Qwen3VLTextModelWithPruning(_DeepStackOnKeptTokens, _PrunedTextModel, qwen3.Qwen3VLTextModel):
+    pass
+
+
+@inherit_weight_conversions
 class Qwen3VLModelWithPruning(_VisionWithoutPruningKwargs, qwen3.Qwen3VLModel):
     def __init__(self, config):
         super().__init__(config)
@@ -184,9 +191,34 @@ class Qwen3VLForConditionalGenerationWithPruning(_PrunedGeneration, qwen3.Qwen3V
         self._link_settings()
 
 
+@inherit_weight_conversions
+class Qwen3VLMoeTextModelWithPruning(_DeepStackOnKeptTokens, _PrunedTextModel, qwen3_moe.Qwen3VLMoeTextModel):
+    pass
+
+
+@inherit_weight_conversions
+class Qwen3VLMoeModelWithPruning(_VisionWithoutPruningKwargs, qwen3_moe.Qwen3VLMoeModel):
+    def __init__(self, config):
+        super().__init__(config)
+        self.language_model = Qwen3VLMoeTextModelWithPruning._from_config(config.text_config)
+        self.post_init()
+
+
+@inherit_weight_conversions
+class Qwen3VLMoeForConditionalGenerationWithPruning(_PrunedGeneration, qwen3_moe.Qwen3VLMoeForConditionalGeneration):
+    forward = pruned_forward(qwen3_moe.Qwen3VLMoeForConditionalGeneration)
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = Qwen3VLMoeModelWithPruning(config)
+        self.post_init()
+        self._link_settings()
+
+
 # config.model_type -> the class that loads that checkpoint with pruning.
 QWEN_CLASSES = {
     "qwen2_vl": Qwen2VLForConditionalGenerationWithPruning,
     "qwen2_5_vl": Qwen2_5_VLForConditionalGenerationWithPruning,
     "qwen3_vl": Qwen3VLForConditionalGenerationWithPruning,
+    "qwen3_vl_moe": Qwen3VLMoeForConditionalGenerationWithPruning,
 }
