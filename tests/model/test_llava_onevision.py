@@ -17,7 +17,9 @@ from llava.model import PruningRecord
 from llava.model.families import Video, load_model
 from llava.model.families.llava_onevision import pooled_frame_tokens, video_pixels
 from llava.model.language_model.llava_onevision import BeforeLLMRefused
-from llava.model.pruning import make_dart_config
+from llava.model.language_model.pruned_generation import vision_spans
+from llava.model.pruning import make_dart_config, parse_dart_config
+from llava.model.pruning.dart import select_image_tokens
 from llava.model.released_layouts import build_released_checkpoint, read_checkpoint_tensors
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -129,6 +131,39 @@ def test_dart_prunes_each_image_and_video_span_with_the_ratio_budget(loaded, cap
         assert bool(((positions >= 0) & (positions < m)).all())  # offsets in the span
     assert all(torch.equal(a, b) for a, b in zip(kept, ignored.kept_image_positions(0)))  # max_num_trunction ignored
     assert "max_num_trunction=32 is ignored on LLaVA-OneVision" in caplog.text
+
+
+def test_the_kept_set_is_dart_on_each_span_computed_from_an_unpruned_forward(loaded):
+    """Per span [s, s + m) (the image, then the video): DART on layer K's input with the keys of layer K - 1 and
+    text pivots among the non-visual tokens after the span, budget T = int(m * (1 - r) / 8)."""
+    ours = loaded("eager")
+    inputs = ours.question_inputs("Describe both.", [picture(14, (400, 300))], None, videos=[clip(15, 2)])
+    kwargs = ours.generate_inputs([inputs])
+    settings = make_dart_config(K=2, reduction_ratio=0.778, max_num_trunction=None)
+    cfg = parse_dart_config(settings)
+    text_model = ours.model.model.language_model
+    captured = {}
+    hook = text_model.layers[cfg.K].register_forward_pre_hook(lambda module, args: captured.setdefault("x", args[0]))
+    try:
+        with torch.no_grad():
+            plain = ours.model(**kwargs, pruning_record=PruningRecord(dart_config=None), use_cache=True)
+    finally:
+        hook.remove()
+    normed = text_model.norm(captured["x"])[0]
+    keys = plain.past_key_values.layers[cfg.K - 1].keys.transpose(1, 2).flatten(2)[0]
+    config = ours.model.config
+    ids = kwargs["input_ids"]
+    (spans,) = vision_spans(ids, (config.image_token_id, config.video_token_id))
+    text = torch.ones(ids.shape[1], dtype=torch.bool)
+    for start, count in spans:
+        text[start:start + count] = False
+    expected = []
+    for start, count in spans:
+        after = torch.arange(start + count, ids.shape[1])[text[start + count:]]
+        expected.append((select_image_tokens(normed, keys, (start, count), cfg, False, after, 0) - start).sort().values)
+    _, record = greedy(ours, [inputs], settings, steps=1)
+    assert record.image_spans[0] == spans and len(spans) == 2
+    assert [p.tolist() for p in record.kept_image_positions(0)] == [p.tolist() for p in expected]
 
 
 def test_a_ragged_batch_answers_as_its_prompts_alone(loaded):

@@ -257,3 +257,15 @@ def test_a_ragged_batch_of_a_video_and_an_image_prompt_equals_single_runs(releas
         assert tokens[b] == single_tokens[0]
         assert [p.tolist() for p in record.kept_image_positions(b)] == \
             [p.tolist() for p in single.kept_image_positions(0)]
+
+
+def test_the_demo_overlay_grid_follows_the_32_pixel_merged_tokens(released):
+    """The serving overlay draws each image's merged-token grid: 16-pixel patches merged 2 x 2, so a 200 x 120
+    image (resized to 192 x 128) is 4 rows of 6 tokens; the most an image can have is the pixel bound over 32²."""
+    from PIL import Image
+
+    _, loaded = released
+    inputs = loaded.question_inputs("What is it?", [Image.new("RGB", (200, 120))], None)
+    assert loaded.family.image_grids(loaded, inputs) == [[4, 6]] and inputs.image_tokens == [24]
+    details = loaded.family.describe_images(loaded)
+    assert details["image_tokens"] == loaded.processor.image_processor.size["longest_edge"] // (32 * 32) == 64
