@@ -10,8 +10,8 @@ CUDA_VISIBLE_DEVICES, and the official scorer), reads the scorer's result file, 
 actually kept from the workers' summary. A budget is the number of image tokens to keep, given the same way
 to every method: DART, FastV, random, VisionZip and DivPrune keep 4 image pivots + 8 x floor(M / 8) (the
 largest such count up to the budget), PyramidDrop's stages end at that same count, and pooling keeps the
-largest h x w grid within it (h = floor(sqrt(count))). Qwen2-VL / Qwen2.5-VL take no token budget: their
-DART budget is the reduction ratio alone (an image of m tokens keeps 4 + 8 x floor(m x (1 - ratio) / 8), so
+largest h x w grid within it (h = floor(sqrt(count))). Qwen2-VL / 2.5-VL / 3-VL and LLaVA-OneVision take no
+token budget: their DART budget is the reduction ratio alone (an image of m tokens keeps 4 + 8 x floor(m x (1 - ratio) / 8), so
 the count follows the image's size), given with --ratios; PyramidDrop's stages then end at 1 - ratio of the
 image. The runs are named PREFIX-CHECKPOINT-METHOD-BUDGET, so sweeps of different checkpoints keep apart.
 The sweep writes OUT/results.json after every point (a rerun skips the points it holds; the scripts resume
@@ -112,7 +112,7 @@ def kept_for(tokens: int) -> int:
 @dataclasses.dataclass(frozen=True)
 class Budget:
     """One budget of the sweep: image tokens to keep (LLaVA), or DART's reduction ratio for the families whose
-    budget is the ratio alone (Qwen2-VL / Qwen2.5-VL), where a token count would not be applied."""
+    budget is the ratio alone (the Qwen families, LLaVA-OneVision), where a token count would not be applied."""
 
     tokens: int | None = None
     ratio: float | None = None
@@ -222,8 +222,8 @@ def markdown(results: dict, methods: list[str], budgets: list[Budget]) -> str:
     lines.append("")
     lines.append("Scores in %, from each benchmark's scorer; in brackets the image tokens kept per question.")
     if any(b.ratio is not None for b in budgets):
-        lines.append("A ratio is DART's reduction ratio, the budget of Qwen2-VL / Qwen2.5-VL: an image of m tokens "
-                     "keeps 4 + 8 x floor(m x (1 - ratio) / 8), so the count follows the image's size.")
+        lines.append("A ratio is DART's reduction ratio, the budget of the Qwen families and LLaVA-OneVision: an image "
+                     "of m tokens keeps 4 + 8 x floor(m x (1 - ratio) / 8), so the count follows the image's size.")
     return "\n".join(lines)
 
 
@@ -301,8 +301,8 @@ def resolve_budgets(args: argparse.Namespace, ratio_only: bool, model_type: str 
         return [Budget(ratio=ratio) for ratio in args.ratios]
     if args.ratios is not None:
         raise SweepSettingsError("--ratios is the budget of the families that read the reduction ratio alone "
-                                 "(Qwen2-VL / Qwen2.5-VL); this checkpoint's budget is a number of image tokens: "
-                                 "--tokens")
+                                 "(the Qwen families, LLaVA-OneVision); this checkpoint's budget is a number of "
+                                 "image tokens: --tokens")
     tokens = args.tokens or [64, 32, 16]
     for count in tokens:
         dart_family_budget(count)  # raises for a budget below the pivots
@@ -338,7 +338,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     budgets.add_argument("--tokens", nargs="+", type=int, default=None,
                          help="image tokens to keep (LLaVA; default 64 32 16)")
     budgets.add_argument("--ratios", nargs="+", type=float, default=None,
-                         help="DART reduction ratios: the budgets of Qwen2-VL / Qwen2.5-VL, which take no token count")
+                         help="DART reduction ratios: the budgets of the Qwen families and LLaVA-OneVision, which "
+                              "take no token count")
     parser.add_argument("--image-tokens", type=int, default=576, help="image tokens per image unpruned (PDrop's ratios)")
     parser.add_argument("--max-new-tokens", type=int, default=32, help="answers are short; bounds a rambling one")
     parser.add_argument("--eval-args", default="", help="more worker flags, e.g. '--batch-size 8'")
