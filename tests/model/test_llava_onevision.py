@@ -166,6 +166,17 @@ def test_the_kept_set_is_dart_on_each_span_computed_from_an_unpruned_forward(loa
     assert [p.tolist() for p in record.kept_image_positions(0)] == [p.tolist() for p in expected]
 
 
+def test_two_images_are_two_spans_each_with_its_own_budget(loaded):
+    """Several images in one prompt: one view each (27 x 27 and a newline per row, as the processor and the model
+    agree for multi-image prompts), each its own span with T = int(m * (1 - r) / 8)."""
+    ours = loaded()
+    inputs = ours.question_inputs("Compare them.", [picture(16, (300, 200)), picture(17, (200, 300))], None)
+    _, record = greedy(ours, [inputs], make_dart_config(K=2, reduction_ratio=0.5, max_num_trunction=None), steps=1)
+    counts = [m for _, m in record.image_spans[0]]
+    assert counts == inputs.image_tokens and len(counts) == 2
+    assert [len(p) for p in record.kept_image_positions(0)] == [4 + 8 * int(m * 0.5 / 8) for m in counts]
+
+
 def test_a_ragged_batch_answers_as_its_prompts_alone(loaded):
     ours = loaded()
     prompts = [ours.question_inputs("What is it?", [picture(6, (500, 300))], None),

@@ -269,3 +269,13 @@ def test_the_demo_overlay_grid_follows_the_32_pixel_merged_tokens(released):
     assert loaded.family.image_grids(loaded, inputs) == [[4, 6]] and inputs.image_tokens == [24]
     details = loaded.family.describe_images(loaded)
     assert details["image_tokens"] == loaded.processor.image_processor.size["longest_edge"] // (32 * 32) == 64
+
+
+def test_unpruned_sdpa_equals_the_library_on_an_image_and_a_video():
+    ours = build_tiny_qwen_model("qwen3_vl", seed=4, attn_implementation="sdpa")
+    twin = Qwen3VLForConditionalGeneration(ours.config).eval()
+    twin.load_state_dict(ours.state_dict())
+    inputs = prompt(video=(2, 4, 8), seed=9)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(**inputs, pruning_record=PruningRecord(dart_config=None)).logits,
+                                   twin(**inputs).logits, rtol=0, atol=1e-5)
