@@ -9,6 +9,11 @@ max_num_trunction=128 --tasks pope --batch_size 4
 `retain_token_num_for_llava_next`) plus `pruning_method`; the two span arguments are only checked against the
 real image spans (the spans win, with one warning where they disagree). Prompts and batches go through the same
 code as our own eval workers (`llava.eval.common`), so a question gets the answer our worker gives it.
+
+Video tasks (e.g. `videomme`) give video file paths among a document's visuals: the models whose family takes
+videos (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, LLaVA-OneVision) sample their frames as lmms-eval does (`llava.video`), at
+most `max_num_frames` (default 32) and with `fps` at most that many per second (lmms-eval's Qwen model_args), and
+put them before the images and the question; the others refuse them.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from llava.model.builder import read_config
 from llava.model.families import family_for, load_model
 from llava.model.pruning import make_dart_config, parse_pruning_settings
 from llava.pruning_settings import ATTENTION_BACKENDS, BY_NAME, SPARSE_FLAG, dart_config_values
+from llava.video import load_video
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +53,8 @@ class ModelArgsError(ValueError):
 
 
 KNOWN_MODEL_ARGS = ("pretrained", "device", "batch_size", "attn_implementation", "conv_template", "min_pixels",
-                    "max_pixels", "Sparse", *BY_NAME)
+                    "max_pixels", "max_num_frames", "fps", "Sparse", *BY_NAME)
+DEFAULT_MAX_NUM_FRAMES = 32  # lmms-eval's Qwen models' max_num_frames
 
 
 def _setting_value(name: str, value: Any) -> Any:
@@ -143,6 +150,18 @@ def _batch_size(batch_size: int | str) -> int:
     return size
 
 
+def _check_video_args(max_num_frames: Any, fps: Any) -> tuple[int, float | None]:
+    """(max_num_frames, fps) in their types and ranges; fps None (or "none"): max_num_frames alone."""
+    frames = _integer("max_num_frames", max_num_frames)
+    if frames < 1:
+        raise ModelArgsError(f"model_args max_num_frames={frames} is out of range: it must be >= 1")
+    if fps is None or str(fps).lower() == "none":
+        return frames, None
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or fps <= 0:
+        raise ModelArgsError(f"model_args fps={fps!r}: expected a positive number of frames per second")
+    return frames, float(fps)
+
+
 def _check_plain_args(attn_implementation: str | None, batch_size: int | str, conv_template: str,
                       pruning_args: dict[str, Any]) -> tuple[int, PruningArgs]:
     """(batch size, pruning args), after every check that needs neither the checkpoint nor its config."""
@@ -153,18 +172,24 @@ def _check_plain_args(attn_implementation: str | None, batch_size: int | str, co
     return size, pruning
 
 
-def _images(visuals: Any) -> list[Image.Image]:
-    """A document's visuals (an image, a list, or a nested list of them) as RGB images; videos are refused."""
+def _visuals(visuals: Any) -> tuple[list[Image.Image], list[str]]:
+    """A document's visuals (an image, a video file path, a list, or a nested list of them) as (RGB images, video
+    paths), each in order; anything else is refused."""
     if visuals is None:
-        return []
+        return [], []
     if isinstance(visuals, Image.Image):
-        return [visuals.convert("RGB")]
-    images = []
+        return [visuals.convert("RGB")], []
+    if isinstance(visuals, str):  # lmms-eval's video tasks give a video by its file path
+        return [], [visuals]
+    images, videos = [], []
     for visual in visuals:
-        if not isinstance(visual, (Image.Image, list, tuple)):
-            raise ValueError(f"this model takes images only, the task gave a {type(visual).__name__}: {visual!r:.80}")
-        images += _images(visual)
-    return images
+        if not isinstance(visual, (Image.Image, str, list, tuple)):
+            raise ValueError(f"this model takes images and video files only, the task gave a "
+                             f"{type(visual).__name__}: {visual!r:.80}")
+        more_images, more_videos = _visuals(visual)
+        images += more_images
+        videos += more_videos
+    return images, videos
 
 
 def _cut_at_stops(text: str, until: Sequence[str]) -> str:
@@ -197,12 +222,14 @@ class _DartModel(lmms):
     def __init__(self, pretrained: str, device: str | None = "cuda", batch_size: int | str = 1,
                  attn_implementation: str | None = None, conv_template: str = "vicuna_v1",
                  min_pixels: int | None = None, max_pixels: int | None = None, max_batch_size: int | None = None,
-                 **pruning_args):
+                 max_num_frames: int = DEFAULT_MAX_NUM_FRAMES, fps: float | None = None, **pruning_args):
         super().__init__()
         del max_batch_size  # lmms-eval passes it for automatic batch sizes, which these models do not do
         # What needs no weights is checked before they load.
         self.batch_size_per_device, pruning = _check_plain_args(attn_implementation, batch_size, conv_template,
                                                                 pruning_args)
+        self.max_num_frames, self.fps = _check_video_args(max_num_frames, fps)
+        self.pretrained = str(pretrained)
 
         accelerator = Accelerator()
         if accelerator.num_processes > 1:  # lmms-eval gives each rank its share of the requests
@@ -234,6 +261,7 @@ class _DartModel(lmms):
         given = bound.arguments
         _, pruning = _check_plain_args(given["attn_implementation"], given["batch_size"], given["conv_template"],
                                        given["pruning_args"])
+        _check_video_args(given["max_num_frames"], given["fps"])
         config = read_config(str(given["pretrained"]))
         cls._check_family(given["pretrained"], config)
         if pruning.sparse:  # without it the settings are only warned about, which the run itself does
@@ -257,11 +285,21 @@ class _DartModel(lmms):
     # -- requests -> prompts ------------------------------------------------------------------------------
 
     def _prepare(self, index: int, context: str, visuals: Any) -> Prepared:
-        images = _images(visuals)
+        images, video_paths = _visuals(visuals)
+        if video_paths and not self.loaded.family.takes_video:  # the whole task would fail alike: stop it here
+            raise ValueError(f"--model {self.model_name} ({self.pretrained}, a {self.model.config.model_type} "
+                             f"checkpoint) takes no videos, and the task gave {video_paths[0]!r:.120}; run video "
+                             "tasks with a model that takes them (qwen2_vl_dart, qwen2_5_vl_dart, qwen3_vl_dart, "
+                             "llava_onevision_dart)")
+        try:
+            videos = [load_video(path, max_frames=self.max_num_frames, fps=self.fps) for path in video_paths]
+        except (FileNotFoundError, ValueError) as exc:  # one unreadable video skips its document, as our workers do
+            logger.warning("skipping document %d: %s", index, exc)
+            return Prepared(index, error=str(exc))
         # A chat template places the images itself (first, as lmms-eval's own chat-template models do).
         chat_template = self.conv_mode in (None, CHAT_TEMPLATE)
         question = context.replace(DEFAULT_IMAGE_TOKEN, "").strip() if chat_template else context
-        return prepare_prompt(index, question, images, self.loaded, self.conv_mode)
+        return prepare_prompt(index, question, images, self.loaded, self.conv_mode, videos)
 
     def _doc(self, task: str, split: str, doc_id: int):
         return self.task_dict[task][split][doc_id]

@@ -1,9 +1,10 @@
-r"""Chat about an image in the terminal, with DART pruning.
+r"""Chat about an image (or a video) in the terminal, with DART pruning.
 
     python -m llava.serve.cli --image-file playground/data/eval/gqa/data/images/n000679.jpg --sparse
     python -m llava.serve.cli --image-file view.jpg [--model-path PATH] [--conv-mode llava_v1] \
         [--sparse --pruned_layer 2 --max_num_trunction 128 --pivot_image_token 4 --pivot_text_token 4]
     python -m llava.serve.cli --image-file view.jpg --model-path Qwen/Qwen2-VL-7B-Instruct --sparse --reduction_ratio 0.778
+    python -m llava.serve.cli --video-file clip.mp4 --model-path Qwen/Qwen2-VL-7B-Instruct [--max-frames 32] [--fps 1]
 
 Type a question after the prompt; the answer streams in, followed by a line with the image tokens DART
 kept and the prefill time. An empty line or end of input (Ctrl-D) ends the chat. The image goes with the
@@ -11,6 +12,10 @@ first question; later questions continue the same conversation (as LLaVA's CLI),
 image included, is prefilled (and pruned) again. The embedded default (no --model-path) answers short
 questions about its generated scenes ("What color is the star?", "Is there a blue circle in the image?",
 "How many red shapes are there?"): each question gets the short-answer instruction it was trained with.
+
+A video (`--video-file`, for the families that take videos: docs/Families.md) goes with the first question as the
+image does, in front of it (and of the image, if both are given); its frames are sampled as `llava.eval.run_llava`
+samples them (--max-frames, --fps, --frame-rate), so a first turn gets run_llava's answer.
 """
 
 from __future__ import annotations
@@ -31,10 +36,12 @@ from llava.eval.prompting import (
     is_embedded_default,
     with_answer_instruction,
 )
+from llava.eval.common import _check_takes_video
 from llava.eval.pruning_args import add_pruning_args, dart_config_from_args
 from llava.mm_utils import get_model_name_from_path, load_image
 from llava.model.families import PromptError, load_model
 from llava.pruning_settings import method_label
+from llava.video import MissingVideoDecoder, load_video
 from llava.serve.inference import SamplingParams, StreamedGeneration, fit_to_context
 
 logger = logging.getLogger("llava.serve.cli")
@@ -44,7 +51,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-path", default=DEFAULT_MODEL_PATH, help="default: the embedded tiny model")
     parser.add_argument("--model-base", default=None)
-    parser.add_argument("--image-file", required=True, help="an image path or http(s) URL")
+    parser.add_argument("--image-file", default=None, help="an image path or http(s) URL")
+    parser.add_argument("--video-file", action="append", default=[],
+                        help="a video file or a folder of frames; repeat it, or separate several by commas (give "
+                             "--image-file, --video-file or both)")
+    parser.add_argument("--max-frames", "--max_num_frames", dest="max_frames", type=int, default=32,
+                        help="frames sampled per video, uniformly (lmms-eval's max_num_frames; default 32)")
+    parser.add_argument("--fps", type=float, default=None,
+                        help="at most this many sampled frames per second of video (lmms-eval's fps; default: "
+                             "--max-frames alone)")
+    parser.add_argument("--frame-rate", type=float, default=1.0,
+                        help="the rate of videos given as folders of frames, frames per second (default 1)")
     parser.add_argument("--device", default="cuda", help="cuda (falls back to the CPU when unavailable) or cpu")
     parser.add_argument("--conv-mode", default=None, help="conversation template (default: the one the checkpoint records, else guessed from its name)")
     parser.add_argument("--temperature", type=float, default=0.2, help="0 means greedy decoding")
@@ -55,7 +72,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="torch seed, for sampling")
     parser.add_argument("--debug", action="store_true", help="also print each prompt")
     add_pruning_args(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.image_file and not args.video_file:
+        parser.error("give --image-file, --video-file or both")
+    return args
 
 
 def pruning_line(pruning: dict) -> str:
@@ -94,7 +114,12 @@ def stream_answer(generation: StreamedGeneration, stdout):
 def chat(args: argparse.Namespace, stdin=sys.stdin, stdout=sys.stdout) -> int:
     if args.conv_mode:
         check_conv_mode(args.conv_mode)  # an unknown name fails before the model loads
-    image = load_image(args.image_file)
+    images = [load_image(args.image_file)] if args.image_file else []
+    paths = [path for value in args.video_file for path in value.split(",") if path]
+    if paths:
+        _check_takes_video(args.model_path)  # from the config: a family without videos fails before any decoding
+    videos = [load_video(path, max_frames=args.max_frames, fps=args.fps, frame_rate=args.frame_rate)
+              for path in paths]
     model_name = get_model_name_from_path(args.model_path.rstrip("/"))
     loaded = load_model(args.model_path, args.model_base, model_name=model_name, load_8bit=args.load_8bit,
                         load_4bit=args.load_4bit, device=args.device, attn_implementation=args.attn_implementation)
@@ -114,10 +139,11 @@ def chat(args: argparse.Namespace, stdin=sys.stdin, stdout=sys.stdout) -> int:
             return 0
         if short_answers:
             question = with_answer_instruction(question)
-        # The image stays in the first turn, so every turn's prompt carries it (as in LLaVA's CLI).
-        messages.append({"role": "user", "content": insert_image_tokens(question, 0 if messages else 1, False)})
+        # The image (and video) stays in the first turn, so every turn's prompt carries it (as in LLaVA's CLI).
+        messages.append({"role": "user",
+                         "content": insert_image_tokens(question, 0 if messages else len(images), False)})
         try:
-            inputs, stop = loaded.chat_inputs(messages, [image], conv_mode)
+            inputs, stop = loaded.chat_inputs(messages, images, conv_mode, videos)
             params = SamplingParams(args.temperature, args.top_p, fit_to_context(inputs, loaded, args.max_new_tokens),
                                     stop)
         except PromptError as exc:
@@ -137,7 +163,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         return chat(args)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, MissingVideoDecoder) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

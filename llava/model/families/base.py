@@ -99,6 +99,15 @@ def chat_template_content(messages: Sequence[Mapping[str, str]]) -> list[dict]:
     return converted
 
 
+def videos_first(converted: list[dict], num_videos: int) -> list[dict]:
+    """A conversation in chat-template form with `num_videos` `{"type": "video"}` entries at the front of its first
+    user turn (where a chat's videos go, before that turn's images)."""
+    first = next(i for i, message in enumerate(converted) if message["role"] == "user")
+    turn = converted[first]
+    return [*converted[:first], {**turn, "content": [{"type": "video"}] * num_videos + list(turn["content"])},
+            *converted[first + 1:]]
+
+
 def left_pad_rows(rows: Sequence[torch.Tensor], pad_value: int) -> tuple[torch.Tensor, torch.Tensor]:
     """1-D rows of different lengths -> (B, L) left-padded with `pad_value`, and the (B, L) attention mask."""
     longest = max(row.numel() for row in rows)
@@ -155,7 +164,9 @@ class LoadedModel:
         return self.family.question_inputs(self, question, images, conv_mode)
 
     def chat_inputs(self, messages: Sequence[Mapping[str, str]], images: Sequence[Image.Image],
-                    conv_mode: str | None) -> tuple[ModelInputs, str | None]:
+                    conv_mode: str | None, videos: Sequence[Video] = ()) -> tuple[ModelInputs, str | None]:
+        if videos:
+            return self.family.video_chat_inputs(self, messages, videos, images, conv_mode)
         return self.family.chat_inputs(self, messages, images, conv_mode)
 
     def prompt_inputs(self, prompt: str, images: Sequence[Image.Image]) -> ModelInputs:
@@ -178,7 +189,7 @@ class Family:
     before_llm_methods: whether the methods that reduce the image before the language model run on it.
     generate_returns_prompt: whether the model's `generate` returns the prompt before the new tokens.
     prunes: whether its model takes a `pruning_record` (a text-only model does not).
-    takes_video: whether its prompts take videos (`video_question_inputs`).
+    takes_video: whether its prompts take videos (`video_question_inputs`, `video_chat_inputs`).
     """
 
     name: ClassVar[str]
@@ -227,6 +238,12 @@ class Family:
         """A {role, content} conversation ending with the user's turn, `<image>` where each image goes:
         (inputs, the stop string that ends the answer, None where an end-of-turn token does)."""
         raise NotImplementedError
+
+    def video_chat_inputs(self, loaded: LoadedModel, messages: Sequence[Mapping[str, str]], videos: Sequence[Video],
+                          images: Sequence[Image.Image], conv_mode: str | None) -> tuple[ModelInputs, str | None]:
+        """`chat_inputs` with videos, which go first in the first user turn (before its images), as in
+        `video_question_inputs`; every later turn's prompt carries them there."""
+        raise PromptError(f"{loaded.model.config.model_type} models do not take videos")
 
     def prompt_inputs(self, loaded: LoadedModel, prompt: str, images: Sequence[Image.Image]) -> ModelInputs:
         """A prompt already in a template, one `<image>` per image."""

@@ -42,6 +42,7 @@ from llava.model.families.base import (
     chat_template_content,
     to_model,
     user_turn,
+    videos_first,
 )
 
 # processor_config.json keys LlavaOnevisionProcessor takes as arguments.
@@ -87,6 +88,11 @@ class LlavaOnevisionFamily(Family):
                     conv_mode: str | None) -> tuple[ModelInputs, str | None]:
         # The answer ends at the template's end-of-turn token, not at a stop string.
         return processor_inputs(loaded, chat_template_content(messages), images), None
+
+    def video_chat_inputs(self, loaded: LoadedModel, messages: Sequence[Mapping[str, str]], videos: Sequence[Video],
+                          images: Sequence[Image.Image], conv_mode: str | None) -> tuple[ModelInputs, str | None]:
+        messages = videos_first(chat_template_content(messages), len(videos))
+        return processor_inputs(loaded, messages, images, videos), None
 
     def merge_image_inputs(self, loaded: LoadedModel, batch: Sequence[ModelInputs]) -> dict[str, Any]:
         """Images: each prompt's crops padded with zero crops to the batch's most (the model reads each image's

@@ -30,6 +30,7 @@ from llava.model.families.base import (
     chat_template_content,
     to_model,
     user_turn,
+    videos_first,
 )
 from llava.model.families.qwen_video import VideoPreprocessing, encode_with_videos, video_preprocessing
 
@@ -81,6 +82,11 @@ class QwenVLFamily(Family):
                     conv_mode: str | None) -> tuple[ModelInputs, str | None]:
         # The answer ends at the chat template's end-of-turn token, not at a stop string.
         return chat_template_inputs(chat_template_content(messages), images, loaded.processor), None
+
+    def video_chat_inputs(self, loaded: LoadedModel, messages: Sequence[Mapping[str, str]], videos: Sequence[Video],
+                          images: Sequence[Image.Image], conv_mode: str | None) -> tuple[ModelInputs, str | None]:
+        content = videos_first(chat_template_content(messages), len(videos))
+        return chat_template_inputs(content, images, loaded.processor, videos, video_preprocessing(loaded)), None
 
     def merge_image_inputs(self, loaded: LoadedModel, batch: Sequence[ModelInputs]) -> dict[str, Any]:
         # A batch may mix prompts with images, videos, both or neither: each key over the prompts that have it,
