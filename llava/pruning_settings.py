@@ -58,13 +58,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("pivot_text_token", "pivot_text_token", int, 4, "pivots among the text tokens", minimum=0, maximum=256),
     Setting("retain_token_num_for_llava_next", "retain_token_num_for_llava_next", int, None,
             "budget for LLaVA-1.6 (anyres) inputs", nullable=True, minimum=0, maximum=65536),
-    Setting("pruning_method", "method", str, "dart", "the method: dart (default), fastv, pdrop, random (inside the language model), visionzip, divprune, pooling (before it)"),
+    Setting("pruning_method", "method", str, "dart", "the method: dart (default), fastv, pdrop, sparsevlm, random, dart_k0 (inside the language model), visionzip, divprune, pooling, holov, vispruner, cdpruner (before it)"),
+    Setting("vispruner_important_ratio", "vispruner_important_ratio", float, 0.5,
+            "vispruner: the fraction of the kept tokens chosen by the [CLS] attention (the rest for diversity)",
+            minimum=0, method="vispruner"),
     Setting("pdrop_layers", "pdrop_layers", str, None,
             "pdrop: the layers before which it prunes, e.g. 8,16,24 (default: those of 32 scaled to the depth)",
             nullable=True, method="pdrop"),
     Setting("pdrop_ratios", "pdrop_ratios", str, None,
             "pdrop: the fraction of the image's tokens kept at each of those layers, e.g. 0.5,0.25,0.125",
             nullable=True, method="pdrop"),
+    Setting("pdrop_positions", "pdrop_positions", str, None,
+            "pdrop: the kept tokens' positions after each stage: renumbered (default, as released) or original",
+            nullable=True, method="pdrop"),
+    Setting("sparsevlm_layers", "sparsevlm_layers", str, None,
+            "sparsevlm: the three layers whose attention ranks, pruning after each, e.g. 2,6,15 (default: those "
+            "of 32 scaled to the depth)", nullable=True, method="sparsevlm"),
 )
 
 BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -84,7 +93,9 @@ def dart_config_values(values: dict[str, Any]) -> dict[str, Any]:
 
 # How summaries name each method ("DART kept 132 of 576 image tokens", "FastV kept ...").
 METHOD_LABELS = {"dart": "DART", "fastv": "FastV", "pdrop": "PDrop", "random": "random pruning",
-                 "visionzip": "VisionZip", "divprune": "DivPrune", "pooling": "pooling"}
+                 "visionzip": "VisionZip", "divprune": "DivPrune", "pooling": "pooling", "vispruner": "VisPruner",
+                 "cdpruner": "CDPruner",
+                 "sparsevlm": "SparseVLM", "holov": "HoloV", "dart_k0": "DART (K=0)"}
 
 
 def method_label(dart_config: dict[str, Any] | None) -> str:

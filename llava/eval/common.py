@@ -260,7 +260,7 @@ def generate_answers(loaded: LoadedModel, batch: Sequence[ModelInputs], gen_kwar
     pruning.
     """
     model, tokenizer = loaded.model, loaded.tokenizer
-    record = PruningRecord()
+    record = PruningRecord(instructions=[item.instruction for item in batch])
     inputs = loaded.generate_inputs(batch)
     if loaded.family.prunes:
         inputs["pruning_record"] = record
@@ -332,7 +332,7 @@ def load_model(args: argparse.Namespace, device: str) -> LoadedModel:
     return loaded
 
 
-def _check_takes_video(model_path: str) -> None:
+def check_takes_video(model_path: str) -> None:
     """Fail once, from the checkpoint's config and before its weights load, when its family takes no videos
     (otherwise every video question would be skipped with the same error)."""
     from llava.model.builder import read_config
@@ -388,7 +388,7 @@ def _answer(task: Task, args: argparse.Namespace, chunk: Chunk, pending: list[It
             errors: ErrorLog, stats: RunStats) -> None:
     """Load the model and answer `pending`, writing each answer (or error) as it comes."""
     if any(item.videos for item in pending):
-        _check_takes_video(args.model_path)
+        check_takes_video(args.model_path)
     device = local_device(args.device, chunk)
     loaded = load_model(args, device)
     model = loaded.model

@@ -42,7 +42,14 @@ from tqdm import tqdm
 from llava.model import PruningRecord
 from llava.model.families import families
 from llava.pruning_settings import BY_NAME
-from llava.model.pruning import VisionInputs, get_method, make_dart_config, method_names, parse_pruning_settings
+from llava.model.pruning import (
+    PruningInput,
+    VisionInputs,
+    get_method,
+    make_dart_config,
+    method_names,
+    parse_pruning_settings,
+)
 from llava.model.pruning.config import dart_kept_count
 
 def benchmark_families() -> dict:
@@ -331,7 +338,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                              + ", ".join(name for name, f in shapes.items() if f.ratio_budget) + ")")
     parser.add_argument("--methods", nargs="+", default=["dart", "random"], choices=method_names(),
                         help="pruning methods to time beside vanilla (pdrop uses its stages, not --kept; visionzip, "
-                             "divprune and pooling work before the language model, on LLaVA)")
+                             "divprune and pooling work before the language model; visionzip not on Qwen)")
     parser.add_argument("--prefix-tokens", type=int, help=defaults("prefix_tokens"))
     parser.add_argument("--image-tokens", type=int, help=defaults("image_tokens"))
     parser.add_argument("--suffix-tokens", type=int, help=defaults("suffix_tokens"))
@@ -355,8 +362,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--new-tokens must be at least 0")
     before_llm = [m for m in args.methods if get_method(m).before_llm]
     if before_llm and not family.before_llm_methods:
-        parser.error(f"{', '.join(before_llm)} reduce the image before the language model, which only LLaVA does here "
-                     f"(the {family.name} family does not)")
+        parser.error(f"{', '.join(before_llm)} reduce the image before the language model, which the {family.name} "
+                     "family does not do")
+    needs_cls = [m for m in before_llm if PruningInput.VISION_CLS_ATTENTION in get_method(m).inputs]
+    if needs_cls and not getattr(family, "vision_cls_attention", True):
+        parser.error(f"{', '.join(needs_cls)} read the vision tower's [CLS] token, which the {family.name} family's "
+                     "tower has not")
     grid_methods = [m for m in before_llm if m in ("visionzip", "pooling")]
     if grid_methods and math.isqrt(args.image_tokens) ** 2 != args.image_tokens:
         parser.error(f"{', '.join(grid_methods)} need one crop's square patch grid; --image-tokens "

@@ -27,7 +27,7 @@ import sys
 import torch
 
 from llava.constants import DEFAULT_MODEL_PATH
-from llava.eval.common import _check_takes_video, generate_answers, generation_kwargs, load_model
+from llava.eval.common import check_takes_video, generate_answers, generation_kwargs, load_model
 from llava.eval.pruning_args import add_pruning_args
 from llava.eval.prompting import EMBEDDED_DEFAULT_NOTICE, check_conv_mode, is_embedded_default, with_answer_instruction
 from llava.mm_utils import get_model_name_from_path, load_image
@@ -83,7 +83,7 @@ def answer(args: argparse.Namespace) -> tuple[str, PruningRecord, float]:
     images = [load_image(path) for path in args.image_file.split(args.sep)] if args.image_file else []
     paths = video_paths(args)
     if paths:
-        _check_takes_video(args.model_path)  # from the config: a family without videos fails before any decoding
+        check_takes_video(args.model_path)  # from the config: a family without videos fails before any decoding
     videos = [load_video(path, max_frames=args.max_frames, fps=args.fps, frame_rate=args.frame_rate)
               for path in paths]
     loaded = load_model(args, args.device)

@@ -309,18 +309,21 @@ def resolve_budgets(args: argparse.Namespace, ratio_only: bool, model_type: str 
     return [Budget(tokens=count) for count in tokens]
 
 
-def resolve_methods(methods: list[str] | None, before_llm_methods: bool) -> list[str]:
+def resolve_methods(methods: list[str] | None, before_llm_methods: bool,
+                    vision_cls_attention: bool = True) -> list[str]:
     """The methods asked for, or by default every method the family runs (some families do not run the methods
-    that reduce the image before the language model)."""
-    from llava.model.pruning import get_method
+    that reduce the image before the language model, or those of them that read the tower's [CLS] token)."""
+    from llava.model.pruning import PruningInput, get_method
 
-    runnable = [m for m in METHOD_STYLES if before_llm_methods or not get_method(m).before_llm]
+    runnable = [m for m in METHOD_STYLES if (before_llm_methods or not get_method(m).before_llm)
+                and (vision_cls_attention or PruningInput.VISION_CLS_ATTENTION not in get_method(m).inputs)]
     if methods is None:
         return runnable
     refused = [m for m in methods if m not in runnable]
     if refused:
-        raise SweepSettingsError(f"{', '.join(refused)} reduce the image before the language model, which this "
-                                 f"checkpoint's family does not support yet: leave them out of --methods "
+        raise SweepSettingsError(f"{', '.join(refused)} reduce the image before the language model (or read the "
+                                 f"vision tower's [CLS] token), which this checkpoint's family does not support: "
+                                 f"leave them out of --methods "
                                  f"({' '.join(runnable)})")
     return methods
 
@@ -354,7 +357,8 @@ def parse_args(argv=None) -> argparse.Namespace:
             raise SweepSettingsError(f"a reduction ratio is a number in [0, 1), got {args.ratios}")
         family, model_type = checkpoint_family(args.ckpt)
         args.budgets = resolve_budgets(args, family is not None and family.ratio_budget, model_type)
-        args.methods = resolve_methods(args.methods, family is None or family.before_llm_methods)
+        args.methods = resolve_methods(args.methods, family is None or family.before_llm_methods,
+                                       family is None or getattr(family, "vision_cls_attention", True))
     except ValueError as exc:
         parser.error(str(exc))
     return args

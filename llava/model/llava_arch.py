@@ -128,14 +128,15 @@ class LlavaMetaForCausalLM:
         """
         return [image.features for image in self._encoded_images(images, image_sizes)]
 
-    def reduced_image_features(self, images, image_sizes, method: PruningMethod,
-                               settings: PruningSettings) -> tuple[list[torch.Tensor], list[ImageReduction], float]:
+    def reduced_image_features(self, images, image_sizes, method: PruningMethod, settings: PruningSettings,
+                               instructions=None) -> tuple[list[torch.Tensor], list[ImageReduction], float]:
         """`image_features` put through a method that reduces them before the language model: the reduced
-        features per image, what the method did to each, and the seconds the method took (not the tower)."""
+        features per image, what the method did to each, and the seconds the method took (not the tower).
+        instructions: per image, the instruction of its prompt (or None)."""
         encoded = self._encoded_images(images, image_sizes, PruningInput.VISION_CLS_ATTENTION in method.inputs)
         llava_next = str(getattr(self.config, "image_aspect_ratio", "pad")).startswith("anyres")
         return reduce_images([(image.features, image.grid, image.tower) for image in encoded], method, settings,
-                             llava_next, self.project_features)
+                             llava_next, self.project_features, instructions, self.get_vision_tower())
 
     def _encoded_images(self, images, image_sizes, tower_outputs: bool = False) -> list[_EncodedImage]:
         if isinstance(images, torch.Tensor) and images.ndim == 4:
@@ -165,7 +166,8 @@ class LlavaMetaForCausalLM:
             outputs = None
             if select is not None and one_grid:
                 outputs = SelectLayerOutputs(select.patches[offset], select.cls[offset],
-                                             select.cls_attention[offset], select.keys[offset])
+                                             select.cls_attention[offset], select.keys[offset],
+                                             select.head_attention[offset])
             result.append(_EncodedImage(features, (side, side) if one_grid else None, outputs))
             offset += stack.shape[0]
         return result
@@ -233,7 +235,12 @@ class LlavaMetaForCausalLM:
         if images is None or len(images) == 0:
             features = []
         elif method is not None:
-            features, reductions, seconds = self.reduced_image_features(images, image_sizes, method, settings)
+            instructions = None
+            if pruning_record.instructions is not None:  # each sample's instruction, once per image it holds
+                per_sample = (input_ids == IMAGE_TOKEN_INDEX).sum(dim=1).tolist()
+                instructions = [text for text, n in zip(pruning_record.instructions, per_sample) for _ in range(n)]
+            features, reductions, seconds = self.reduced_image_features(images, image_sizes, method, settings,
+                                                                        instructions)
             pruning_record.selection_seconds = seconds
         else:
             features = self.image_features(images, image_sizes)

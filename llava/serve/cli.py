@@ -36,7 +36,7 @@ from llava.eval.prompting import (
     is_embedded_default,
     with_answer_instruction,
 )
-from llava.eval.common import _check_takes_video
+from llava.eval.common import check_takes_video
 from llava.eval.pruning_args import add_pruning_args, dart_config_from_args
 from llava.mm_utils import get_model_name_from_path, load_image
 from llava.model.families import PromptError, load_model
@@ -117,7 +117,7 @@ def chat(args: argparse.Namespace, stdin=sys.stdin, stdout=sys.stdout) -> int:
     images = [load_image(args.image_file)] if args.image_file else []
     paths = [path for value in args.video_file for path in value.split(",") if path]
     if paths:
-        _check_takes_video(args.model_path)  # from the config: a family without videos fails before any decoding
+        check_takes_video(args.model_path)  # from the config: a family without videos fails before any decoding
     videos = [load_video(path, max_frames=args.max_frames, fps=args.fps, frame_rate=args.frame_rate)
               for path in paths]
     model_name = get_model_name_from_path(args.model_path.rstrip("/"))

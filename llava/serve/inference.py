@@ -159,7 +159,7 @@ class StreamedGeneration:
         self.dart_config = dart_config
         self.on_finish = on_finish
         # The settings travel with the call: None means no pruning here, whatever model.config says.
-        self.record = PruningRecord(dart_config=dart_config)
+        self.record = PruningRecord(dart_config=dart_config, instructions=[inputs.instruction])
         self.streamer = _TimedStreamer(self.tokenizer)
         self.report: GenerationReport | None = None
         self.error: BaseException | None = None

@@ -52,7 +52,7 @@ from llava.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_MODEL_PATH, WORKER_HEAR
 from llava.eval.pruning_args import add_pruning_args
 from llava.mm_utils import get_model_name_from_path
 from llava.model.families import PromptError, load_model
-from llava.model.pruning import PruningConfigError, get_method, make_dart_config, parse_pruning_settings
+from llava.model.pruning import PruningConfigError, PruningInput, get_method, make_dart_config, parse_pruning_settings
 from llava.pruning_settings import SETTINGS, SPARSE_FLAG, dart_config_values
 from llava.serve import DEFAULT_CONTROLLER_PORT, DEFAULT_HOST, DEFAULT_WORKER_PORT, configure_logging
 from llava.serve.http_utils import json_api, run_app
@@ -158,9 +158,14 @@ class ModelWorker:
             return None
         raw = make_dart_config(**dart_config_values(settings))
         parsed = parse_pruning_settings(raw, self.num_layers)
-        if not self.family.before_llm_methods and get_method(parsed.method).before_llm:
+        method = get_method(parsed.method)
+        if method.before_llm and (not self.family.before_llm_methods or (
+                not getattr(self.family, "vision_cls_attention", True)
+                and PruningInput.VISION_CLS_ATTENTION in method.inputs)):
             raise PruningConfigError(f"DART_config['method']={parsed.method!r} reduces the image before the language "
-                                     f"model, which {self.model.config.model_type} models do not support yet")
+                                     f"model, which {self.model.config.model_type} models do not support"
+                                     + (" (their vision tower has no [CLS] token)" if self.family.before_llm_methods
+                                        else " yet"))
         return parsed.to_dict()
 
     def prepare(self, request: GenerateRequest) -> tuple[StreamedGeneration, dict[str, Any]]:

@@ -103,7 +103,7 @@ def test_methods_before_the_language_model_run_on_the_reduced_prompt_at_every_ba
 
 @pytest.mark.parametrize("argv, message", [
     (["--methods", "pooling", "--image-tokens", "2880"], "need one crop's square patch grid"),
-    (["--family", "qwen2_vl", "--methods", "divprune"], "which only LLaVA does here"),
+    (["--family", "qwen2_vl", "--methods", "visionzip"], "read the vision tower's [CLS] token"),
 ])
 def test_impossible_method_shapes_are_refused(argv, message, capsys):
     with pytest.raises(SystemExit):

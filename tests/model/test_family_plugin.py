@@ -217,3 +217,26 @@ def test_the_lmms_eval_model_takes_it(family, checkpoint, kept):
     (text,) = model.generate_until([request])
     assert isinstance(text, str)
     assert (model.kept_image_tokens, model.image_tokens) == (kept[0], 36)
+
+
+def test_the_question_reaches_the_pruning_record_as_its_instruction(checkpoint, monkeypatch):
+    """The methods that prune for the question (CDPruner) read it from the call's record: the consumers put the
+    question, or a chat's last user message, without its image placeholders, there."""
+    from llava.eval.common import generate_answers
+
+    loaded = load_model(str(checkpoint), None, device="cpu")
+    asked = loaded.question_inputs("<image>\nWhat is it?", [scene(0)], None)
+    chatted, _ = loaded.chat_inputs([{"role": "user", "content": "<image>\nFirst?"},
+                                     {"role": "assistant", "content": "A square."},
+                                     {"role": "user", "content": "And the colour?"}], [scene(1)], None)
+    assert (asked.instruction, chatted.instruction) == ("What is it?", "And the colour?")
+    seen = []
+    library_generate = loaded.model.generate
+
+    def generate(*args, pruning_record=None, **kwargs):
+        seen.append(list(pruning_record.instructions))
+        return library_generate(*args, pruning_record=pruning_record, **kwargs)
+
+    monkeypatch.setattr(loaded.model, "generate", generate)
+    generate_answers(loaded, [asked, chatted], {"max_new_tokens": 2, "do_sample": False})
+    assert seen == [["What is it?", "And the colour?"]]

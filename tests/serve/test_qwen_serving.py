@@ -98,8 +98,8 @@ QWEN_BAD_REQUESTS = {
     "no user turn last": ({"messages": [{"role": "user", "content": "<image>hi"}, {"role": "assistant", "content": "x"}]},
                           422, "the last message must be the user's"),
     "unknown role": ({"messages": [{"role": "robot", "content": "<image>hi"}]}, 422, "messages.0.role"),
-    "a method before the LLM": ({"dart": {"sparse": True, "pruning_method": "divprune"}}, 400,
-                                "'divprune' reduces the image before the language model, which qwen2_vl models"),
+    "a method before the LLM": ({"dart": {"sparse": True, "pruning_method": "visionzip"}}, 400,
+                                "'visionzip' reduces the image before the language model, which qwen2_vl models"),
 }
 
 

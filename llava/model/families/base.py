@@ -52,6 +52,8 @@ class ModelInputs:
     sequence_length: the tokens the language model sees (the images spliced in, before any pruning).
     image_tokens: of those, how many are image tokens, per image.
     text: the prompt as text, template applied (for --debug and logs).
+    instruction: the user's question or last message, without image placeholders, for the methods that prune
+        the images for it (CDPruner); None when only a templated prompt was given.
     """
 
     input_ids: torch.Tensor
@@ -61,6 +63,7 @@ class ModelInputs:
     sequence_length: int = 0
     image_tokens: list[int] = dataclasses.field(default_factory=list)
     text: str = ""
+    instruction: str | None = None
 
     def followed_by(self, tokens: torch.Tensor) -> ModelInputs:
         """The prompt with text `tokens` (1-D) appended, e.g. a continuation to score."""
@@ -160,14 +163,20 @@ class LoadedModel:
     def question_inputs(self, question: str, images: Sequence[Image.Image], conv_mode: str | None,
                         videos: Sequence[Video] = ()) -> ModelInputs:
         if videos:
-            return self.family.video_question_inputs(self, question, videos, images, conv_mode)
-        return self.family.question_inputs(self, question, images, conv_mode)
+            inputs = self.family.video_question_inputs(self, question, videos, images, conv_mode)
+        else:
+            inputs = self.family.question_inputs(self, question, images, conv_mode)
+        return dataclasses.replace(inputs, instruction=question.replace(DEFAULT_IMAGE_TOKEN, "").strip())
 
     def chat_inputs(self, messages: Sequence[Mapping[str, str]], images: Sequence[Image.Image],
                     conv_mode: str | None, videos: Sequence[Video] = ()) -> tuple[ModelInputs, str | None]:
         if videos:
-            return self.family.video_chat_inputs(self, messages, videos, images, conv_mode)
-        return self.family.chat_inputs(self, messages, images, conv_mode)
+            inputs, stop = self.family.video_chat_inputs(self, messages, videos, images, conv_mode)
+        else:
+            inputs, stop = self.family.chat_inputs(self, messages, images, conv_mode)
+        asked = [message["content"] for message in messages if message["role"] == "user"]
+        instruction = asked[-1].replace(DEFAULT_IMAGE_TOKEN, "").strip() if asked else None
+        return dataclasses.replace(inputs, instruction=instruction), stop
 
     def prompt_inputs(self, prompt: str, images: Sequence[Image.Image]) -> ModelInputs:
         return self.family.prompt_inputs(self, prompt, images)

@@ -3,8 +3,9 @@
 Prompts go through the model's own chat template and processor (no LLaVA conversation template): images first,
 then the question, as Qwen's own examples and lmms-eval put them. The processor expands each image into its
 merged-token grid; `generate` returns the prompt before the new tokens. The DART budget is the reduction ratio
-alone, as the DART release's Qwen code reads it; the methods that reduce the image before the language model do
-not run here yet.
+alone, as the DART release's Qwen code reads it. Of the methods that reduce the image before the language model,
+DivPrune and pooling run on each image's merged tokens (`llava.model.language_model.qwen_before_llm`); those that read
+the vision tower's [CLS] token (VisionZip) do not: the Qwen ViT has none.
 
 The library's `AutoProcessor` builds the video processor too, which needs torchvision; where torchvision is
 missing (it does not import beside the CPU torch build) the processor is built without its video part: images
@@ -42,7 +43,8 @@ class QwenVLFamily(Family):
     model_types = ("qwen2_vl", "qwen2_5_vl")
     prompt_format = "messages"
     ratio_budget = True
-    before_llm_methods = False
+    before_llm_methods = True
+    vision_cls_attention = False  # no [CLS] token in its ViT: the methods declaring VISION_CLS_ATTENTION do not run
     takes_video = True  # frames through llava.model.families.qwen_video (no torchvision needed)
     image_view = "resize"  # the processor resizes the image to its grid's shape (llava.serve.overlay)
     hub_name_pattern = r"qwen2(\.5)?-vl"

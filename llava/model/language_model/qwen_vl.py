@@ -7,6 +7,8 @@ generation class down to the text model) away from the vision tower; and the gen
 finds the image and video spans in the prompt and carries the call's `PruningRecord`. Nothing else is
 changed: the vision tower, the M-RoPE position ids (`get_rope_index`, `rope_deltas`) and `generate` are the
 library's. Kept tokens keep their original 3-D positions, so decoding positions are what they are unpruned.
+Methods that reduce the image before the language model (DivPrune, pooling) run in `generate`, on each image's
+merged tokens, before the library's forward sees the prompt (`llava.model.language_model.qwen_before_llm`).
 
 Qwen3-VL (and its MoE variant) adds DeepStack: after each of its first text layers the library adds features of an intermediate tower
 block to the hidden states at the visual positions (`_deepstack_process`). Once the engine has pruned, the
@@ -26,9 +28,11 @@ from transformers.models.qwen3_vl import modeling_qwen3_vl as qwen3
 from transformers.models.qwen3_vl_moe import modeling_qwen3_vl_moe as qwen3_moe
 
 from llava.model.language_model.pruned_generation import pruned_forward
-from llava.model.pruning import PruningRecord
+from llava.model.language_model.qwen_before_llm import generate_reduced, reduce_qwen_prompt
+from llava.model.pruning import PruningRecord, get_method
 from llava.model.pruning.attach import PRUNING_CALL_KWARGS, attach_engine
 from llava.model.pruning.backends import QwenVLBackend
+from llava.model.pruning.engine import call_settings
 from llava.model.strict_loading import inherit_weight_conversions
 
 class _PrunedTextModel:
@@ -81,8 +85,21 @@ class _PrunedGeneration:
         """The library's generate; the pruning state of the call lands in `pruning_record` (pass your own in
         concurrent code) and, for convenience in single-threaded use, in `self.last_pruning_record`."""
         record = pruning_record if pruning_record is not None else PruningRecord()
+        record.image_reductions = None
         self.last_pruning_record = record
+        settings = call_settings(record, QwenVLBackend(self.model.language_model, self.config))
+        if settings is not None and get_method(settings.method).before_llm:  # the images reduced at prefill
+            return generate_reduced(self, super().generate, args, kwargs, get_method(settings.method), settings,
+                                    record)
         return super().generate(*args, pruning_record=record, **kwargs)
+
+    def reduced_prompt(self, input_ids, attention_mask, mm_token_type_ids, pixel_values, image_grid_thw,
+                       record: PruningRecord):
+        """The prompt with its images reduced by the call's method before the language model, as `generate` runs
+        it: `.model_inputs()` are the library forward's arguments (pass `record` along)."""
+        settings = call_settings(record, QwenVLBackend(self.model.language_model, self.config))
+        return reduce_qwen_prompt(self, input_ids, attention_mask, mm_token_type_ids, pixel_values, image_grid_thw,
+                                  get_method(settings.method), settings, record)
 
 
 # -- Qwen2-VL --------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import logging
 import torch
 from torch import nn
 from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModel
+from transformers.models.clip.modeling_clip import eager_attention_forward
 from transformers.utils import logging as hf_logging
 
 from llava.model.strict_loading import load_strictly
@@ -23,13 +24,17 @@ class SelectLayerOutputs:
     patches: (N, n, C) the patch features LLaVA uses; cls: (N, C) the [CLS] feature of the same layer;
     cls_attention: (N, n) the [CLS] query's attention over the patches in the encoder layer that outputs the
     select layer, summed over the heads (what that layer's eager attention weights give for row 0); keys:
-    (N, n + 1, head_dim) that layer's keys averaged over the heads, [CLS] first.
+    (N, n + 1, head_dim) that layer's keys averaged over the heads, [CLS] first. head_attention: (N, heads, n) the
+    [CLS] row over the patches per head, as that layer's eager attention returns it: transformers' own
+    `eager_attention_forward` on the whole sequence, softmax in float32 cast back to the tower's dtype (VisPruner
+    ranks by its head mean, where a difference of one rounding can reorder neighbours).
     """
 
     patches: torch.Tensor
     cls: torch.Tensor
     cls_attention: torch.Tensor
     keys: torch.Tensor
+    head_attention: torch.Tensor | None = None
 
 
 def select_layer_outputs(tower, images: torch.Tensor, select_layer: int) -> SelectLayerOutputs:
@@ -49,6 +54,12 @@ def select_layer_outputs(tower, images: torch.Tensor, select_layer: int) -> Sele
     query = attn.q_proj(normed[:, :1]).view(batch, attn.num_heads, attn.head_dim)
     keys = attn.k_proj(normed).view(batch, length, attn.num_heads, attn.head_dim)
     scores = torch.einsum("bhd,blhd->bhl", query.float(), keys.float()) * attn.scale
+    # The same projections and function as the layer's eager attention, on the whole sequence (a one-row product
+    # may round differently), so that the per-head [CLS] row is the one `output_attentions` would give.
+    shape = (batch, length, attn.num_heads, attn.head_dim)
+    _, eager_weights = eager_attention_forward(
+        attn, attn.q_proj(normed).view(shape).transpose(1, 2), keys.transpose(1, 2),
+        attn.v_proj(normed).view(shape).transpose(1, 2), None, scaling=attn.scale)
     selected = hidden[select_layer]
     dtype = images.dtype
     return SelectLayerOutputs(
@@ -56,6 +67,7 @@ def select_layer_outputs(tower, images: torch.Tensor, select_layer: int) -> Sele
         cls=selected[:, 0].to(dtype),
         cls_attention=scores.softmax(dim=-1).sum(dim=1)[:, 1:],
         keys=keys.mean(dim=2).to(dtype),
+        head_attention=eager_weights[:, :, 0, 1:],
     )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from llava.model.pruning import (  # noqa: F401  (they register their methods)
-    dart, divprune, fastv, pdrop, pooling, random_baseline, visionzip,
+    cdpruner, dart, dart_k0, divprune, fastv, holov, pdrop, pooling, random_baseline, sparsevlm, visionzip, vispruner,
 )
 from llava.model.pruning.config import (
     DARTConfig,

@@ -25,10 +25,16 @@ class RotaryDecoderBackend:
     """The engine's view of one LLaMA-style base model (`model`: e.g. a `LlamaModel` subclass)."""
 
     reduces_before_llm = True  # LLaVA's splice (llava_arch) reduces the image features for such methods
+    # One position per token, embedded by the model's `rotary_emb`: the engine can give kept tokens new ones.
+    renumbers_positions = True
 
     def __init__(self, model):
         self.model = model
         self.config = model.config
+
+    def position_embeddings(self, hidden_states: torch.Tensor, position_ids: torch.Tensor):
+        """The rotary (cos, sin) the layers take for `position_ids` (B, L), as the model's forward computes them."""
+        return self.model.rotary_emb(hidden_states, position_ids)
 
     @property
     def llava_next(self) -> bool:
@@ -87,6 +93,31 @@ class RotaryDecoderBackend:
             attention_mask=mask, past_key_values=_KeyCapture(keys))
         return weights[:, :, -1].float().mean(dim=1)
 
+    def attention_matrix(self, layer_idx: int, layer_input: torch.Tensor, position_embeddings, keys: torch.Tensor,
+                         valid: torch.Tensor | None, rows_per_chunk: int = 256) -> torch.Tensor:
+        """Every row of the attention weights eager attention returns for this layer, averaged over heads,
+        (B, L, L) in float32, causal and with the padding in `valid` masked. Computed in chunks of query rows so
+        that only (heads x chunk x L) weights exist at once, whatever attention backend the model runs."""
+        layer = self.model.layers[layer_idx]
+        attn = layer.self_attn
+        batch, length, _ = layer_input.shape
+        keys = keys.view(batch, length, -1, attn.head_dim).transpose(1, 2)
+        allowed = torch.ones(length, length, dtype=torch.bool, device=layer_input.device).tril()[None, None]
+        if valid is not None:
+            allowed = allowed & valid.to(layer_input.device).bool()[:, None, None, :]
+        mask = torch.zeros(allowed.shape, dtype=layer_input.dtype, device=layer_input.device)
+        mask = mask.masked_fill(~allowed, torch.finfo(mask.dtype).min).expand(batch, 1, length, length)
+        normed = layer.input_layernorm(layer_input)
+        chunks = []
+        for first in range(0, length, rows_per_chunk):
+            last = min(length, first + rows_per_chunk)
+            _, weights = _eager_twin(attn).forward(
+                hidden_states=normed[:, first:last],
+                position_embeddings=tuple(e[..., first:last, :] for e in position_embeddings),
+                attention_mask=mask[:, :, first:last], past_key_values=_KeyCapture(keys))
+            chunks.append(weights.float().mean(dim=1))
+        return torch.cat(chunks, dim=1)
+
     def causal_mask(self, hidden_states: torch.Tensor, attention_mask, cache, layer_idx: int):
         return create_causal_mask(
             config=self.config,
@@ -135,7 +166,12 @@ class QwenVLBackend(RotaryDecoderBackend):
     `DART_config` is read first (the DART release's Qwen2.5-VL reads it from `text_config`, also accepted)."""
 
     llava_next = False
-    reduces_before_llm = False
+    reduces_before_llm = True  # the generation class reduces the images for such methods (qwen_before_llm)
+    # Where such methods run here, for the engine's message when unreduced features reach the language model.
+    before_llm_hint = ("on Qwen-VL models they run in `generate` (or pass `model.reduced_prompt(...).model_inputs()` "
+                       "to forward)")
+    # M-RoPE: an image token's position is (t, h, w), and no release says how to renumber such positions.
+    renumbers_positions = False
     # The DART release's Qwen dicts carry no LLaVA-1.6 budget: it is meaningless here.
     unused_settings_keys = ("retain_token_num_for_llava_next",)
     # Who ignores max_num_trunction, and on whose authority, in the warning (other ratio-budget backends reuse

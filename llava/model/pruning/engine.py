@@ -14,6 +14,10 @@ image span of every sample, gathers the kept tokens (rows that keep fewer tokens
 padding is masked) with their position embeddings (original positions) and builds the mask of the shorter
 sequence. At each decoding step it reuses the prefill's kept sets from the record and only rebuilds, at each
 pruning layer, the mask for the layers from there on, whose cache is shorter.
+A method whose settings say `renumbers_positions` (PyramidDrop as released) has the kept tokens renumbered
+consecutively after each stage instead, and each decoding step's position lowered by the tokens dropped so far
+in that stage's layers (`PrunedStage.position_shift`), where the backend `renumbers_positions`; elsewhere the
+original positions stay, with a one-time warning.
 The backend (`PruningBackend`) supplies only what differs between model families.
 """
 
@@ -48,6 +52,8 @@ class PruningBackend(Protocol):
     llava_next: the sequence follows LLaVA-1.6's budget rule (anyres images).
     reduces_before_llm: the family's splice applies the methods that work before the language model.
     unused_settings_keys: DART_config keys this family never reads, which its release's dicts may leave out.
+    renumbers_positions (optional, default False): the backend has `position_embeddings(hidden_states,
+        position_ids)`, the layers' rotary (cos, sin) for (B, L) position ids, so kept tokens can be renumbered.
     """
 
     config: Any
@@ -71,6 +77,10 @@ class PruningBackend(Protocol):
                              keys: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
         """Layer `layer_idx`'s attention weights of each row's last token, averaged over heads, (B, L), with
         `keys` that layer's key states and `valid` (B, L) the real tokens (None: all)."""
+
+    def attention_matrix(self, layer_idx: int, layer_input: torch.Tensor, position_embeddings: Any,
+                         keys: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+        """Every row of layer `layer_idx`'s attention weights, averaged over heads, causal, (B, L, L)."""
 
     def causal_mask(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, cache, layer_idx: int) -> Any:
         """The mask of layers >= layer_idx for `hidden_states`, a 2-D padding mask over their own cache + query."""
@@ -139,10 +149,16 @@ class PruningHook:
         self.past_length = past_length
         self.settings: PruningSettings | None = None
         self._layer_input: torch.Tensor | None = None
+        # When a method renumbers the kept tokens' positions (PyramidDrop as released): at decoding, the positions
+        # the library gave the layers; at prefill, each row's first real token's position and its real tokens.
+        self._positions: torch.Tensor | None = None
+        self._renumber_from: tuple[torch.Tensor, torch.Tensor] | None = None
         # At prefill, the sequence the next stage prunes: its absolute positions (None: all of them) and
         # which of them are real tokens (None: all).
         self._current: torch.Tensor | None = None
         self._current_valid: torch.Tensor | None = None
+        # The prefill's input embeddings, for methods that read them (`PruningInput.EMBEDDINGS`).
+        self._embeddings = hidden_states if past_length == 0 else None
         batch, length = hidden_states.shape[:2]
         if past_length == 0:
             self._current_valid = self.attention_mask.bool() if self.attention_mask is not None else None
@@ -166,9 +182,10 @@ class PruningHook:
                 raise ValueError(f"forced_keep sets what the language model keeps; {method.name!r} reduces the "
                                  "image features before it")
             if record.image_reductions is None and has_image:
-                where = ("pass `images` to generate/forward, or the call's pruning_record to "
-                         "prepare_multimodal_inputs" if self.backend.reduces_before_llm else
-                         "this model family does not support such methods yet")
+                where = getattr(self.backend, "before_llm_hint", None) or (
+                    "pass `images` to generate/forward, or the call's pruning_record to "
+                    "prepare_multimodal_inputs" if self.backend.reduces_before_llm else
+                    "this model family does not support such methods yet")
                 raise ValueError(f"pruning method {method.name!r} reduces the image features before the language "
                                  f"model, but they reached it unreduced: {where}")
             return ()
@@ -176,9 +193,11 @@ class PruningHook:
             return (self.settings.K,)
         layers = tuple(method.layers(self.settings))
         depth = self.backend.config.num_hidden_layers
-        if not layers or list(layers) != sorted(set(layers)) or layers[0] < 1 or layers[-1] >= depth:
+        # Before layer 0 there is no layer K-1 to read: only the input embeddings exist there.
+        lowest = 0 if method.inputs <= {PruningInput.EMBEDDINGS} else 1
+        if not layers or list(layers) != sorted(set(layers)) or layers[0] < lowest or layers[-1] >= depth:
             raise ValueError(f"pruning method {self.settings.method!r} asks for layers {layers}; they must be "
-                             f"ascending, distinct and in 1..{depth - 1}")
+                             f"ascending, distinct and in {lowest}..{depth - 1}")
         return layers
 
     @staticmethod
@@ -203,8 +222,14 @@ class PruningHook:
                 hidden_states, layer_kwargs = self._prune_at_prefill(stage, hidden_states, layer_kwargs)
             else:
                 kept = self.record.stages[stage]
+                if stage == 0:  # the library's own layer kwargs, before any stage replaced them
+                    self._positions = _given_positions(layer_kwargs, hidden_states.shape[1], self.past_length,
+                                                       hidden_states.device)
                 layer_kwargs = self._pruned_kwargs(hidden_states, layer_kwargs, layer_idx,
                                                    self._segment_mask(kept, hidden_states))
+                if kept.position_shift is not None:  # the renumbered prefill continues: the drop comes off
+                    shifted = self._positions - kept.position_shift.to(self._positions.device)[:, None]
+                    layer_kwargs["position_embeddings"] = self.backend.position_embeddings(hidden_states, shifted)
         if layer_idx + 1 in self.stages:
             self._layer_input = hidden_states  # the next pruning layer's input, in case its keys must be recomputed
         return hidden_states, layer_kwargs
@@ -234,16 +259,57 @@ class PruningHook:
         # Kept tokens keep their original positions, so RoPE sees what it would see unpruned.
         kwargs = self._pruned_kwargs(hidden_states, layer_kwargs, layer, self._segment_mask(kept, hidden_states))
         kwargs["position_embeddings"] = tuple(gather_tokens(e, keep) for e in layer_kwargs["position_embeddings"])
+        if stage == 0:
+            self._renumber_from = self._renumbering(layer_kwargs, batch, length, hidden_states.device)
+        if self._renumber_from is not None:
+            kwargs["position_embeddings"], shift = self._renumbered(hidden_states)
+            record.stages[-1] = PrunedStage(layer, absolute, valid, shift)
         return hidden_states, kwargs
+
+    def _renumbering(self, layer_kwargs: dict[str, Any], batch: int, length: int, device):
+        """At the first stage: None when kept tokens keep their original positions, else each row's first real
+        token's position (B,) and its count of real prefill tokens (B,), which renumbering starts from."""
+        wants = getattr(self.settings.method_settings, "renumbers_positions", False)
+        if not wants or self.record.forced_keep is not None:
+            return None
+        if not getattr(self.backend, "renumbers_positions", False):
+            warn_once(f"pruning method {self.settings.method!r} renumbers the kept tokens' positions, which "
+                      f"{type(self.backend).__name__} cannot (no one position per token, e.g. M-RoPE): kept "
+                      "tokens keep their original positions")
+            return None
+        positions = _given_positions(layer_kwargs, length, 0, device).expand(batch, length)
+        if self.attention_mask is None:
+            return positions[:, 0], torch.full((batch,), length, device=positions.device)
+        real = self.attention_mask[:, :length].to(positions.device).bool()
+        first = real.long().argmax(dim=1, keepdim=True)  # rows are left-padded
+        return positions.gather(1, first).squeeze(1), real.sum(dim=1)
+
+    def _renumbered(self, hidden_states: torch.Tensor):
+        """The kept sequence's position embeddings with its real tokens numbered consecutively from the row's
+        first (padding takes that first position, masked anyway), and per row the real tokens dropped so far."""
+        start, prefill_real = self._renumber_from
+        batch, length = hidden_states.shape[:2]
+        real = (self._current_valid.to(start.device).long() if self._current_valid is not None else
+                torch.ones(batch, length, dtype=torch.long, device=start.device))
+        positions = start[:, None] + (real.cumsum(dim=1) - 1).clamp(min=0)
+        return self.backend.position_embeddings(hidden_states, positions), prefill_real - real.sum(dim=1)
 
     def _selected_rows(self, stage: int, hidden_states: torch.Tensor, position_embeddings) -> list[torch.Tensor]:
         cfg = self.settings
         method = get_method(cfg.method)
         layer = self.stages[stage]
         normed = self.backend.final_norm(hidden_states) if PruningInput.NORMED in method.inputs else None
-        keys = attention = None
-        if method.inputs & {PruningInput.KEYS, PruningInput.PREVIOUS_LAYER_ATTENTION}:
+        keys = attention = matrix = embeddings = None
+        if method.inputs & {PruningInput.KEYS, PruningInput.PREVIOUS_LAYER_ATTENTION,
+                            PruningInput.PREVIOUS_LAYER_ATTENTION_MATRIX}:
             keys = self.backend.layer_keys(layer - 1, self._layer_input, position_embeddings, self.cache)
+        if PruningInput.PREVIOUS_LAYER_ATTENTION_MATRIX in method.inputs:
+            matrix = self.backend.attention_matrix(layer - 1, self._layer_input, position_embeddings, keys,
+                                                   self._current_valid)
+        if PruningInput.EMBEDDINGS in method.inputs:
+            embeddings = self._embeddings
+            if self._current is not None:
+                embeddings = embeddings.gather(1, self._current.unsqueeze(-1).expand(-1, -1, embeddings.shape[-1]))
         if PruningInput.PREVIOUS_LAYER_ATTENTION in method.inputs:
             attention = self.backend.last_token_attention(layer - 1, self._layer_input, position_embeddings, keys,
                                                           self._current_valid)
@@ -265,13 +331,15 @@ class PruningHook:
                 "normed": normed[b] if normed is not None else None,
                 "keys": keys[b] if keys is not None else None,
                 "attention": attention[b] if attention is not None else None,
+                "attention_matrix": matrix[b] if matrix is not None else None,
+                "embeddings": embeddings[b] if embeddings is not None else None,
             }
             rows.append(self._select_row(method, cfg, stage, spans, [n for _, n in original], length, valid,
-                                         hidden_states.device, per_sample))
+                                         hidden_states.device, per_sample, row=b))
         return rows
 
     def _select_row(self, method, cfg, stage, spans, original_lengths, length, valid_tokens, device,
-                    per_sample) -> torch.Tensor:
+                    per_sample, row: int = 0) -> torch.Tensor:
         """Sample's kept positions, ascending: its text (not its padding), plus each image's selection."""
         text = torch.ones(length, dtype=torch.bool, device=device)
         for start, count in spans:
@@ -280,12 +348,17 @@ class PruningHook:
             text &= valid_tokens.to(device)
         kept = [text.nonzero().flatten()]
         padding = int(valid_tokens.long().argmax()) if valid_tokens is not None else 0  # rows are left-padded
-        for (start, count), original_length in zip(spans, original_lengths):
+        for index, ((start, count), original_length) in enumerate(zip(spans, original_lengths)):
             if count == 0:
                 continue
             text_after = text[start + count :].nonzero().flatten() + start + count
+            image_embeddings = None
+            if per_sample.get("embeddings") is not None:
+                first = self.record.image_spans[row][index][0]  # the image's place in the prefill sequence
+                image_embeddings = self._embeddings[row, first : first + original_length]
             inputs = SpanInputs((start, count), text_after, llava_next=self.backend.llava_next, stage=stage,
-                                padding=padding, original_length=original_length, **per_sample)
+                                padding=padding, original_length=original_length,
+                                image_embeddings=image_embeddings, **per_sample)
             kept.append(method.select(inputs, cfg).to(device))
         return torch.cat(kept).sort().values
 
@@ -335,6 +408,14 @@ class PruningHook:
         # The gaps pruning leaves in the positions would read as packed sequences to some attention backends.
         kwargs["position_ids"] = None
         return kwargs
+
+
+def _given_positions(layer_kwargs: dict[str, Any], length: int, past_length: int, device) -> torch.Tensor:
+    """The position ids the library passed the layers, (B or 1, L); consecutive after the cache when none."""
+    given = layer_kwargs.get("position_ids")
+    if given is not None:
+        return given
+    return torch.arange(past_length, past_length + length, device=device)[None]
 
 
 def _spans_in(current: torch.Tensor, valid: torch.Tensor | None, spans: list[ImageSpan]) -> list[ImageSpan]:

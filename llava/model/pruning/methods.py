@@ -41,6 +41,12 @@ class PruningInput(enum.Enum):
     KEYS = "keys"  # layer K-1's key states after RoPE, heads concatenated, (L, kv_heads * head_dim)
     PREVIOUS_LAYER_ATTENTION = "previous_layer_attention"  # the last token's attention in layer K-1 (FastV)
     PRUNING_LAYER_ATTENTION = "pruning_layer_attention"  # ... with layer K's own projections on its input (PDrop)
+    # Every row of layer K-1's attention weights averaged over the heads, (L, L), causal, padding masked: for
+    # methods that rank by the attention of several query tokens (SparseVLM's text raters).
+    PREVIOUS_LAYER_ATTENTION_MATRIX = "previous_layer_attention_matrix"
+    # The language model's input embeddings: of the sequence the stage prunes (L, D), and of the image's tokens
+    # before any stage pruned them (original_length, D). The only input a stage before layer 0 can have.
+    EMBEDDINGS = "embeddings"
     # Before the language model: the vision tower's [CLS] attention row at its select layer, summed over the
     # heads, with that layer's keys and the [CLS] feature (VisionZip).
     VISION_CLS_ATTENTION = "vision_cls_attention"
@@ -64,6 +70,9 @@ class SpanInputs:
         position minus `padding` is the one the sample has when run alone.
     original_length: how many tokens the image had before the first stage (a later stage's budget may be
         a fraction of it); 0 means `span`'s length.
+    attention_matrix: (L, L) every row of layer K-1's attention, averaged over the heads, when declared.
+    embeddings: (L, D) the input embeddings of the sequence; image_embeddings: (original_length, D) the
+        image's input embeddings before any stage; both when `EMBEDDINGS` is declared.
     """
 
     span: tuple[int, int]
@@ -75,6 +84,9 @@ class SpanInputs:
     padding: int = 0
     attention: torch.Tensor | None = None
     original_length: int = 0
+    attention_matrix: torch.Tensor | None = None
+    embeddings: torch.Tensor | None = None
+    image_embeddings: torch.Tensor | None = None
 
 
 SelectFn = Callable[[SpanInputs, PruningSettings], torch.Tensor]
@@ -91,7 +103,10 @@ class VisionInputs:
     tower_features: (n, C) the same patches at the vision tower's select layer, before the projector;
         tower_cls: (C,) the [CLS] token there; cls_attention: (n,) the [CLS] query's attention over the
         patches in that layer, summed over the heads; tower_keys: (n + 1, d) that layer's keys averaged over
-        the heads, [CLS] first. Present when the method declared `VISION_CLS_ATTENTION`.
+        the heads, [CLS] first; head_attention: (heads, n) the [CLS] row per head as that layer's eager attention
+        returns it (in the tower's dtype). Present when the method declared `VISION_CLS_ATTENTION`.
+    instruction: the text of the prompt this image belongs to (`PruningRecord.instructions`), None if not given;
+        vision_tower: the model's `CLIPVisionTower` (for methods that need more of its CLIP checkpoint, CDPruner).
     """
 
     features: torch.Tensor
@@ -102,26 +117,34 @@ class VisionInputs:
     tower_cls: torch.Tensor | None = None
     cls_attention: torch.Tensor | None = None
     tower_keys: torch.Tensor | None = None
+    head_attention: torch.Tensor | None = None
+    instruction: str | None = None
+    vision_tower: Any = None
 
 
-def reduce_images(encoded, method, settings, llava_next: bool, project) -> tuple[list[torch.Tensor], list, float]:
+def reduce_images(encoded, method, settings, llava_next: bool, project, instructions=None,
+                  vision_tower=None) -> tuple[list[torch.Tensor], list, float]:
     """Each image put through a method that reduces it before the language model.
 
     encoded: per image (its (n, D) tokens, its (rows, cols) grid or None, its tower's `SelectLayerOutputs` or
-    None); project: the multimodal projector. Returns the reduced tokens per image, an `ImageReduction` each, and
+    None); project: the multimodal projector; instructions: per image, its prompt's instruction text or None;
+    vision_tower: the model's vision tower. Returns the reduced tokens per image, an `ImageReduction` each, and
     the seconds the method took (not the tower).
     """
     from llava.model.pruning.record import ImageReduction
 
     features, reductions = [], []
     start = time.perf_counter()
-    for image_features, grid, tower in encoded:
+    for i, (image_features, grid, tower) in enumerate(encoded):
         inputs = VisionInputs(
             image_features, grid, llava_next, project,
             tower_features=tower.patches if tower is not None else None,
             tower_cls=tower.cls if tower is not None else None,
             cls_attention=tower.cls_attention if tower is not None else None,
             tower_keys=tower.keys if tower is not None else None,
+            head_attention=tower.head_attention if tower is not None else None,
+            instruction=instructions[i] if instructions is not None else None,
+            vision_tower=vision_tower,
         )
         reduced = method.reduce(inputs, settings)
         features.append(reduced.features)
@@ -164,7 +187,8 @@ def at_layer_k(cfg: PruningSettings) -> tuple[int, ...]:
 class PruningMethod:
     """A registered method: `select` (inside the language model) or `reduce` (before it), exactly one.
 
-    layers(cfg): the ascending layers before which `select` prunes (each >= 1 and below the model's depth).
+    layers(cfg): the ascending layers before which `select` prunes (each >= 1 and below the model's depth;
+        0, before the first layer, only for a method that reads nothing but `EMBEDDINGS`).
     settings_class: the method's own settings (a `MethodSettings` subclass), whose fields are DART_config keys
         no other method has; parsed into `PruningSettings.method_settings`. None: the shared settings suffice.
     check_splice(sample, cfg): run on each sample before the first stage; returns the disagreements between

@@ -6,8 +6,44 @@ its input (as PyramidDrop's reference code does), and the top fraction of the im
 is kept. Every stage ranks only what the stage before kept. The reference's defaults for LLaVA-1.5-7B (32
 layers) are layers 8, 16, 24 keeping 0.5, 0.25, 0.125.
 
-The stages are PyramidDrop's own settings (`PDropSettings`, DART_config keys `pdrop_layers` / `pdrop_ratios`):
-no other method reads them, so they are parsed and checked here rather than with the shared settings.
+The stages are PyramidDrop's own settings (`PDropSettings`, DART_config keys `pdrop_layers` / `pdrop_ratios`,
+and `pdrop_positions`): no other method reads them, so they are parsed and checked here rather than with the
+shared settings.
+
+What the released code does (github.com/Cooperx521/PyramidDrop, `llava/model/modeling_llama_pdrop.py`:
+`LlamaModel.pdrop_forward` and `LlamaModel.pdrop_rank_drop`; `llava/model/llava_arch.py`:
+`prepare_inputs_labels_for_multimodal_pdrop`; `llava/model/language_model/llava_llama_pdrop.py`), and here:
+
+- Where: after decoder layer `l - 1` for each `l` of `layer_list`, at prefill only (`hidden_states.shape[1] != 1`);
+  the ranking uses layer `l`'s `input_layernorm`, `q_proj` and `k_proj` on that layer's input.
+- Query: at inference, the row `prompt_len + image_tokens[stage] - 1` of the sample's unpadded sequence,
+  `prompt_len` being its text length: the last prompt token. (Training uses every token before an answer;
+  not reproduced.) Keys: the whole current sequence, causally masked, so every token up to the last.
+- Score: `q k^T / sqrt(head_dim)` plus the mask, softmax in float32 cast back to the model's dtype, mean over
+  heads, the image's columns; mean over the one query row.
+- Positions: the query and keys get RoPE at the current `position_ids`, which after a stage are the kept
+  tokens renumbered `0..L'-1` (`position_ids[i, :cur_len] = arange(cur_len)`): so stage n ranks on the
+  positions stage n-1 gave, and every layer after a stage runs RoPE on them.
+- Count: `int(image_tokens[i] * ratio)` of the image's ORIGINAL token count (`self.image_tokens`, the
+  features' length; `image_token_ratio_list` with 1.0 prepended), `topk` on the scores, then the indices
+  sorted ascending. Text tokens (before and after the image) are all kept. One image per sample (the first
+  `<image>`); a sample without one is left as it is. The mask is then rebuilt for the pre-drop
+  `(batch, seq_length)`, which under SDPA / flash attention without padding is the plain causal mask.
+- Decoding: each step's `position_ids` start as the prompt's (the attention-mask cumsum of generate: the
+  unpruned position), and at each stage layer the stage's drop is subtracted,
+  `position - (int(N * ratio[stage]) - int(N * ratio[stage + 1]))`: after stage n the position is the
+  original one minus the image tokens dropped so far, which continues the renumbered prefill.
+
+Here, the default `pdrop_positions="renumbered"` does the same through the engine (`PruningHook` with a
+backend that can embed new position ids): kept tokens get consecutive positions from the row's first real
+token's, the next stage ranks with those, and decoding at a stage's layers uses the original position minus
+the real tokens dropped up to that stage (`PrunedStage.position_shift`). `"original"` keeps each kept token's
+original position (our earlier PDrop, as the engine's other methods do). Differences left: the attention row is
+averaged over heads in float32 rather than in the model's dtype (can reorder near-ties in half precision);
+`int(m * ratio)` is at least one token here; several images per sample are each ranked in their own span;
+left-padded batches are supported (the release supports right padding at batch size 1 in practice). M-RoPE
+families (Qwen-VL) have no renumbering rule in the release; there pdrop keeps original positions with a
+one-time warning.
 """
 
 from __future__ import annotations
@@ -25,21 +61,34 @@ from llava.pruning_settings import DEFAULTS
 
 REFERENCE_LAYERS = (8, 16, 24)  # of 32
 REFERENCE_RATIOS = (0.5, 0.25, 0.125)
+POSITION_MODES = ("renumbered", "original")
 
 
 @dataclasses.dataclass(frozen=True)
 class PDropSettings(MethodSettings):
     """PyramidDrop's stages: before each of `pdrop_layers`, keep that `pdrop_ratios` fraction of the image's
     original token count. None: the reference's layers 8, 16, 24 of 32, scaled to the model's depth, and
-    ratios 0.5, 0.25, 0.125; ratios alone go with those layers. Both are filled in once the depth is known."""
+    ratios 0.5, 0.25, 0.125; ratios alone go with those layers. Both are filled in once the depth is known.
+    pdrop_positions: "renumbered" (None, the default: the release's) gives the kept tokens consecutive positions
+    after each stage; "original" keeps their original positions (see the module docstring)."""
 
     pdrop_layers: tuple[int, ...] | None = DEFAULTS["pdrop_layers"]
     pdrop_ratios: tuple[float, ...] | None = DEFAULTS["pdrop_ratios"]
+    pdrop_positions: str | None = DEFAULTS["pdrop_positions"]
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any], num_hidden_layers: int | None) -> PDropSettings:
-        settings = cls(*_pdrop_stages(raw, num_hidden_layers))
+        positions = raw.get("pdrop_positions")
+        if positions is not None and positions not in POSITION_MODES:
+            raise PruningConfigError(f"DART_config['pdrop_positions']={positions!r} must be one of "
+                                     f"{list(POSITION_MODES)}")
+        settings = cls(*_pdrop_stages(raw, num_hidden_layers), pdrop_positions=positions)
         return settings if num_hidden_layers is None else settings.with_default_stages(num_hidden_layers)
+
+    @property
+    def renumbers_positions(self) -> bool:
+        """Read by the engine: the kept tokens get new consecutive positions after each stage."""
+        return self.pdrop_positions != "original"
 
     def with_default_stages(self, num_hidden_layers: int) -> PDropSettings:
         """The configured stages, else the reference's layers scaled to the model's depth (distinct, within

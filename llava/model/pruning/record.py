@@ -35,11 +35,15 @@ class PrunedStage:
 
     keep: (B, L') absolute positions in the prefill sequence, ascending per row, left-padded when rows keep
         different numbers of tokens; keep_valid: (B, L') bool marking the real entries, or None if none is padding.
+    position_shift: (B,) when the stage renumbered the kept tokens' positions (PyramidDrop as released): how
+        many real prefill tokens were dropped up to this stage, which a decoding step's position loses in the
+        stage's layers; None when the kept tokens keep their original positions.
     """
 
     layer: int
     keep: torch.Tensor
     keep_valid: torch.Tensor | None = None
+    position_shift: torch.Tensor | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +78,8 @@ class PruningRecord:
         method before the language model, the reduction's time (the vision tower's not included).
     image_reductions: per sample, per image, what a method before the language model did (None: no such
         method ran); filled when the images are spliced, so `image_spans` then hold the reduced lengths.
+    instructions: set before the call, per sample, the instruction (the question) its images are pruned for, by
+        a method conditioned on it (CDPruner); None: not given.
     """
 
     stages: list[PrunedStage] = dataclasses.field(default_factory=list)
@@ -83,6 +89,7 @@ class PruningRecord:
     forced_keep: torch.Tensor | Sequence[torch.Tensor] | None = None
     dart_config: PruningSettings | Mapping[str, Any] | None | _UseModelConfig = USE_MODEL_CONFIG
     image_reductions: list[list[ImageReduction]] | None = None
+    instructions: Sequence[str] | None = None
 
     def start_prefill(self, length: int) -> None:
         """Forget what an earlier call using this record kept (its settings and forced_keep stay, and so do

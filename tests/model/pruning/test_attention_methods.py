@@ -107,10 +107,12 @@ def test_fastv_keeps_the_image_tokens_most_attended_in_layer_k_minus_1_under_eag
 
 def test_pdrop_stages_keep_the_top_fraction_by_each_stage_layers_own_attention(by_attention):
     """Stage 0 ranks by the attention of its own layer in the unpruned sequence; stage 1 by that of its layer
-    in the sequence stage 0 left (rebuilt here by forcing stage 0's set), each keeping int(576 * ratio)."""
+    in the sequence stage 0 left (rebuilt here by forcing stage 0's set), each keeping int(576 * ratio). With
+    original positions, as forcing keeps them (the release's renumbering: test_pdrop_released.py)."""
     models, ids, images = by_attention
     model = models["eager"]
-    settings = make_dart_config(method="pdrop", pdrop_layers=[1, 3], pdrop_ratios=[0.5, 0.25])
+    settings = make_dart_config(method="pdrop", pdrop_layers=[1, 3], pdrop_ratios=[0.5, 0.25],
+                                pdrop_positions="original")
     record = PruningRecord(dart_config=settings)
     generate_single(model, ids, images, record, max_new_tokens=3)
     assert [stage.layer for stage in record.stages] == [1, 3]
