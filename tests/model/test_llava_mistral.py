@@ -254,8 +254,9 @@ def llava_1_5_layout(*models):
 
 
 def pruned_run(model, ids, images, sizes, method):
-    """(error message or None, record, logits) of one pruned forward."""
-    record = PruningRecord(dart_config=settings_for(method))
+    """(error message or None, record, logits) of one pruned forward (the question given for the methods that
+    prune for it)."""
+    record = PruningRecord(dart_config=settings_for(method), instructions=["What is shown in the image?"])
     try:
         with torch.no_grad():
             logits = model(input_ids=ids, images=images, image_sizes=sizes, pruning_record=record).logits
