@@ -74,6 +74,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sparsevlm_layers", "sparsevlm_layers", str, None,
             "sparsevlm: the three layers whose attention ranks, pruning after each, e.g. 2,6,15 (default: those "
             "of 32 scaled to the depth)", nullable=True, method="sparsevlm"),
+    Setting("sparsevlm_positions", "sparsevlm_positions", str, None,
+            "sparsevlm: renumbered (default, as released: positions renumbered after each stage, deleted tokens "
+            "recycled) or original (original positions, no recycling)", nullable=True, method="sparsevlm"),
 )
 
 BY_NAME = {setting.name: setting for setting in SETTINGS}

@@ -17,8 +17,9 @@
 #   CUDA_VISIBLE_DEVICES  GPUs to split the questions over, one worker per GPU; unset: one worker (CUDA if
 #               available, else the CPU)
 #   DART=0      evaluate without pruning
-#   PRUNING_METHOD  dart (default), fastv, pdrop, random, visionzip, divprune or pooling (all but pdrop keep as
-#                   many image tokens as DART; pooling at most as many)
+#   PRUNING_METHOD  dart (default), fastv, pdrop, random, sparsevlm, dart_k0, visionzip, divprune, pooling,
+#                   vispruner, cdpruner or holov (all but pdrop and sparsevlm keep as many image tokens as DART;
+#                   pooling at most as many)
 #   CONV_MODE   conversation template (default vicuna_v1)
 #   BATCH_SIZE  questions per generate call in each worker (default 1; greedy answers are the same)
 #   EVAL_ARGS   extra worker flags, e.g. "--overwrite" or "--num-workers 8"

@@ -2,6 +2,8 @@
 
     python -m llava.eval.prefill_benchmark                  # LLaVA-1.5-7B depth/heads, hidden 1024, CPU
     python -m llava.eval.prefill_benchmark --methods dart fastv pdrop visionzip divprune pooling random
+    python -m llava.eval.prefill_benchmark --methods dart fastv pdrop random sparsevlm dart_k0 visionzip divprune \
+        pooling vispruner cdpruner holov           # every method at LLaVA-1.5's shape
     python -m llava.eval.prefill_benchmark --hidden-size 4096 --intermediate-size 11008 --device cuda
     python -m llava.eval.prefill_benchmark --batch-size 1 4  # one prompt per call, then four (each pruned on its own)
     python -m llava.eval.prefill_benchmark --image-tokens 2880 --kept 320 --methods dart divprune  # LLaVA-1.6's shape
@@ -131,8 +133,9 @@ def synchronize(device: str) -> None:
 @dataclasses.dataclass
 class VisionSide:
     """What a method before the language model gets per row, random but shaped like LLaVA-1.5's CLIP-L/336:
-    the select layer's patch features (C = 1024), its [CLS] feature, attention row and keys, and a random
-    2-layer projector; the prompt's image tokens are the projector's outputs."""
+    the select layer's patch features (C = 1024), its [CLS] feature, attention row (summed over the 16 heads) and
+    keys, the [CLS] row per head (VisPruner), a random 2-layer projector, the prompt's question (CDPruner's
+    instruction) and a stand-in tower (`clip_stand_in`); the prompt's image tokens are the projector's outputs."""
 
     tower: torch.Tensor  # (B, n, C)
     cls: torch.Tensor  # (B, C)
@@ -140,10 +143,43 @@ class VisionSide:
     keys: torch.Tensor  # (B, n + 1, 64)
     projector: torch.nn.Module
     grid: tuple[int, int] | None
+    head_attention: torch.Tensor | None = None  # (B, 16, n)
+    instruction: str | None = None
+    vision_tower: object = None
 
     def inputs(self, row: int, features: torch.Tensor) -> VisionInputs:
         return VisionInputs(features, self.grid, False, self.projector, self.tower[row], self.cls[row],
-                            self.cls_attention[row], self.keys[row])
+                            self.cls_attention[row], self.keys[row],
+                            self.head_attention[row] if self.head_attention is not None else None,
+                            self.instruction, self.vision_tower)
+
+
+# The question of the prompt's shape (CDPruner's instruction): a GQA-style question and LLaVA-1.5's answer format.
+INSTRUCTION = "What color is the car on the left side of the picture?\nAnswer the question using a single word or phrase."
+HEADS = 16  # CLIP-L's
+
+
+def clip_stand_in(device: str, dtype, width: int = 1024):
+    """A stand-in for LLaVA-1.5's CLIP-L/336 tower as CDPruner reads it: its `post_layernorm` (width 1024) and, as
+    its `clip_text_half`, a random text model of CLIP-L's text shape (width 768, 12 layers, 12 heads, 77 positions,
+    projection 768) with a `visual_projection`, float32 as CDPruner runs them. The tokenizer is the embedded
+    default's tiny CLIP one (a small vocabulary: the embedding lookup's cost does not depend on it, and the
+    instruction fits one 77-token segment either way)."""
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModelWithProjection
+
+    from llava.constants import DEFAULT_MODEL_PATH
+
+    tokenizer = AutoTokenizer.from_pretrained(f"{DEFAULT_MODEL_PATH}/vision_tower")
+    config = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                            num_attention_heads=12, max_position_embeddings=77, projection_dim=768, bos_token_id=0,
+                            eos_token_id=2, pad_token_id=1, hidden_act="quick_gelu")
+    text = CLIPTextModelWithProjection(config).to(device=device, dtype=torch.float32).eval().requires_grad_(False)
+    projection = torch.nn.Linear(width, 768, bias=False).to(device).requires_grad_(False)
+    return SimpleNamespace(vision_tower_name="prefill-benchmark CLIP-L stand-in", device=torch.device(device),
+                           dtype=dtype, clip_text_half=(tokenizer, text, projection), vision_tower=SimpleNamespace(
+                               post_layernorm=torch.nn.LayerNorm(width).to(device=device, dtype=dtype)))
 
 
 def vision_side(args, batch: int, dtype, generator) -> VisionSide:
@@ -154,8 +190,11 @@ def vision_side(args, batch: int, dtype, generator) -> VisionSide:
     n = args.image_tokens
     side = math.isqrt(n)
     random = lambda *shape: torch.randn(*shape, generator=generator).to(device=device, dtype=dtype)  # noqa: E731
-    return VisionSide(random(batch, n, width), random(batch, width), random(batch, n).float().softmax(-1),
-                      random(batch, n + 1, 64), projector.eval(), (side, side) if side * side == n else None)
+    heads = random(batch, HEADS, n).float().softmax(-1)
+    tower = clip_stand_in(device, dtype, width) if "cdpruner" in getattr(args, "methods", ()) else None
+    return VisionSide(random(batch, n, width), random(batch, width), heads.sum(dim=1),
+                      random(batch, n + 1, width // HEADS), projector.eval(), (side, side) if side * side == n else None,
+                      heads.to(dtype), INSTRUCTION, tower)
 
 
 @dataclasses.dataclass
@@ -337,8 +376,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="reduction ratios (families that budget by the ratio alone: "
                              + ", ".join(name for name, f in shapes.items() if f.ratio_budget) + ")")
     parser.add_argument("--methods", nargs="+", default=["dart", "random"], choices=method_names(),
-                        help="pruning methods to time beside vanilla (pdrop uses its stages, not --kept; visionzip, "
-                             "divprune and pooling work before the language model; visionzip not on Qwen)")
+                        help="pruning methods to time beside vanilla (pdrop and sparsevlm use their stages, not "
+                             "--kept; visionzip, divprune, pooling, vispruner, cdpruner and holov work before the "
+                             "language model, on a random CLIP-L-shaped tower side; those reading the [CLS] token "
+                             "not on Qwen or OneVision)")
     parser.add_argument("--prefix-tokens", type=int, help=defaults("prefix_tokens"))
     parser.add_argument("--image-tokens", type=int, help=defaults("image_tokens"))
     parser.add_argument("--suffix-tokens", type=int, help=defaults("suffix_tokens"))
@@ -364,11 +405,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     if before_llm and not family.before_llm_methods:
         parser.error(f"{', '.join(before_llm)} reduce the image before the language model, which the {family.name} "
                      "family does not do")
-    needs_cls = [m for m in before_llm if PruningInput.VISION_CLS_ATTENTION in get_method(m).inputs]
+    needs_cls = [m for m in before_llm if PruningInput.VISION_CLS_ATTENTION in get_method(m).inputs
+                 and m not in family.refused_methods]
     if needs_cls and not getattr(family, "vision_cls_attention", True):
         parser.error(f"{', '.join(needs_cls)} read the vision tower's [CLS] token, which the {family.name} family's "
                      "tower has not")
-    grid_methods = [m for m in before_llm if m in ("visionzip", "pooling")]
+    refused = [f"{m} ({family.refused_methods[m]})" for m in args.methods if m in family.refused_methods]
+    if refused:
+        parser.error(f"the {family.name} family does not run {', '.join(refused)}")
+    grid_methods = [m for m in before_llm if m in ("visionzip", "pooling", "vispruner", "cdpruner", "holov")]
     if grid_methods and math.isqrt(args.image_tokens) ** 2 != args.image_tokens:
         parser.error(f"{', '.join(grid_methods)} need one crop's square patch grid; --image-tokens "
                      f"{args.image_tokens} is not a square (LLaVA-1.6's merged crops: use divprune)")

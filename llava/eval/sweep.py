@@ -8,9 +8,11 @@ r"""Accuracy against kept image tokens: benchmarks x pruning methods x budgets, 
 Each point runs the benchmark's own script (`scripts/v1_5/eval/<bench>.sh`: the workers, on every GPU in
 CUDA_VISIBLE_DEVICES, and the official scorer), reads the scorer's result file, and takes the image tokens
 actually kept from the workers' summary. A budget is the number of image tokens to keep, given the same way
-to every method: DART, FastV, random, VisionZip and DivPrune keep 4 image pivots + 8 x floor(M / 8) (the
-largest such count up to the budget), PyramidDrop's stages end at that same count, and pooling keeps the
-largest h x w grid within it (h = floor(sqrt(count))). Qwen2-VL / 2.5-VL / 3-VL and LLaVA-OneVision take no
+to every method: DART, DART at K=0 (dart_k0), FastV, random, VisionZip, DivPrune, VisPruner, CDPruner and HoloV
+keep 4 image pivots + 8 x floor(M / 8) (the largest such count up to the budget), PyramidDrop's stages end at that
+same count, SparseVLM runs the official schedule whose target is nearest to it (its kept count is the one the
+workers measure), and pooling keeps the largest h x w grid within it (h = floor(sqrt(count))). CDPruner embeds
+each question with the tower's CLIP text half (random-init on the embedded default: see its card). Qwen2-VL / 2.5-VL / 3-VL and LLaVA-OneVision take no
 token budget: their DART budget is the reduction ratio alone (an image of m tokens keeps 4 + 8 x floor(m x (1 - ratio) / 8), so
 the count follows the image's size), given with --ratios; PyramidDrop's stages then end at 1 - ratio of the
 image. The runs are named PREFIX-CHECKPOINT-METHOD-BUDGET, so sweeps of different checkpoints keep apart.
@@ -95,7 +97,8 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Path, str], float]]] = {
     "videomme": ("accuracy (a checkpoint that takes videos)", _answers_score("videomme")),
 }
 METHOD_STYLES = {"dart": "o-", "fastv": "^-", "pdrop": "v-", "random": "s--", "visionzip": "D-", "divprune": "P-",
-                 "pooling": "x--"}
+                 "pooling": "x--", "sparsevlm": "<-", "vispruner": ">-", "cdpruner": "h-", "holov": "*-",
+                 "dart_k0": "o:"}
 
 
 def dart_family_budget(tokens: int) -> int:
@@ -310,21 +313,28 @@ def resolve_budgets(args: argparse.Namespace, ratio_only: bool, model_type: str 
 
 
 def resolve_methods(methods: list[str] | None, before_llm_methods: bool,
-                    vision_cls_attention: bool = True) -> list[str]:
+                    vision_cls_attention: bool = True, refused_methods=None) -> list[str]:
     """The methods asked for, or by default every method the family runs (some families do not run the methods
-    that reduce the image before the language model, or those of them that read the tower's [CLS] token)."""
+    that reduce the image before the language model, or those of them that read the tower's [CLS] token, or refuse
+    some for a reason of their own: `refused_methods`, name -> why)."""
     from llava.model.pruning import PruningInput, get_method
 
+    own = refused_methods or {}
     runnable = [m for m in METHOD_STYLES if (before_llm_methods or not get_method(m).before_llm)
-                and (vision_cls_attention or PruningInput.VISION_CLS_ATTENTION not in get_method(m).inputs)]
+                and (vision_cls_attention or PruningInput.VISION_CLS_ATTENTION not in get_method(m).inputs)
+                and m not in own]
     if methods is None:
         return runnable
-    refused = [m for m in methods if m not in runnable]
+    refused = [m for m in methods if m not in runnable and m not in own]
     if refused:
         raise SweepSettingsError(f"{', '.join(refused)} reduce the image before the language model (or read the "
                                  f"vision tower's [CLS] token), which this checkpoint's family does not support: "
                                  f"leave them out of --methods "
                                  f"({' '.join(runnable)})")
+    refused = [f"{m} ({own[m]})" for m in methods if m in own]
+    if refused:
+        raise SweepSettingsError(f"this checkpoint's family does not run {', '.join(refused)}: leave them out of "
+                                 f"--methods ({' '.join(runnable)})")
     return methods
 
 
@@ -358,7 +368,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         family, model_type = checkpoint_family(args.ckpt)
         args.budgets = resolve_budgets(args, family is not None and family.ratio_budget, model_type)
         args.methods = resolve_methods(args.methods, family is None or family.before_llm_methods,
-                                       family is None or getattr(family, "vision_cls_attention", True))
+                                       family is None or getattr(family, "vision_cls_attention", True),
+                                       getattr(family, "refused_methods", None))
     except ValueError as exc:
         parser.error(str(exc))
     return args

@@ -220,20 +220,12 @@ def install_in_hub_cache(repo_id: str, source_dir, cache_dir) -> Path:
 # -------------------------------------------------------------------------------------------- CLIP tower
 
 
-def _clip_text_config(width: int, layers: int, heads: int) -> dict:
-    return {
-        "bos_token_id": 0, "eos_token_id": 2, "hidden_act": "quick_gelu", "hidden_size": width,
-        "intermediate_size": 4 * width, "max_position_embeddings": 77, "model_type": "clip_text_model",
-        "num_attention_heads": heads, "num_hidden_layers": layers, "pad_token_id": 1, "projection_dim": width,
-        # A tiny vocabulary: the text half only has to be present, never used.
-        "vocab_size": 64,
-    }
-
-
 def build_clip_tower(out_dir, seed: int = 0) -> Path:
     """A tiny `openai/clip-vit-large-patch14-336`: the full CLIPModel config, the old-style preprocessor config and
-    float32 weights of both halves (`vision_model.*`, `text_model.*`, the projections, `logit_scale`), as the
-    openai repo holds them; the vision half is `tiny_checkpoint.make_vision_model(TinySpec(seed=seed))`.
+    float32 weights of both halves (`vision_model.*`, `text_model.*`, the projections, `logit_scale`) and the CLIP
+    tokenizer files, as the openai repo holds them; the vision half is
+    `tiny_checkpoint.make_vision_model(TinySpec(seed=seed))`, the text half and tokenizer
+    `tiny_checkpoint.write_clip_text_half`'s (seeded random, a tiny vocabulary: CDPruner loads them from here).
     """
     from transformers import CLIPConfig, CLIPModel
 
@@ -241,7 +233,7 @@ def build_clip_tower(out_dir, seed: int = 0) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     spec = tiny.TinySpec(seed=seed)
     vision = tiny.vision_config_dict(spec)
-    text = _clip_text_config(spec.vision_hidden_size, spec.vision_layers, spec.vision_heads)
+    text = tiny.clip_text_config(spec.vision_hidden_size)
     # The openai configs (transformers ~4.21) repeat the sizes in `text_config_dict` / `vision_config_dict`
     # [from memory, UNVERIFIED]; the values agree with the full dicts.
     sizes = ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "projection_dim")
@@ -278,6 +270,7 @@ def build_clip_tower(out_dir, seed: int = 0) -> Path:
     num_positions = (spec.image_size // spec.patch_size) ** 2 + 1
     state["vision_model.embeddings.position_ids"] = torch.arange(num_positions)[None]
     save_file({k: v.contiguous() for k, v in state.items()}, str(out / "model.safetensors"), metadata={"format": "pt"})
+    tiny.write_clip_text_half(out, seed=seed + 4)
     return out
 
 

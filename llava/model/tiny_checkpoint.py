@@ -8,7 +8,8 @@
       tokenizer.model           LLaMA-style SentencePiece (copied from llava/model/tiny_assets/)
       tokenizer_config.json  special_tokens_map.json
       vision_tower/             an openai/clip-vit-large-patch14-336 look-alike: full CLIPModel config.json,
-                                preprocessor_config.json, model.safetensors with `vision_model.*` keys only
+                                preprocessor_config.json, model.safetensors with `vision_model.*` keys and a
+                                small seeded CLIP text half (`write_clip_text_half`), CLIP tokenizer files
 
 `mm_vision_tower` is the relative path "vision_tower": the loader resolves it against the checkpoint dir.
 
@@ -16,7 +17,8 @@
 (torch pickle, the real format) and `mm_projector.safetensors`, plus the vision tower. It pairs with a base
 LLM written by `build_tiny_base_llm()` (`--model-base`); the same seed gives the same LLaMA weights in both.
 
-Seeds: the LLaMA weights use `seed`, the projector `seed + 1`, the vision tower `seed + 2`, each under its own
+Seeds: the LLaMA weights use `seed`, the projector `seed + 1`, the vision tower `seed + 2` (its CLIP text half
+`seed + 4`), each under its own
 `torch.manual_seed` inside `torch.random.fork_rng()`, so the caller's RNG state is left untouched and changing
 one component's size does not change the others' weights.
 
@@ -204,17 +206,7 @@ def write_vision_tower(out_dir: Path, spec: TinySpec, model: CLIPVisionModel | N
     tower_dir = out_dir / VISION_TOWER_DIR
     tower_dir.mkdir(parents=True, exist_ok=True)
     width = spec.vision_hidden_size
-    text_config = {
-        "hidden_act": "quick_gelu",
-        "hidden_size": width,
-        "intermediate_size": 4 * width,
-        "max_position_embeddings": 77,
-        "model_type": "clip_text_model",
-        "num_attention_heads": spec.vision_heads,
-        "num_hidden_layers": spec.vision_layers,
-        "projection_dim": width,
-        "vocab_size": 49408,
-    }
+    text_config = clip_text_config(width)
     config = {
         "architectures": ["CLIPModel"],
         "initializer_factor": 1.0,
@@ -248,7 +240,79 @@ def write_vision_tower(out_dir: Path, spec: TinySpec, model: CLIPVisionModel | N
     }
     path = tower_dir / "model.safetensors"
     save_file(state, str(path), metadata={"format": "pt"})
+    write_clip_text_half(tower_dir, seed=spec.seed + 4)
     return path
+
+
+# ------------------------------------------------------------------------------- the tower's CLIP text half
+
+# A tiny CLIP BPE vocabulary: the printable ASCII bytes (byte-level, as CLIP maps them, which leaves them as they
+# are), each alone and as a word's last character (`</w>`), a few merges, then CLIP's two special tokens last (the
+# highest ids: the openai config's legacy eos_token_id 2 pools the text at the argmax id, the end of text).
+# Other characters become <|endoftext|>, CLIP's unknown token.
+CLIP_TEXT_MERGES = (("t", "h"), ("th", "e</w>"), ("i", "s</w>"), ("o", "f</w>"), ("a", "n"), ("an", "d</w>"),
+                    ("w", "h"), ("wh", "a"), ("wha", "t</w>"), ("i", "n"), ("in", "g</w>"), ("o", "r</w>"))
+CLIP_TEXT_WIDTH = 32
+
+
+def clip_text_vocab() -> dict[str, int]:
+    alphabet = [chr(code) for code in range(ord("!"), ord("~") + 1)]
+    tokens = alphabet + [c + "</w>" for c in alphabet] + [a + b for a, b in CLIP_TEXT_MERGES]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    return {token: index for index, token in enumerate(dict.fromkeys(tokens))}
+
+
+def clip_text_config(projection_dim: int) -> dict:
+    """The tiny CLIP text half's config (width 32, 2 layers), projecting to the tower's `projection_dim`."""
+    return {
+        "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1,  # the openai config's legacy ids
+        "hidden_act": "quick_gelu",
+        "hidden_size": CLIP_TEXT_WIDTH,
+        "intermediate_size": 4 * CLIP_TEXT_WIDTH,
+        "max_position_embeddings": 77,
+        "model_type": "clip_text_model",
+        "num_attention_heads": 2,
+        "num_hidden_layers": 2,
+        "projection_dim": projection_dim,
+        "vocab_size": len(clip_text_vocab()),
+    }
+
+
+def write_clip_text_half(tower_dir, seed: int = 4) -> None:
+    """Give a CLIP tower folder what openai's checkpoint carries besides the vision half, tiny and random-init
+    (`torch.manual_seed(seed)`): the text model, `text_projection`, `visual_projection`, `logit_scale`, and a CLIP
+    tokenizer (`vocab.json`, `merges.txt`, `tokenizer_config.json`, `special_tokens_map.json`). CDPruner embeds
+    the instruction with it, as its official code does with the tower's own CLIP checkpoint. The vision weights
+    (`vision_model.*`) are left exactly as they are; a text half already there is replaced."""
+    from safetensors.torch import load_file
+    from transformers import CLIPConfig, CLIPModel
+
+    tower_dir = Path(tower_dir)
+    config = json.loads((tower_dir / "config.json").read_text())
+    text = clip_text_config(config["projection_dim"])
+    config["text_config"] = text
+    if "text_config_dict" in config:  # the openai configs repeat the sizes there
+        config["text_config_dict"] = {k: text[k] for k in config["text_config_dict"] if k in text}
+    _write_json(tower_dir / "config.json", config)
+    state = load_file(str(tower_dir / "model.safetensors"))
+    vision = {name: tensor for name, tensor in state.items() if name.startswith("vision_model.")}
+    dtype = next(iter(vision.values())).dtype
+    clip_config = CLIPConfig(text_config=text, vision_config=config["vision_config"],
+                             projection_dim=config["projection_dim"])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        clip = CLIPModel(clip_config)
+    added = {name: tensor.detach().to(dtype).contiguous() for name, tensor in clip.state_dict().items()
+             if not name.startswith("vision_model.") and not name.endswith("position_ids")}
+    save_file(vision | added, str(tower_dir / "model.safetensors"), metadata={"format": "pt"})
+    (tower_dir / "vocab.json").write_text(json.dumps(clip_text_vocab(), ensure_ascii=False) + "\n", encoding="utf-8")
+    merges = "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in CLIP_TEXT_MERGES)
+    (tower_dir / "merges.txt").write_text(merges, encoding="utf-8")
+    specials = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
+                "pad_token": "<|endoftext|>"}
+    _write_json(tower_dir / "special_tokens_map.json", specials)
+    _write_json(tower_dir / "tokenizer_config.json", {"tokenizer_class": "CLIPTokenizer", "do_lower_case": True,
+                                                      "model_max_length": 77, **specials})
 
 
 # --------------------------------------------------------------------------------------------- tokenizer

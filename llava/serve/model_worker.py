@@ -166,6 +166,10 @@ class ModelWorker:
                                      f"model, which {self.model.config.model_type} models do not support"
                                      + (" (their vision tower has no [CLS] token)" if self.family.before_llm_methods
                                         else " yet"))
+        refused = getattr(self.family, "refused_methods", {})
+        if parsed.method in refused:
+            raise PruningConfigError(f"DART_config['method']={parsed.method!r} does not run on "
+                                     f"{self.model.config.model_type} models: {refused[parsed.method]}")
         return parsed.to_dict()
 
     def prepare(self, request: GenerateRequest) -> tuple[StreamedGeneration, dict[str, Any]]:

@@ -101,9 +101,31 @@ def test_methods_before_the_language_model_run_on_the_reduced_prompt_at_every_ba
     assert results["vanilla", 2]["prefill_flops"] == 2 * 4 * layer_flops(636, 64, 128, 64)
 
 
+@pytest.mark.slow  # about 25 s: twelve methods, and CDPruner's CLIP-L-shaped text stand-in
+def test_every_method_runs_at_a_tiny_shape_and_reports_its_kept_count(tmp_path):
+    from llava.model.pruning import get_method, method_names
+
+    out = tmp_path / "bench.json"
+    argv = ["--layers", "4", "--heads", "4", "--hidden-size", "64", "--intermediate-size", "128", "--kept", "16",
+            "--methods", *method_names(), "--repeats", "1", "--warmup", "0", "--new-tokens", "1", "--json", str(out)]
+    assert main(argv) == 0
+    results = {r["name"]: r for r in json.loads(out.read_text())["results"]}
+    text = 35 + 25
+    for method in method_names():
+        r = results["pdrop" if method == "pdrop" else f"{method}-16"]
+        if get_method(method).before_llm:  # reduced before layer 0: DART's 4 + 8 * 2 (pooling: a 4 x 5 grid)
+            assert (r["seq_len_after_k"], r["stages"]) == (text + 20, []), method
+        elif method in ("pdrop", "sparsevlm"):  # their own stages, each keeping fewer
+            kept = [tokens for _, tokens in r["stages"]]
+            assert len(kept) == 3 and kept == sorted(kept, reverse=True) and kept[-1] < text + 576, method
+        else:  # one stage, DART's count: before layer 2 (dart_k0: before layer 0)
+            assert r["stages"] == [[0 if method == "dart_k0" else 2, text + 20]], method
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--methods", "pooling", "--image-tokens", "2880"], "need one crop's square patch grid"),
     (["--family", "qwen2_vl", "--methods", "visionzip"], "read the vision tower's [CLS] token"),
+    (["--family", "qwen2_vl", "--methods", "cdpruner"], "does not run cdpruner"),
 ])
 def test_impossible_method_shapes_are_refused(argv, message, capsys):
     with pytest.raises(SystemExit):

@@ -155,7 +155,8 @@ def test_token_budgets_for_a_qwen_checkpoint_are_refused_naming_the_ratios(qwen_
 def test_ratios_sweep_a_qwen_checkpoint_with_the_methods_it_runs(qwen_config_only):
     args = sweep.parse_args(["--out", "x", "--ckpt", str(qwen_config_only), "--ratios", "0.778", "0.5"])
     assert args.budgets == [Budget(ratio=0.778), Budget(ratio=0.5)]
-    assert args.methods == ["dart", "fastv", "pdrop", "random"]  # the ones before the language model do not run
+    # Of those before the language model, the ones reading the [CLS] token (and CDPruner's CLIP text half) do not run.
+    assert args.methods == ["dart", "fastv", "pdrop", "random", "divprune", "pooling", "sparsevlm", "dart_k0"]
     assert Budget(ratio=0.5).script_args() == ["0.5"]  # RATIO; MAX_KEPT is the script's default, unread by Qwen
     _, flags = sweep.point_settings("pdrop", Budget(ratio=0.75), 64)
     assert flags == ["--pdrop_ratios", "1.000000,0.500000,0.250000"]  # PDrop ends at 1 - ratio of the image
@@ -164,8 +165,11 @@ def test_ratios_sweep_a_qwen_checkpoint_with_the_methods_it_runs(qwen_config_onl
 def test_methods_a_qwen_checkpoint_cannot_run_and_ratios_for_llava_are_refused(qwen_config_only, capsys):
     with pytest.raises(SystemExit):
         sweep.parse_args(["--out", "x", "--ckpt", str(qwen_config_only), "--ratios", "0.5", "--methods", "dart",
-                          "visionzip", "pooling"])
-    assert "visionzip, pooling reduce the image before the language model" in capsys.readouterr().err
+                          "visionzip", "holov"])
+    assert "visionzip, holov reduce the image before the language model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sweep.parse_args(["--out", "x", "--ckpt", str(qwen_config_only), "--ratios", "0.5", "--methods", "cdpruner"])
+    assert "no text half" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         sweep.parse_args(["--out", "x", "--ratios", "0.5"])
     assert "this checkpoint's budget is a number of image tokens: --tokens" in capsys.readouterr().err
@@ -224,3 +228,11 @@ def test_a_name_clash_advises_the_sweeps_own_name_prefix(pope_subset, tmp_path, 
     assert "the answers of run 'sweep-llava-v1.5-tiny-vanilla'" in error and "were made with other settings" in error
     assert "Give this sweep its own --name-prefix, e.g. --name-prefix sweep-mine" in error
     assert "--overwrite" not in error  # the worker's advice would destroy the other sweep's answers
+
+
+def test_every_method_resolves_on_the_embedded_default():
+    from llava.model.pruning import method_names
+
+    assert sorted(sweep.METHOD_STYLES) == method_names()  # each method has its line style, so it can be asked for
+    args = sweep.parse_args(["--out", "x", "--methods", *method_names()])
+    assert args.methods == method_names() and sweep.resolve_methods(None, True) == list(sweep.METHOD_STYLES)

@@ -196,6 +196,8 @@ class Family:
         model's own chat template builds it).
     ratio_budget: its DART budget is the reduction ratio alone (a token count is not read).
     before_llm_methods: whether the methods that reduce the image before the language model run on it.
+    refused_methods: methods its models refuse for a reason of their own (name -> why), besides those the flags
+        rule out (`before_llm_methods`, `vision_cls_attention`: whether its tower has a [CLS] token, default True).
     generate_returns_prompt: whether the model's `generate` returns the prompt before the new tokens.
     prunes: whether its model takes a `pruning_record` (a text-only model does not).
     takes_video: whether its prompts take videos (`video_question_inputs`, `video_chat_inputs`).
@@ -206,6 +208,7 @@ class Family:
     prompt_format: ClassVar[str] = "prompt"
     ratio_budget: ClassVar[bool] = False
     before_llm_methods: ClassVar[bool] = True
+    refused_methods: ClassVar[dict[str, str]] = {}
     generate_returns_prompt: ClassVar[bool] = True
     prunes: ClassVar[bool] = True
     takes_video: ClassVar[bool] = False

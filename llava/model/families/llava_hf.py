@@ -36,6 +36,8 @@ from llava.model.families.base import (
 class LlavaHFFamily(Family):
     name = "llava_hf"
     model_types = ("llava", "llava_next")
+    refused_methods = {"cdpruner": "a llava-hf checkpoint holds the CLIP vision model alone: no CLIP text half to "
+                                   "embed the instruction with"}
 
     def accepts(self, config) -> bool:
         # The original LLaVA-1.5 releases also say "llava"; they carry `mm_vision_tower`, not `vision_config`.

@@ -57,6 +57,9 @@ class LlavaOnevisionFamily(Family):
     ratio_budget = True
     takes_video = True
     image_view = "anyres"
+    vision_cls_attention = False  # SigLIP: no [CLS] token; the methods declaring VISION_CLS_ATTENTION do not run
+    refused_methods = {"pooling": "an image is a base view then anyres crops with newlines, no single grid",
+                       "cdpruner": "the checkpoint holds the SigLIP vision model alone: no text half"}
     hub_name_pattern = r"llava-onevision"
     # LLaVA-OneVision-7B's Qwen2-7B text model (28 layers, GQA 28 / 4) at width 896 (its MLP ratio), and one
     # 768 x 768 image: the 27 x 27 base view, then a 2 x 2 crop grid of 54 x 54 features with a newline per row.

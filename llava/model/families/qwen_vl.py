@@ -45,6 +45,7 @@ class QwenVLFamily(Family):
     ratio_budget = True
     before_llm_methods = True
     vision_cls_attention = False  # no [CLS] token in its ViT: the methods declaring VISION_CLS_ATTENTION do not run
+    refused_methods = {"cdpruner": "the Qwen ViT is no CLIP: no text half to embed the instruction with"}
     takes_video = True  # frames through llava.model.families.qwen_video (no torchvision needed)
     image_view = "resize"  # the processor resizes the image to its grid's shape (llava.serve.overlay)
     hub_name_pattern = r"qwen2(\.5)?-vl"

@@ -6,11 +6,14 @@ keep the same image tokens and answer alike. Like the Qwen classes (`qwen_vl`), 
 restated: the pruning engine is attached to the library's text model by hooks, the generation class reads the
 image spans from `input_ids == config.image_token_id` at prefill and carries the call's `PruningRecord`.
 
-Methods that reduce the image before the language model (VisionZip, DivPrune, pooling) run as in LLaVA's splice:
-at prefill `generate` encodes the images with the library's feature getter, reduces each image's features with the
-same method, shortens each image's run of image tokens to the count kept (so positions stay consecutive, as the
+Methods that reduce the image before the language model (VisionZip, DivPrune, pooling, VisPruner, HoloV) run as in
+LLaVA's splice: at prefill `generate` encodes the images with the library's feature getter (and, for the methods that
+rank by the [CLS] token, the select layer's outputs, per-head attention included), reduces each image's features
+with the same method (given its prompt's instruction, `PruningRecord.instructions`), shortens each image's run of image tokens to the count kept (so positions stay consecutive, as the
 original splice makes them), embeds and scatters, and hands the library's `generate` the shortened `input_ids`,
 `inputs_embeds` and mask. It returns the caller's `input_ids` followed by the new tokens, as the library does.
+CDPruner is refused (`REFUSED_BEFORE_LLM`): it embeds the instruction with the text half of the vision tower's CLIP
+checkpoint, which a llava-hf checkpoint does not carry.
 
 Settings come from `config.DART_config` (top-level config) or per call from `PruningRecord(dart_config=...)`;
 the budget rule is the original's: LLaVA-1.5 max_num_trunction / reduction_ratio, LLaVA-NeXT
@@ -35,6 +38,19 @@ from llava.model.pruning.engine import call_settings
 from llava.model.pruning.methods import reduce_images
 from llava.model.pruning.record import ImageReduction, ImageSpan
 from llava.model.strict_loading import inherit_weight_conversions
+
+
+# Methods before the language model the llava-hf classes cannot run, and why (LLaVA-OneVision adds its own).
+REFUSED_BEFORE_LLM = {
+    "cdpruner": "CDPruner embeds the instruction with the text half (text model, projections, tokenizer) of the vision "
+                "tower's CLIP checkpoint, as its official LLaVA code loads it beside the tower; a llava-hf checkpoint "
+                "holds the CLIP vision model alone and records no hub id of the CLIP checkpoint it was converted "
+                "from. Run CDPruner on the original LLaVA layout (its mm_vision_tower carries the text half)",
+}
+
+
+class BeforeLLMRefused(ValueError):
+    """A method before the language model that this family cannot run on this prompt."""
 
 
 class LlavaHFBackend(RotaryDecoderBackend):
@@ -110,6 +126,9 @@ class _PrunedLlavaHF:
         self.last_pruning_record = record
         settings = self.dart_config(record)
         method = get_method(settings.method) if settings is not None else None
+        if method is not None and method.before_llm and method.name in REFUSED_BEFORE_LLM:
+            raise BeforeLLMRefused(f"pruning method {method.name!r} cannot run on llava-hf checkpoints: "
+                                   f"{REFUSED_BEFORE_LLM[method.name]}")
         if method is None or not method.before_llm or pixel_values is None or input_ids is None:
             if pixel_values is not None:
                 kwargs["pixel_values"] = pixel_values
@@ -133,7 +152,14 @@ class _PrunedLlavaHF:
                        record: PruningRecord) -> ReducedPrompt:
         """The batch with every image's features reduced by `method` (see the module docstring); fills the
         record's `image_reductions` and `selection_seconds`."""
-        features, reductions, seconds = self.reduced_image_features(pixel_values, image_sizes, method, settings)
+        instructions = None
+        if record.instructions is not None:  # each sample's instruction, once per image it holds
+            per_sample = [len(_image_runs(ids[valid], self.config.image_token_id)) for ids, valid in
+                          zip(input_ids, (attention_mask if attention_mask is not None
+                                          else torch.ones_like(input_ids)).bool())]
+            instructions = [text for text, n in zip(record.instructions, per_sample) for _ in range(n)]
+        features, reductions, seconds = self.reduced_image_features(pixel_values, image_sizes, method, settings,
+                                                                    instructions)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         rows, row_reductions, next_image = [], [], 0
@@ -153,10 +179,12 @@ class _PrunedLlavaHF:
         record.selection_seconds = seconds
         return self._left_padded(rows, row_reductions)
 
-    def reduced_image_features(self, pixel_values, image_sizes, method, settings):
-        """Per image: its reduced (n', D) features and what the method did; and the seconds the method took."""
+    def reduced_image_features(self, pixel_values, image_sizes, method, settings, instructions=None):
+        """Per image: its reduced (n', D) features and what the method did; and the seconds the method took.
+        instructions: per image, its prompt's instruction (or None)."""
         encoded = self._encoded_images(pixel_values, image_sizes, PruningInput.VISION_CLS_ATTENTION in method.inputs)
-        return reduce_images(encoded, method, settings, self.is_llava_next, self.model.multi_modal_projector)
+        return reduce_images(encoded, method, settings, self.is_llava_next, self.model.multi_modal_projector,
+                             instructions, self.model.vision_tower)
 
     def _encoded_images(self, pixel_values, image_sizes, tower_outputs: bool):
         """Per image: (its (n, D) features as the library splices them, its (rows, cols) patch grid when it is
@@ -227,7 +255,8 @@ def _one(select: SelectLayerOutputs | None, index: int) -> SelectLayerOutputs | 
     if select is None:
         return None
     return SelectLayerOutputs(select.patches[index], select.cls[index], select.cls_attention[index],
-                              select.keys[index])
+                              select.keys[index],
+                              select.head_attention[index] if select.head_attention is not None else None)
 
 
 def hf_select_layer_outputs(vision_tower, pixel_values: torch.Tensor, layer, strategy: str) -> SelectLayerOutputs:

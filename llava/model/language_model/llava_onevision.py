@@ -16,31 +16,49 @@ keeps the same share of every span, images and videos alike, as DART does on the
 inputs vary in size.
 
 Methods before the language model: DivPrune reduces each image's spliced features (base view, crops, newlines) as
-on LLaVA-NeXT. VisionZip is refused: it ranks patches by the [CLS] token's attention, and this SigLIP tower has no
+on LLaVA-NeXT. VisionZip (and every method reading the [CLS] token: VisPruner, HoloV) is refused: it ranks patches by the [CLS] token's attention, and this SigLIP tower has no
 [CLS] token (`vision_feature_select_strategy: full`); the official VisionZip code (dvlab-research/VisionZip) takes
 the [CLS] at index 0 of a CLIP tower and gives no rule for towers without one. Pooling is refused: it pools one
 crop's patch grid, and an image here is a base view followed by crops with newline tokens, no single grid. Videos
-with a method before the language model are refused (those methods reduce images only).
+with a method before the language model are refused (those methods reduce images only). CDPruner is refused: it
+embeds the instruction with the vision tower checkpoint's text half, which llava-hf's OneVision checkpoint lacks.
 """
 
 from __future__ import annotations
 
 from transformers.models.llava_onevision import modeling_llava_onevision as onevision
 
-from llava.model.language_model.llava_hf import LlavaHFBackend, _PrunedLlavaHF
+from llava.model.language_model.llava_hf import BeforeLLMRefused, LlavaHFBackend, _PrunedLlavaHF
 from llava.model.language_model.pruned_generation import pruned_forward
-from llava.model.pruning import PruningRecord, get_method
+from llava.model.pruning import PruningInput, PruningRecord, get_method
 from llava.model.pruning.backends import QwenVLBackend
 from llava.model.strict_loading import inherit_weight_conversions
 
-# Methods before the language model this family cannot run, and why.
+# Methods before the language model this family cannot run, and why; besides these, every method that reads the
+# tower's [CLS] token (`CLS_REFUSAL`).
 REFUSED_BEFORE_LLM = {
     "visionzip": "VisionZip ranks patches by the [CLS] token's attention, and LLaVA-OneVision's SigLIP tower has no "
                  "[CLS] token (vision_feature_select_strategy 'full'); the official VisionZip code gives no rule for "
                  "towers without one",
+    "cdpruner": "CDPruner embeds the instruction with the text half of the vision tower's own checkpoint (CLIP's, in its "
+                "official LLaVA code), and llava-hf's OneVision checkpoint holds the SigLIP vision model alone: no "
+                "text half, no SigLIP tokenizer",
     "pooling": "pooling averages one crop's patch grid, and LLaVA-OneVision splices an image as a base view followed "
                "by its anyres crops with a newline token after each row, which is no single grid",
 }
+
+
+CLS_REFUSAL = ("{name} ranks patches by the vision tower's [CLS] token, and LLaVA-OneVision's SigLIP tower has no [CLS] "
+               "token (vision_feature_select_strategy 'full'); its official code gives no rule for towers without one")
+
+
+def refusal(method) -> str | None:
+    """Why `method` (before the language model) cannot run on LLaVA-OneVision, or None."""
+    if method.name in REFUSED_BEFORE_LLM:
+        return REFUSED_BEFORE_LLM[method.name]
+    if PruningInput.VISION_CLS_ATTENTION in method.inputs:
+        return CLS_REFUSAL.format(name=method.name)
+    return None
 
 
 class LlavaOnevisionBackend(LlavaHFBackend):
@@ -50,10 +68,6 @@ class LlavaOnevisionBackend(LlavaHFBackend):
     unused_settings_keys = ("retain_token_num_for_llava_next",)
     ratio_models = "LLaVA-OneVision (one ratio for its images and videos of every size)"
     adapt_settings = QwenVLBackend.adapt_settings
-
-
-class BeforeLLMRefused(ValueError):
-    """A method before the language model that this family cannot run on this prompt."""
 
 
 @inherit_weight_conversions
@@ -75,9 +89,9 @@ class LlavaOnevisionForConditionalGenerationWithPruning(_PrunedLlavaHF,
         settings = self.dart_config(record)
         method = get_method(settings.method) if settings is not None else None
         if method is not None and method.before_llm:
-            if method.name in REFUSED_BEFORE_LLM:
-                raise BeforeLLMRefused(f"pruning method {method.name!r} cannot run on LLaVA-OneVision: "
-                                       f"{REFUSED_BEFORE_LLM[method.name]}")
+            why = refusal(method)
+            if why is not None:
+                raise BeforeLLMRefused(f"pruning method {method.name!r} cannot run on LLaVA-OneVision: {why}")
             if kwargs.get("pixel_values_videos") is not None:
                 raise BeforeLLMRefused(f"pruning method {method.name!r} reduces images before the language model; "
                                        "LLaVA-OneVision videos are pruned inside it only (dart, fastv, pdrop, random)")

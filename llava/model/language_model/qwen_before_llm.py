@@ -61,7 +61,17 @@ class ReducedQwenPrompt:
                 "mm_encoder_outputs": {"image": self.encoder_outputs}}
 
 
+# Methods refused on these models for a reason of their own (checked before the [CLS] rule).
+REFUSED_ON_QWEN = {
+    "cdpruner": "pruning method 'cdpruner' embeds the instruction with the text half of the vision tower's CLIP "
+                "checkpoint (its official LLaVA code), and the Qwen2-VL / Qwen2.5-VL / Qwen3-VL vision tower is no "
+                "CLIP: there is no text half to load; its Qwen variant is not implemented (divprune and pooling run)",
+}
+
+
 def check_runs_on_qwen(method: PruningMethod) -> None:
+    if method.name in REFUSED_ON_QWEN:
+        raise ValueError(REFUSED_ON_QWEN[method.name])
     if PruningInput.VISION_CLS_ATTENTION in method.inputs:
         raise ValueError(NO_CLS_REFUSAL.format(name=method.name))
 

@@ -89,7 +89,11 @@ def greedy_map(kernel: torch.Tensor, count: int) -> torch.Tensor:
 
 def text_half(vision_tower) -> tuple:
     """(tokenizer, text model with projection, visual projection) of the tower's CLIP checkpoint, in float32 on
-    the tower's device, loaded once per checkpoint and device (as the official `load_text_tower`)."""
+    the tower's device, loaded once per checkpoint and device (as the official `load_text_tower`). A tower that
+    carries its own (`clip_text_half`, e.g. the prefill benchmark's stand-in) gives that."""
+    own = getattr(vision_tower, "clip_text_half", None)
+    if own is not None:
+        return own
     name, device = vision_tower.vision_tower_name, vision_tower.device
     key = (str(name), str(device))
     if key not in _TEXT_HALVES:

@@ -14,10 +14,16 @@ image span of every sample, gathers the kept tokens (rows that keep fewer tokens
 padding is masked) with their position embeddings (original positions) and builds the mask of the shorter
 sequence. At each decoding step it reuses the prefill's kept sets from the record and only rebuilds, at each
 pruning layer, the mask for the layers from there on, whose cache is shorter.
-A method whose settings say `renumbers_positions` (PyramidDrop as released) has the kept tokens renumbered
-consecutively after each stage instead, and each decoding step's position lowered by the tokens dropped so far
-in that stage's layers (`PrunedStage.position_shift`), where the backend `renumbers_positions`; elsewhere the
-original positions stay, with a one-time warning.
+A method that `renumbers_positions` (PyramidDrop and SparseVLM as released; by default its settings say so) has
+the kept tokens renumbered consecutively after each stage instead, and each decoding step's position lowered by
+the tokens dropped (less those inserted) so far in that stage's layers (`PrunedStage.position_shift`), so that in
+every layer a decoded token's position is that layer's cache length (for a row without padding), where the
+backend `renumbers_positions`; elsewhere the original positions stay, with a one-time warning.
+Where positions are renumbered, a method's `select` may also insert new tokens (`Selection`: SparseVLM's
+recycled clusters) right after a span's kept tokens: the shorter sequence is then the kept tokens with the
+inserted ones in their place, numbered consecutively like the rest; their keys and values are cached in the
+later layers like any kept token's, later stages rank them with their image's tokens, and the record marks them
+(`PrunedStage.inserted`).
 The backend (`PruningBackend`) supplies only what differs between model families.
 """
 
@@ -26,12 +32,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 
 from llava.model.pruning.config import PruningSettings, parse_pruning_settings, pruning_switched_off
-from llava.model.pruning.methods import PruningInput, PruningMethod, SpanInputs, SplicedSample, get_method
+from llava.model.pruning.methods import (
+    PruningInput,
+    PruningMethod,
+    Selection,
+    SpanInputs,
+    SplicedSample,
+    get_method,
+)
 from llava.model.pruning.record import USE_MODEL_CONFIG, ImageSpan, PrunedStage, PruningRecord
 
 logger = logging.getLogger(__name__)
@@ -153,10 +166,11 @@ class PruningHook:
         # the library gave the layers; at prefill, each row's first real token's position and its real tokens.
         self._positions: torch.Tensor | None = None
         self._renumber_from: tuple[torch.Tensor, torch.Tensor] | None = None
-        # At prefill, the sequence the next stage prunes: its absolute positions (None: all of them) and
-        # which of them are real tokens (None: all).
+        # At prefill, the sequence the next stage prunes: its absolute positions (None: all of them), which of
+        # them are real tokens (None: all) and which were inserted by a method (None: none).
         self._current: torch.Tensor | None = None
         self._current_valid: torch.Tensor | None = None
+        self._current_inserted: torch.Tensor | None = None
         # The prefill's input embeddings, for methods that read them (`PruningInput.EMBEDDINGS`).
         self._embeddings = hidden_states if past_length == 0 else None
         batch, length = hidden_states.shape[:2]
@@ -240,36 +254,55 @@ class PruningHook:
         record, layer = self.record, self.stages[stage]
         batch, length, dim = hidden_states.shape
         start = time.perf_counter()
+        if stage == 0:  # before selecting: a method may insert tokens only where positions are renumbered
+            self._renumber_from = self._renumbering(layer_kwargs, batch, length, hidden_states.device)
         if record.forced_keep is not None:
-            rows = self._forced_rows(batch, length, hidden_states.device)
+            # A forced kept set is the only stage: its rows index the prefill sequence itself.
+            rows = [_Row(row, row) for row in self._forced_rows(batch, length, hidden_states.device)]
         else:
             rows = self._selected_rows(stage, hidden_states, layer_kwargs.get("position_embeddings"))
-        # Rows index the current sequence; the record keeps absolute positions of the prefill sequence.
-        keep, valid = pad_rows_left(rows)
-        absolute = keep if self._current is None else self._current.gather(1, keep)
-        kept = PrunedStage(layer, absolute, valid)
-        record.stages.append(kept)
-        record.selection_seconds += time.perf_counter() - start
+        # Rows index the current sequence, followed by the row's inserted tokens (index >= length); the record
+        # keeps absolute positions of the prefill sequence.
+        keep, valid = pad_rows_left([row.index for row in rows])
+        absolute, _ = pad_rows_left([row.absolute for row in rows])
+        new = keep >= length
+        inserted = new if bool(new.any()) else None
+        if self._current_inserted is not None:
+            carried = self._current_inserted.gather(1, keep.clamp(max=length - 1)) & ~new
+            inserted = carried if inserted is None else inserted | carried
         self._current = absolute
         self._current_valid = _and_valid(
             self.attention_mask.bool().gather(1, absolute) if self.attention_mask is not None else None, valid
         )
+        self._current_inserted = inserted
+        kept = PrunedStage(layer, absolute, valid, inserted=inserted)
 
-        hidden_states = hidden_states.gather(1, keep.unsqueeze(-1).expand(-1, -1, dim))
-        # Kept tokens keep their original positions, so RoPE sees what it would see unpruned.
+        if bool(new.any()):
+            if self._renumber_from is None:
+                raise ValueError(f"pruning method {self.settings.method!r} inserted tokens into a sequence whose "
+                                 "positions are not renumbered: its select must not (SpanInputs.renumbered)")
+            extra = max(row.inserted.shape[0] for row in rows if row.inserted is not None)
+            source = torch.cat([hidden_states, hidden_states.new_zeros(batch, extra, dim)], dim=1)
+            for b, row in enumerate(rows):
+                if row.inserted is not None:
+                    source[b, length : length + row.inserted.shape[0]] = row.inserted.to(source)
+        else:
+            source = hidden_states
+        hidden_states = source.gather(1, keep.unsqueeze(-1).expand(-1, -1, dim))
         kwargs = self._pruned_kwargs(hidden_states, layer_kwargs, layer, self._segment_mask(kept, hidden_states))
-        kwargs["position_embeddings"] = tuple(gather_tokens(e, keep) for e in layer_kwargs["position_embeddings"])
-        if stage == 0:
-            self._renumber_from = self._renumbering(layer_kwargs, batch, length, hidden_states.device)
         if self._renumber_from is not None:
             kwargs["position_embeddings"], shift = self._renumbered(hidden_states)
-            record.stages[-1] = PrunedStage(layer, absolute, valid, shift)
+            kept = PrunedStage(layer, absolute, valid, shift, inserted)
+        else:  # kept tokens keep their original positions, so RoPE sees what it would see unpruned
+            kwargs["position_embeddings"] = tuple(gather_tokens(e, keep) for e in layer_kwargs["position_embeddings"])
+        record.stages.append(kept)
+        record.selection_seconds += time.perf_counter() - start
         return hidden_states, kwargs
 
     def _renumbering(self, layer_kwargs: dict[str, Any], batch: int, length: int, device):
         """At the first stage: None when kept tokens keep their original positions, else each row's first real
         token's position (B,) and its count of real prefill tokens (B,), which renumbering starts from."""
-        wants = getattr(self.settings.method_settings, "renumbers_positions", False)
+        wants = get_method(self.settings.method).renumbers_positions(self.settings)
         if not wants or self.record.forced_keep is not None:
             return None
         if not getattr(self.backend, "renumbers_positions", False):
@@ -285,8 +318,10 @@ class PruningHook:
         return positions.gather(1, first).squeeze(1), real.sum(dim=1)
 
     def _renumbered(self, hidden_states: torch.Tensor):
-        """The kept sequence's position embeddings with its real tokens numbered consecutively from the row's
-        first (padding takes that first position, masked anyway), and per row the real tokens dropped so far."""
+        """The kept sequence's position embeddings with its real tokens (inserted ones included) numbered
+        consecutively from the row's first (padding takes that first position, masked anyway), and per row the
+        real prefill tokens dropped so far less the tokens inserted: with it a decoding step's position in the
+        stage's layers is the row's real tokens in those layers' cache, 1_0 SparseVLM's rule."""
         start, prefill_real = self._renumber_from
         batch, length = hidden_states.shape[:2]
         real = (self._current_valid.to(start.device).long() if self._current_valid is not None else
@@ -299,6 +334,7 @@ class PruningHook:
         method = get_method(cfg.method)
         layer = self.stages[stage]
         normed = self.backend.final_norm(hidden_states) if PruningInput.NORMED in method.inputs else None
+        states = hidden_states if PruningInput.HIDDEN_STATES in method.inputs else None
         keys = attention = matrix = embeddings = None
         if method.inputs & {PruningInput.KEYS, PruningInput.PREVIOUS_LAYER_ATTENTION,
                             PruningInput.PREVIOUS_LAYER_ATTENTION_MATRIX}:
@@ -333,34 +369,58 @@ class PruningHook:
                 "attention": attention[b] if attention is not None else None,
                 "attention_matrix": matrix[b] if matrix is not None else None,
                 "embeddings": embeddings[b] if embeddings is not None else None,
+                "hidden_states": states[b] if states is not None else None,
             }
             rows.append(self._select_row(method, cfg, stage, spans, [n for _, n in original], length, valid,
                                          hidden_states.device, per_sample, row=b))
         return rows
 
     def _select_row(self, method, cfg, stage, spans, original_lengths, length, valid_tokens, device,
-                    per_sample, row: int = 0) -> torch.Tensor:
-        """Sample's kept positions, ascending: its text (not its padding), plus each image's selection."""
+                    per_sample, row: int = 0) -> _Row:
+        """Sample's kept tokens in order: its text (not its padding), plus each image's selection, and after an
+        image's kept tokens the tokens the method inserted there."""
         text = torch.ones(length, dtype=torch.bool, device=device)
         for start, count in spans:
             text[start : start + count] = False
         if valid_tokens is not None:
             text &= valid_tokens.to(device)
         kept = [text.nonzero().flatten()]
+        inserted, anchors = [], []
         padding = int(valid_tokens.long().argmax()) if valid_tokens is not None else 0  # rows are left-padded
+        renumbered = self._renumber_from is not None
         for index, ((start, count), original_length) in enumerate(zip(spans, original_lengths)):
             if count == 0:
                 continue
             text_after = text[start + count :].nonzero().flatten() + start + count
             image_embeddings = None
+            first = self.record.image_spans[row][index][0]  # the image's place in the prefill sequence
             if per_sample.get("embeddings") is not None:
-                first = self.record.image_spans[row][index][0]  # the image's place in the prefill sequence
                 image_embeddings = self._embeddings[row, first : first + original_length]
             inputs = SpanInputs((start, count), text_after, llava_next=self.backend.llava_next, stage=stage,
                                 padding=padding, original_length=original_length,
-                                image_embeddings=image_embeddings, **per_sample)
-            kept.append(method.select(inputs, cfg).to(device))
-        return torch.cat(kept).sort().values
+                                image_embeddings=image_embeddings, renumbered=renumbered, **per_sample)
+            selected = method.select(inputs, cfg)
+            if isinstance(selected, Selection):
+                if selected.inserted is not None and selected.inserted.shape[0] > 0:
+                    inserted.append(selected.inserted)
+                    # Sorted between the span's last token (key 2 * (start + count - 1)) and what follows it.
+                    anchors.append((2 * (start + count - 1) + 1, first + original_length - 1,
+                                    selected.inserted.shape[0]))
+                selected = selected.kept
+            kept.append(selected.to(device))
+        order = torch.cat(kept)
+        current = self._current[row] if self._current is not None else torch.arange(length, device=device)
+        absolute = current.to(device)[order]
+        if not inserted:
+            order, sort = order.sort()
+            return _Row(order, absolute[sort])
+        keys = [order * 2]
+        for key, anchor, count in anchors:
+            keys.append(torch.full((count,), key, dtype=order.dtype, device=device))
+            absolute = torch.cat([absolute, torch.full((count,), anchor, dtype=absolute.dtype, device=device)])
+        index = torch.cat([order, torch.arange(length, length + sum(c for _, _, c in anchors), device=device)])
+        sort = torch.cat(keys).sort(stable=True).indices  # a span's inserted tokens in the method's order
+        return _Row(index[sort], absolute[sort], torch.cat(inserted))
 
     def _forced_rows(self, batch: int, length: int, device) -> list[torch.Tensor]:
         forced = self.record.forced_keep
@@ -408,6 +468,15 @@ class PruningHook:
         # The gaps pruning leaves in the positions would read as packed sequences to some attention backends.
         kwargs["position_ids"] = None
         return kwargs
+
+
+class _Row(NamedTuple):
+    """One sample's sequence after a stage: `index` into the current sequence followed by `inserted`'s tokens
+    (index length + j is inserted[j]); `absolute` the prefill positions (an inserted token: its image's last)."""
+
+    index: torch.Tensor
+    absolute: torch.Tensor
+    inserted: torch.Tensor | None = None
 
 
 def _given_positions(layer_kwargs: dict[str, Any], length: int, past_length: int, device) -> torch.Tensor:

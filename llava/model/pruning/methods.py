@@ -3,7 +3,8 @@
 A method works in one of two places:
 
 - inside the language model: a pure function `select(inputs, cfg) -> LongTensor` that, for one image span
-  of one sample, returns the ascending positions of the image tokens to keep. It says where it prunes
+  of one sample, returns the ascending positions of the image tokens to keep (or a `Selection`, which adds
+  new tokens after them, where the positions are renumbered). It says where it prunes
   (`layers`: before layer K, the default, or before each of several layers, every stage choosing among the
   tokens the one before kept). Text and the tokens of other images are kept by the engine, not the method.
 - before it: a pure function `reduce(inputs, cfg) -> ReducedImage` that turns one image's features into
@@ -47,6 +48,9 @@ class PruningInput(enum.Enum):
     # The language model's input embeddings: of the sequence the stage prunes (L, D), and of the image's tokens
     # before any stage pruned them (original_length, D). The only input a stage before layer 0 can have.
     EMBEDDINGS = "embeddings"
+    # Layer K-1's output hidden states, (L, D): the pruning layer's input, from which a method builds the tokens
+    # it inserts (SparseVLM's recycled clusters).
+    HIDDEN_STATES = "hidden_states"
     # Before the language model: the vision tower's [CLS] attention row at its select layer, summed over the
     # heads, with that layer's keys and the [CLS] feature (VisionZip).
     VISION_CLS_ATTENTION = "vision_cls_attention"
@@ -72,7 +76,11 @@ class SpanInputs:
         a fraction of it); 0 means `span`'s length.
     attention_matrix: (L, L) every row of layer K-1's attention, averaged over the heads, when declared.
     embeddings: (L, D) the input embeddings of the sequence; image_embeddings: (original_length, D) the
-        image's input embeddings before any stage; both when `EMBEDDINGS` is declared.
+        image's input embeddings before any stage; both when `EMBEDDINGS` is declared. A token an earlier stage
+        inserted has no input embedding: its row in `embeddings` is that of the image's last token.
+    hidden_states: (L, D) layer K-1's output for the sequence, when `HIDDEN_STATES` is declared.
+    renumbered: the stage renumbers the kept tokens' positions, so `select` may insert new tokens (`Selection`):
+        a new token has no original position to keep.
     """
 
     span: tuple[int, int]
@@ -87,9 +95,23 @@ class SpanInputs:
     attention_matrix: torch.Tensor | None = None
     embeddings: torch.Tensor | None = None
     image_embeddings: torch.Tensor | None = None
+    hidden_states: torch.Tensor | None = None
+    renumbered: bool = False
 
 
-SelectFn = Callable[[SpanInputs, PruningSettings], torch.Tensor]
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """What `select` may return instead of the kept positions alone: `kept`, ascending positions of the span's
+    tokens to keep, and `inserted`, (r, D) new tokens' hidden states (e.g. merged from deleted ones), which the
+    engine places right after the span's kept tokens, in this order, for the layers from the stage on (their
+    keys and values are cached like any kept token's, and later stages rank them as the span's tokens). Only
+    when `SpanInputs.renumbered`: an inserted token takes the next consecutive position."""
+
+    kept: torch.Tensor
+    inserted: torch.Tensor | None = None
+
+
+SelectFn = Callable[[SpanInputs, PruningSettings], "torch.Tensor | Selection"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,6 +205,11 @@ def at_layer_k(cfg: PruningSettings) -> tuple[int, ...]:
     return (cfg.K,)
 
 
+def settings_renumber(cfg: PruningSettings) -> bool:
+    """Whether the method's own settings say so (`renumbers_positions`, as PDrop's and SparseVLM's do)."""
+    return bool(getattr(cfg.method_settings, "renumbers_positions", False))
+
+
 @dataclasses.dataclass(frozen=True)
 class PruningMethod:
     """A registered method: `select` (inside the language model) or `reduce` (before it), exactly one.
@@ -193,6 +220,9 @@ class PruningMethod:
         no other method has; parsed into `PruningSettings.method_settings`. None: the shared settings suffice.
     check_splice(sample, cfg): run on each sample before the first stage; returns the disagreements between
         the settings' hints and the spliced prompt, which the engine reports once each (the splice wins).
+    renumbers_positions(cfg): after each stage the kept tokens get consecutive positions and decoding positions
+        continue them (PyramidDrop and SparseVLM as released), where the backend can; by default, what the
+        method's settings say (`settings_renumber`). False: kept tokens keep their original positions.
     """
 
     name: str
@@ -203,6 +233,7 @@ class PruningMethod:
     settings_class: type[MethodSettings] | None = None
     check_splice: SpliceCheck | None = None
     reduce: ReduceFn | None = None
+    renumbers_positions: Callable[[PruningSettings], bool] = settings_renumber
 
     def __post_init__(self):
         if (self.select is None) == (self.reduce is None):

@@ -35,15 +35,21 @@ class PrunedStage:
 
     keep: (B, L') absolute positions in the prefill sequence, ascending per row, left-padded when rows keep
         different numbers of tokens; keep_valid: (B, L') bool marking the real entries, or None if none is padding.
-    position_shift: (B,) when the stage renumbered the kept tokens' positions (PyramidDrop as released): how
-        many real prefill tokens were dropped up to this stage, which a decoding step's position loses in the
-        stage's layers; None when the kept tokens keep their original positions.
+    position_shift: (B,) when the stage renumbered the kept tokens' positions (PyramidDrop, SparseVLM as
+        released): how many real prefill tokens were dropped up to this stage less the tokens inserted, which a
+        decoding step's position loses in the stage's layers; None when the kept tokens keep their original
+        positions.
+    inserted: (B, L') bool marking the entries that are not prefill tokens but tokens a method inserted (this
+        stage or an earlier one; SparseVLM's recycled clusters), or None if there are none. Such an entry's `keep`
+        is the prefill position of its image's last token, so rows stay non-decreasing, an inserted token falls
+        in its image's span and gathering the prefill's padding mask or labels through `keep` reads that token's.
     """
 
     layer: int
     keep: torch.Tensor
     keep_valid: torch.Tensor | None = None
     position_shift: torch.Tensor | None = None
+    inserted: torch.Tensor | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,11 +129,27 @@ class PruningRecord:
         return len(self.image_spans or [[]])
 
     def kept_positions(self, sample: int = 0) -> torch.Tensor:
-        """Absolute positions of sample's tokens that the last layers see, ascending, without padding."""
+        """Absolute positions of sample's prefill tokens that the last layers see, ascending, without padding
+        (and without the tokens a method inserted: `num_inserted_tokens`)."""
         if self.keep is None:
             raise ValueError("nothing was pruned in this call: every position was kept")
         row = self.keep[sample].cpu()
-        return row if self.keep_valid is None else row[self.keep_valid[sample].cpu()]
+        real = torch.ones_like(row, dtype=torch.bool)
+        if self.keep_valid is not None:
+            real = real & self.keep_valid[sample].cpu().bool()
+        if self.stages[-1].inserted is not None:
+            real = real & ~self.stages[-1].inserted[sample].cpu()
+        return row[real]
+
+    def num_inserted_tokens(self, sample: int = 0) -> int:
+        """Tokens of `sample` the last layers see that a method inserted (not prefill tokens)."""
+        stage = self.stages[-1] if self.stages else None
+        if stage is None or stage.inserted is None:
+            return 0
+        inserted = stage.inserted[sample].cpu()
+        if stage.keep_valid is not None:
+            inserted = inserted & stage.keep_valid[sample].cpu().bool()
+        return int(inserted.sum())
 
     def kept_image_positions(self, sample: int = 0) -> list[torch.Tensor | None]:
         """Per image of `sample`: the kept tokens' offsets inside that image (patch indices, row-major);
@@ -142,12 +164,14 @@ class PruningRecord:
         return [keep[(keep >= start) & (keep < start + length)] - start for start, length in spans]
 
     def num_kept_image_tokens(self, sample: int = 0) -> int:
-        """Image tokens of `sample` the last layers see."""
+        """Image tokens of `sample` the last layers see, the inserted ones included (every method inserting
+        tokens inserts them into an image, and SparseVLM counts its recycled tokens so)."""
         spans = (self.image_spans or [[]])[sample]
         if self.keep is None:
             return sum(length for _, length in spans)
         keep = self.kept_positions(sample)
-        return sum(int(((keep >= start) & (keep < start + length)).sum()) for start, length in spans)
+        kept = sum(int(((keep >= start) & (keep < start + length)).sum()) for start, length in spans)
+        return kept + self.num_inserted_tokens(sample)
 
     def num_image_tokens(self, sample: int = 0) -> int:
         """Image tokens of `sample` before any pruning."""

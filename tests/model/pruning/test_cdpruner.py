@@ -1,7 +1,6 @@
 """CDPruner: relevance and the greedy MAP against hand-computed cases and a brute-force determinant greedy, the
 rank-exhaustion rule, and through generate on a tiny LLaVA whose CLIP tower carries its text half and tokenizer."""
 
-import json
 import math
 import shutil
 
@@ -10,8 +9,6 @@ import torch
 from safetensors.torch import load_file, save_file
 from test_engine import generate_single, scene
 from test_engine import prompt as vicuna_prompt
-from tokenizers.pre_tokenizers import ByteLevel
-from transformers import CLIPConfig, CLIPModel
 
 from llava.mm_utils import process_images
 from llava.model import PruningRecord
@@ -75,36 +72,17 @@ def test_reduce_refuses_merged_crops_and_a_missing_instruction():
 
 # -- through the model -------------------------------------------------------------------------------------
 
-def write_clip_text_half(tower_dir):
-    """Give the tiny tower's CLIP checkpoint what openai's carries besides the vision half: the text model, both
-    projections and a (tiny, byte-level, merge-free) CLIP tokenizer."""
-    config = json.loads((tower_dir / "config.json").read_text())
-    config["text_config"].update(bos_token_id=0, eos_token_id=2)  # the openai config's legacy ids: pool at argmax
-    (tower_dir / "config.json").write_text(json.dumps(config))
-    clip_config = CLIPConfig(text_config=config["text_config"], vision_config=config["vision_config"],
-                             projection_dim=config["projection_dim"])
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(5)
-        clip = CLIPModel(clip_config)
+def strip_clip_text_half(tower_dir):
+    """Leave the tiny tower's CLIP checkpoint its vision half only (the tiny checkpoints carry a text half)."""
     state = load_file(str(tower_dir / "model.safetensors"))
-    state.update({name: tensor.detach().clone().contiguous() for name, tensor in clip.state_dict().items()
-                  if not name.startswith("vision_model.")})
-    save_file(state, str(tower_dir / "model.safetensors"), metadata={"format": "pt"})
-    alphabet = ByteLevel.alphabet()
-    vocab = {c: i for i, c in enumerate(alphabet)} | {c + "</w>": i + len(alphabet) for i, c in enumerate(alphabet)}
-    vocab |= {"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1}
-    (tower_dir / "vocab.json").write_text(json.dumps(vocab))
-    (tower_dir / "merges.txt").write_text("#version: 0.2\n")
-    (tower_dir / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "CLIPTokenizer", "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
-        "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "model_max_length": 77}))
+    save_file({k: v for k, v in state.items() if k.startswith("vision_model.")}, str(tower_dir / "model.safetensors"),
+              metadata={"format": "pt"})
 
 
 @pytest.fixture(scope="module")
 def llava(tiny_ckpt, tmp_path_factory):
     path = tmp_path_factory.mktemp("cdpruner") / "llava"
-    shutil.copytree(tiny_ckpt, path)
-    write_clip_text_half(path / "vision_tower")
+    shutil.copytree(tiny_ckpt, path)  # its tower folder carries CLIP's text half and tokenizer
     tokenizer, model, processor, _ = load_pretrained_model(str(path), None, device="cpu")
     ids = vicuna_prompt(tokenizer, "<image>\nWhat colour is the square?")
     return tokenizer, model, processor, ids, process_images([scene(7)], processor, model.config)
@@ -139,8 +117,10 @@ def test_generate_keeps_darts_count_chosen_for_the_instruction(llava):
     assert not torch.equal(kept["What colour is the square?"], kept["How many dogs are in the picture? " * 12])
 
 
-def test_a_tower_without_its_text_half_is_a_clear_error(tiny_ckpt):
-    _, model, processor, _ = load_pretrained_model(str(tiny_ckpt), None, device="cpu")
+def test_a_tower_without_its_text_half_is_a_clear_error(tiny_ckpt, tmp_path):
+    shutil.copytree(tiny_ckpt, tmp_path / "llava")
+    strip_clip_text_half(tmp_path / "llava" / "vision_tower")
+    _, model, processor, _ = load_pretrained_model(str(tmp_path / "llava"), None, device="cpu")
     tokenizer_ids = torch.tensor([1, -200, 29871, 13])  # BOS, <image>, a newline
     images = process_images([scene(1)], processor, model.config)
     record = PruningRecord(dart_config=make_dart_config(method="cdpruner", max_num_trunction=32),

@@ -397,12 +397,23 @@ def larger_half_by_key_norm(inputs, cfg):
     return (norms.topk((count + 1) // 2).indices + start).sort().values
 
 
-POSITIONAL = register_method(PruningMethod("test-two-stage-positions", every_other_then_first_half, frozenset(),
-                                           layers=lambda cfg: (1, 3)))
-BY_KEY_NORM = register_method(PruningMethod("test-two-stage-key-norm", larger_half_by_key_norm,
-                                            frozenset({PruningInput.KEYS}), layers=lambda cfg: (1, 2)))
-BACKWARDS = register_method(PruningMethod("test-unordered-layers", every_other_then_first_half, frozenset(),
-                                          layers=lambda cfg: (3, 1)))
+POSITIONAL = PruningMethod("test-two-stage-positions", every_other_then_first_half, frozenset(),
+                           layers=lambda cfg: (1, 3))
+BY_KEY_NORM = PruningMethod("test-two-stage-key-norm", larger_half_by_key_norm, frozenset({PruningInput.KEYS}),
+                            layers=lambda cfg: (1, 2))
+BACKWARDS = PruningMethod("test-unordered-layers", every_other_then_first_half, frozenset(), layers=lambda cfg: (3, 1))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def test_methods_registered():
+    """This module's methods, registered while its tests run only (the other modules see the shipped methods)."""
+    from llava.model.pruning import methods as registry
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(registry, "_METHODS", dict(registry._METHODS))
+        for method in (POSITIONAL, BY_KEY_NORM, BACKWARDS):
+            register_method(method)
+        yield
 
 
 def test_each_stage_prunes_what_the_one_before_kept_and_the_caches_follow(llava15, mixed_requests):
