@@ -94,7 +94,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Path, str], float]]] = {
     "qbench": ("accuracy", _qbench("llvisionqa_dev")),
     "qbench_zh": ("accuracy", _qbench("llvisionqa_zh_dev")),
     "ocrbench": ("accuracy: score / questions", _answers_score("OCRBench")),
-    "videomme": ("accuracy (a checkpoint that takes videos)", _answers_score("videomme")),
+    "videomme": ("accuracy over the answers with a letter (official)", _answers_score("videomme")),
 }
 METHOD_STYLES = {"dart": "o-", "fastv": "^-", "pdrop": "v-", "random": "s--", "visionzip": "D-", "divprune": "P-",
                  "pooling": "x--", "sparsevlm": "<-", "vispruner": ">-", "cdpruner": "h-", "holov": "*-",
