@@ -1,4 +1,4 @@
-"""Efficiency of vanilla vs pruned LLaVA, every method measured side by side in one run. See docs/DART.md.
+r"""Efficiency of vanilla vs pruned LLaVA, every method measured side by side in one run. See docs/DART.md.
 
     python -m llava.eval.prefill_benchmark                  # LLaVA-1.5-7B depth/heads, hidden 1024, CPU
     python -m llava.eval.prefill_benchmark --methods dart fastv pdrop visionzip divprune pooling random
