@@ -25,6 +25,7 @@ Decoding a file needs PyAV (`pip install 'llava-dart[video]'`), imported only wh
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 from collections.abc import Sequence
@@ -167,6 +168,19 @@ def load_video(source: str | os.PathLike | Sequence[Image.Image], *, max_frames:
     if not path.is_file():
         raise FileNotFoundError(f"video not found: {path}")
     return _from_file(path, max_frames, fps, frame_rate)
+
+
+def add_sampling_arguments(parser: argparse.ArgumentParser, frames_default: int = 32) -> None:
+    """The frame-sampling flags every video command takes, under lmms-eval's names and ours (`max_frames`, `fps`,
+    `frame_rate` in the namespace)."""
+    parser.add_argument("--max-frames", "--max_num_frames", dest="max_frames", type=int, default=frames_default,
+                        help=f"frames sampled per video, uniformly (lmms-eval's max_num_frames; default "
+                             f"{frames_default})")
+    parser.add_argument("--fps", type=float, default=None,
+                        help="at most this many sampled frames per second of video (lmms-eval's fps; default: "
+                             "--max-frames alone)")
+    parser.add_argument("--frame-rate", type=float, default=1.0,
+                        help="the rate of videos given as folders of frames, frames per second (default 1)")
 
 
 def find_video(folder: str, video_id: str) -> str:

@@ -26,7 +26,7 @@ from llava.eval.common import Task, main as run_main
 from llava.eval.eval_video_mme import read_parquet
 from llava.eval.questions import Item, QuestionFileError, Row, read_json_list, read_jsonl
 from llava.eval.scoring_io import ScoringInputError
-from llava.video import MissingVideoDecoder, VideoRef, find_video, require_decoder
+from llava.video import MissingVideoDecoder, VideoRef, add_sampling_arguments, find_video, require_decoder
 
 # lmms-eval's lmms_eval/tasks/videomme/utils.py (`videomme_doc_to_text`) and videomme.yaml (default post_prompt).
 LMMS_EVAL_PRE_PROMPT = ("Select the best answer to the following multiple-choice question based on the video and the "
@@ -76,13 +76,7 @@ def videomme_items(row: Row, args: argparse.Namespace) -> list[Item]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video-folder", default="", help="Video-MME's data/ folder (<videoID>.mp4)")
-    parser.add_argument("--max_num_frames", "--max-frames", dest="max_frames", type=int, default=32,
-                        help="frames sampled per video, uniformly (lmms-eval's max_num_frames; default 32)")
-    parser.add_argument("--fps", type=float, default=None,
-                        help="at most this many sampled frames per second of video (lmms-eval's fps; default: "
-                             "--max_num_frames alone)")
-    parser.add_argument("--frame-rate", type=float, default=1.0,
-                        help="the rate of videos given as folders of frames, frames per second (default 1)")
+    add_sampling_arguments(parser)
     parser.add_argument("--prompt", choices=sorted(PROMPTS), default="lmms_eval",
                         help="lmms_eval: lmms-eval's videomme task (default); official: the Video-MME README's")
 

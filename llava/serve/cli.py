@@ -41,7 +41,7 @@ from llava.eval.pruning_args import add_pruning_args, dart_config_from_args
 from llava.mm_utils import get_model_name_from_path, load_image
 from llava.model.families import PromptError, load_model
 from llava.pruning_settings import method_label
-from llava.video import MissingVideoDecoder, load_video
+from llava.video import MissingVideoDecoder, add_sampling_arguments, load_video
 from llava.serve.inference import SamplingParams, StreamedGeneration, fit_to_context
 
 logger = logging.getLogger("llava.serve.cli")
@@ -55,13 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--video-file", action="append", default=[],
                         help="a video file or a folder of frames; repeat it, or separate several by commas (give "
                              "--image-file, --video-file or both)")
-    parser.add_argument("--max-frames", "--max_num_frames", dest="max_frames", type=int, default=32,
-                        help="frames sampled per video, uniformly (lmms-eval's max_num_frames; default 32)")
-    parser.add_argument("--fps", type=float, default=None,
-                        help="at most this many sampled frames per second of video (lmms-eval's fps; default: "
-                             "--max-frames alone)")
-    parser.add_argument("--frame-rate", type=float, default=1.0,
-                        help="the rate of videos given as folders of frames, frames per second (default 1)")
+    add_sampling_arguments(parser)
     parser.add_argument("--device", default="cuda", help="cuda (falls back to the CPU when unavailable) or cpu")
     parser.add_argument("--conv-mode", default=None, help="conversation template (default: the one the checkpoint records, else guessed from its name)")
     parser.add_argument("--temperature", type=float, default=0.2, help="0 means greedy decoding")

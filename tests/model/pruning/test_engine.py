@@ -198,6 +198,30 @@ def manual_decode(model, spliced, record, steps):
     return torch.stack(tokens, 1), torch.stack(logits, 1)
 
 
+def decode_ragged_batch_and_singles(model, tokenizer, processor, settings, steps):
+    """Three left-padded prompts (one image, no image, two images) decoded together and each alone with
+    `manual_decode`; each row's logits must be its single run's (1e-4). Returns the batch's record and, per row,
+    the single run's record (None for the row without an image)."""
+    prompts = [prompt(tokenizer, "<image>\nColour?"), prompt(tokenizer, "Is a circle round? One word."),
+               prompt(tokenizer, "<image>\n<image>\nWhich of the two pictures is brighter?")]
+    pictures = [[scene(5)], [], [scene(6), scene(7)]]
+    with torch.no_grad():
+        ids, mask = left_pad(prompts)
+        images = process_images([p for row in pictures for p in row], processor, model.config)
+        batch = PruningRecord(dart_config=settings)
+        _, batch_logits = manual_decode(model, model.prepare_multimodal_inputs(ids, images, mask, padding_side="left"),
+                                        batch, steps)
+        singles = []
+        for b, (row_ids, row_pictures) in enumerate(zip(prompts, pictures)):
+            row_images = process_images(row_pictures, processor, model.config) if row_pictures else images[:0]
+            single = PruningRecord(dart_config=settings)
+            spliced = model.prepare_multimodal_inputs(row_ids[None], row_images, padding_side="left")
+            _, logits = manual_decode(model, spliced, single, steps)
+            torch.testing.assert_close(batch_logits[b], logits[0], rtol=0, atol=1e-4)
+            singles.append(single if row_pictures else None)
+    return batch, singles
+
+
 def ragged_decoding_batch(tokenizer, processor, model):
     """Three left-padded prompts, spliced: one image, no image, two images."""
     prompts = [prompt(tokenizer, "<image>\nColour?"), prompt(tokenizer, "Is a circle round? Answer with a word."),

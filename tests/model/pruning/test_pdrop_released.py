@@ -168,27 +168,13 @@ def test_m_rope_keeps_original_positions_and_says_so_once(monkeypatch, caplog):
 def test_a_ragged_batch_decodes_like_single_runs(loaded):
     """Left padding and rows dropping different counts (one image, none, two): each row is renumbered from its
     own first token and its decoding positions lose its own dropped count."""
-    from test_engine import left_pad, manual_decode
+    from test_engine import decode_ragged_batch_and_singles
 
     tokenizer, model, processor = loaded
-    prompts = [vicuna_prompt(tokenizer, "<image>\nColour?"), vicuna_prompt(tokenizer, "Is a circle round? One word."),
-               vicuna_prompt(tokenizer, "<image>\n<image>\nWhich of the two pictures is brighter?")]
-    pictures = [[scene(5)], [], [scene(6), scene(7)]]
     settings = make_dart_config(method="pdrop", pdrop_layers=LAYERS, pdrop_ratios=RATIOS)
-    with torch.no_grad():
-        ids, mask = left_pad(prompts)
-        images = process_images([p for row in pictures for p in row], processor, model.config)
-        batch = PruningRecord(dart_config=settings)
-        _, batch_logits = manual_decode(model, model.prepare_multimodal_inputs(ids, images, mask, padding_side="left"),
-                                        batch, STEPS)
-        for b, (row_ids, row_pictures) in enumerate(zip(prompts, pictures)):
-            row_images = process_images(row_pictures, processor, model.config) if row_pictures else images[:0]
-            single = PruningRecord(dart_config=settings)
-            spliced = model.prepare_multimodal_inputs(row_ids[None], row_images, padding_side="left")
-            _, logits = manual_decode(model, spliced, single, STEPS)
-            torch.testing.assert_close(batch_logits[b], logits[0], rtol=0, atol=1e-4)
-            if row_pictures:
-                assert int(batch.stages[-1].position_shift[b]) == int(single.stages[-1].position_shift[0])
-                assert all(torch.equal(x, y) for x, y in zip(batch.kept_image_positions(b),
-                                                             single.kept_image_positions()))
+    batch, singles = decode_ragged_batch_and_singles(model, tokenizer, processor, settings, STEPS)
+    for b, single in enumerate(singles):
+        if single is not None:
+            assert int(batch.stages[-1].position_shift[b]) == int(single.stages[-1].position_shift[0])
+            assert all(torch.equal(x, y) for x, y in zip(batch.kept_image_positions(b), single.kept_image_positions()))
     assert batch.keep_valid is not None

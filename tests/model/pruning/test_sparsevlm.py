@@ -333,30 +333,16 @@ def test_released_prefill_and_decoding_match_the_official_forward(tiny, budget):
 def test_a_ragged_batch_with_two_images_decodes_like_single_runs(tiny):
     """Left padding, rows keeping and inserting different counts (one image, none, two, each image recycling
     into its own span): each row's logits as alone, its inserted tokens and its decoding positions' shift."""
-    from test_engine import left_pad, manual_decode
+    from test_engine import decode_ragged_batch_and_singles
 
     tokenizer, model, processor = tiny
-    prompts = [vicuna_prompt(tokenizer, "<image>\nColour?"), vicuna_prompt(tokenizer, "Is a circle round? One word."),
-               vicuna_prompt(tokenizer, "<image>\n<image>\nWhich of the two pictures is brighter?")]
-    pictures = [[scene(5)], [], [scene(6), scene(7)]]
     settings = make_dart_config(method="sparsevlm", max_num_trunction=64)
-    with torch.no_grad():
-        ids, mask = left_pad(prompts)
-        images = process_images([p for row in pictures for p in row], processor, model.config)
-        batch = PruningRecord(dart_config=settings)
-        _, batch_logits = manual_decode(model, model.prepare_multimodal_inputs(ids, images, mask, padding_side="left"),
-                                        batch, STEPS)
-        for b, (row_ids, row_pictures) in enumerate(zip(prompts, pictures)):
-            row_images = process_images(row_pictures, processor, model.config) if row_pictures else images[:0]
-            single = PruningRecord(dart_config=settings)
-            spliced = model.prepare_multimodal_inputs(row_ids[None], row_images, padding_side="left")
-            _, logits = manual_decode(model, spliced, single, STEPS)
-            torch.testing.assert_close(batch_logits[b], logits[0], rtol=0, atol=1e-4)
-            if row_pictures:
-                assert batch.num_inserted_tokens(b) == single.num_inserted_tokens() > 0
-                assert int(batch.stages[-1].position_shift[b]) == int(single.stages[-1].position_shift[0])
-                assert all(torch.equal(x, y) for x, y in zip(batch.kept_image_positions(b),
-                                                             single.kept_image_positions()))
+    batch, singles = decode_ragged_batch_and_singles(model, tokenizer, processor, settings, STEPS)
+    for b, single in enumerate(singles):
+        if single is not None:
+            assert batch.num_inserted_tokens(b) == single.num_inserted_tokens() > 0
+            assert int(batch.stages[-1].position_shift[b]) == int(single.stages[-1].position_shift[0])
+            assert all(torch.equal(x, y) for x, y in zip(batch.kept_image_positions(b), single.kept_image_positions()))
     two = batch.stages[0]
     spans = batch.image_spans[2]
     inserted = two.keep[2][two.inserted[2] & two.keep_valid[2]]
