@@ -45,6 +45,19 @@ class PruningConfigError(ValueError):
     """A DART_config that cannot be used; the message names the offending key."""
 
 
+# How a method that prunes in stages places the kept tokens afterwards (PyramidDrop, SparseVLM): new consecutive
+# positions after each stage, as their releases do, or the original ones.
+POSITION_MODES = ("renumbered", "original")
+
+
+def position_mode(raw: Mapping[str, Any], key: str) -> str | None:
+    """DART_config[key], one of POSITION_MODES or None (the method's default)."""
+    mode = raw.get(key)
+    if mode is not None and mode not in POSITION_MODES:
+        raise PruningConfigError(f"DART_config[{key!r}]={mode!r} must be one of {list(POSITION_MODES)}")
+    return mode
+
+
 @dataclasses.dataclass(frozen=True)
 class MethodSettings:
     """Base of a method's own settings: a frozen dataclass whose fields are its DART_config keys.

@@ -53,7 +53,7 @@ from typing import Any, Mapping
 
 import torch
 
-from llava.model.pruning.config import MethodSettings, PruningConfigError, PruningSettings
+from llava.model.pruning.config import MethodSettings, PruningConfigError, PruningSettings, position_mode
 from llava.model.pruning.dart import check_release_hints
 from llava.model.pruning.fastv import top_attended
 from llava.model.pruning.methods import PruningInput, PruningMethod, SpanInputs, register_method
@@ -61,7 +61,6 @@ from llava.pruning_settings import DEFAULTS
 
 REFERENCE_LAYERS = (8, 16, 24)  # of 32
 REFERENCE_RATIOS = (0.5, 0.25, 0.125)
-POSITION_MODES = ("renumbered", "original")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,10 +77,7 @@ class PDropSettings(MethodSettings):
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any], num_hidden_layers: int | None) -> PDropSettings:
-        positions = raw.get("pdrop_positions")
-        if positions is not None and positions not in POSITION_MODES:
-            raise PruningConfigError(f"DART_config['pdrop_positions']={positions!r} must be one of "
-                                     f"{list(POSITION_MODES)}")
+        positions = position_mode(raw, "pdrop_positions")
         settings = cls(*_pdrop_stages(raw, num_hidden_layers), pdrop_positions=positions)
         return settings if num_hidden_layers is None else settings.with_default_stages(num_hidden_layers)
 

@@ -51,12 +51,12 @@ import torch
 import dataclasses
 from typing import Any, Mapping
 
-from llava.model.pruning.config import MethodSettings, PruningConfigError, PruningSettings, dart_kept_count
+from llava.model.pruning.config import (MethodSettings, PruningConfigError, PruningSettings, dart_kept_count,
+                                        position_mode)
 from llava.model.pruning.dart import check_release_hints
 from llava.model.pruning.methods import PruningInput, PruningMethod, Selection, SpanInputs, register_method
 from llava.pruning_settings import DEFAULTS
 
-POSITION_MODES = ("renumbered", "original")
 RECYCLED_FRACTION = 0.3  # of the deleted tokens, the top int(0.3 d) + 1 are recycled
 CLUSTER_SIZE = 10  # ... into int(p / 10) + 1 merged tokens
 REFERENCE_LAYERS = (2, 6, 15)  # of 32: the layers whose attention ranks; the sequence is pruned after each
@@ -85,10 +85,7 @@ class SparseVLMSettings(MethodSettings):
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any], num_hidden_layers: int | None) -> SparseVLMSettings:
-        positions = raw.get("sparsevlm_positions")
-        if positions is not None and positions not in POSITION_MODES:
-            raise PruningConfigError(f"DART_config['sparsevlm_positions']={positions!r} must be one of "
-                                     f"{list(POSITION_MODES)}")
+        positions = position_mode(raw, "sparsevlm_positions")
         return dataclasses.replace(cls._parse_layers(raw, num_hidden_layers), sparsevlm_positions=positions)
 
     @classmethod
