@@ -1,6 +1,6 @@
 """The pruning settings, declared once: every place a user sets them follows this table.
 
-The CLI flags of the workers, `run_llava`, the CLI chat and the model worker (`llava.eval.pruning_args`), the
+The CLI flags of the workers, `run_llava`, the CLI chat and the model worker (`llava.eval.core.pruning_args`), the
 model worker's request model (`llava.serve.protocol.DartOverrides`), the defaults of the settings dataclasses
 (`DEFAULTS`) and so the DART_config dict each builds are derived from `SETTINGS`; the Gradio controls,
 `scripts/eval_lib.sh`, `scripts/lmms_eval_lib.sh` and the sweep are checked against it by the tests

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from recording_python import fake_python
 from suite_timeouts import hang_timeout
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,9 +132,7 @@ def files_a_script_reads(script: Path, tmp_path: Path) -> list[str]:
     """The data paths (relative to DATA_ROOT) that `script` hands its workers and scorers as inputs, recorded by a
     fake python."""
     log = tmp_path / f"{script.stem}.log"
-    recorder = tmp_path / "python"
-    recorder.write_text(f'#!/usr/bin/env bash\necho "$*" >> {log}\n')
-    recorder.chmod(0o755)
+    recorder = fake_python(tmp_path / "python", f'echo "$*" >> {log}\n')
     data = tmp_path / "data"
     env = {**os.environ, "PYTHON": str(recorder), "CKPT": "/ckpt/model", "DATA_ROOT": str(data), "OPENAI_API_KEY": ""}
     for name in ("CUDA_VISIBLE_DEVICES", "NAME", "DART", "EVAL_ARGS", "BATCH_SIZE"):

@@ -198,7 +198,7 @@ def test_load_image_from_base64():
 
 
 def test_an_image_past_the_decompression_bomb_limit_is_a_value_error(tmp_path, write_bomb_png):
-    from llava.eval.questions import ImageRef
+    from llava.eval.core.questions import ImageRef
 
     bomb = write_bomb_png(tmp_path / "bomb.png")
     with pytest.raises(ValueError, match=rf"cannot read image {bomb}: too large \(Image size \(400000000 pixels\)"):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from llava.eval.pruning_args import add_pruning_args, dart_config_from_args
+from llava.eval.core.pruning_args import add_pruning_args, dart_config_from_args
 from llava.model.pruning import method_names, parse_dart_config
 from llava.pruning_settings import BY_NAME, SETTINGS, SPARSE_FLAG
 from llava.serve.gradio_web_server import BUDGET_MAX_KEPT, BUDGET_RATIO, GenerationSettings

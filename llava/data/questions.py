@@ -12,19 +12,20 @@ import itertools
 import random
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
+from llava.eval.core.prompt_texts import (  # noqa: F401 (re-exported for the writers)
+    OPTION_LETTERS,
+    OPTION_PROMPT,
+    OPTION_PROMPT_CN,
+    QBENCH_CHOOSE,
+    SHORT_ANSWER_PROMPT,
+    qbench_prompt,
+)
 from llava.data.scenes import BACKGROUNDS, COLORS, KINDS, POSITIONS, SIZES, WORDS, Scene, Shape
 
-SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."
-OPTION_PROMPT = "Answer with the option's letter from the given choices directly."
-# The other multiple-choice instruction forms the eval workers write: MMBench-CN's letter request, and
-# Q-Bench's "choose" line between the question and its candidates, in English and Chinese (LLaVA's
-# model_vqa_qbench.py text, whose Chinese form follows the question after a stray backslash, no line break).
-OPTION_PROMPT_CN = "请直接回答选项字母。"
-QBENCH_CHOOSE = {"en": "\nChoose between one of the options as follows:\n", "zh": "\\在下列选项中选择一个:\n"}
 OCR_PREFIX = "Reference OCR token: "
-LETTERS = "ABCDE"
+LETTERS = OPTION_LETTERS
 
 # "at the top left" etc.: how captions and references place an object in the 3x3 grid.
 PLACES = {
@@ -91,11 +92,6 @@ def question_block(qa: QA, context_style: str = "sqa") -> str:
     if qa.ocr:
         return f"{qa.question}\n{OCR_PREFIX}{', '.join(qa.ocr)}"
     return qa.question
-
-
-def qbench_prompt(question: str, candidates: Sequence[str], lang: str = "en") -> str:
-    """Q-Bench's user turn: the question, the "choose" line, one "A. candidate" line per candidate."""
-    return question + QBENCH_CHOOSE[lang] + "".join(f"{LETTERS[i]}. {c}\n" for i, c in enumerate(candidates))
 
 
 MC_FORMS = {"mmbench_cn": None, "qbench": "en", "qbench_zh": "zh"}  # form -> Q-Bench language (None: not Q-Bench)

@@ -1,40 +1,8 @@
-r"""OCRBench answers (OCRBench.json: a JSON list of {dataset_name, id, image_path, question, answers, type}).
+"""`python -m llava.eval.model_vqa_ocrbench`, the documented command: the code lives in `llava.eval.benchmarks.ocrbench.worker`."""
 
-    python -m llava.eval.model_vqa_ocrbench --model-path PATH \
-        --question-file ./playground/data/eval/OCRBench/OCRBench/OCRBench.json \
-        --image-folder ./playground/data/eval/OCRBench/OCRBench_Images \
-        --answers-file A.jsonl --temperature 0 --conv-mode vicuna_v1 [DART flags]
-
-The prompt is the question and "Answer the question using a single word or phrase." (the DART release's
-OCRBench worker), at most 128 new tokens. OCRBench's `id` repeats across its source datasets, so an answer's
-`question_id` is the entry's position in the file; `llava.eval.eval_ocrbench` scores by it.
-"""
-
-from __future__ import annotations
-
-import argparse
-import os
 import sys
 
-from llava.data.questions import SHORT_ANSWER_PROMPT
-from llava.eval.common import Task, main as run_main
-from llava.eval.questions import ImageRef, Item, Row, read_json_list_by_position
-
-
-def ocrbench_items(row: Row, args: argparse.Namespace) -> list[Item]:
-    row.require("question", "image_path", "answers")
-    text = f"{row.text('question')}\n{SHORT_ANSWER_PROMPT}"
-    image = ImageRef(path=os.path.join(os.path.expanduser(args.image_folder), row.text("image_path")))
-    return [Item({"question_id": row.data["question_id"], "prompt": text}, text, (image,))]
-
-
-TASK = Task(description=__doc__, read_questions=read_json_list_by_position, to_items=ocrbench_items,
-            max_new_tokens=128, num_workers=4)
-
-
-def main(argv=None) -> int:
-    return run_main(TASK, argv)
-
+from llava.eval.benchmarks.ocrbench.worker import main
 
 if __name__ == "__main__":
     sys.exit(main())

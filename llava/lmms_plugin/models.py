@@ -8,7 +8,7 @@ max_num_trunction=128 --tasks pope --batch_size 4
 `image_token_length`, `max_num_trunction`, `reduction_ratio`, `pivot_image_token`, `pivot_text_token`,
 `retain_token_num_for_llava_next`) plus `pruning_method`; the two span arguments are only checked against the
 real image spans (the spans win, with one warning where they disagree). Prompts and batches go through the same
-code as our own eval workers (`llava.eval.common`), so a question gets the answer our worker gives it.
+code as our own eval workers (`llava.eval.core.common`), so a question gets the answer our worker gives it.
 
 Video tasks (e.g. `videomme`) give video file paths among a document's visuals: the models whose family takes
 videos (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, LLaVA-OneVision) sample their frames as lmms-eval does (`llava.video`), at
@@ -33,8 +33,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from llava.constants import DEFAULT_IMAGE_TOKEN
-from llava.eval.common import Generation, Prepared, answer_window, prepare_prompt
-from llava.eval.prompting import CHAT_TEMPLATE, check_conv_mode
+from llava.eval.core.common import Generation, Prepared, answer_window, prepare_prompt
+from llava.eval.core.prompting import CHAT_TEMPLATE, check_conv_mode
 from llava.mm_utils import get_model_name_from_path
 from llava.model import PruningRecord
 from llava.model.builder import read_config

@@ -14,7 +14,7 @@ questions about its generated scenes ("What color is the star?", "Is there a blu
 "How many red shapes are there?"): each question gets the short-answer instruction it was trained with.
 
 A video (`--video-file`, for the families that take videos: docs/Families.md) goes with the first question as the
-image does, in front of it (and of the image, if both are given); its frames are sampled as `llava.eval.run_llava`
+image does, in front of it (and of the image, if both are given); its frames are sampled as `llava.eval.cli.run_llava`
 samples them (--max-frames, --fps, --frame-rate), so a first turn gets run_llava's answer.
 """
 
@@ -28,7 +28,7 @@ import torch
 
 from llava.constants import DEFAULT_MODEL_PATH
 from llava.conversation import get_conv_template
-from llava.eval.prompting import (
+from llava.eval.core.prompting import (
     CHAT_TEMPLATE,
     EMBEDDED_DEFAULT_NOTICE,
     check_conv_mode,
@@ -36,8 +36,8 @@ from llava.eval.prompting import (
     is_embedded_default,
     with_answer_instruction,
 )
-from llava.eval.common import check_takes_video
-from llava.eval.pruning_args import add_pruning_args, dart_config_from_args
+from llava.eval.core.common import check_takes_video
+from llava.eval.core.pruning_args import add_pruning_args, dart_config_from_args
 from llava.mm_utils import get_model_name_from_path, load_image
 from llava.model.families import PromptError, load_model
 from llava.pruning_settings import method_label

@@ -49,7 +49,7 @@ from llava.conversation import Conversation, conv_templates, get_conv_template
 from llava.data.questions import QA, QUESTION_TYPES, prompt
 from llava.data.scenes import Scene, sample_scene
 from llava.data.shapes import render
-from llava.eval.prompting import infer_conv_mode
+from llava.eval.core.prompting import infer_conv_mode
 from llava.pruning_settings import METHOD_LABELS, method_label
 from llava.serve import DEFAULT_CONTROLLER_PORT, DEFAULT_HOST, DEFAULT_WEB_PORT, configure_logging
 from llava.serve.client import (

@@ -49,7 +49,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool
 
 from llava.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_MODEL_PATH, WORKER_HEART_BEAT_INTERVAL
-from llava.eval.pruning_args import add_pruning_args
+from llava.eval.core.pruning_args import add_pruning_args
 from llava.mm_utils import get_model_name_from_path
 from llava.model.families import PromptError, load_model
 from llava.model.pruning import PruningConfigError, PruningInput, get_method, make_dart_config, parse_pruning_settings

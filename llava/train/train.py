@@ -19,7 +19,7 @@ import transformers
 
 from llava.constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_PATCH_TOKEN
 from llava.conversation import get_conv_template
-from llava.eval.pruning_args import add_pruning_args, dart_config_from_args
+from llava.eval.core.pruning_args import add_pruning_args, dart_config_from_args
 from llava.model.pruning import parse_pruning_settings
 from llava.model.language_model.families import causal_lm_class, is_llava_config, llava_config_for_base
 from llava.train.arguments import DataArguments, ModelArguments, TrainingArguments

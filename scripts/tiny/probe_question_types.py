@@ -15,8 +15,8 @@ import time
 from llava.data.questions import QUESTION_TYPES, prompt
 from llava.data.scenes import sample_scene
 from llava.data.shapes import render
-from llava.eval.common import generate_answers, load_model
-from llava.eval.pruning_args import add_pruning_args
+from llava.eval.core.common import generate_answers, load_model
+from llava.eval.core.pruning_args import add_pruning_args
 
 
 def probe(args: argparse.Namespace) -> dict[str, float]:

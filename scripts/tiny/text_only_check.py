@@ -49,8 +49,8 @@ def write_data(args: argparse.Namespace) -> None:
 
 
 def score(args: argparse.Namespace) -> None:
-    from llava.eval.common import generate_answer
-    from llava.eval.prompting import build_prompt
+    from llava.eval.core.common import generate_answer
+    from llava.eval.core.prompting import build_prompt
     from llava.model.builder import load_pretrained_model
 
     tokenizer, model, _, _ = load_pretrained_model(args.model_path, None, device="cpu")

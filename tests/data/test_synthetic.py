@@ -199,9 +199,9 @@ def test_form_types_are_right_and_prompted_as_the_benchmarks_worker_asks(name):
     """The training prompt of a form type is the text the benchmark's worker builds for the same question."""
     import argparse
 
-    from llava.eval.model_vqa_mmbench import mmbench_items
-    from llava.eval.model_vqa_qbench import qbench_items
-    from llava.eval.questions import Row
+    from llava.eval.benchmarks.mmbench.worker import mmbench_items
+    from llava.eval.benchmarks.qbench.worker import qbench_items
+    from llava.eval.core.questions import Row
 
     rng, asked, yes_no = random.Random(5), 0, 0
     for scene in scenes(5, 150, with_word=True):

@@ -12,7 +12,7 @@ from PIL import Image
 
 from llava.data import write_eval_sets
 from llava.data.layouts import DEFAULT_EVAL_SEED, SCENES_FILE
-from llava.data.layouts.mmbench import MMBENCH_COLUMNS
+from llava.eval.benchmarks.mmbench.sample import MMBENCH_COLUMNS
 from llava.data.questions import LETTERS, OPTION_PROMPT, SHORT_ANSWER_PROMPT
 from llava.data.scenes import COLORS, Scene, scene_split
 from llava.data.shapes import render
@@ -233,7 +233,7 @@ def test_readme_documents_every_set(root):
 
 
 def test_seed_bench_scores_its_ground_truth_perfectly_and_a_constant_letter_at_chance(root, truth):
-    from llava.eval.convert_seed_for_submission import load_annotations, score_seed
+    from llava.eval.benchmarks.seed.convert import load_annotations, score_seed
 
     base = root / "seed_bench"
     lines = jsonl(base / "llava-seed-bench.jsonl")
@@ -252,7 +252,7 @@ def test_seed_bench_scores_its_ground_truth_perfectly_and_a_constant_letter_at_c
 
 
 def test_ocrbench_scores_its_answers_fully_and_a_constant_answer_rarely(root, truth):
-    from llava.eval.eval_ocrbench import load_annotations, score_ocrbench
+    from llava.eval.benchmarks.ocrbench.scorer import load_annotations, score_ocrbench
 
     base = root / "OCRBench"
     entries = load_annotations(str(base / "OCRBench" / "OCRBench.json"))
@@ -269,7 +269,7 @@ def test_ocrbench_scores_its_answers_fully_and_a_constant_answer_rarely(root, tr
 
 
 def test_qbench_scores_its_answers_fully_and_a_constant_letter_near_chance(root, truth):
-    from llava.eval.eval_qbench import load_questions, score_qbench
+    from llava.eval.benchmarks.qbench.scorer import load_questions, score_qbench
 
     base = root / "qbench"
     entries = load_questions(str(base / "llvisionqa_dev.json"))
@@ -284,8 +284,8 @@ def test_qbench_scores_its_answers_fully_and_a_constant_letter_near_chance(root,
 
 
 def test_submission_sets_convert_as_their_servers_expect(root, truth):
-    from llava.eval.convert_vizwiz_for_submission import convert as vizwiz
-    from llava.eval.convert_vqav2_for_submission import convert as vqav2
+    from llava.eval.benchmarks.vizwiz.convert import convert as vizwiz
+    from llava.eval.benchmarks.vqav2.convert import convert as vqav2
 
     questions = jsonl(root / "vizwiz" / "llava_test.jsonl")
     for q in questions:

@@ -10,8 +10,10 @@ import sys
 
 import pytest
 
-from llava.eval import common, eval_textvqa, model_vqa_loader
-from llava.eval.answers import AnswerFile, merge_chunks
+from llava.eval.core import common
+from llava.eval.benchmarks.textvqa import scorer as eval_textvqa
+from llava.eval.workers import model_vqa_loader
+from llava.eval.core.answers import AnswerFile, merge_chunks
 from worker_helpers import SMALL_SET, loader_args, read_answers
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -46,7 +48,7 @@ def test_a_second_run_while_one_writes_is_refused_naming_the_holder(tiny_ckpt, q
 
 HOLD_THE_FILE = """
 import sys, time
-from llava.eval.answers import AnswerFile
+from llava.eval.core.answers import AnswerFile
 answers = AnswerFile(sys.argv[1], ("question_id",), "s1")
 print("holding", flush=True)
 time.sleep(120)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from llava.eval.calculate_mme import main, parse_pred_ans, score_mme, subtask_metrics
+from llava.eval.benchmarks.mme.scorer import main, parse_pred_ans, score_mme, subtask_metrics
 
 
 @pytest.mark.parametrize("pred, expected", [

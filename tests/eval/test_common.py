@@ -6,14 +6,14 @@ import math
 
 import pytest
 
-from llava.eval.answers import AnswerFile, AnswerFileError, ErrorLog, errors_path, merge_chunks, settings_id
-from llava.eval.chunking import Chunk, chunk_answers_path, get_chunk, local_device, resolve_chunk, split_list
-from llava.eval.common import RunStats, build_parser, run_settings
-from llava.eval.model_vqa import TASK as VQA_TASK, vqa_items
-from llava.eval.model_vqa_loader import TASK as LOADER_TASK, textvqa_text
-from llava.eval.model_vqa_mmbench import mmbench_items, read_mmbench
-from llava.eval.model_vqa_science import SINGLE_PRED_PROMPT, science_items
-from llava.eval.questions import Item, QuestionFileError, Row, read_json_list, read_jsonl
+from llava.eval.core.answers import AnswerFile, AnswerFileError, ErrorLog, errors_path, merge_chunks, settings_id
+from llava.eval.core.chunking import Chunk, chunk_answers_path, get_chunk, local_device, resolve_chunk, split_list
+from llava.eval.core.common import RunStats, build_parser, run_settings
+from llava.eval.workers.model_vqa import TASK as VQA_TASK, vqa_items
+from llava.eval.workers.model_vqa_loader import TASK as LOADER_TASK, textvqa_text
+from llava.eval.benchmarks.mmbench.worker import mmbench_items, read_mmbench
+from llava.eval.benchmarks.scienceqa.worker import SINGLE_PRED_PROMPT, science_items
+from llava.eval.core.questions import Item, QuestionFileError, Row, read_json_list, read_jsonl
 
 
 # -- chunking ------------------------------------------------------------------------------------------

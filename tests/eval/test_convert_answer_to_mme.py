@@ -2,9 +2,9 @@
 
 import pytest
 
-from llava.eval import calculate_mme
-from llava.eval.convert_answer_to_mme import convert, load_ground_truth, main
-from llava.eval.scoring_io import write_jsonl
+from llava.eval.benchmarks.mme import scorer as calculate_mme
+from llava.eval.benchmarks.mme.convert import convert, load_ground_truth, main
+from llava.eval.core.scoring_io import write_jsonl
 
 YN = "Please answer yes or no."
 

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from llava.eval.convert_mmbench_for_submission import (circular_accuracy, infer_answer, infer_option_letter, main,
+from llava.eval.benchmarks.mmbench.convert import (circular_accuracy, infer_answer, infer_option_letter, main,
                                                        read_tsv, submission_table)
-from llava.eval.scoring_io import write_jsonl
+from llava.eval.core.scoring_io import write_jsonl
 
 COLUMNS = ["index", "question", "hint", "A", "B", "C", "D", "answer", "category", "image", "source", "l2-category",
            "comment", "split"]

@@ -2,8 +2,8 @@
 
 import json
 
-from llava.eval.convert_mmvet_for_eval import main
-from llava.eval.scoring_io import write_jsonl
+from llava.eval.benchmarks.mmvet.convert import main
+from llava.eval.core.scoring_io import write_jsonl
 
 
 def test_cli(tmp_path, capsys):

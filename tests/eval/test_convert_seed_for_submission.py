@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from llava.eval.convert_seed_for_submission import main, score_seed, upload_lines
-from llava.eval.scoring_io import read_jsonl, write_jsonl
+from llava.eval.benchmarks.seed.convert import main, score_seed, upload_lines
+from llava.eval.core.scoring_io import read_jsonl, write_jsonl
 
 DATA = {
     "question_type": {"Scene Understanding": 1, "Instance Identity": 2},

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from llava.eval.convert_vizwiz_for_submission import convert, main
-from llava.eval.scoring_io import write_jsonl
+from llava.eval.benchmarks.vizwiz.convert import convert, main
+from llava.eval.core.scoring_io import write_jsonl
 
 QUESTIONS = [{"question_id": 0, "image": "VizWiz_test_00000000.jpg"},
              {"question_id": 1, "image": "VizWiz_test_00000001.jpg"}]

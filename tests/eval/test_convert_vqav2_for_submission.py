@@ -2,8 +2,8 @@
 
 import json
 
-from llava.eval.convert_vqav2_for_submission import convert, main
-from llava.eval.scoring_io import write_jsonl
+from llava.eval.benchmarks.vqav2.convert import convert, main
+from llava.eval.core.scoring_io import write_jsonl
 
 
 def test_convert_normalizes_and_fills_missing():

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from llava.eval import convert_gqa_for_eval
-from llava.eval.eval_gqa import main, score_gqa
-from llava.eval.scoring_io import write_jsonl
+from llava.eval.benchmarks.gqa import convert as convert_gqa_for_eval
+from llava.eval.benchmarks.gqa.scorer import main, score_gqa
+from llava.eval.core.scoring_io import write_jsonl
 
 
 def q(answer, structural, semantic, balanced=True):

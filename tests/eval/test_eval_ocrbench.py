@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from llava.eval.eval_ocrbench import is_right, main, score_ocrbench
-from llava.eval.scoring_io import write_jsonl
+from llava.eval.benchmarks.ocrbench.scorer import is_right, main, score_ocrbench
+from llava.eval.core.scoring_io import write_jsonl
 
 
 @pytest.mark.parametrize("prediction, answers, dataset, right", [

@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from llava.eval.eval_pope import main, parse_yes_no, pope_metrics, score_pope
-from llava.eval.scoring_io import write_jsonl
+from llava.eval.benchmarks.pope.scorer import main, parse_yes_no, pope_metrics, score_pope
+from llava.eval.core.scoring_io import write_jsonl
 
 SHORT = "\nAnswer the question using a single word or phrase."
 

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from llava.eval.eval_qbench import main, predicted_candidate, score_qbench
-from llava.eval.scoring_io import read_jsonl, write_jsonl
+from llava.eval.benchmarks.qbench.scorer import main, predicted_candidate, score_qbench
+from llava.eval.core.scoring_io import read_jsonl, write_jsonl
 
 YES_NO = ["Yes", "No"]
 WHAT = ["red", "green", "blue", "yellow"]

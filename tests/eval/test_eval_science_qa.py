@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from llava.eval.eval_science_qa import main, parse_option_letter, pred_index, score_science_qa
-from llava.eval.scoring_io import write_jsonl
+from llava.eval.benchmarks.scienceqa.scorer import main, parse_option_letter, pred_index, score_science_qa
+from llava.eval.core.scoring_io import write_jsonl
 
 
 @pytest.mark.parametrize("text, expected", [

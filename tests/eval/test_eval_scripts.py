@@ -2,7 +2,6 @@
 
 import json
 import os
-import stat
 import subprocess
 import sys
 import time
@@ -11,18 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from llava.eval import model_vqa_loader, sweep
+from llava.eval.workers import model_vqa_loader
+from llava.eval import sweep
+from recording_python import fake_python
 from suite_timeouts import hang_timeout
 from worker_helpers import DART_FLAGS, GENERATION_FLAGS, read_answers, write_textvqa_set
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts" / "v1_5" / "eval"
-
-
-def fake_python(path: Path, body: str) -> Path:
-    path.write_text("#!/usr/bin/env bash\n" + body)
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    return path
 
 
 # Bounds that catch a hung script (tests/suite_timeouts.py): a script with a recording fake python takes about a
@@ -47,103 +42,103 @@ NAME = "llava-v1.5-7b-dart-0.778-128"
 # Per script: the worker call, then the scorer calls, with {D} the data root (LLaVA's layout and commands).
 EXPECTED = {
     "textvqa": [
-        "-m llava.eval.model_vqa_loader {W} --question-file {D}/textvqa/llava_textvqa_val_v051_ocr.jsonl "
+        "-m llava.eval.workers.model_vqa_loader {W} --question-file {D}/textvqa/llava_textvqa_val_v051_ocr.jsonl "
         "--image-folder {D}/textvqa/train_images --is_textvqa --answers-file {D}/textvqa/answers/{N}.jsonl",
-        "-m llava.eval.eval_textvqa --annotation-file {D}/textvqa/TextVQA_0.5.1_val.json "
+        "-m llava.eval.benchmarks.textvqa.scorer --annotation-file {D}/textvqa/TextVQA_0.5.1_val.json "
         "--result-file {D}/textvqa/answers/{N}.jsonl",
     ],
     "pope": [
-        "-m llava.eval.model_vqa_loader {W} --question-file {D}/pope/llava_pope_test.jsonl "
+        "-m llava.eval.workers.model_vqa_loader {W} --question-file {D}/pope/llava_pope_test.jsonl "
         "--image-folder {D}/pope/val2014 --answers-file {D}/pope/answers/{N}.jsonl",
-        "-m llava.eval.eval_pope --annotation-dir {D}/pope/coco --question-file {D}/pope/llava_pope_test.jsonl "
+        "-m llava.eval.benchmarks.pope.scorer --annotation-dir {D}/pope/coco --question-file {D}/pope/llava_pope_test.jsonl "
         "--result-file {D}/pope/answers/{N}.jsonl",
     ],
     "mme": [
-        "-m llava.eval.model_vqa_loader {W} --question-file {D}/MME/llava_mme.jsonl "
+        "-m llava.eval.workers.model_vqa_loader {W} --question-file {D}/MME/llava_mme.jsonl "
         "--image-folder {D}/MME/MME_Benchmark_release_version --answers-file {D}/MME/answers/{N}.jsonl",
-        "-m llava.eval.convert_answer_to_mme --data-dir {D}/MME --experiment {N}",
-        "-m llava.eval.calculate_mme --results_dir {D}/MME/eval_tool/answers/{N}",
+        "-m llava.eval.benchmarks.mme.convert --data-dir {D}/MME --experiment {N}",
+        "-m llava.eval.benchmarks.mme.scorer --results_dir {D}/MME/eval_tool/answers/{N}",
     ],
     "gqa": [
-        "-m llava.eval.model_vqa_loader {W} --question-file {D}/gqa/llava_gqa_testdev_balanced.jsonl "
+        "-m llava.eval.workers.model_vqa_loader {W} --question-file {D}/gqa/llava_gqa_testdev_balanced.jsonl "
         "--image-folder {D}/gqa/data/images --answers-file {D}/gqa/answers/llava_gqa_testdev_balanced/{N}/merge.jsonl",
-        "-m llava.eval.convert_gqa_for_eval --src {D}/gqa/answers/llava_gqa_testdev_balanced/{N}/merge.jsonl "
+        "-m llava.eval.benchmarks.gqa.convert --src {D}/gqa/answers/llava_gqa_testdev_balanced/{N}/merge.jsonl "
         "--dst {D}/gqa/data/predictions/{N}/testdev_balanced_predictions.json",
-        "-m llava.eval.eval_gqa --data-dir {D}/gqa/data --tier testdev_balanced "
+        "-m llava.eval.benchmarks.gqa.scorer --data-dir {D}/gqa/data --tier testdev_balanced "
         "--predictions predictions/{N}/{{tier}}_predictions.json",
     ],
     "sqa": [
-        "-m llava.eval.model_vqa_science {W} --question-file {D}/scienceqa/llava_test_CQM-A.json "
+        "-m llava.eval.benchmarks.scienceqa.worker {W} --question-file {D}/scienceqa/llava_test_CQM-A.json "
         "--image-folder {D}/scienceqa/images/test --single-pred-prompt --answers-file {D}/scienceqa/answers/{N}.jsonl",
-        "-m llava.eval.eval_science_qa --base-dir {D}/scienceqa --result-file {D}/scienceqa/answers/{N}.jsonl "
+        "-m llava.eval.benchmarks.scienceqa.scorer --base-dir {D}/scienceqa --result-file {D}/scienceqa/answers/{N}.jsonl "
         "--output-file {D}/scienceqa/answers/{N}_output.jsonl --output-result {D}/scienceqa/answers/{N}_result.json",
     ],
     "mmbench": [
-        "-m llava.eval.model_vqa_mmbench {W} --question-file {D}/mmbench/mmbench_dev_20230712.tsv --lang en "
+        "-m llava.eval.benchmarks.mmbench.worker {W} --question-file {D}/mmbench/mmbench_dev_20230712.tsv --lang en "
         "--single-pred-prompt --answers-file {D}/mmbench/answers/mmbench_dev_20230712/{N}.jsonl",
-        "-m llava.eval.convert_mmbench_for_submission --annotation-file {D}/mmbench/mmbench_dev_20230712.tsv "
+        "-m llava.eval.benchmarks.mmbench.convert --annotation-file {D}/mmbench/mmbench_dev_20230712.tsv "
         "--result-dir {D}/mmbench/answers/mmbench_dev_20230712 --upload-dir {D}/mmbench/answers_upload/mmbench_dev_20230712 "
         "--experiment {N}",
     ],
     "mmbench_cn": [
-        "-m llava.eval.model_vqa_mmbench {W} --question-file {D}/mmbench_cn/mmbench_dev_cn_20231003.tsv --lang cn "
+        "-m llava.eval.benchmarks.mmbench.worker {W} --question-file {D}/mmbench_cn/mmbench_dev_cn_20231003.tsv --lang cn "
         "--single-pred-prompt --answers-file {D}/mmbench_cn/answers/mmbench_dev_cn_20231003/{N}.jsonl",
-        "-m llava.eval.convert_mmbench_for_submission --annotation-file {D}/mmbench_cn/mmbench_dev_cn_20231003.tsv "
+        "-m llava.eval.benchmarks.mmbench.convert --annotation-file {D}/mmbench_cn/mmbench_dev_cn_20231003.tsv "
         "--result-dir {D}/mmbench_cn/answers/mmbench_dev_cn_20231003 "
         "--upload-dir {D}/mmbench_cn/answers_upload/mmbench_dev_cn_20231003 --experiment {N}",
     ],
     "seed": [
-        "-m llava.eval.model_vqa_loader {W} --question-file {D}/seed_bench/llava-seed-bench.jsonl "
+        "-m llava.eval.workers.model_vqa_loader {W} --question-file {D}/seed_bench/llava-seed-bench.jsonl "
         "--image-folder {D}/seed_bench --answers-file {D}/seed_bench/answers/{N}/merge.jsonl",
-        "-m llava.eval.convert_seed_for_submission --annotation-file {D}/seed_bench/SEED-Bench.json "
+        "-m llava.eval.benchmarks.seed.convert --annotation-file {D}/seed_bench/SEED-Bench.json "
         "--result-file {D}/seed_bench/answers/{N}/merge.jsonl --result-upload-file {D}/seed_bench/answers_upload/{N}.jsonl",
     ],
     "vqav2": [
-        "-m llava.eval.model_vqa_loader {W} --question-file {D}/vqav2/llava_vqav2_mscoco_test-dev2015.jsonl "
+        "-m llava.eval.workers.model_vqa_loader {W} --question-file {D}/vqav2/llava_vqav2_mscoco_test-dev2015.jsonl "
         "--image-folder {D}/vqav2/test2015 --answers-file {D}/vqav2/answers/llava_vqav2_mscoco_test-dev2015/{N}/merge.jsonl",
-        "-m llava.eval.convert_vqav2_for_submission --dir {D}/vqav2 --split llava_vqav2_mscoco_test-dev2015 --ckpt {N}",
+        "-m llava.eval.benchmarks.vqav2.convert --dir {D}/vqav2 --split llava_vqav2_mscoco_test-dev2015 --ckpt {N}",
     ],
     "vizwiz": [
-        "-m llava.eval.model_vqa_loader {W} --question-file {D}/vizwiz/llava_test.jsonl "
+        "-m llava.eval.workers.model_vqa_loader {W} --question-file {D}/vizwiz/llava_test.jsonl "
         "--image-folder {D}/vizwiz/test --answers-file {D}/vizwiz/answers/{N}.jsonl",
-        "-m llava.eval.convert_vizwiz_for_submission --annotation-file {D}/vizwiz/llava_test.jsonl "
+        "-m llava.eval.benchmarks.vizwiz.convert --annotation-file {D}/vizwiz/llava_test.jsonl "
         "--result-file {D}/vizwiz/answers/{N}.jsonl --result-upload-file {D}/vizwiz/answers_upload/{N}.json",
     ],
     "mmvet": [
-        "-m llava.eval.model_vqa {W} --question-file {D}/mm-vet/llava-mm-vet.jsonl "
+        "-m llava.eval.workers.model_vqa {W} --question-file {D}/mm-vet/llava-mm-vet.jsonl "
         "--image-folder {D}/mm-vet/images --answers-file {D}/mm-vet/answers/{N}.jsonl",
-        "-m llava.eval.convert_mmvet_for_eval --src {D}/mm-vet/answers/{N}.jsonl --dst {D}/mm-vet/results/{N}.json",
+        "-m llava.eval.benchmarks.mmvet.convert --src {D}/mm-vet/answers/{N}.jsonl --dst {D}/mm-vet/results/{N}.json",
     ],
     "ocrbench": [
-        "-m llava.eval.model_vqa_ocrbench {W} --question-file {D}/OCRBench/OCRBench/OCRBench.json "
+        "-m llava.eval.benchmarks.ocrbench.worker {W} --question-file {D}/OCRBench/OCRBench/OCRBench.json "
         "--image-folder {D}/OCRBench/OCRBench_Images --answers-file {D}/OCRBench/answers/{N}.jsonl",
-        "-m llava.eval.eval_ocrbench --annotation-file {D}/OCRBench/OCRBench/OCRBench.json "
+        "-m llava.eval.benchmarks.ocrbench.scorer --annotation-file {D}/OCRBench/OCRBench/OCRBench.json "
         "--result-file {D}/OCRBench/answers/{N}.jsonl --output-file {D}/OCRBench/results/{N}_OCRBench.json",
     ],
     "qbench": [
-        "-m llava.eval.model_vqa_qbench {W} --questions-file {D}/qbench/llvisionqa_dev.json "
+        "-m llava.eval.benchmarks.qbench.worker {W} --questions-file {D}/qbench/llvisionqa_dev.json "
         "--image-folder {D}/qbench/images_llvisionqa/ --lang en "
         "--answers-file {D}/qbench/answers/llvisionqa_dev/{N}.jsonl",
-        "-m llava.eval.eval_qbench --questions-file {D}/qbench/llvisionqa_dev.json "
+        "-m llava.eval.benchmarks.qbench.scorer --questions-file {D}/qbench/llvisionqa_dev.json "
         "--result-file {D}/qbench/answers/llvisionqa_dev/{N}.jsonl "
         "--submission-file {D}/qbench/llvisionqa_dev_{N}_answers.jsonl",
     ],
     "qbench_zh": [
-        "-m llava.eval.model_vqa_qbench {W} --questions-file {D}/qbench/llvisionqa_dev.json "
+        "-m llava.eval.benchmarks.qbench.worker {W} --questions-file {D}/qbench/llvisionqa_dev.json "
         "--image-folder {D}/qbench/images_llvisionqa/ --lang zh "
         "--answers-file {D}/qbench/answers/llvisionqa_zh_dev/{N}.jsonl",
-        "-m llava.eval.eval_qbench --questions-file {D}/qbench/llvisionqa_dev.json "
+        "-m llava.eval.benchmarks.qbench.scorer --questions-file {D}/qbench/llvisionqa_dev.json "
         "--result-file {D}/qbench/answers/llvisionqa_zh_dev/{N}.jsonl "
         "--submission-file {D}/qbench/llvisionqa_zh_dev_{N}_answers.jsonl",
     ],
     "videomme": [
-        "-m llava.eval.model_video_mme {W} --question-file {D}/videomme/videomme/test.json "
+        "-m llava.eval.benchmarks.videomme.worker {W} --question-file {D}/videomme/videomme/test.json "
         "--video-folder {D}/videomme/data --answers-file {D}/videomme/answers/{N}.jsonl",
-        "-m llava.eval.eval_video_mme --question-file {D}/videomme/videomme/test.json "
+        "-m llava.eval.benchmarks.videomme.scorer --question-file {D}/videomme/videomme/test.json "
         "--result-file {D}/videomme/answers/{N}.jsonl --output-file {D}/videomme/results/{N}_videomme.json",
     ],
     "llavabench": [  # the GPT-4 review needs OPENAI_API_KEY
-        "-m llava.eval.model_vqa {W} --question-file {D}/llava-bench-in-the-wild/questions.jsonl "
+        "-m llava.eval.workers.model_vqa {W} --question-file {D}/llava-bench-in-the-wild/questions.jsonl "
         "--image-folder {D}/llava-bench-in-the-wild/images --answers-file {D}/llava-bench-in-the-wild/answers/{N}.jsonl",
     ],
 }
@@ -175,7 +170,7 @@ def test_embedded_default_checkpoint_and_no_pruning(tmp_path):
     calls = log.read_text().splitlines()
     default = "checkpoints/llava-v1.5-tiny"  # committed: the trained embedded default
     assert (REPO / default / "config.json").is_file()
-    assert calls[0].startswith(f"-m llava.eval.model_vqa_loader --model-path {default} --conv-mode vicuna_v1 "
+    assert calls[0].startswith(f"-m llava.eval.workers.model_vqa_loader --model-path {default} --conv-mode vicuna_v1 "
                                "--temperature 0 --batch-size 1 --question-file")
     assert calls[0].endswith(f"--answers-file {tmp_path}/pope/answers/llava-v1.5-tiny.jsonl")
 
@@ -355,6 +350,6 @@ def test_v1_6_scripts_default_to_the_tiny_llava_1_6_checkpoint(tmp_path):
     config = json.loads((REPO / default / "config.json").read_text())
     assert config["image_aspect_ratio"] == "anyres" and config["mm_patch_merge_type"] == "spatial_unpad"
     call = log.read_text().splitlines()[0]
-    assert call.startswith(f"-m llava.eval.model_vqa_loader --model-path {default} ")
+    assert call.startswith(f"-m llava.eval.workers.model_vqa_loader --model-path {default} ")
     assert "--retain_token_num_for_llava_next 160" in call
     assert call.endswith(f"--answers-file {tmp_path}/pope/answers/llava-v1.6-tiny-dart-0.778-160.jsonl")

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from llava.eval.eval_textvqa import main, pair_answers, prompt_processor, score_textvqa
-from llava.eval.scoring_io import write_jsonl
+from llava.eval.benchmarks.textvqa.scorer import main, pair_answers, prompt_processor, score_textvqa
+from llava.eval.core.scoring_io import write_jsonl
 
 SHORT = "Answer the question using a single word or phrase."
 

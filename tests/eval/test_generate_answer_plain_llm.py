@@ -4,7 +4,7 @@ tokens only, equal to a greedy loop over the model's own logits; images are refu
 import pytest
 import torch
 
-from llava.eval.common import generate_answer
+from llava.eval.core.common import generate_answer
 from llava.model.builder import load_pretrained_model
 from llava.model.tiny_checkpoint import build_tiny_base_llm
 

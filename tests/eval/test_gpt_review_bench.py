@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from llava.eval import eval_gpt_review_bench as review
-from llava.eval import summarize_gpt_review as summary
-from llava.eval.scoring_io import ScoringInputError
-from test_eval_scripts import fake_python, run_script
+from llava.eval.benchmarks.llavabench import scorer as review
+from llava.eval.benchmarks.llavabench import summarize as summary
+from llava.eval.core.scoring_io import ScoringInputError
+from recording_python import fake_python
+from test_eval_scripts import run_script
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "playground" / "data" / "eval" / "llava-bench-in-the-wild"
-RULES = REPO / "llava" / "eval" / "table" / "rule.json"
+RULES = REPO / "llava" / "eval" / "benchmarks" / "llavabench" / "rule.json"
 
 
 def test_review_prompt_is_laid_out_as_llavas():
@@ -161,10 +162,10 @@ def test_llavabench_script_reviews_and_summarizes_when_a_key_is_set(tmp_path):
     d, name = data / "llava-bench-in-the-wild", "llava-v1.5-7b-dart-0.778-128"
     calls = log.read_text().splitlines()
     assert calls[1:] == [
-        f"-m llava.eval.eval_gpt_review_bench --question {d}/questions.jsonl --context {d}/context.jsonl "
-        f"--rule llava/eval/table/rule.json --answer-list {d}/answers_gpt4.jsonl {d}/answers/{name}.jsonl "
+        f"-m llava.eval.benchmarks.llavabench.scorer --question {d}/questions.jsonl --context {d}/context.jsonl "
+        f"--rule llava/eval/benchmarks/llavabench/rule.json --answer-list {d}/answers_gpt4.jsonl {d}/answers/{name}.jsonl "
         f"--output {d}/reviews/{name}.jsonl",
-        f"-m llava.eval.summarize_gpt_review -f {d}/reviews/{name}.jsonl",
+        f"-m llava.eval.benchmarks.llavabench.summarize -f {d}/reviews/{name}.jsonl",
     ]
 
 

@@ -11,7 +11,7 @@ import torch
 
 from suite_timeouts import hang_timeout
 
-from llava.eval import gpu_check
+from llava.eval.speed import gpu_check
 from llava.model.pruning import method_names
 
 pytestmark = pytest.mark.usefixtures("one_thread")

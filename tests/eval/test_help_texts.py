@@ -13,12 +13,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Every command whose --help prints its module docstring with multi-line examples.
 MODULES = [
-    "llava.eval.run_llava", "llava.eval.model_vqa_loader", "llava.eval.model_vqa", "llava.eval.model_vqa_mmbench",
-    "llava.eval.model_vqa_ocrbench", "llava.eval.model_vqa_qbench", "llava.eval.model_vqa_science",
-    "llava.eval.convert_gqa_for_eval", "llava.eval.convert_mmbench_for_submission", "llava.eval.convert_mmvet_for_eval",
-    "llava.eval.convert_seed_for_submission", "llava.eval.convert_vizwiz_for_submission",
-    "llava.eval.convert_vqav2_for_submission", "llava.eval.eval_gpt_review_bench", "llava.eval.eval_ocrbench",
-    "llava.eval.eval_pope", "llava.eval.eval_qbench", "llava.eval.eval_science_qa", "llava.eval.eval_textvqa",
+    "llava.eval.cli.run_llava", "llava.eval.workers.model_vqa_loader", "llava.eval.workers.model_vqa", "llava.eval.benchmarks.mmbench.worker",
+    "llava.eval.benchmarks.ocrbench.worker", "llava.eval.benchmarks.qbench.worker", "llava.eval.benchmarks.scienceqa.worker",
+    "llava.eval.benchmarks.gqa.convert", "llava.eval.benchmarks.mmbench.convert", "llava.eval.benchmarks.mmvet.convert",
+    "llava.eval.benchmarks.seed.convert", "llava.eval.benchmarks.vizwiz.convert",
+    "llava.eval.benchmarks.vqav2.convert", "llava.eval.benchmarks.llavabench.scorer", "llava.eval.benchmarks.ocrbench.scorer",
+    "llava.eval.benchmarks.pope.scorer", "llava.eval.benchmarks.qbench.scorer", "llava.eval.benchmarks.scienceqa.scorer", "llava.eval.benchmarks.textvqa.scorer",
     "llava.eval.sweep", "llava.serve.cli",
 ]
 SCRIPTS = ["scripts/merge_lora_weights.py", "scripts/tiny/package_checkpoint.py"]

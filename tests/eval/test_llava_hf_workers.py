@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from llava.constants import DEFAULT_MODEL_PATH
-from llava.eval import model_vqa_loader
+from llava.eval.workers import model_vqa_loader
 from llava.model.families import family_for, load_model
 from llava.model.llava_hf_convert import convert_checkpoint
 from llava.serve.model_worker import ModelWorker
@@ -64,7 +64,7 @@ def test_the_model_worker_serves_it_with_its_patch_grid(converted):
 
 def test_conv_mode_chat_template_prompts_the_processors_way(converted, tmp_path):
     """lmms-eval's `llava_hf` protocol, one setting away: the checkpoint's chat template and processor."""
-    from llava.eval.prompting import CHAT_TEMPLATE
+    from llava.eval.core.prompting import CHAT_TEMPLATE
     from llava.model.llava_hf_inputs import processor_protocol_inputs
 
     loaded = load_model(str(converted), None, device="cpu")
@@ -97,7 +97,7 @@ def test_run_llava_the_cli_and_lmms_eval_answer_as_on_the_original_layout(conver
 
     from lmms_eval.api.instance import Instance
 
-    from llava.eval import run_llava
+    from llava.eval.cli import run_llava
     from llava.lmms_plugin.models import LlavaDart
     from llava.serve import cli
 

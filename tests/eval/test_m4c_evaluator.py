@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from llava.eval.m4c_evaluator import EvalAIAnswerProcessor, TextVQAAccuracyEvaluator, leave_one_out_scores
+from llava.eval.core.m4c_evaluator import EvalAIAnswerProcessor, TextVQAAccuracyEvaluator, leave_one_out_scores
 
 
 @pytest.mark.parametrize("raw, expected", [

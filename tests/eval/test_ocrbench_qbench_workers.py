@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from llava.eval import model_vqa_ocrbench, model_vqa_qbench
-from llava.eval.questions import QuestionFileError, read_json_list_by_position
+from llava.eval.benchmarks.ocrbench import worker as model_vqa_ocrbench
+from llava.eval.benchmarks.qbench import worker as model_vqa_qbench
+from llava.eval.core.questions import QuestionFileError, read_json_list_by_position
 from worker_helpers import GENERATION_FLAGS, read_answers
 
 
@@ -52,7 +53,7 @@ def test_ocrbench_prompt_and_ids_by_position(tmp_path):
 def test_qbench_worker_takes_llavas_flags_and_its_answers_score(tiny_ckpt, tmp_path):
     from PIL import Image
 
-    from llava.eval.eval_qbench import score_qbench
+    from llava.eval.benchmarks.qbench.scorer import score_qbench
 
     (tmp_path / "images").mkdir()
     entries = []

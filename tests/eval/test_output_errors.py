@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from llava.eval import model_vqa_loader
-from llava.eval.answers import AnswerFile, AnswerFileError
+from llava.eval.workers import model_vqa_loader
+from llava.eval.core.answers import AnswerFile, AnswerFileError
 from worker_helpers import SMALL_SET, loader_args, read_answers
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -137,7 +137,7 @@ def test_a_disk_full_mid_run_keeps_what_was_written_and_the_next_run_completes(t
 
 MERGE = """
 import sys
-from llava.eval.answers import merge_chunks
+from llava.eval.core.answers import merge_chunks
 merge_chunks(sys.argv[2:], sys.argv[1])
 """
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from llava.eval.prefill_benchmark import ideal_speedup, layer_flops, main, parse_args
+from llava.eval.speed.prefill_benchmark import ideal_speedup, layer_flops, main, parse_args
 
 
 def test_layer_flops_by_hand():

@@ -6,19 +6,19 @@ from types import SimpleNamespace
 import pytest
 
 from llava.conversation import UnknownTemplateError
-from llava.eval.prompting import choose_conv_mode
+from llava.eval.core.prompting import choose_conv_mode
 
 
 def test_the_recorded_template_beats_the_name_guess(caplog):
     # A fine-tuned checkpoint named without "v1" would be guessed llava_v0 from its name.
     config = SimpleNamespace(conv_template="v1")
-    with caplog.at_level(logging.INFO, logger="llava.eval.prompting"):
+    with caplog.at_level(logging.INFO, logger="llava.eval.core.prompting"):
         assert choose_conv_mode(None, config, "my-finetune") == "v1"
     assert "conversation template v1 (recorded in the checkpoint's config.json)" in caplog.text
 
 
 def test_without_a_record_the_name_decides_and_the_log_says_so(caplog):
-    with caplog.at_level(logging.INFO, logger="llava.eval.prompting"):
+    with caplog.at_level(logging.INFO, logger="llava.eval.core.prompting"):
         assert choose_conv_mode(None, SimpleNamespace(), "llava-v1.5-7b") == "llava_v1"
         assert choose_conv_mode(None, SimpleNamespace(conv_template=None), "my-finetune") == "llava_v0"
     assert "conversation template llava_v0 (guessed from the name 'my-finetune'" in caplog.text
@@ -26,12 +26,12 @@ def test_without_a_record_the_name_decides_and_the_log_says_so(caplog):
 
 
 def test_an_explicit_choice_wins_and_a_conflict_is_a_warning(caplog):
-    with caplog.at_level(logging.INFO, logger="llava.eval.prompting"):
+    with caplog.at_level(logging.INFO, logger="llava.eval.core.prompting"):
         assert choose_conv_mode("vicuna_v1", SimpleNamespace(conv_template="v1"), "x") == "vicuna_v1"
     (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert warning.getMessage() == "conversation template vicuna_v1 (--conv-mode); the checkpoint was trained with v1"
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="llava.eval.prompting"):
+    with caplog.at_level(logging.INFO, logger="llava.eval.core.prompting"):
         assert choose_conv_mode("v1", SimpleNamespace(conv_template="v1"), "x") == "v1"
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
 

@@ -9,8 +9,9 @@ import subprocess
 import pytest
 from PIL import Image
 from suite_timeouts import hang_timeout
+from recording_python import fake_python
 
-from llava.eval.run_llava import main as run_llava
+from llava.eval.cli.run_llava import main as run_llava
 from llava.model.pruning.engine import _reported
 from llava.model.tiny_qwen import build_tiny_qwen_checkpoint
 
@@ -49,9 +50,7 @@ def answers_files(tmp_path, ckpt: str) -> list[str]:
     """The answers files scripts/v1_5/eval/pope.sh names for `ckpt` (a recording fake python: no model runs)."""
     log = tmp_path / "calls.log"
     log.unlink(missing_ok=True)
-    recorder = tmp_path / "python"
-    recorder.write_text(f'#!/usr/bin/env bash\necho "$*" >> {log}\n')
-    recorder.chmod(0o755)
+    recorder = fake_python(tmp_path / "python", f'echo "$*" >> {log}\n')
     env = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "NAME", "DART", "EVAL_ARGS")}
     env.update(PYTHON=str(recorder), CKPT=ckpt, DATA_ROOT=str(tmp_path / "data"))
     proc = subprocess.run(["bash", "scripts/v1_5/eval/pope.sh", "0.778"], cwd=REPO, env=env, capture_output=True,

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from llava.eval import model_vqa_loader, run_llava
+from llava.eval.workers import model_vqa_loader
+from llava.eval.cli import run_llava
 from llava.model.families import load_model
 from llava.model.tiny_qwen import FAMILIES, build_tiny_qwen_checkpoint
 from llava.serve import cli

@@ -4,7 +4,7 @@ import logging
 
 from PIL import Image
 
-from llava.eval.run_llava import main
+from llava.eval.cli.run_llava import main
 
 
 def run(tiny_ckpt, image, *extra):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from llava.eval.scoring_io import (ScoringInputError, default_result_path, index_by_qid, read_answers, read_jsonl,
+from llava.eval.core.scoring_io import (ScoringInputError, default_result_path, index_by_qid, read_answers, read_jsonl,
                                    write_json)
 
 

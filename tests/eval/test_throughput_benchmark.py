@@ -5,8 +5,8 @@ from types import SimpleNamespace
 
 import torch
 
-from llava.eval.prefill_benchmark import build_model
-from llava.eval.throughput_benchmark import generate_from_embeddings, main
+from llava.eval.speed.prefill_benchmark import build_model
+from llava.eval.speed.throughput_benchmark import generate_from_embeddings, main
 from llava.model.pruning import make_dart_config
 
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from llava.constants import DEFAULT_MODEL_PATH
-from llava.eval import run_llava
+from llava.eval.cli import run_llava
 from llava.serve import cli
 
 pytest.importorskip("av")

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from llava.eval import eval_video_mme, model_video_mme
-from llava.eval.eval_video_mme import extract_characters_regex, score_video_mme
-from llava.eval.questions import QuestionFileError, Row
+from llava.eval.benchmarks.videomme import scorer as eval_video_mme
+from llava.eval.benchmarks.videomme import worker as model_video_mme
+from llava.eval.benchmarks.videomme.scorer import extract_characters_regex, score_video_mme
+from llava.eval.core.questions import QuestionFileError, Row
 from test_eval_scripts import MODEL_RUN_TIMEOUT, run_script
 from worker_helpers import read_answers
 
@@ -174,7 +175,7 @@ def test_sample_set_scores_its_answers_fully_and_a_constant_letter_near_chance()
 
 
 def test_sample_videos_show_their_scenes_in_turn():
-    from llava.data.layouts.videomme import FRAMES_PER_SEGMENT, FRAME_SIZE, SEGMENTS
+    from llava.eval.benchmarks.videomme.sample import FRAMES_PER_SEGMENT, FRAME_SIZE, SEGMENTS
     from llava.data.scenes import COLORS, IMAGE_SIZE, Scene
     from llava.video import load_video
 

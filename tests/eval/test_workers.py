@@ -10,7 +10,11 @@ import sys
 import pytest
 from PIL import Image
 
-from llava.eval import common, model_vqa, model_vqa_loader, model_vqa_mmbench, model_vqa_science
+from llava.eval.core import common
+from llava.eval.workers import model_vqa
+from llava.eval.workers import model_vqa_loader
+from llava.eval.benchmarks.mmbench import worker as model_vqa_mmbench
+from llava.eval.benchmarks.scienceqa import worker as model_vqa_science
 from suite_timeouts import hang_timeout
 from worker_helpers import DART_FLAGS, GENERATION_FLAGS, NUM_QUESTIONS, read_answers, write_textvqa_set
 
@@ -71,7 +75,7 @@ def test_chunks_concatenated_in_order_equal_the_unchunked_run(tiny_ckpt, vqa_set
 @pytest.mark.slow
 def test_two_chunk_processes_in_parallel_equal_one_run(tiny_ckpt, vqa_set, reference, tmp_path):
     procs = [
-        subprocess.Popen([sys.executable, "-m", "llava.eval.model_vqa_loader",
+        subprocess.Popen([sys.executable, "-m", "llava.eval.workers.model_vqa_loader",
                           *loader_args(tiny_ckpt, vqa_set, tmp_path / f"2_{k}.jsonl", "--num-chunks", "2", "--chunk-idx", str(k))],
                          env=SUBPROCESS_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for k in range(2)
@@ -91,7 +95,7 @@ def test_resume_after_a_kill_answers_each_question_once(tiny_ckpt, vqa_set, refe
     assert read_answers(answers, keep_ids=True)[:3] == [json.loads(line) for line in lines[:3]]  # kept as they were
     assert read_answers(answers) == read_answers(reference)
     # A complete file: nothing to do, and the model is not even loaded.
-    monkeypatch.setattr("llava.eval.common.load_model", lambda *a: pytest.fail("loaded the model"))
+    monkeypatch.setattr("llava.eval.core.common.load_model", lambda *a: pytest.fail("loaded the model"))
     assert model_vqa_loader.main(loader_args(tiny_ckpt, vqa_set, answers)) == 0
     out = capsys.readouterr().out
     assert f"answered 0 questions ({NUM_QUESTIONS} already answered)" in out
@@ -209,7 +213,7 @@ def test_torchrun_ranks_answer_their_chunks_and_rank0_merges(tiny_ckpt, vqa_set,
     answers = tmp_path / "a.jsonl"
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "llava.eval.model_vqa_loader", *loader_args(tiny_ckpt, vqa_set, answers)],
+         "-m", "llava.eval.workers.model_vqa_loader", *loader_args(tiny_ckpt, vqa_set, answers)],
         env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=hang_timeout(900),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

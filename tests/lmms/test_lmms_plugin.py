@@ -17,10 +17,10 @@ from suite_timeouts import hang_timeout
 from transformers import Qwen2VLForConditionalGeneration
 
 from llava.constants import DEFAULT_MODEL_PATH
-from llava.eval import model_vqa_loader
-from llava.eval.calculate_mme import score_mme
-from llava.eval.convert_answer_to_mme import convert, load_ground_truth
-from llava.eval.eval_pope import load_label_files, score_pope
+from llava.eval.workers import model_vqa_loader
+from llava.eval.benchmarks.mme.scorer import score_mme
+from llava.eval.benchmarks.mme.convert import convert, load_ground_truth
+from llava.eval.benchmarks.pope.scorer import load_label_files, score_pope
 from llava.lmms_plugin.models import (LlavaDart, LlavaOnevisionDart, ModelArgsError, Qwen2_5_VLDart, Qwen2VLDart,
                                      Qwen3VLDart)
 from llava.model.tiny_qwen import build_tiny_qwen_checkpoint

@@ -8,7 +8,7 @@ import pytest
 from safetensors.torch import load_file, save_file
 from test_strict_loading import worker_flags
 
-from llava.eval import model_vqa_loader
+from llava.eval.workers import model_vqa_loader
 from llava.model.builder import load_pretrained_model
 from llava.model.strict_loading import CheckpointError
 

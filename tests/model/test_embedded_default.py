@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from llava.constants import DEFAULT_MODEL_PATH
-from llava.eval.model_vqa_science import science_items
-from llava.eval.prompting import build_prompt
-from llava.eval.questions import Row
+from llava.eval.benchmarks.scienceqa.worker import science_items
+from llava.eval.core.prompting import build_prompt
+from llava.eval.core.questions import Row
 from llava.mm_utils import load_image, process_images, tokenizer_image_token
 from llava.model import PruningRecord
 from llava.model.builder import load_pretrained_model
@@ -109,8 +109,8 @@ def test_run_llava_adds_the_short_answer_instruction_for_it_and_says_so(known_qu
     is the right one-word answer, not a made-up next turn; a question with an instruction is left alone."""
     import logging
 
-    from llava.eval import run_llava
-    from llava.eval.prompting import EMBEDDED_DEFAULT_NOTICE
+    from llava.eval.cli import run_llava
+    from llava.eval.core.prompting import EMBEDDED_DEFAULT_NOTICE
 
     for row, truth in _bare_questions(known_questions):
         caplog.clear()
@@ -132,7 +132,7 @@ def test_the_terminal_chat_says_what_it_answers_and_adds_the_instruction(known_q
     import io
 
     from llava.data.questions import SHORT_ANSWER_PROMPT
-    from llava.eval.prompting import EMBEDDED_DEFAULT_NOTICE
+    from llava.eval.core.prompting import EMBEDDED_DEFAULT_NOTICE
     from llava.serve import cli
 
     (row, truth), = _bare_questions(known_questions)[:1]

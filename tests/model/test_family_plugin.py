@@ -17,7 +17,8 @@ import torch
 from PIL import Image
 from transformers import AutoConfig, LlamaConfig, LlamaForCausalLM, LlamaTokenizer
 
-from llava.eval import model_vqa_loader, run_llava
+from llava.eval.workers import model_vqa_loader
+from llava.eval.cli import run_llava
 from llava.eval.sweep import checkpoint_family
 from llava.model.families import Family, ModelInputs, families, load_model, register, unregister
 from llava.model.families import __main__ as families_cli
@@ -222,7 +223,7 @@ def test_the_lmms_eval_model_takes_it(family, checkpoint, kept):
 def test_the_question_reaches_the_pruning_record_as_its_instruction(checkpoint, monkeypatch):
     """The methods that prune for the question (CDPruner) read it from the call's record: the consumers put the
     question, or a chat's last user message, without its image placeholders, there."""
-    from llava.eval.common import generate_answers
+    from llava.eval.core.common import generate_answers
 
     loaded = load_model(str(checkpoint), None, device="cpu")
     asked = loaded.question_inputs("<image>\nWhat is it?", [scene(0)], None)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from llava.eval.prompting import build_prompt
+from llava.eval.core.prompting import build_prompt
 from llava.model import PruningRecord, released_layouts
 from llava.model.families import load_model
 from llava.model.llava_hf_convert import MISTRAL_CHAT_TEMPLATE, VICUNA_CHAT_TEMPLATE

@@ -14,7 +14,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, MistralConfig, MistralForCausalLM
 from transformers.cache_utils import DynamicCache
 
-from llava.eval.prompting import build_prompt, choose_conv_mode, infer_conv_mode
+from llava.eval.core.prompting import build_prompt, choose_conv_mode, infer_conv_mode
 from llava.mm_utils import process_images, tokenizer_image_token
 from llava.model import LlavaConfig, LlavaLlamaForCausalLM, LlavaMistralConfig, LlavaMistralForCausalLM, PruningRecord
 from llava.model.builder import load_pretrained_model, read_config

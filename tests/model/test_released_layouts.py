@@ -22,8 +22,8 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from suite_timeouts import hang_timeout
 
-from llava.eval import model_vqa_loader
-from llava.eval.prompting import build_prompt
+from llava.eval.workers import model_vqa_loader
+from llava.eval.core.prompting import build_prompt
 from llava.mm_utils import process_images, tokenizer_image_token
 from llava.model import PruningRecord, released_layouts
 from llava.model.builder import load_pretrained_model
@@ -287,7 +287,7 @@ def command_line_answers(worker_run, tmp_path_factory):
     root = tmp_path_factory.mktemp("command_line")
     runs = {repo_id: worker_run(repo_id, root / f"{short(repo_id)}.jsonl") for repo_id in ORIGINAL_IDS}
     (root / "runs.json").write_text(json.dumps(list(runs.values())))
-    script = ("import json, sys\nfrom llava.eval import model_vqa_loader\n"
+    script = ("import json, sys\nfrom llava.eval.workers import model_vqa_loader\n"
               "for argv in json.load(open(sys.argv[1])):\n    assert model_vqa_loader.main(argv) == 0, argv\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # HF_HUB_CACHE / HF_HUB_OFFLINE: the module's offline cache
     done = subprocess.run([sys.executable, "-c", script, str(root / "runs.json")], env=env, capture_output=True,

@@ -113,7 +113,7 @@ def break_checkpoint(path, breakage, named):
 def test_the_worker_command_line_names_a_missing_weight_and_exits_2(tiny_ckpt, tmp_path):
     path = copy_of(tiny_ckpt, tmp_path, "missing")
     break_checkpoint(path, "missing", "model.layers.0.self_attn.q_proj.weight")
-    result = run_module("llava.eval.model_vqa_loader", worker_flags(path, tmp_path))
+    result = run_module("llava.eval.workers.model_vqa_loader", worker_flags(path, tmp_path))
     assert result.returncode == 2, result.stderr
     assert "model.layers.0.self_attn.q_proj.weight" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "answers.jsonl").exists() or (tmp_path / "answers.jsonl").read_text() == ""
@@ -123,7 +123,7 @@ def test_the_worker_command_line_names_a_missing_weight_and_exits_2(tiny_ckpt, t
 def test_the_worker_names_an_unknown_tensor_or_missing_tokenizer_and_exits_2(tiny_ckpt, tmp_path, capsys, breakage,
                                                                               named):
     """The worker's `main` (what `python -m` runs, in this process to save an interpreter start)."""
-    from llava.eval import model_vqa_loader
+    from llava.eval.workers import model_vqa_loader
 
     path = copy_of(tiny_ckpt, tmp_path, breakage)
     break_checkpoint(path, breakage, named)
@@ -133,7 +133,7 @@ def test_the_worker_names_an_unknown_tensor_or_missing_tokenizer_and_exits_2(tin
 
 @pytest.mark.parametrize("entry", ["run_llava", "cli"])
 def test_run_llava_and_the_cli_refuse_a_checkpoint_missing_a_weight(tiny_ckpt, tmp_path, capsys, entry):
-    from llava.eval import run_llava
+    from llava.eval.cli import run_llava
     from llava.serve import cli
 
     path = copy_of(tiny_ckpt, tmp_path, "missing")

@@ -9,7 +9,7 @@ import pytest
 from serve_helpers import scene_image
 from suite_timeouts import hang_timeout
 
-from llava.eval import run_llava
+from llava.eval.cli import run_llava
 from llava.serve import cli
 
 

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from llava.eval.common import generate_answer, generation_kwargs
-from llava.eval.prompting import build_prompt
+from llava.eval.core.common import generate_answer, generation_kwargs
+from llava.eval.core.prompting import build_prompt
 from llava.model.families import PromptError, load_model
 from llava.model.pruning import make_dart_config, parse_dart_config
 from llava.serve.inference import SamplingParams, StreamedGeneration, fit_to_context

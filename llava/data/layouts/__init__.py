@@ -1,65 +1,34 @@
-"""Held-out synthetic benchmarks in the official layouts that LLaVA's eval scripts read.
+"""Held-out synthetic benchmarks in the official layouts that the eval scripts read.
 
-`write_eval_sets(root)` writes, under root (playground/data/eval), one module per benchmark:
-
-    textvqa/llava_textvqa_val_v051_ocr.jsonl, textvqa/TextVQA_0.5.1_val.json, textvqa/train_images/<image_id>.jpg
-    pope/llava_pope_test.jsonl, pope/coco/coco_pope_{adversarial,popular,random}.json, pope/val2014/COCO_val2014_*.jpg
-    MME/llava_mme.jsonl, MME/MME_Benchmark_release_version/<category>/<image>.jpg + <image>.txt
-    gqa/llava_gqa_testdev_balanced.jsonl, gqa/data/testdev_balanced_questions.json, gqa/data/images/<imageId>.jpg
-    scienceqa/llava_test_CQM-A.json, scienceqa/problems.json, scienceqa/pid_splits.json,
-        scienceqa/images/test/<id>/image.png
-    mmbench/mmbench_dev_20230712.tsv, mmbench_cn/mmbench_dev_cn_20231003.tsv
-    seed_bench/llava-seed-bench.jsonl, seed_bench/SEED-Bench.json, seed_bench/SEED-Bench-image/<k>.png
-    vizwiz/llava_test.jsonl, vizwiz/test/; vqav2/llava_vqav2_mscoco_test{-dev,}2015.jsonl, vqav2/test2015/
-    mm-vet/llava-mm-vet.jsonl, mm-vet/mm-vet.json, mm-vet/images/;
-        llava-bench-in-the-wild/{questions,context,answers_gpt4}.jsonl, llava-bench-in-the-wild/images/
-    OCRBench/OCRBench/OCRBench.json, OCRBench/OCRBench_Images/; qbench/llvisionqa_dev.json, qbench/images_llvisionqa/
-    videomme/videomme/test.json, videomme/data/<videoID>.mp4 (frame folders where PyAV is not installed)
-    SYNTHETIC_README.md (sizes, answer distributions, chance levels), SYNTHETIC_SCENES.jsonl (ground truth)
-
-Field names and prompt texts follow the files LLaVA-1.5 ships or downloads, as read by model_vqa_loader,
-model_vqa_science, model_vqa_mmbench, eval_textvqa, eval_pope, convert_answer_to_mme, convert_gqa_for_eval +
-GQA's eval.py and eval_science_qa. All scenes come from the "eval" split (`scene_split`), so none of them
-can appear in training data. Each benchmark draws from its own seeded stream: same seed -> same bytes.
+`write_eval_sets(root)` writes under root (playground/data/eval) every registered benchmark's sample set: each
+benchmark's record (llava/eval/benchmarks/<folder>/) names its writer (`sample.py`) and the files it lays out,
+as the official release has them (`python -m llava.eval.benchmarks list`). Beside them: SYNTHETIC_README.md
+(sizes, answer distributions, chance levels) and SYNTHETIC_SCENES.jsonl (the scene behind every image). All images
+come from the "eval" split of their content (`scene_split`), so none of them can appear in training data. Each
+benchmark draws from its own seeded stream: same seed -> same bytes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from llava.data.layouts.common import Summary, write_jsonl
-from llava.data.layouts.gqa import write_gqa
-from llava.data.layouts.mmbench import write_mmbench, write_mmbench_cn
-from llava.data.layouts.mme import write_mme
-from llava.data.layouts.ocrbench import write_ocrbench
-from llava.data.layouts.pope import write_pope
-from llava.data.layouts.qbench import write_qbench
-from llava.data.layouts.scienceqa import write_scienceqa
-from llava.data.layouts.seed import write_seed
-from llava.data.layouts.short_answer import write_llavabench, write_mmvet, write_vizwiz, write_vqav2
-from llava.data.layouts.textvqa import write_textvqa
-from llava.data.layouts.videomme import write_videomme
 
 DEFAULT_EVAL_SEED = 1_000_003  # training uses small seeds; the split hash keeps scenes disjoint regardless
 SCENES_FILE = "SYNTHETIC_SCENES.jsonl"  # ground truth of every image, for tests and error analysis
 
-WRITERS = {
-    "textvqa": write_textvqa,
-    "pope": write_pope,
-    "mme": write_mme,
-    "gqa": write_gqa,
-    "scienceqa": write_scienceqa,
-    "mmbench": write_mmbench,
-    "mmbench_cn": write_mmbench_cn,
-    "seed": write_seed,
-    "vizwiz": write_vizwiz,
-    "vqav2": write_vqav2,
-    "mmvet": write_mmvet,
-    "llavabench": write_llavabench,
-    "ocrbench": write_ocrbench,
-    "qbench": write_qbench,
-    "videomme": write_videomme,
-}
+
+def sample_writers() -> dict[str, Callable[[Path, int, int], Summary]]:
+    """Each benchmark's sample writer (its record's `sample` in llava/eval/benchmarks/), once per writer: the two
+    benchmarks of one question set (Q-Bench and Q-Bench-zh) share it."""
+    from llava.eval.benchmarks import registry  # the registry imports the eval package: only when writing
+
+    writers: dict[str, Callable] = {}
+    for bench in registry().values():
+        if bench.sample and bench.sample not in writers:
+            writers[bench.sample] = bench.sample_writer()
+    return writers
 
 
 def write_readme(root: Path, summaries: list[Summary], seed: int, n: int) -> Path:
@@ -93,7 +62,7 @@ def write_eval_sets(
     """Write every benchmark (about `n` questions each), SYNTHETIC_README.md and SYNTHETIC_SCENES.jsonl
     (the scene behind every image) under `root`."""
     root = Path(root)
-    summaries = [write(root, seed, n) for write in WRITERS.values()]
+    summaries = [write(root, seed, n) for write in sample_writers().values()]
     write_readme(root, summaries, seed, n)
     rows = [{"image": image, "scene": scene.to_dict()} for s in summaries for image, scene in s.scenes.items()]
     write_jsonl(root / SCENES_FILE, rows)

@@ -1,5 +1,5 @@
 """Offline sample tasks for lmms-eval on the generated data under `playground/data/eval` (POPE- and MME-style),
-scored by our implementations of the official rules (`llava.eval.eval_pope`, `llava.eval.calculate_mme`), so
+scored by our implementations of the official rules (`llava.eval.benchmarks.pope.scorer`, `llava.eval.benchmarks.mme.scorer`), so
 an lmms-eval run and our own worker + scorer give the same numbers on the same questions.
 
 Paths are relative to the repository root (run lmms-eval from there) unless `LLAVA_DART_EVAL_DATA` names the
@@ -14,9 +14,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from llava.eval.calculate_mme import score_mme
-from llava.eval.convert_answer_to_mme import convert, load_ground_truth
-from llava.eval.eval_pope import load_label_files, parse_yes_no, pope_metrics
+from llava.eval.benchmarks.mme.scorer import score_mme
+from llava.eval.benchmarks.mme.convert import convert, load_ground_truth
+from llava.eval.benchmarks.pope.scorer import load_label_files, parse_yes_no, pope_metrics
 
 DATA = Path(os.environ.get("LLAVA_DART_EVAL_DATA", "playground/data/eval"))
 POPE, MME = DATA / "pope", DATA / "MME"

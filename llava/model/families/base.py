@@ -216,7 +216,7 @@ class Family:
     # Hub ids of this family's releases (a regular expression on the lowercased id), for the shell scripts'
     # naming when a hub checkpoint's config cannot be read (offline, not downloaded yet).
     hub_name_pattern: ClassVar[str | None] = None
-    benchmark_shape: ClassVar[BenchmarkShape | None] = None  # what `llava.eval.prefill_benchmark` times
+    benchmark_shape: ClassVar[BenchmarkShape | None] = None  # what `llava.eval.speed.prefill_benchmark` times
 
     def accepts(self, config) -> bool:
         return getattr(config, "model_type", None) in self.model_types

@@ -43,7 +43,7 @@ class LlavaFamily(Family):
         return load_llava(model_path, config, load_kwargs, dict(options))
 
     def conv_mode(self, loaded: LoadedModel, requested: str | None, model_name: str) -> str | None:
-        from llava.eval.prompting import CHAT_TEMPLATE, choose_conv_mode
+        from llava.eval.core.prompting import CHAT_TEMPLATE, choose_conv_mode
 
         if requested == CHAT_TEMPLATE:
             raise ValueError(f"--conv-mode {CHAT_TEMPLATE}: {loaded.model.config.model_type} checkpoints have no chat "
@@ -52,7 +52,7 @@ class LlavaFamily(Family):
 
     def question_inputs(self, loaded: LoadedModel, question: str, images: Sequence[Image.Image],
                         conv_mode: str | None) -> ModelInputs:
-        from llava.eval.prompting import build_prompt
+        from llava.eval.core.prompting import build_prompt
 
         _check_template(loaded, conv_mode)
         mm_use_im_start_end = getattr(loaded.model.config, "mm_use_im_start_end", False)
@@ -60,7 +60,7 @@ class LlavaFamily(Family):
 
     def chat_inputs(self, loaded: LoadedModel, messages: Sequence[Mapping[str, str]], images: Sequence[Image.Image],
                     conv_mode: str | None) -> tuple[ModelInputs, str | None]:
-        from llava.eval.prompting import conversation_prompt, insert_image_tokens
+        from llava.eval.core.prompting import conversation_prompt, insert_image_tokens
 
         # `<image>` in a user turn becomes the image tokens the checkpoint was trained with (`mm_use_im_start_end`).
         mm_use_im_start_end = getattr(loaded.model.config, "mm_use_im_start_end", False)
@@ -124,7 +124,7 @@ class LlavaFamily(Family):
 
 
 def _check_template(loaded: LoadedModel, conv_mode: str | None) -> None:
-    from llava.eval.prompting import CHAT_TEMPLATE
+    from llava.eval.core.prompting import CHAT_TEMPLATE
 
     if conv_mode is None or conv_mode == CHAT_TEMPLATE:
         raise PromptError(f"{loaded.model.config.model_type} checkpoints have no chat template of their own: they are "

@@ -51,7 +51,7 @@ class LlavaHFFamily(Family):
     def conv_mode(self, loaded: LoadedModel, requested: str | None, model_name: str) -> str | None:
         """The one asked for; else the template the llava-hf chat template writes: "USER: ... ASSISTANT:"
         (vicuna_v1), [INST] for the Mistral-based 1.6, ChatML for the 34B."""
-        from llava.eval.prompting import choose_conv_mode
+        from llava.eval.core.prompting import choose_conv_mode
 
         if requested:
             return choose_conv_mode(requested, loaded.model.config, model_name)
@@ -61,7 +61,7 @@ class LlavaHFFamily(Family):
 
     def question_inputs(self, loaded: LoadedModel, question: str, images: Sequence[Image.Image],
                         conv_mode: str | None) -> ModelInputs:
-        from llava.eval.prompting import CHAT_TEMPLATE, build_prompt
+        from llava.eval.core.prompting import CHAT_TEMPLATE, build_prompt
 
         if conv_mode == CHAT_TEMPLATE:
             return processor_inputs(loaded, user_turn(question, len(images)), images)
@@ -69,7 +69,7 @@ class LlavaHFFamily(Family):
 
     def chat_inputs(self, loaded: LoadedModel, messages: Sequence[Mapping[str, str]], images: Sequence[Image.Image],
                     conv_mode: str | None) -> tuple[ModelInputs, str | None]:
-        from llava.eval.prompting import CHAT_TEMPLATE, conversation_prompt
+        from llava.eval.core.prompting import CHAT_TEMPLATE, conversation_prompt
 
         if conv_mode == CHAT_TEMPLATE:  # the answer ends at the end-of-sequence token the template trains
             return processor_inputs(loaded, chat_template_content(messages), images), None

@@ -29,11 +29,11 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from llava.constants import DEFAULT_MODEL_PATH
-from llava.eval.answers import TOO_LONG, AnswerFile, ErrorLog, OutputError, errors_path, merge_chunks, settings_id
-from llava.eval.chunking import Chunk, chunk_answers_path, get_chunk, local_device, resolve_chunk, wait_for_all_ranks
-from llava.eval.prompting import check_conv_mode
-from llava.eval.pruning_args import add_pruning_args, dart_config_from_args
-from llava.eval.questions import Item, Row
+from llava.eval.core.answers import TOO_LONG, AnswerFile, ErrorLog, OutputError, errors_path, merge_chunks, settings_id
+from llava.eval.core.chunking import Chunk, chunk_answers_path, get_chunk, local_device, resolve_chunk, wait_for_all_ranks
+from llava.eval.core.prompting import check_conv_mode
+from llava.eval.core.pruning_args import add_pruning_args, dart_config_from_args
+from llava.eval.core.questions import Item, Row
 from llava.mm_utils import get_model_name_from_path
 from llava.model import PruningRecord
 from llava.model.families import LoadedModel, ModelInputs, PromptError, Video, loaded_model
@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 class Task:
     """What a worker adds to the core.
 
-    read_questions: question file path -> rows (see `llava.eval.questions`).
+    read_questions: question file path -> rows (see `llava.eval.core.questions`).
     to_items: (row, args) -> the items (answer lines) of that row.
     key_fields: answer-line fields that tell questions apart, for resuming.
     max_new_tokens: the worker's default (LLaVA: 128 for model_vqa_loader, 1024 for the others).

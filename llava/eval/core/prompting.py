@@ -16,7 +16,7 @@ from llava.constants import (
     IMAGE_PLACEHOLDER,
 )
 from llava.conversation import Conversation, get_conv_template
-from llava.data.questions import OPTION_PROMPT, SHORT_ANSWER_PROMPT
+from llava.eval.core.prompt_texts import OPTION_PROMPT, SHORT_ANSWER_PROMPT
 
 logger = logging.getLogger(__name__)
 

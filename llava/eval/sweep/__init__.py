@@ -37,65 +37,23 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-REPO = Path(__file__).resolve().parents[2]
+from llava.eval.benchmarks import registry as benchmark_registry
+
+REPO = Path(__file__).resolve().parents[3]
 IMAGE_PIVOTS, PIVOTS = 4, 8  # the DART release's 4 image + 4 text pivots
 KEPT_LINE = re.compile(r"image tokens kept per question ([\d.]+) of ([\d.]+)")
 DEFAULT_CKPTS = {"1.5": "llava-v1.5-tiny", "1.6": "llava-v1.6-tiny"}  # scripts/eval_lib.sh's DEFAULT_CKPT
-# What the worker says when an answers file holds another run's answers (llava/eval/answers.py).
+# What the worker says when an answers file holds another run's answers (llava/eval/core/answers.py).
 OTHER_SETTINGS = "made with other settings"
 
 
-def _read(path: Path) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"the scorer wrote no {path}")
-    return json.loads(path.read_text())
+def _sweepable() -> dict[str, tuple[str, Callable[[Path, str], float]]]:
+    """The registry's benchmarks that score locally (llava/eval/benchmarks/): (metric label, score in % of run NAME
+    under DATA), by name. Benchmarks scored by a server or a grader are left out."""
+    return {b.name: (b.metric, b.score) for b in benchmark_registry().values() if b.score is not None}
 
 
-# Per benchmark: (metric label, score in % from the scorer's own result file of run NAME under DATA).
-def _pope(data: Path, name: str) -> float:
-    categories = _read(data / "pope" / "answers" / f"{name}.score.json")["categories"].values()
-    return 100 * statistics.mean(c["accuracy"] for c in categories if c["samples"])
-
-
-def _mme(data: Path, name: str) -> float:
-    subtasks = _read(data / "MME" / "eval_tool" / "answers" / name / "mme_score.json")["perception"]["subtasks"]
-    return 100 * statistics.mean(s["acc"] for s in subtasks.values())
-
-
-def _gqa(data: Path, name: str) -> float:
-    return _read(data / "gqa" / "data" / "predictions" / name / "testdev_balanced_predictions.score.json")["accuracy"]
-
-
-def _answers_score(folder: str) -> Callable[[Path, str], float]:
-    return lambda data, name: _read(data / folder / "answers" / f"{name}.score.json")["accuracy"]
-
-
-def _seed(data: Path, name: str) -> float:
-    return _read(data / "seed_bench" / "answers" / name / "merge.score.json")["accuracy"]
-
-
-def _mmbench(folder: str, split: str) -> Callable[[Path, str], float]:
-    return lambda data, name: _read(data / folder / "answers" / split / f"{name}.score.json")["circular"]["accuracy"]
-
-
-def _qbench(run: str) -> Callable[[Path, str], float]:
-    return lambda data, name: _read(data / "qbench" / "answers" / run / f"{name}.score.json")["accuracy"]
-
-
-BENCHMARKS: dict[str, tuple[str, Callable[[Path, str], float]]] = {
-    "pope": ("accuracy, mean of the 3 splits", _pope),
-    "mme": ("perception accuracy, mean of the subtasks", _mme),
-    "gqa": ("accuracy", _gqa),
-    "textvqa": ("VQA accuracy", _answers_score("textvqa")),
-    "sqa": ("accuracy", _answers_score("scienceqa")),
-    "mmbench": ("circular accuracy", _mmbench("mmbench", "mmbench_dev_20230712")),
-    "mmbench_cn": ("circular accuracy", _mmbench("mmbench_cn", "mmbench_dev_cn_20231003")),
-    "seed": ("accuracy", _seed),
-    "qbench": ("accuracy", _qbench("llvisionqa_dev")),
-    "qbench_zh": ("accuracy", _qbench("llvisionqa_zh_dev")),
-    "ocrbench": ("accuracy: score / questions", _answers_score("OCRBench")),
-    "videomme": ("accuracy over the answers with a letter (official)", _answers_score("videomme")),
-}
+BENCHMARKS = _sweepable()
 METHOD_STYLES = {"dart": "o-", "fastv": "^-", "pdrop": "v-", "random": "s--", "visionzip": "D-", "divprune": "P-",
                  "pooling": "x--", "sparsevlm": "<-", "vispruner": ">-", "cdpruner": "h-", "holov": "*-",
                  "dart_k0": "o:"}

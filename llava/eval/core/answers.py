@@ -9,7 +9,7 @@ settings (another checkpoint, pruning ratio, ...) to the same file.
 Questions are matched to answer lines by a key of answer-line fields (question_id + prompt by default:
 TextVQA gives all questions about one image the image's id as question_id).
 
-One run at a time writes a file (`llava.eval.run_lock`). A file that cannot be written (a read-only folder, a
+One run at a time writes a file (`llava.eval.core.run_lock`). A file that cannot be written (a read-only folder, a
 full disk) stops the run with an `OutputError` naming it; what was written stays, and the next run resumes.
 """
 
@@ -28,9 +28,9 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from llava.eval.chunking import merged_answers_path
-from llava.eval.questions import Item
-from llava.eval.run_lock import RunLock, all_locked
+from llava.eval.core.chunking import merged_answers_path
+from llava.eval.core.questions import Item
+from llava.eval.core.run_lock import RunLock, all_locked
 
 logger = logging.getLogger(__name__)
 
