@@ -96,7 +96,11 @@ def test_a_documented_command_exists_with_its_flags(path, target, args, monkeypa
         assert (REPO / target).is_file(), f"{path.name}: {target} does not exist"
         return
     assert importlib.util.find_spec(target) is not None, f"{path.name}: no module {target}"
-    known = set(module_parser(target, monkeypatch)._option_string_actions)
+    parser = module_parser(target, monkeypatch)
+    for action in parser._actions:  # a subcommand's flags are its own parser's (`python -m llava.eval.benchmarks plan`)
+        if isinstance(action, argparse._SubParsersAction) and args and args[0] in action.choices:
+            parser = action.choices[args[0]]
+    known = set(parser._option_string_actions)
     unknown = [flag for flag in _flags(args) if flag not in known]
     assert not unknown, f"{path.name}: {target} has no flag(s) {unknown}"
 

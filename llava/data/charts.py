@@ -77,7 +77,7 @@ class Chart:
         return self.style + "|" + "|".join(f"{b.color}:{b.label}={b.value}" for b in self.bars)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"type": "chart", **asdict(self)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Chart":

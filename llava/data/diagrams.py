@@ -27,8 +27,8 @@ from typing import Callable, Iterator
 
 from PIL import Image, ImageDraw
 
-from llava.data.questions import (LETTERS, OPPOSITE, QA, _CORNERS, _relation_pair, absent_objects, ask_color, ask_count, ask_position,
-                                  ask_relation, ask_shape, reference, relations)
+from llava.data.questions import (LETTERS, OPPOSITE, QA, _CORNERS, _relation_pair, absent_objects, ask_color,
+                                  ask_count, ask_position, ask_relation, ask_shape, reference, relations)
 from llava.data.scenes import (BACKGROUNDS, CELL, COLORS, KINDS, POSITIONS, WORD_INK, WORDS, Scene, Shape, Word,
                                scene_split)
 from llava.data.shapes import _draw_word, render  # the scene renderer's own word drawing: same font, size and ink
@@ -44,7 +44,7 @@ SHAPE_EXTENT = (40, 52)  # "small" shapes, as scenes draw them
 JITTER = 4  # px of horizontal play of a shape in its cell
 ARROW_WIDTH = 3
 ARROW_HEAD = (14, 7)  # length, half width (px)
-MARGIN = 10  # px between an arrow's end and the border of a node's cell
+MARGIN = 10  # px an arrow along a row reaches into the cells of its two nodes
 
 
 @dataclass(frozen=True)
@@ -87,10 +87,6 @@ class Diagram:
 
     def sources(self, cell: int) -> list[int]:
         return [a for a, b in self.arrows if b == cell]
-
-    def to_dict(self) -> dict:
-        return {"background": self.background, "arrows": [list(a) for a in self.arrows],
-                "nodes": [{"label": n.label, **self.scene.to_dict()["shapes"][i]} for i, n in enumerate(self.nodes)]}
 
 
 def diagram_split(diagram: Diagram) -> str:
@@ -193,7 +189,7 @@ def render_diagram(diagram: Diagram) -> Image.Image:
 # ------------------------------------------------------------------------------- multiple-choice helpers
 
 
-def choice(kind: str, question: str, answer: str, pool: list[str], rng: random.Random, position: int,
+def four_options(kind: str, question: str, answer: str, pool: list[str], rng: random.Random, position: int,
            preferred: list[str] = (), detail: str = "") -> QA:
     """A 4-option question whose answer is at `position` (0-3). Distractors come first from `preferred`
     (things the image shows, so that a guess from the question alone fails), then from `pool`."""
@@ -280,7 +276,7 @@ def ask_diagram(diagram: Diagram, rng: random.Random, form: str, position: int) 
     if made is None:
         return None
     question, answer, pool, preferred = made
-    return choice("diagram", question, answer, pool, rng, position, preferred, detail=form)
+    return four_options("diagram", question, answer, pool, rng, position, preferred, detail=form)
 
 
 # ---------------------------------------------------------------------------------- capability questions
@@ -290,6 +286,10 @@ def ask_diagram(diagram: Diagram, rng: random.Random, form: str, position: int) 
 
 def _from_qa(qa: QA | None, pool: list[str], preferred: list[str] = ()):
     return (qa.question, qa.answer, pool, list(preferred)) if qa is not None else None
+
+
+def _background(scene: Scene, rng: random.Random):
+    return "What color is the background?", scene.background, list(BACKGROUNDS), []
 
 
 def _present_object(scene: Scene, rng: random.Random):
@@ -405,8 +405,7 @@ class Capability:
 
 
 CAPABILITIES: dict[str, Capability] = {  # MMStar's l2 categories, in its order, with our stand-in forms
-    "image scene and topic": Capability("coarse perception", "scene",
-                                        lambda s, r: ("What color is the background?", s.background, list(BACKGROUNDS), [])),
+    "image scene and topic": Capability("coarse perception", "scene", _background),
     "image style & quality": Capability("coarse perception", "scene",
                                         lambda s, r: _from_qa(ask_color(s, r), list(COLORS))),
     "image emotion": Capability("coarse perception", "scene", _present_object),
@@ -439,7 +438,7 @@ def ask_capability(source: Scene | Diagram, rng: random.Random, l2: str, positio
     if made is None:
         return None
     question, answer, pool, preferred = made
-    return choice(l2, question, answer, pool, rng, position, preferred, detail=capability.category)
+    return four_options(l2, question, answer, pool, rng, position, preferred, detail=capability.category)
 
 
 # ------------------------------------------------------------------------------------------------- corpus

@@ -273,11 +273,38 @@ INFOGRAPHIC_TYPES: dict[str, Callable[[Infographic, random.Random], QA | None]] 
 }
 
 
+Page = Document | Infographic
+
+
+def render_page(page: Page) -> Image.Image:
+    return render_document(page) if isinstance(page, Document) else render_infographic(page)
+
+
+def page_qa_pairs(page: Page, rng: random.Random, types: tuple[str, ...] | list[str] | None = None, k: int = 2
+                  ) -> list[QA]:
+    """Up to `k` distinct questions about `page`, each of a type drawn uniformly from `types` (default: every
+    type of its kind, DOCUMENT_TYPES or INFOGRAPHIC_TYPES; repeat a type to weight it)."""
+    known = DOCUMENT_TYPES if isinstance(page, Document) else INFOGRAPHIC_TYPES
+    types = tuple(types or known)
+    unknown = set(types) - set(known)
+    if unknown:
+        raise ValueError(f"unknown question types {sorted(unknown)} for {type(page).__name__} pages; "
+                         f"known: {sorted(known)}")
+    out: list[QA] = []
+    for _ in range(4 * k):
+        if len(out) == k:
+            break
+        qa = known[rng.choice(types)](page, rng)
+        if qa is not None and all(qa.question != o.question for o in out):
+            out.append(qa)
+    return out
+
+
 def drawn_answer(qa: QA) -> str:
     """The answer as the page shows it: a WORD in capitals, anything else as is (the benchmark files' form)."""
     return qa.answer.upper() if qa.answer.upper() in WORDS else qa.answer
 
 
-def page_from_dict(d: dict) -> Document | Infographic:
+def page_from_dict(d: dict) -> Page:
     """A page from its `to_dict()` (the ground truth the sample writers record)."""
     return {"document": Document, "infographic": Infographic}[d["type"]].from_dict(d)

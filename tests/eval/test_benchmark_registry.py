@@ -90,7 +90,8 @@ def test_plan_lines_survive_the_shell_with_spaces_and_quotes():
     for bench in REGISTRY.values():
         for line, step in zip(benchmarks.plan_lines(bench, context), bench.plan(context)):
             assert shlex.split(line) == step.words()
-            printed = subprocess.run(["bash", "-c", f'eval "step=({line})"; printf "%s\\n" "${{step[@]}}"'],
+            # As scripts/eval_benchmark.sh reads it: the line in a variable, `eval "step=($line)"`.
+            printed = subprocess.run(["bash", "-c", 'eval "step=($1)"; printf "%s\\n" "${step[@]}"', "_", line],
                                      capture_output=True, text=True, check=True).stdout
             assert printed.splitlines() == [w for w in step.words()], line
 

@@ -7,10 +7,10 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from llava.data.questions import QA
-from llava.data.scenes import Scene, sample_scene
+from llava.data.scenes import Scene, sample_scene, scene_split
 from llava.data.shapes import encode, render
 
 
@@ -24,7 +24,9 @@ class Summary:
     answers: Counter
     chance: list[str]
     notes: list[str] = field(default_factory=list)
-    scenes: dict[str, Scene] = field(default_factory=dict)  # image (path under root, or tsv#index) -> scene
+    # image (path under root, or tsv#index) -> what it shows: a Scene, or another generator's ground truth with a
+    # `to_dict()` whose "type" names it (documents, infographics, charts: `ground_truth_from_dict`)
+    scenes: dict[str, Scene | Any] = field(default_factory=dict)
 
     @property
     def n_images(self) -> int:
@@ -87,3 +89,27 @@ def yes_no_pair(ask: Callable[..., QA | None], scene: Scene, rng: random.Random,
     no = ask(scene, rng, want=False, **kwargs)
     rng.setstate(after)
     return (yes, no) if yes is not None and no is not None else None
+
+
+def ground_truth_from_dict(d: dict):
+    """A SYNTHETIC_SCENES.jsonl row's ground truth: a Scene, or by its "type" a page or a chart."""
+    from llava.data import charts, documents
+
+    if d.get("type") in ("document", "infographic"):
+        return documents.page_from_dict(d)
+    if d.get("type") == "chart":
+        return charts.Chart.from_dict(d)
+    return Scene.from_dict(d)
+
+
+def ground_truth_split(truth) -> str:
+    """The split ("train" / "eval") a ground truth falls in, by its own generator's rule."""
+    from llava.data import charts, documents
+
+    if isinstance(truth, documents.Document):
+        return documents.document_split(truth)
+    if isinstance(truth, documents.Infographic):
+        return documents.infographic_split(truth)
+    if isinstance(truth, charts.Chart):
+        return charts.chart_split(truth)
+    return scene_split(truth)

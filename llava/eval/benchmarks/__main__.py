@@ -73,7 +73,7 @@ def table() -> str:
             "| script | benchmark | score | worker | scorer, converters | in the sweep | lmms-eval task |",
             "|---|---|---|---|---|---|---|"]
     for b in registry().values():
-        steps = b.plan(Context("DATA", "NAME"))
+        steps = b.plan(Context("DATA", "NAME", {"OPENAI_API_KEY": "set"}))  # every step, those needing a key too
         others = [s.module.rsplit(".", 2)[-2:] for s in steps if hasattr(s, "module") and s.module not in b.workers]
         worker = ", ".join(f"`{m.removeprefix('llava.eval.')}`" for m in b.workers)
         scorers = ", ".join(f"`{'.'.join(m)}`" for m in others)
