@@ -26,12 +26,12 @@ from __future__ import annotations
 import random
 import zlib
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
 
 from llava.data.questions import QA
 from llava.data.scenes import COLORS, EVAL_BUCKETS, IMAGE_SIZE, WORD_INK, WORDS
+from llava.data.shapes import fitted_font
 
 # lmms-eval's ChartQA instruction for every model but Qwen-VL (lmms_eval/tasks/chartqa/chartqa.yaml, default
 # post_prompt), written after the question on a new line.
@@ -134,21 +134,13 @@ def sample_chart(rng: random.Random, split: str | None = "train", n_bars: int | 
 # -- drawing -------------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=None)
 def _font(size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)  # the scenes' font, bundled with Pillow
 
 
-@lru_cache(maxsize=None)
 def label_font(text: str, max_width: int) -> ImageFont.FreeTypeFont:
     """The largest font (at most LABEL_FONT) in which `text` is at most `max_width` px wide."""
-    size = LABEL_FONT
-    while size > 12:
-        left, _, right, _ = _font(size).getbbox(text, stroke_width=STROKE)
-        if right - left <= max_width:
-            break
-        size -= 2
-    return _font(size)
+    return fitted_font(text, max_width, LABEL_FONT, STROKE)
 
 
 def _text(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, font, anchor: str) -> None:

@@ -27,11 +27,12 @@ from typing import Callable, Iterator
 
 from PIL import Image, ImageDraw
 
-from llava.data.questions import (LETTERS, OPPOSITE, QA, _CORNERS, _relation_pair, absent_objects, ask_color,
+from llava.data.questions import (LETTERS, OPPOSITE, QA, CORNERS, relation_pair, absent_objects, ask_color,
                                   ask_count, ask_position, ask_relation, ask_shape, reference, relations)
 from llava.data.scenes import (BACKGROUNDS, CELL, COLORS, KINDS, POSITIONS, WORD_INK, WORDS, Scene, Shape, Word,
                                scene_split)
-from llava.data.shapes import _draw_word, render  # the scene renderer's own word drawing: same font, size and ink
+from llava.data.layouts.common import draw_new
+from llava.data.shapes import draw_word, render  # the scene renderer's own word drawing: same font, size and ink
 
 N_OPTIONS = 4
 
@@ -136,15 +137,7 @@ def sample_diagram(rng: random.Random, n_nodes: int | None = None, split: str | 
 def draw_diagram(rng: random.Random, make: Callable[[Diagram], object], seen: set[str], split: str = "eval",
                  **kwargs) -> tuple[Diagram, object]:
     """Draw diagrams until `make(diagram)` returns something (not None) for one not in `seen` (which it joins)."""
-    for _ in range(10_000):
-        diagram = sample_diagram(rng, split=split, **kwargs)
-        if diagram.signature() in seen:
-            continue
-        made = make(diagram)
-        if made is not None:
-            seen.add(diagram.signature())
-            return diagram, made
-    raise RuntimeError("could not draw a suitable diagram")
+    return draw_new(lambda: sample_diagram(rng, split=split, **kwargs), make, seen, "diagram")
 
 
 def arrow_ends(source: int, target: int) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -180,7 +173,7 @@ def render_diagram(diagram: Diagram) -> Image.Image:
     image = render(diagram.scene)
     draw = ImageDraw.Draw(image)
     for node in diagram.nodes:
-        _draw_word(draw, node.word)
+        draw_word(draw, node.word)
     for source, target in diagram.arrows:
         _draw_arrow(draw, *arrow_ends(source, target))
     return image
@@ -360,7 +353,7 @@ COMPASS = {"above": "north", "below": "south", "to the left of": "west", "to the
 
 
 def _compass(scene: Scene, rng: random.Random):
-    pair = _relation_pair(scene, rng, aligned=True)  # one row or one column: exactly one direction holds
+    pair = relation_pair(scene, rng, aligned=True)  # one row or one column: exactly one direction holds
     if pair is None:
         return None
     a, b, relation = pair
@@ -375,7 +368,7 @@ def _color_by_corners(scene: Scene, rng: random.Random):
         return None
     shape = rng.choice(unique)
     others = [s.color for s in scene.shapes if s is not shape]
-    return f"What color is the shape with {_CORNERS[shape.kind]}?", shape.color, list(COLORS), others
+    return f"What color is the shape with {CORNERS[shape.kind]}?", shape.color, list(COLORS), others
 
 
 def _one_more(scene: Scene, rng: random.Random):
@@ -462,7 +455,7 @@ def corpus() -> Iterator[str]:
         yield f"What color is the shape {relation} the shape?"
     yield "Reading from left to right and top to bottom, which shape comes after the red circle?"
     yield "On a map with north at the top, in which direction is the circle from the square?"
-    for phrase in _CORNERS.values():
+    for phrase in CORNERS.values():
         yield f"What color is the shape with {phrase}?"
     yield from WORD_MEANINGS
     yield from COMPASS.values()

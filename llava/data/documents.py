@@ -26,12 +26,12 @@ from dataclasses import asdict, dataclass
 
 from PIL import Image, ImageDraw
 
-from llava.data.questions import QA, ask_count
+from llava.data.questions import QA, ask_count, distinct_questions
 from llava.data.scenes import (
     BACKGROUNDS, CELL, COLORS, EVAL_BUCKETS, GRID, IMAGE_SIZE, KINDS, SIZES, WORD_MAX_WIDTH, WORDS, Scene, Shape, Word,
     cell_center,
 )
-from llava.data.shapes import _draw_word, render  # the scene world's word drawing: same font, size and ink
+from llava.data.shapes import draw_word, render  # the scene world's word drawing: same font, size and ink
 
 # Cell names of a table (reading order). The scene world's POSITIONS name the same cells for objects.
 CELL_NAMES = (
@@ -71,7 +71,7 @@ def _shape(rng: random.Random, kind: str, color: str, cell: int) -> Shape:
 def _draw_words(image: Image.Image, words: tuple[Word, ...]) -> Image.Image:
     draw = ImageDraw.Draw(image)
     for word in words:
-        _draw_word(draw, word)
+        draw_word(draw, word)
     return image
 
 
@@ -290,14 +290,7 @@ def page_qa_pairs(page: Page, rng: random.Random, types: tuple[str, ...] | list[
     if unknown:
         raise ValueError(f"unknown question types {sorted(unknown)} for {type(page).__name__} pages; "
                          f"known: {sorted(known)}")
-    out: list[QA] = []
-    for _ in range(4 * k):
-        if len(out) == k:
-            break
-        qa = known[rng.choice(types)](page, rng)
-        if qa is not None and all(qa.question != o.question for o in out):
-            out.append(qa)
-    return out
+    return distinct_questions(lambda: known[rng.choice(types)](page, rng), k)
 
 
 def drawn_answer(qa: QA) -> str:

@@ -257,7 +257,7 @@ def relations(a: Shape, b: Shape) -> list[str]:
     return [r for r, ok in holds.items() if ok]
 
 
-def _relation_pair(scene: Scene, rng: random.Random, aligned: bool = False) -> tuple[str, str, str] | None:
+def relation_pair(scene: Scene, rng: random.Random, aligned: bool = False) -> tuple[str, str, str] | None:
     """References to two shapes that name neither position, and a relation that holds between them, or None.
 
     aligned=True: only shapes in the same row or the same column, so exactly one relation holds.
@@ -282,7 +282,7 @@ RELATION_ANSWERS = {"to the left of": "left", "to the right of": "right", "above
 def ask_relation(scene: Scene, rng: random.Random) -> QA | None:
     """"Where is the A relative to the B?" -> left / right / above / below, for two shapes in one row or
     one column (so that exactly one answer is true)."""
-    pair = _relation_pair(scene, rng, aligned=True)
+    pair = relation_pair(scene, rng, aligned=True)
     if pair is None:
         return None
     ra, rb, relation = pair
@@ -308,7 +308,7 @@ def ask_verify(
         q = "Is there only one shape in the image?" if n == 1 else f"Are there {n} shapes in the image?"
         return QA("verify", q, answer, detail="count")
     if detail == "relation":
-        pair = _relation_pair(scene, rng)
+        pair = relation_pair(scene, rng)
         if pair is None:
             return None
         ra, rb, relation = pair
@@ -435,11 +435,16 @@ def qa_pairs(
     unknown = set(types) - set(QUESTION_TYPES)
     if unknown:
         raise ValueError(f"unknown question types {sorted(unknown)}; known: {sorted(QUESTION_TYPES)}")
+    return distinct_questions(lambda: QUESTION_TYPES[rng.choice(types)](scene, rng), k)
+
+
+def distinct_questions(ask: Callable[[], QA | None], k: int) -> list[QA]:
+    """Up to k questions from `ask()` (None: none fits), no two with the same text; 4k tries at most."""
     out: list[QA] = []
     for _ in range(4 * k):
         if len(out) == k:
             break
-        qa = QUESTION_TYPES[rng.choice(types)](scene, rng)
+        qa = ask()
         if qa is not None and all(qa.question != o.question for o in out):
             out.append(qa)
     return out
@@ -447,7 +452,7 @@ def qa_pairs(
 
 # ----------------------------------------------------------------------------------- text-only knowledge
 
-_CORNERS = {"triangle": "three corners", "square": "four corners", "circle": "no corners", "star": "five points"}
+CORNERS = {"triangle": "three corners", "square": "four corners", "circle": "no corners", "star": "five points"}
 
 
 def knowledge_question(rng: random.Random) -> QA:
@@ -455,7 +460,7 @@ def knowledge_question(rng: random.Random) -> QA:
     form = rng.choice(("corners", "is_color", "is_shape", "animal"))
     if form == "corners":
         kind = rng.choice(KINDS)
-        q, answer, pool = f"Which shape has {_CORNERS[kind]}?", kind, [k for k in KINDS if k != kind]
+        q, answer, pool = f"Which shape has {CORNERS[kind]}?", kind, [k for k in KINDS if k != kind]
     elif form == "is_color":
         answer = rng.choice(list(COLORS))
         q, pool = "Which of these is a color?", list(KINDS) + [w.lower() for w in WORDS]
@@ -511,7 +516,7 @@ def _questions_for_corpus() -> Iterator[str]:
         yield f"Is the {kind} {c1} or {c2}?"
     for color, (k1, k2) in itertools.product(COLORS, itertools.permutations(KINDS, 2)):
         yield f"Is the {color} shape a {k1} or a {k2}?"
-    for kind, phrase in _CORNERS.items():
+    for kind, phrase in CORNERS.items():
         yield f"Which shape has {phrase}?"
     yield from ("Which of these is a color?", "Which of these is a shape?", "Which word names an animal?")
 

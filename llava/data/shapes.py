@@ -21,11 +21,14 @@ def _font(size: int) -> ImageFont.FreeTypeFont:
 
 
 @lru_cache(maxsize=None)
-def _fitted_font(text: str) -> ImageFont.FreeTypeFont:
-    size = WORD_FONT_SIZE
+def fitted_font(text: str, max_width: int = WORD_MAX_WIDTH, max_size: int = WORD_FONT_SIZE,
+                stroke: int = WORD_STROKE) -> ImageFont.FreeTypeFont:
+    """The largest font size (at most `max_size`, in steps of 2, at least 12) in which `text` is at most
+    `max_width` px wide: the scene words' rule, which charts and diagrams follow for their labels."""
+    size = max_size
     while size > 12:
-        left, _, right, _ = _font(size).getbbox(text, stroke_width=WORD_STROKE)
-        if right - left <= WORD_MAX_WIDTH:
+        left, _, right, _ = _font(size).getbbox(text, stroke_width=stroke)
+        if right - left <= max_width:
             break
         size -= 2
     return _font(size)
@@ -57,9 +60,9 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: Shape) -> None:
         raise ValueError(f"unknown shape kind {shape.kind!r}")
 
 
-def _draw_word(draw: ImageDraw.ImageDraw, word: Word) -> None:
+def draw_word(draw: ImageDraw.ImageDraw, word: Word) -> None:
     draw.text(
-        (word.cx, word.cy), word.text, fill=WORD_INK, font=_fitted_font(word.text), anchor="mm",
+        (word.cx, word.cy), word.text, fill=WORD_INK, font=fitted_font(word.text), anchor="mm",
         stroke_width=WORD_STROKE, stroke_fill=WORD_INK,
     )
 
@@ -72,7 +75,7 @@ def render(scene: Scene) -> Image.Image:
     for shape in scene.shapes:
         _draw_shape(draw, shape)
     if scene.word is not None:
-        _draw_word(draw, scene.word)
+        draw_word(draw, scene.word)
     return image
 
 

@@ -137,6 +137,39 @@ EXPECTED = {
         "-m llava.eval.benchmarks.videomme.scorer --question-file {D}/videomme/videomme/test.json "
         "--result-file {D}/videomme/answers/{N}.jsonl --output-file {D}/videomme/results/{N}_videomme.json",
     ],
+    # The benchmarks LLaVA's scripts did not have: the official files as released, the benchmark's own worker.
+    "docvqa": [
+        "-m llava.eval.benchmarks.docvqa.worker {W} --question-file {D}/docvqa/spdocvqa_qas/val_v1.0_withQT.json "
+        "--image-folder {D}/docvqa/spdocvqa_images --answers-file {D}/docvqa/answers/{N}.jsonl",
+        "-m llava.eval.benchmarks.docvqa.scorer --annotation-file {D}/docvqa/spdocvqa_qas/val_v1.0_withQT.json "
+        "--result-file {D}/docvqa/answers/{N}.jsonl",
+    ],
+    "infovqa": [
+        "-m llava.eval.benchmarks.infovqa.worker {W} "
+        "--question-file {D}/infovqa/infographicsvqa_qas/infographicsVQA_val_v1.0_withQT.json "
+        "--image-folder {D}/infovqa/infographicsvqa_images --answers-file {D}/infovqa/answers/{N}.jsonl",
+        "-m llava.eval.benchmarks.infovqa.scorer "
+        "--annotation-file {D}/infovqa/infographicsvqa_qas/infographicsVQA_val_v1.0_withQT.json "
+        "--result-file {D}/infovqa/answers/{N}.jsonl",
+    ],
+    "chartqa": [
+        "-m llava.eval.benchmarks.chartqa.worker {W} --question-file {D}/chartqa/ChartQA Dataset/test "
+        "--image-folder {D}/chartqa/ChartQA Dataset/test/png --answers-file {D}/chartqa/answers/{N}.jsonl",
+        "-m llava.eval.benchmarks.chartqa.scorer --annotations {D}/chartqa/ChartQA Dataset/test "
+        "--result-file {D}/chartqa/answers/{N}.jsonl",
+    ],
+    "ai2d": [
+        "-m llava.eval.benchmarks.ai2d.worker {W} --question-file {D}/ai2d/ai2d_test_ids.csv --image-folder {D}/ai2d "
+        "--answers-file {D}/ai2d/answers/{N}.jsonl",
+        "-m llava.eval.benchmarks.ai2d.scorer --question-file {D}/ai2d/ai2d_test_ids.csv "
+        "--result-file {D}/ai2d/answers/{N}.jsonl",
+    ],
+    "mmstar": [
+        "-m llava.eval.benchmarks.mmstar.worker {W} --question-file {D}/MMStar/mmstar.parquet "
+        "--answers-file {D}/MMStar/answers/{N}.jsonl",
+        "-m llava.eval.benchmarks.mmstar.scorer --question-file {D}/MMStar/mmstar.parquet "
+        "--result-file {D}/MMStar/answers/{N}.jsonl",
+    ],
     "llavabench": [  # the GPT-4 review needs OPENAI_API_KEY
         "-m llava.eval.workers.model_vqa {W} --question-file {D}/llava-bench-in-the-wild/questions.jsonl "
         "--image-folder {D}/llava-bench-in-the-wild/images --answers-file {D}/llava-bench-in-the-wild/answers/{N}.jsonl",
@@ -280,6 +313,15 @@ def test_batch_size_8_answers_equal_batch_size_1_on_every_sample_benchmark(name,
     assert [a["metadata"]["image_tokens_kept"] for a in eight] == [a["metadata"]["image_tokens_kept"] for a in one]
 
 
+# The document, chart and diagram benchmarks: their scorers' summaries on the sample sets (60 questions each).
+DETAIL_BENCHMARKS = {
+    "docvqa": r"DocVQA: ANLS [\d.]+ \([\d.]+%\) over 60 questions",
+    "infovqa": r"InfographicVQA: ANLS [\d.]+ \([\d.]+%\) over 60 questions",
+    "chartqa": r"ChartQA: relaxed accuracy [\d.]+ \(mean of the sets\): human [\d.]+ \(\d+/30\), augmented [\d.]+ \(\d+/30\)",
+    "ai2d": r"AI2D test: accuracy [\d.]+% \(\d+ of 60",
+    "mmstar": r"MMStar: average [\d.]+% \(mean of 18 l2 categories; .*over questions [\d.]+% \(\d+ of 60\)",
+}
+
 # The scripts of the benchmarks scored elsewhere (a server, a GPT grader) or without a shipped score before:
 # on the sample sets each runs its workers and converter end to end and says what it wrote.
 END_TO_END = {
@@ -294,6 +336,7 @@ END_TO_END = {
     "qbench": r"Q-Bench: accuracy [\d.]+% over 60 questions \(yes-or-no [\d.]+%, how .*; answers for Q-Bench: "
               r".*llvisionqa_dev_e2e_answers\.jsonl",
     "qbench_zh": r"Q-Bench: accuracy [\d.]+% over 60 questions .*llvisionqa_zh_dev_e2e_answers\.jsonl",
+    **DETAIL_BENCHMARKS,
 }
 
 
@@ -307,11 +350,25 @@ def test_every_sample_benchmark_script_runs_end_to_end(name, sample_data):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(END_TO_END[name], proc.stdout + proc.stderr), proc.stdout + proc.stderr
     folder = {"seed": "seed_bench", "mmvet": "mm-vet", "llavabench": "llava-bench-in-the-wild", "ocrbench": "OCRBench",
-              "qbench_zh": "qbench"}.get(name, name)
+              "qbench_zh": "qbench", "mmstar": "MMStar"}.get(name, name)
     answered = {path: lines for path, lines in answer_lines(sample_data, "e2e").items() if path.startswith(folder + "/")}
     assert any(len(lines) == 60 for lines in answered.values()), answered.keys()
     if name in sweep.BENCHMARKS:  # the sweep reads the score from the file this script's scorer wrote
         assert 0 <= sweep.BENCHMARKS[name][1](sample_data, "e2e") <= 100
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(DETAIL_BENCHMARKS))
+def test_detail_benchmark_scripts_run_end_to_end_on_the_llava_1_6_default(name, sample_data):
+    """The new benchmarks on the other tiny default (anyres): the v1_6 script, its workers and its scorer."""
+    import re
+
+    env = {"PYTHON": sys.executable, "DATA_ROOT": str(sample_data), "OMP_NUM_THREADS": "2", "NAME": "e2e-1.6"}
+    proc = run_script(name, env, timeout=MODEL_RUN_TIMEOUT, scripts=SCRIPTS_V1_6)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "image tokens kept per question" in proc.stdout + proc.stderr
+    assert re.search(DETAIL_BENCHMARKS[name], proc.stdout + proc.stderr), proc.stdout + proc.stderr
+    assert 0 <= sweep.BENCHMARKS[name][1](sample_data, "e2e-1.6") <= 100
 
 
 # -- LLaVA-1.6: scripts/v1_6/eval/*.sh run the v1_5 commands with the 1.6 budget and default -------------

@@ -59,15 +59,21 @@ def draw_scene(
     rng: random.Random, make: Callable[[Scene], object], seen: set[str], **scene_kwargs
 ) -> tuple[Scene, object]:
     """Draw eval scenes until `make(scene)` returns something (not None) for a scene not used yet."""
+    return draw_new(lambda: sample_scene(rng, split="eval", **scene_kwargs), make, seen, "evaluation scene")
+
+
+def draw_new(sample: Callable[[], Any], make: Callable[[Any], object], seen: set[str], what: str) -> tuple[Any, object]:
+    """Draw with `sample()` until `make(drawn)` returns something (not None) for a drawing whose `signature()` is
+    not in `seen` (which it then joins): a benchmark never shows the same image twice."""
     for _ in range(10_000):
-        scene = sample_scene(rng, split="eval", **scene_kwargs)
-        if scene.signature() in seen:
+        drawn = sample()
+        if drawn.signature() in seen:
             continue
-        made = make(scene)
+        made = make(drawn)
         if made is not None:
-            seen.add(scene.signature())
-            return scene, made
-    raise RuntimeError("could not draw a suitable evaluation scene")
+            seen.add(drawn.signature())
+            return drawn, made
+    raise RuntimeError(f"could not draw a suitable {what}")
 
 
 def unique_name(rng: random.Random, used: set[str], pattern: str, digits: int) -> str:

@@ -75,6 +75,44 @@ def read_answers(path: str, bad_lines: list[int] | None = None) -> list[dict]:
     return rows
 
 
+def read_numbered_answers(path: str) -> list[tuple[int, dict]]:
+    """(line number, answer) for every answer line, so that a scorer's errors can name the line: each must be a
+    JSON object with `question_id` and a string `text`, and all made with one run's settings."""
+    if not os.path.isfile(path):
+        raise ScoringInputError(f"file not found: {path}")
+    numbered = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = list(f)
+    except UnicodeDecodeError as e:
+        raise ScoringInputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ScoringInputError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(row, dict):
+            raise ScoringInputError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        lacking = [k for k in ("question_id", "text") if k not in row]
+        if lacking:
+            raise ScoringInputError(f"{path}:{lineno}: the answer lacks {', '.join(lacking)}")
+        if not isinstance(row["text"], str):
+            raise ScoringInputError(f"{path}:{lineno}: 'text' must be a string")
+        numbered.append((lineno, row))
+    check_one_settings_id([row for _, row in numbered], path)
+    return numbered
+
+
+def check_known(path: str, numbered: list[tuple[int, dict]], known: set[str], what: str) -> None:
+    """An answer whose question_id is not a question of the split is an error naming its line: answers of
+    another split or benchmark would otherwise be dropped silently."""
+    for lineno, row in numbered:
+        if qid(row["question_id"]) not in known:
+            raise ScoringInputError(f"{path}:{lineno}: question_id {row['question_id']!r} is not a question of {what}")
+
+
 def _settings_id(row: dict) -> str | None:
     metadata = row.get("metadata")
     return metadata.get("settings_id") if isinstance(metadata, dict) else None

@@ -153,7 +153,7 @@ def test_cli_writes_the_score_and_refuses_foreign_answers(tmp_path, capsys):
     assert f"{answers}:3: question_id '12.png-0' is not a question of the split" in capsys.readouterr().err
     answers.write_text('{"question_id": "10.png-0", "text": "C"}\nnot json\n')
     assert scorer_main(["--question-file", str(csv), "--result-file", str(answers)]) == 2
-    assert f"{answers}:2: not a JSON object" in capsys.readouterr().err
+    assert f"{answers}:2: not valid JSON" in capsys.readouterr().err
     assert scorer_main(["--question-file", str(tmp_path / "none.csv"), "--result-file", str(answers)]) == 2
     assert "test ids file not found" in capsys.readouterr().err
 

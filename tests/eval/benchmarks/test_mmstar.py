@@ -144,7 +144,7 @@ def test_cli_writes_the_score_and_refuses_foreign_answers(tmp_path, capsys):
     assert f"{answers}:2: question_id 42 is not a question of" in capsys.readouterr().err
     answers.write_text('{"question_id": 0, "text": "A"}\n[1]\n')
     assert scorer_main(["--question-file", str(path), "--result-file", str(answers)]) == 2
-    assert f"{answers}:2: not a JSON object" in capsys.readouterr().err
+    assert f"{answers}:2: expected a JSON object, got list" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------ the sample

@@ -25,7 +25,7 @@ from collections import Counter
 
 from llava.eval.benchmarks.ai2d.release import Ai2dFileError, Question, read_split
 from llava.eval.core.scoring_io import (ScoringInputError, add_result_json_arg, default_result_path, fail, finish,
-                                        index_by_qid, qid, read_answers)
+                                        check_known, index_by_qid, qid, read_numbered_answers)
 
 LEADING_LETTER = re.compile(r"^\s*([A-Z])\.")  # lmms-eval's MultiChoiceRegexFilter (case-sensitive)
 NO_PUNCTUATION = str.maketrans("", "", string.punctuation)
@@ -44,21 +44,6 @@ def extract(response: str) -> str:
 
 def is_right(response: str, correct: int) -> bool:
     return extract(response) == normalize(string.ascii_uppercase[correct])
-
-
-def answer_lines(path: str) -> list[int]:
-    """The line number of each answer (the non-blank lines, in the order `read_answers` returns them)."""
-    with open(path, encoding="utf-8") as f:
-        return [n for n, line in enumerate(f, 1) if line.strip()]
-
-
-def check_known(path: str, answers: list[dict], known: set[str], what: str) -> None:
-    """An answer whose question_id is not a question of the split is an error naming its line: answers of
-    another split or benchmark would otherwise be dropped silently."""
-    for row, lineno in zip(answers, answer_lines(path)):
-        if qid(row["question_id"]) not in known:
-            raise ScoringInputError(f"{path}:{lineno}: question_id {row['question_id']!r} is not a question of "
-                                    f"{what}")
 
 
 def _acc(right: int, total: int) -> dict:
@@ -110,8 +95,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         questions = read_split(args.question_file, args.questions_folder)
-        answers = read_answers(args.result_file)
-        check_known(args.result_file, answers, {qid(q.question_id) for q in questions},
+        numbered = read_numbered_answers(args.result_file)
+        answers = [row for _, row in numbered]
+        check_known(args.result_file, numbered, {qid(q.question_id) for q in questions},
                     f"the split {args.question_file}")
         result = score_ai2d(questions, answers)
     except (ScoringInputError, Ai2dFileError, OSError) as e:

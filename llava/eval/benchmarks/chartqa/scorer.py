@@ -30,13 +30,12 @@ with questions by `question_id` "<set>/<position>" (`llava.eval.benchmarks.chart
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 
 from llava.eval.benchmarks.chartqa.layout import LayoutError, parse_question_id, question_files, question_id
-from llava.eval.core.scoring_io import (ScoringInputError, add_result_json_arg, check_one_settings_id,
-                                        default_result_path, fail, finish, read_json)
+from llava.eval.core.scoring_io import (ScoringInputError, add_result_json_arg, 
+                                        default_result_path, fail, finish, read_json, read_numbered_answers)
 
 MAX_RELATIVE_CHANGE = 0.05
 
@@ -72,28 +71,12 @@ def load_annotations(path: str) -> dict[str, list[dict]]:
 
 def read_answer_lines(path: str) -> dict[str, tuple[int, dict]]:
     """{question_id: (line number, answer)} of an answers JSONL file; every error names the file and line."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().split("\n")
-    except FileNotFoundError:
-        raise ScoringInputError(f"file not found: {path}") from None
-    except UnicodeDecodeError as e:
-        raise ScoringInputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     found: dict[str, tuple[int, dict]] = {}
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ScoringInputError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("text"), str) or "question_id" not in row:
-            raise ScoringInputError(f"{path}:{lineno}: expected an object with 'question_id' and a string 'text'")
+    for lineno, row in read_numbered_answers(path):
         key = str(row["question_id"])
         if key in found:
             raise ScoringInputError(f"{path}:{lineno}: question {key!r} was answered already on line {found[key][0]}")
         found[key] = (lineno, row)
-    check_one_settings_id((row for _, row in found.values()), path)
     return found
 
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from llava.eval.benchmarks.docvqa.scorer import pair_answers, read_answer_lines
-from llava.eval.core.scoring_io import ScoringInputError, fail, qid, read_json, write_json
+from llava.eval.benchmarks.docvqa.scorer import pair_answers
+from llava.eval.core.scoring_io import ScoringInputError, fail, qid, read_json, read_numbered_answers, write_json
 
 SUBMIT_URL = "https://rrc.cvc.uab.es/?ch=17&com=mymethods"
 
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         questions = load_questions(args.question_file)
-        texts = pair_answers(questions, read_answer_lines(args.result_file), args.result_file, allow_missing=True)
+        texts = pair_answers(questions, read_numbered_answers(args.result_file), args.result_file, allow_missing=True)
         rows, missing = submission(questions, texts)
         write_json(args.output_file, rows, indent=None)
     except (ScoringInputError, OSError) as e:

@@ -17,15 +17,14 @@ Answers pair with questions by `question_id` = `questionId` (`llava.eval.benchma
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 from llava.eval.core.anls import THRESHOLD, question_score
-from llava.eval.core.scoring_io import (ScoringInputError, add_result_json_arg, check_one_settings_id,
-                                        default_result_path, fail, finish, qid, read_json, write_json)
+from llava.eval.core.scoring_io import (ScoringInputError, add_result_json_arg, 
+                                        default_result_path, fail, finish, qid, read_json, read_numbered_answers,
+                                        write_json)
 
 DOCVQA_BREAKDOWN = {"question_types": "question_types"}  # result key -> the entry's list of types
 
@@ -51,32 +50,6 @@ def load_ground_truth(path: str) -> list[dict]:
             raise ScoringInputError(f"{where}: questionId {entry['questionId']} again (first at data[{seen[key]}])")
         seen[key] = i
     return content["data"]
-
-
-def read_answer_lines(path: str) -> list[tuple[int, dict]]:
-    """(line number, answer) for every answer line; each must be an object with `question_id` and a string
-    `text`, and all made with one run's settings."""
-    if not os.path.isfile(path):
-        raise ScoringInputError(f"file not found: {path}")
-    lines = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ScoringInputError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(row, dict):
-                raise ScoringInputError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            lacking = [k for k in ("question_id", "text") if k not in row]
-            if lacking:
-                raise ScoringInputError(f"{path}:{lineno}: the answer lacks {', '.join(lacking)}")
-            if not isinstance(row["text"], str):
-                raise ScoringInputError(f"{path}:{lineno}: 'text' must be a string")
-            lines.append((lineno, row))
-    check_one_settings_id([row for _, row in lines], path)
-    return lines
 
 
 def pair_answers(entries: list[dict], lines: list[tuple[int, dict]], path: str, allow_missing: bool
@@ -160,7 +133,7 @@ def run(argv, benchmark: str, title: str, description: str, breakdown: Mapping[s
     args = parse_args(description, argv)
     try:
         entries = load_ground_truth(args.annotation_file)
-        texts = pair_answers(entries, read_answer_lines(args.result_file), args.result_file, args.allow_missing)
+        texts = pair_answers(entries, read_numbered_answers(args.result_file), args.result_file, args.allow_missing)
         result, per_question = score_anls(entries, texts, benchmark, args.anls_threshold, breakdown)
         if args.output_file:
             write_json(args.output_file, per_question)

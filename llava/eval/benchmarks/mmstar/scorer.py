@@ -31,9 +31,8 @@ import os
 import sys
 from collections import defaultdict
 
-from llava.eval.benchmarks.ai2d.scorer import check_known
 from llava.eval.core.scoring_io import (ScoringInputError, add_result_json_arg, default_result_path, fail, finish,
-                                        index_by_qid, qid, read_answers)
+                                        check_known, index_by_qid, qid, read_numbered_answers)
 
 QUESTION_FIELDS = ("index", "question", "answer", "category", "l2_category")
 # MMStar's six core capabilities and their sub-categories, in its order (mmstar.py, lmms-eval's eval_type_dict).
@@ -147,8 +146,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         rows = read_mmstar(args.question_file)
-        answers = read_answers(args.result_file)
-        check_known(args.result_file, answers, {qid(r["index"]) for r in rows}, args.question_file)
+        numbered = read_numbered_answers(args.result_file)
+        answers = [row for _, row in numbered]
+        check_known(args.result_file, numbered, {qid(r["index"]) for r in rows}, args.question_file)
         result = score_mmstar(rows, answers)
     except (ScoringInputError, OSError) as e:
         return fail(str(e))
