@@ -371,6 +371,28 @@ def test_detail_benchmark_scripts_run_end_to_end_on_the_llava_1_6_default(name, 
     assert 0 <= sweep.BENCHMARKS[name][1](sample_data, "e2e-1.6") <= 100
 
 
+@pytest.fixture(scope="module")
+def tiny_qwen(tmp_path_factory):
+    from llava.model.tiny_qwen import build_tiny_qwen_checkpoint
+
+    return build_tiny_qwen_checkpoint(tmp_path_factory.mktemp("qwen") / "qwen2_5_vl-tiny", "qwen2_5_vl")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(DETAIL_BENCHMARKS))
+def test_detail_benchmark_scripts_run_a_qwen_checkpoint(name, sample_data, tiny_qwen):
+    """The same scripts take a Qwen checkpoint (CKPT=...): its chat template, DART by the reduction ratio alone."""
+    import re
+
+    env = {"PYTHON": sys.executable, "DATA_ROOT": str(sample_data), "OMP_NUM_THREADS": "2", "NAME": "e2e-qwen",
+           "CKPT": str(tiny_qwen), "EVAL_ARGS": "--max_new_tokens 3"}
+    proc = run_script(name, env, "0.5", timeout=MODEL_RUN_TIMEOUT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    kept, total = map(float, re.search(r"image tokens kept per question ([\d.]+) of ([\d.]+)", proc.stdout).groups())
+    assert 0 < kept < total  # pruned, by the ratio
+    assert re.search(DETAIL_BENCHMARKS[name], proc.stdout + proc.stderr), proc.stdout + proc.stderr
+
+
 # -- LLaVA-1.6: scripts/v1_6/eval/*.sh run the v1_5 commands with the 1.6 budget and default -------------
 
 SCRIPTS_V1_6 = REPO / "scripts" / "v1_6" / "eval"
