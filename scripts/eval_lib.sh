@@ -1,10 +1,11 @@
 # shellcheck shell=bash
-# What every scripts/v1_5/eval/<bench>.sh shares: settings, "split over the GPUs, run, merge", scoring.
-# A benchmark script sources this with its arguments and then says only what is specific to it:
+# What every benchmark run shares: settings, "split over the GPUs, run, merge", scoring. scripts/eval_benchmark.sh
+# (which every scripts/v1_5/eval/<bench>.sh and scripts/v1_6/eval/<bench>.sh calls) sources it with the arguments
+# and then runs the benchmark's steps from its record (llava/eval/benchmarks/<folder>/):
 #
-#     source "$(dirname "${BASH_SOURCE[0]}")/../../eval_lib.sh" "$@"     # [RATIO] [MAX_KEPT]
-#     eval_answers llava.eval.model_vqa_loader "$DATA_ROOT/textvqa/answers/$NAME.jsonl" --question-file ...
-#     "$PY" -m llava.eval.eval_textvqa ...
+#     source "$(dirname "${BASH_SOURCE[0]}")/eval_lib.sh" "$@"     # [RATIO] [MAX_KEPT]
+#     eval_answers llava.eval.workers.model_vqa_loader "$DATA_ROOT/textvqa/answers/$NAME.jsonl" --question-file ...
+#     "$PY" -m llava.eval.benchmarks.textvqa.scorer ...
 #
 # Arguments: RATIO (DART --reduction_ratio, default 0.778) and MAX_KEPT (--max_num_trunction, default 128;
 # for LLaVA-1.6, the scripts/v1_6/eval/*.sh, --retain_token_num_for_llava_next, default 320).
