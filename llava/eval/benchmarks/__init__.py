@@ -101,6 +101,12 @@ def read_score(path: Path, *keys: str) -> float:
     return float(value)
 
 
+def answers_score(folder: str, *keys: str) -> Callable[[Path, str], float]:
+    """The `score` of a record whose scorer writes DATA_ROOT/<folder>/answers/<name>.score.json: the number at
+    `keys` there."""
+    return lambda data, name: read_score(data / folder / "answers" / f"{name}.score.json", *keys)
+
+
 @dataclasses.dataclass(frozen=True)
 class Benchmark:
     """One benchmark as a script runs it.

@@ -10,7 +10,7 @@ that these are exactly the questions of ai2d_test_ids.csv's images is taken, not
 each question once, as lmms-eval asks it (see worker.py).
 """
 
-from llava.eval.benchmarks import Answer, Benchmark, Context, Run, read_score
+from llava.eval.benchmarks import Answer, Benchmark, Context, Run, answers_score
 
 
 def plan(c: Context) -> list:
@@ -29,7 +29,7 @@ BENCHMARKS = (
         name="ai2d", title="AI2D test", metric="accuracy (%)", folder="ai2d",
         files=("ai2d_test_ids.csv", "questions/<image>.json", "images/<image>", "abc_images/<image>"),
         plan=plan,
-        score=lambda data, name: read_score(data / "ai2d" / "answers" / f"{name}.score.json", "accuracy"),
+        score=answers_score("ai2d", "accuracy"),
         sample="llava.eval.benchmarks.ai2d.sample:write_ai2d",
         lmms_task="ai2d",
     ),

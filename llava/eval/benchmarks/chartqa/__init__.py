@@ -16,9 +16,7 @@ shell-quoted), e.g.
 or `git clone https://github.com/vis-nlp/ChartQA chartqa` (the same folder inside the repository).
 """
 
-from pathlib import Path
-
-from llava.eval.benchmarks import Answer, Benchmark, Context, Run, read_score
+from llava.eval.benchmarks import Answer, Benchmark, Context, Run, answers_score
 
 FOLDER = "chartqa"
 TEST = "ChartQA Dataset/test"  # = layout.TEST_FOLDER (not imported: records import no benchmark code)
@@ -34,17 +32,13 @@ def plan(c: Context) -> list:
     ]
 
 
-def _score(data: Path, name: str) -> float:
-    return read_score(data / FOLDER / "answers" / f"{name}.score.json", "overall")
-
-
 BENCHMARKS = (
     Benchmark(
         name="chartqa", title="ChartQA test", metric="relaxed accuracy, mean of the human and augmented sets",
         folder=FOLDER,
         files=(f"{TEST}/test_human.json", f"{TEST}/test_augmented.json", f"{TEST}/png/<imgname>"),
         plan=plan,
-        score=_score,
+        score=answers_score(FOLDER, "overall"),
         sample="llava.eval.benchmarks.chartqa.sample:write_chartqa",
         lmms_task="chartqa",
     ),

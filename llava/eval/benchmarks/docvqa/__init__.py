@@ -13,7 +13,7 @@ DOCVQA_SPLIT=test answers test_v1.0.json instead (its answers are not public) an
 file to upload; the test ANLS comes from the RRC server.
 """
 
-from llava.eval.benchmarks import Answer, Benchmark, Context, Run, Say, read_score
+from llava.eval.benchmarks import Answer, Benchmark, Context, Run, Say, answers_score
 
 FOLDER = "docvqa"
 QUESTION_FILES = {"val": "spdocvqa_qas/val_v1.0_withQT.json", "test": "spdocvqa_qas/test_v1.0.json"}
@@ -51,7 +51,7 @@ BENCHMARKS = (
         name="docvqa", title="DocVQA val", metric="ANLS", folder=FOLDER,
         files=(QUESTION_FILES["val"], f"{IMAGES}/<ucsf_document_id>_<page>.png"),
         plan=plan,
-        score=lambda data, name: read_score(data / FOLDER / "answers" / f"{name}.score.json", "score"),
+        score=answers_score(FOLDER, "score"),
         sample="llava.eval.benchmarks.docvqa.sample:write_docvqa",
         lmms_task="docvqa_val",
     ),

@@ -12,7 +12,7 @@ INFOVQA_SPLIT=test answers infographicsVQA_test_v1.0.json instead (its answers a
 RRC submission file to upload; the test ANLS comes from the RRC server.
 """
 
-from llava.eval.benchmarks import Benchmark, Context, read_score
+from llava.eval.benchmarks import Benchmark, Context, answers_score
 from llava.eval.benchmarks.docvqa import rrc_plan
 
 FOLDER = "infovqa"
@@ -31,7 +31,7 @@ BENCHMARKS = (
         name="infovqa", title="InfographicVQA val", metric="ANLS", folder=FOLDER,
         files=(QUESTION_FILES["val"], f"{IMAGES}/<image_local_name>"),
         plan=plan,
-        score=lambda data, name: read_score(data / FOLDER / "answers" / f"{name}.score.json", "score"),
+        score=answers_score(FOLDER, "score"),
         sample="llava.eval.benchmarks.infovqa.sample:write_infovqa",
         lmms_task="infovqa_val",
     ),

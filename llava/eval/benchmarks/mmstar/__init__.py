@@ -10,7 +10,7 @@ lmms-eval's lmms_eval/tasks/mmstar/ (prompt, aggregation). Multi-modal gain / le
 runs without images); not circular (see scorer.py).
 """
 
-from llava.eval.benchmarks import Answer, Benchmark, Context, Run, read_score
+from llava.eval.benchmarks import Answer, Benchmark, Context, Run, answers_score
 
 
 def plan(c: Context) -> list:
@@ -28,7 +28,7 @@ BENCHMARKS = (
         name="mmstar", title="MMStar", metric="accuracy (%): mean of the 18 sub-categories", folder="MMStar",
         files=("mmstar.parquet",),
         plan=plan,
-        score=lambda data, name: read_score(data / "MMStar" / "answers" / f"{name}.score.json", "average"),
+        score=answers_score("MMStar", "average"),
         sample="llava.eval.benchmarks.mmstar.sample:write_mmstar",
         lmms_task="mmstar",
     ),

@@ -1,6 +1,6 @@
 """OCRBench: 1000 questions over ten text-recognition tasks; the score is right answers out of 1000."""
 
-from llava.eval.benchmarks import Answer, Benchmark, Context, Run, read_score
+from llava.eval.benchmarks import Answer, Benchmark, Context, Run, answers_score
 
 
 def plan(c: Context) -> list:
@@ -19,7 +19,7 @@ BENCHMARKS = (
         name="ocrbench", title="OCRBench", metric="accuracy: score / questions", folder="OCRBench",
         files=("OCRBench/OCRBench.json", "OCRBench_Images/<dataset>/<image>"),
         plan=plan,
-        score=lambda data, name: read_score(data / "OCRBench" / "answers" / f"{name}.score.json", "accuracy"),
+        score=answers_score("OCRBench", "accuracy"),
         sample="llava.eval.benchmarks.ocrbench.sample:write_ocrbench",
         lmms_task="ocrbench",
     ),

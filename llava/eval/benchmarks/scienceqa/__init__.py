@@ -1,6 +1,6 @@
 """ScienceQA-IMG test: multiple-choice science questions (text-only ones answered too, as LLaVA does); accuracy."""
 
-from llava.eval.benchmarks import Answer, Benchmark, Context, Run, read_score
+from llava.eval.benchmarks import Answer, Benchmark, Context, Run, answers_score
 
 
 def plan(c: Context) -> list:
@@ -21,7 +21,7 @@ BENCHMARKS = (
         name="sqa", title="ScienceQA-IMG test", metric="accuracy", folder="scienceqa",
         files=("llava_test_CQM-A.json", "problems.json", "pid_splits.json", "images/test/<id>/image.png"),
         plan=plan,
-        score=lambda data, name: read_score(data / "scienceqa" / "answers" / f"{name}.score.json", "accuracy"),
+        score=answers_score("scienceqa", "accuracy"),
         sample="llava.eval.benchmarks.scienceqa.sample:write_scienceqa", lmms_task="scienceqa_img",
     ),
 )

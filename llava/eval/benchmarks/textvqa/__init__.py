@@ -1,6 +1,6 @@
 """TextVQA val: questions about text in photos, scored with the official soft VQA accuracy (min(#humans/3, 1))."""
 
-from llava.eval.benchmarks import Answer, Benchmark, Context, Run, read_score
+from llava.eval.benchmarks import Answer, Benchmark, Context, Run, answers_score
 
 
 def plan(c: Context) -> list:
@@ -20,7 +20,7 @@ BENCHMARKS = (
         name="textvqa", title="TextVQA val", metric="VQA accuracy", folder="textvqa",
         files=("llava_textvqa_val_v051_ocr.jsonl", "TextVQA_0.5.1_val.json", "train_images/<image_id>.jpg"),
         plan=plan,
-        score=lambda data, name: read_score(data / "textvqa" / "answers" / f"{name}.score.json", "accuracy"),
+        score=answers_score("textvqa", "accuracy"),
         sample="llava.eval.benchmarks.textvqa.sample:write_textvqa",
         lmms_task="textvqa_val",
     ),

@@ -3,7 +3,7 @@ task type. Needs a family that takes videos (e.g. CKPT=Qwen/Qwen2-VL-7B-Instruct
 
 import os
 
-from llava.eval.benchmarks import Answer, Benchmark, Context, Run, read_score
+from llava.eval.benchmarks import Answer, Benchmark, Context, Run, answers_score
 
 
 def plan(c: Context) -> list:
@@ -27,7 +27,7 @@ BENCHMARKS = (
         name="videomme", title="Video-MME", metric="accuracy over the answers with a letter (official)",
         folder="videomme", files=("videomme/test-00000-of-00001.parquet", "data/<videoID>.mp4"),
         plan=plan,
-        score=lambda data, name: read_score(data / "videomme" / "answers" / f"{name}.score.json", "accuracy"),
+        score=answers_score("videomme", "accuracy"),
         sample="llava.eval.benchmarks.videomme.sample:write_videomme", takes_video=True, lmms_task="videomme",
     ),
 )
