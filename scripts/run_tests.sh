@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up .venv with the test extras and runs the test suite (what CI runs). Extra args go to pytest.
 # The tests run in LLAVA_TEST_WORKERS processes (pytest-xdist; default: one per core, at most 4; 0 runs them in
-# this process). Most slow tests wait on model subprocesses, so two workers on two cores take about half the time.
+# this process). Module-scoped fixtures are built once per worker that runs the module's tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh test

@@ -22,8 +22,14 @@ COPIED = ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
           "generation_config.json")
 
 
+# The trainer's intermediate checkpoints (checkpoint-N) also hold the frozen tower under this prefix; the packaged
+# layout keeps the tower in vision_tower/ only (the loader refuses tensors that have no place in the model).
+TOWER_PREFIX = "model.vision_tower."
+
+
 def convert(path: Path, dtype: torch.dtype) -> None:
-    state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in load_file(path).items()}
+    state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in load_file(path).items()
+             if not k.startswith(TOWER_PREFIX)}
     save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata={"format": "pt"})
 
 
