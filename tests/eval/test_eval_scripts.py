@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -343,8 +344,6 @@ END_TO_END = {
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(END_TO_END))
 def test_every_sample_benchmark_script_runs_end_to_end(name, sample_data):
-    import re
-
     env = {"PYTHON": sys.executable, "DATA_ROOT": str(sample_data), "OMP_NUM_THREADS": "2", "NAME": "e2e"}
     proc = run_script(name, env, timeout=MODEL_RUN_TIMEOUT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -361,8 +360,6 @@ def test_every_sample_benchmark_script_runs_end_to_end(name, sample_data):
 @pytest.mark.parametrize("name", sorted(DETAIL_BENCHMARKS))
 def test_detail_benchmark_scripts_run_end_to_end_on_the_llava_1_6_default(name, sample_data):
     """The new benchmarks on the other tiny default (anyres): the v1_6 script, its workers and its scorer."""
-    import re
-
     env = {"PYTHON": sys.executable, "DATA_ROOT": str(sample_data), "OMP_NUM_THREADS": "2", "NAME": "e2e-1.6"}
     proc = run_script(name, env, timeout=MODEL_RUN_TIMEOUT, scripts=SCRIPTS_V1_6)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -382,13 +379,11 @@ def tiny_qwen(tmp_path_factory):
 @pytest.mark.parametrize("name", sorted(DETAIL_BENCHMARKS))
 def test_detail_benchmark_scripts_run_a_qwen_checkpoint(name, sample_data, tiny_qwen):
     """The same scripts take a Qwen checkpoint (CKPT=...): its chat template, DART by the reduction ratio alone."""
-    import re
-
     env = {"PYTHON": sys.executable, "DATA_ROOT": str(sample_data), "OMP_NUM_THREADS": "2", "NAME": "e2e-qwen",
            "CKPT": str(tiny_qwen), "EVAL_ARGS": "--max_new_tokens 3"}
     proc = run_script(name, env, "0.5", timeout=MODEL_RUN_TIMEOUT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    kept, total = map(float, re.search(r"image tokens kept per question ([\d.]+) of ([\d.]+)", proc.stdout).groups())
+    kept, total = map(float, sweep.KEPT_LINE.search(proc.stdout).groups())
     assert 0 < kept < total  # pruned, by the ratio
     assert re.search(DETAIL_BENCHMARKS[name], proc.stdout + proc.stderr), proc.stdout + proc.stderr
 
