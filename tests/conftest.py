@@ -2,12 +2,22 @@
 the scripts under scripts/tiny/ as modules."""
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
 from llava.model.tiny_checkpoint import build_tiny_checkpoint
+from suite_threads import WORKER_THREADS
+
+
+def pytest_configure(config):
+    """A pytest-xdist worker (scripts/run_tests.sh starts one per core) computes on one thread, and so do the model
+    subprocesses it starts (they inherit OMP_NUM_THREADS): as many busy threads as cores, never more."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = WORKER_THREADS
+        torch.set_num_threads(int(WORKER_THREADS))
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import torch
 from llava.eval.workers import model_vqa_loader
 from llava.eval import sweep
 from recording_python import fake_python
+from suite_threads import subprocess_threads
 from suite_timeouts import hang_timeout
 from worker_helpers import DART_FLAGS, GENERATION_FLAGS, read_answers, write_textvqa_set
 
@@ -288,30 +289,61 @@ def sample_data(tmp_path_factory):
 
 
 def answer_lines(root: Path, name: str) -> dict[str, list[dict]]:
-    import json
-
     files = sorted(f for f in root.glob("**/answers/**/*.jsonl")
                    if name in (f.stem, f.parent.name) and not f.name.endswith(".errors.jsonl"))
     assert files, f"no answers file named {name}.jsonl under {root}"
-    strip = lambda line: {k: v for k, v in json.loads(line).items() if k != "answer_id"}  # noqa: E731
-    return {str(f.relative_to(root)): [strip(line) for line in f.read_text().splitlines()] for f in files}
+    return {str(f.relative_to(root)): read_answers(f) for f in files}
+
+
+def worker_calls(log: Path) -> list[tuple[str, list[str]]]:
+    """(module, arguments) of each worker a script started, from a recording interpreter's log: the calls with
+    --batch-size (eval_answers gives every worker one; scorers and converters take none)."""
+    import shlex
+
+    calls = [shlex.split(line) for line in log.read_text().splitlines()]
+    return [(words[1], words[2:]) for words in calls if words[:1] == ["-m"] and "--batch-size" in words]
+
+
+def with_flag(argv: list[str], flag: str, value: str) -> list[str]:
+    at = argv.index(flag)
+    return [*argv[:at + 1], value, *argv[at + 2:]]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SAMPLE_BENCHMARKS)
-def test_batch_size_8_answers_equal_batch_size_1_on_every_sample_benchmark(name, sample_data):
-    env = {"PYTHON": sys.executable, "DATA_ROOT": str(sample_data), "OMP_NUM_THREADS": "2"}
-    runs = {}
-    for batch in ("1", "8"):
-        proc = run_script(name, {**env, "BATCH_SIZE": batch, "NAME": f"{name}-batch{batch}"}, timeout=MODEL_RUN_TIMEOUT)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        runs[batch] = answer_lines(sample_data, f"{name}-batch{batch}")
-    (one,), (eight,) = runs["1"].values(), runs["8"].values()
-    assert len(one) >= 30 and [a["question_id"] for a in one] == [a["question_id"] for a in eight]
-    assert [a["text"] for a in eight] == [a["text"] for a in one]
-    assert [{k: v for k, v in a.items() if k != "metadata"} for a in eight] == [
-        {k: v for k, v in a.items() if k != "metadata"} for a in one]
-    assert [a["metadata"]["image_tokens_kept"] for a in eight] == [a["metadata"]["image_tokens_kept"] for a in one]
+def test_batch_size_8_answers_equal_batch_size_1_on_every_sample_benchmark(name, sample_data, tmp_path):
+    """The script at batch size 8 (its workers, scorer and converters), then each of its workers' own command again
+    at batch size 1, in this process, on as many threads: a second script run would only repeat the start of an
+    interpreter that imports torch and transformers."""
+    import importlib
+
+    log = tmp_path / "calls.log"
+    recorder = fake_python(tmp_path / "python", f"printf '%q ' \"$@\" >> {log}; echo >> {log}\n"
+                                                f'exec {sys.executable} "$@"\n')
+    threads = subprocess_threads()
+    env = {"PYTHON": str(recorder), "DATA_ROOT": str(sample_data), "OMP_NUM_THREADS": threads,
+           "BATCH_SIZE": "8", "NAME": f"{name}-batch8"}
+    proc = run_script(name, env, timeout=MODEL_RUN_TIMEOUT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    calls = worker_calls(log)
+    assert calls and all(argv[argv.index("--batch-size") + 1] == "8" for _, argv in calls)
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads))  # as the script's workers ran
+    try:
+        for k, (module, argv) in enumerate(calls):
+            eight = Path(argv[argv.index("--answers-file") + 1])
+            one = tmp_path / f"batch1-{k}.jsonl"
+            argv = with_flag(with_flag(argv, "--batch-size", "1"), "--answers-file", str(one))
+            assert importlib.import_module(module).main(argv) == 0
+            one, eight = read_answers(one), read_answers(eight)
+            assert len(one) >= 30 and [a["question_id"] for a in one] == [a["question_id"] for a in eight]
+            assert [a["text"] for a in eight] == [a["text"] for a in one]
+            assert [{k: v for k, v in a.items() if k != "metadata"} for a in eight] == [
+                {k: v for k, v in a.items() if k != "metadata"} for a in one]
+            assert [a["metadata"]["image_tokens_kept"] for a in eight] == [
+                a["metadata"]["image_tokens_kept"] for a in one]
+    finally:
+        torch.set_num_threads(before)
 
 
 # The document, chart and diagram benchmarks: their scorers' summaries on the sample sets (60 questions each).
@@ -344,7 +376,10 @@ END_TO_END = {
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(END_TO_END))
 def test_every_sample_benchmark_script_runs_end_to_end(name, sample_data):
-    env = {"PYTHON": sys.executable, "DATA_ROOT": str(sample_data), "OMP_NUM_THREADS": "2", "NAME": "e2e"}
+    # Short answers: what is tested is the script's path (workers, scorer, converters), not how long the tiny model
+    # goes on answering an open question (up to 1024 tokens for MM-Vet and LLaVA-Bench).
+    env = {"PYTHON": sys.executable, "DATA_ROOT": str(sample_data), "OMP_NUM_THREADS": subprocess_threads(), "NAME": "e2e",
+           "EVAL_ARGS": "--max_new_tokens 8"}
     proc = run_script(name, env, timeout=MODEL_RUN_TIMEOUT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(END_TO_END[name], proc.stdout + proc.stderr), proc.stdout + proc.stderr
@@ -360,7 +395,7 @@ def test_every_sample_benchmark_script_runs_end_to_end(name, sample_data):
 @pytest.mark.parametrize("name", sorted(DETAIL_BENCHMARKS))
 def test_detail_benchmark_scripts_run_end_to_end_on_the_llava_1_6_default(name, sample_data):
     """The new benchmarks on the other tiny default (anyres): the v1_6 script, its workers and its scorer."""
-    env = {"PYTHON": sys.executable, "DATA_ROOT": str(sample_data), "OMP_NUM_THREADS": "2", "NAME": "e2e-1.6"}
+    env = {"PYTHON": sys.executable, "DATA_ROOT": str(sample_data), "OMP_NUM_THREADS": subprocess_threads(), "NAME": "e2e-1.6"}
     proc = run_script(name, env, timeout=MODEL_RUN_TIMEOUT, scripts=SCRIPTS_V1_6)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "image tokens kept per question" in proc.stdout + proc.stderr
@@ -376,10 +411,12 @@ def tiny_qwen(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(DETAIL_BENCHMARKS))
+@pytest.mark.parametrize("name", ["docvqa", "ai2d"])
 def test_detail_benchmark_scripts_run_a_qwen_checkpoint(name, sample_data, tiny_qwen):
-    """The same scripts take a Qwen checkpoint (CKPT=...): its chat template, DART by the reduction ratio alone."""
-    env = {"PYTHON": sys.executable, "DATA_ROOT": str(sample_data), "OMP_NUM_THREADS": "2", "NAME": "e2e-qwen",
+    """The same scripts take a Qwen checkpoint (CKPT=...): its chat template, DART by the reduction ratio alone.
+    Two of them, a short answer and a multiple choice: every script is the same line over the shared runner, and
+    the registry's steps for each are tested without a model (test_script_runs_llavas_commands)."""
+    env = {"PYTHON": sys.executable, "DATA_ROOT": str(sample_data), "OMP_NUM_THREADS": subprocess_threads(), "NAME": "e2e-qwen",
            "CKPT": str(tiny_qwen), "EVAL_ARGS": "--max_new_tokens 3"}
     proc = run_script(name, env, "0.5", timeout=MODEL_RUN_TIMEOUT)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -40,18 +40,20 @@ def pope_subset(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_benchmarks_three_methods_two_budgets_end_to_end(tmp_path):
+def test_two_benchmarks_two_methods_end_to_end(tmp_path):
+    """DART and FastV (one prunes by duplication, one by attention) at one budget: each point is a real script run,
+    so two methods suffice (the others reach the scripts the same way, point_settings' PRUNING_METHOD); more
+    budgets are more of the same runs (their table and plot: test_a_table_column_and_a_plotted_point_per_budget)."""
     data = sample_subset(sample_subset(tmp_path / "data", "pope", 6), "gqa", 6)
     out = tmp_path / "my sweep"
-    assert sweep.main(["--out", str(out), "--benchmarks", "pope", "gqa", "--methods", "dart", "fastv", "random",
-                       "--tokens", "64", "32", "--name-prefix", "test-sweep", "--data-root", str(data)]) == 0
+    assert sweep.main(["--out", str(out), "--benchmarks", "pope", "gqa", "--methods", "dart", "fastv",
+                       "--tokens", "64", "--name-prefix", "test-sweep", "--data-root", str(data)]) == 0
     results = json.loads((out / "results.json").read_text())["results"]
     assert set(results) == {"pope", "gqa"}
     for bench, points in results.items():
-        assert set(points) == {"vanilla"} | {f"{m}-{t}" for m in ("dart", "fastv", "random") for t in (64, 32)}
+        assert set(points) == {"vanilla", "dart-64", "fastv-64"}
         assert points["vanilla"]["kept"] == 576
-        for method in ("dart", "fastv", "random"):  # the same budget keeps the same count for every method
-            assert points[f"{method}-64"]["kept"] == 60 and points[f"{method}-32"]["kept"] == 28
+        assert points["dart-64"]["kept"] == points["fastv-64"]["kept"] == 60  # the same budget, the same count
     # Each number is the scorer's own, from its result file of that run (named after the checkpoint too).
     for key, point in results["pope"].items():
         score = data / "pope" / "answers" / f"test-sweep-llava-v1.5-tiny-{key}.score.json"
@@ -65,7 +67,7 @@ def test_two_benchmarks_three_methods_two_budgets_end_to_end(tmp_path):
     assert not list((DATA / "pope").glob("answers/test-sweep-llava-v1.5-tiny-*"))  # --data-root reached the scripts
     table = (out / "results.md").read_text()
     dart = results["pope"]["dart-64"]["score"]
-    assert "| 64 budget | 32 budget |" in table
+    assert "| unpruned | 64 budget |" in table
     assert "| pope (accuracy, mean of the 3 splits) | dart | " in table and f"{dart:.1f} (60)" in table
     assert (out / "accuracy_vs_tokens.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -81,6 +83,19 @@ def fake_sweep_points(monkeypatch) -> list:
 
     monkeypatch.setattr(sweep, "run_point", fake_point)
     return calls
+
+
+def test_a_table_column_and_a_plotted_point_per_budget(tmp_path, monkeypatch):
+    calls = fake_sweep_points(monkeypatch)
+    assert sweep.main(["--out", str(tmp_path), "--benchmarks", "pope", "gqa", "--methods", "dart", "random",
+                       "--tokens", "64", "32"]) == 0
+    assert len(calls) == 2 * (1 + 2 * 2)
+    table = (tmp_path / "results.md").read_text().splitlines()
+    assert table[0] == "| benchmark (metric) | method | unpruned | 64 budget | 32 budget |"
+    rows = [line for line in table if line.startswith("| pope") or line.startswith("| gqa")]
+    assert [row.split(" | ")[1:] for row in rows] == [
+        [method, "50.0 (576)", "50.0 (60)", "50.0 (28) |"] for _ in ("pope", "gqa") for method in ("dart", "random")]
+    assert (tmp_path / "accuracy_vs_tokens.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_rerun_runs_only_the_points_it_lacks(tmp_path, monkeypatch):

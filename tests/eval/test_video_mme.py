@@ -14,6 +14,7 @@ from llava.eval.benchmarks.videomme import scorer as eval_video_mme
 from llava.eval.benchmarks.videomme import worker as model_video_mme
 from llava.eval.benchmarks.videomme.scorer import extract_characters_regex, score_video_mme
 from llava.eval.core.questions import QuestionFileError, Row
+from suite_threads import subprocess_threads
 from test_eval_scripts import MODEL_RUN_TIMEOUT, run_script
 from worker_helpers import read_answers
 
@@ -259,7 +260,7 @@ def test_script_on_the_llava_default_fails_with_one_clear_line(sample_copy):
 def test_script_end_to_end_with_qwen2_vl(qwen_ckpt, sample_copy):
     proc = run_script("videomme", {
         "PYTHON": sys.executable, "DATA_ROOT": str(sample_copy), "CKPT": str(qwen_ckpt), "NAME": "e2e",
-        "OMP_NUM_THREADS": "2", "EVAL_ARGS": "--max_new_tokens 2 --max_num_frames 2",
+        "OMP_NUM_THREADS": subprocess_threads(), "EVAL_ARGS": "--max_new_tokens 2 --max_num_frames 2",
     }, timeout=MODEL_RUN_TIMEOUT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"Video-MME: accuracy [\d.]+% over \d+ answered of 60 questions", proc.stdout), proc.stdout

@@ -365,7 +365,11 @@ def test_without_torchvision_the_processor_refuses_videos_clearly(family, checkp
 
 @pytest.mark.slow
 def test_an_unreachable_hub_id_is_a_clear_error(monkeypatch):
+    import huggingface_hub.constants
+
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import: without its constant this waits out network retries.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(FileNotFoundError, match="hub is unreachable|not a local directory"):
         load_pretrained_model("Qwen/No-Such-Model-For-Tests", None, device="cpu")
 
