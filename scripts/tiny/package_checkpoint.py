@@ -27,6 +27,22 @@ COPIED = ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
 TOWER_PREFIX = "model.vision_tower."
 
 
+def check_tower_copy(trained_weights: Path, vision_tower: Path, dtype: torch.dtype) -> None:
+    """A checkpoint-N's copy of the tower must be the tower packaged beside it (in the packaged dtype): one trained
+    with the rest (--unfreeze_mm_vision_tower) would be lost without a word."""
+    copy = {k[len(TOWER_PREFIX):].removeprefix("vision_tower."): v for k, v in load_file(trained_weights).items()
+            if k.startswith(TOWER_PREFIX)}
+    if not copy:
+        return
+    tower = load_file(vision_tower / "model.safetensors")
+    differing = sorted(k for k, v in copy.items()
+                       if k not in tower or tower[k].shape != v.shape or not torch.equal(tower[k].to(dtype), v.to(dtype)))
+    if differing:
+        raise ValueError(f"{trained_weights} holds a vision tower that is not {vision_tower} ({len(differing)} of its "
+                         f"{len(copy)} tensors differ, e.g. {differing[0]}): was the tower trained? Package it with "
+                         "--vision-tower pointing at that tower, saved on its own")
+
+
 def convert(path: Path, dtype: torch.dtype) -> None:
     state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in load_file(path).items()
              if not k.startswith(TOWER_PREFIX)}
@@ -34,6 +50,7 @@ def convert(path: Path, dtype: torch.dtype) -> None:
 
 
 def package(trained: Path, vision_tower: Path, out: Path, dtype: str, tokenizer_model: Path | None = None) -> int:
+    check_tower_copy(trained / "model.safetensors", vision_tower, getattr(torch, dtype))
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)

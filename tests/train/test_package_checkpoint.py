@@ -32,3 +32,18 @@ def test_a_training_output_packages_into_the_layout_the_loader_accepts(tmp_path,
     assert json.loads((out / "config.json").read_text())["mm_vision_tower"] == "vision_tower"
     _, model, _, _ = load_pretrained_model(str(out), None, device="cpu")  # strict: no weight left out or unplaced
     assert torch.equal(model.get_model().embed_tokens.weight.half(), weights["model.embed_tokens.weight"].half())
+
+
+def test_a_checkpoint_whose_tower_was_trained_is_refused_naming_a_tensor(tmp_path, tiny_script):
+    trained = build_tiny_checkpoint(tmp_path / "trained", seed=3)
+    weights = load_file(trained / "model.safetensors")
+    tower = load_file(trained / "vision_tower" / "model.safetensors")
+    moved = "vision_model.post_layernorm.weight"
+    tower_copy = {**tower, moved: tower[moved] + 0.5}  # as a tower trained with the rest would be
+    save_file({**weights, **{f"model.vision_tower.vision_tower.{k}": v for k, v in tower_copy.items()}},
+              str(trained / "model.safetensors"))
+
+    out = tmp_path / "packaged"
+    with pytest.raises(ValueError, match=f"1 of its {len(tower)} tensors differ, e.g. {moved}"):
+        tiny_script("package_checkpoint").package(trained, trained / "vision_tower", out, "float16")
+    assert not out.exists()  # refused before anything is written
