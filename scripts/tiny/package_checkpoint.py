@@ -35,8 +35,14 @@ def check_tower_copy(trained_weights: Path, vision_tower: Path, dtype: torch.dty
     if not copy:
         return
     tower = load_file(vision_tower / "model.safetensors")
-    differing = sorted(k for k, v in copy.items()
-                       if k not in tower or tower[k].shape != v.shape or not torch.equal(tower[k].to(dtype), v.to(dtype)))
+
+    def same(name: str, tensor: torch.Tensor) -> bool:
+        # The trainer saves CLIPVisionModel's tensors without their "vision_model." (the tower file's names).
+        original = tower.get(name, tower.get(f"vision_model.{name}"))
+        return original is not None and original.shape == tensor.shape and torch.equal(original.to(dtype),
+                                                                                       tensor.to(dtype))
+
+    differing = sorted(k for k, v in copy.items() if not same(k, v))
     if differing:
         raise ValueError(f"{trained_weights} holds a vision tower that is not {vision_tower} ({len(differing)} of its "
                          f"{len(copy)} tensors differ, e.g. {differing[0]}): was the tower trained? Package it with "
