@@ -330,9 +330,9 @@ def test_batch_size_8_answers_equal_batch_size_1_on_every_sample_benchmark(name,
     before = torch.get_num_threads()
     torch.set_num_threads(int(threads))  # as the script's workers ran
     try:
-        for k, (module, argv) in enumerate(calls):
+        for n, (module, argv) in enumerate(calls):
             eight = Path(argv[argv.index("--answers-file") + 1])
-            one = tmp_path / f"batch1-{k}.jsonl"
+            one = tmp_path / f"batch1-{n}.jsonl"
             argv = with_flag(with_flag(argv, "--batch-size", "1"), "--answers-file", str(one))
             assert importlib.import_module(module).main(argv) == 0
             one, eight = read_answers(one), read_answers(eight)
@@ -378,8 +378,8 @@ END_TO_END = {
 def test_every_sample_benchmark_script_runs_end_to_end(name, sample_data):
     # Short answers: what is tested is the script's path (workers, scorer, converters), not how long the tiny model
     # goes on answering an open question (up to 1024 tokens for MM-Vet and LLaVA-Bench).
-    env = {"PYTHON": sys.executable, "DATA_ROOT": str(sample_data), "OMP_NUM_THREADS": subprocess_threads(), "NAME": "e2e",
-           "EVAL_ARGS": "--max_new_tokens 8"}
+    env = {"PYTHON": sys.executable, "DATA_ROOT": str(sample_data), "OMP_NUM_THREADS": subprocess_threads(),
+           "NAME": "e2e", "EVAL_ARGS": "--max_new_tokens 8"}
     proc = run_script(name, env, timeout=MODEL_RUN_TIMEOUT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(END_TO_END[name], proc.stdout + proc.stderr), proc.stdout + proc.stderr
@@ -395,7 +395,8 @@ def test_every_sample_benchmark_script_runs_end_to_end(name, sample_data):
 @pytest.mark.parametrize("name", sorted(DETAIL_BENCHMARKS))
 def test_detail_benchmark_scripts_run_end_to_end_on_the_llava_1_6_default(name, sample_data):
     """The new benchmarks on the other tiny default (anyres): the v1_6 script, its workers and its scorer."""
-    env = {"PYTHON": sys.executable, "DATA_ROOT": str(sample_data), "OMP_NUM_THREADS": subprocess_threads(), "NAME": "e2e-1.6"}
+    env = {"PYTHON": sys.executable, "DATA_ROOT": str(sample_data), "OMP_NUM_THREADS": subprocess_threads(),
+           "NAME": "e2e-1.6"}
     proc = run_script(name, env, timeout=MODEL_RUN_TIMEOUT, scripts=SCRIPTS_V1_6)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "image tokens kept per question" in proc.stdout + proc.stderr
@@ -416,8 +417,8 @@ def test_detail_benchmark_scripts_run_a_qwen_checkpoint(name, sample_data, tiny_
     """The same scripts take a Qwen checkpoint (CKPT=...): its chat template, DART by the reduction ratio alone.
     Two of them, a short answer and a multiple choice: every script is the same line over the shared runner, and
     the registry's steps for each are tested without a model (test_script_runs_llavas_commands)."""
-    env = {"PYTHON": sys.executable, "DATA_ROOT": str(sample_data), "OMP_NUM_THREADS": subprocess_threads(), "NAME": "e2e-qwen",
-           "CKPT": str(tiny_qwen), "EVAL_ARGS": "--max_new_tokens 3"}
+    env = {"PYTHON": sys.executable, "DATA_ROOT": str(sample_data), "OMP_NUM_THREADS": subprocess_threads(),
+           "NAME": "e2e-qwen", "CKPT": str(tiny_qwen), "EVAL_ARGS": "--max_new_tokens 3"}
     proc = run_script(name, env, "0.5", timeout=MODEL_RUN_TIMEOUT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     kept, total = map(float, sweep.KEPT_LINE.search(proc.stdout).groups())

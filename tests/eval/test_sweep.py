@@ -43,7 +43,7 @@ def pope_subset(tmp_path):
 def test_two_benchmarks_two_methods_end_to_end(tmp_path):
     """DART and FastV (one prunes by duplication, one by attention) at one budget: each point is a real script run,
     so two methods suffice (the others reach the scripts the same way, point_settings' PRUNING_METHOD); more
-    budgets are more of the same runs (their table and plot: test_a_table_column_and_a_plotted_point_per_budget)."""
+    budgets are more of the same runs (their table: test_the_table_has_a_column_per_budget)."""
     data = sample_subset(sample_subset(tmp_path / "data", "pope", 6), "gqa", 6)
     out = tmp_path / "my sweep"
     assert sweep.main(["--out", str(out), "--benchmarks", "pope", "gqa", "--methods", "dart", "fastv",
@@ -85,7 +85,7 @@ def fake_sweep_points(monkeypatch) -> list:
     return calls
 
 
-def test_a_table_column_and_a_plotted_point_per_budget(tmp_path, monkeypatch):
+def test_the_table_has_a_column_per_budget(tmp_path, monkeypatch):
     calls = fake_sweep_points(monkeypatch)
     assert sweep.main(["--out", str(tmp_path), "--benchmarks", "pope", "gqa", "--methods", "dart", "random",
                        "--tokens", "64", "32"]) == 0
