@@ -363,7 +363,6 @@ def test_without_torchvision_the_processor_refuses_videos_clearly(family, checkp
         processor(text=["<|vision_start|><|video_pad|><|vision_end|>"], videos=[torch.zeros(2, 3, 56, 56)])
 
 
-@pytest.mark.slow
 def test_an_unreachable_hub_id_is_a_clear_error(monkeypatch):
     import huggingface_hub.constants
 
