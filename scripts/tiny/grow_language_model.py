@@ -43,7 +43,8 @@ def grown_state(state: dict[str, torch.Tensor], layers: int, copy_after: list[in
         new_index += 1
         if old in copy_after:
             for name, tensor in per_layer[old].items():
-                grown[f"model.layers.{new_index}.{name}"] = torch.zeros_like(tensor) if name in ZEROED else tensor.clone()
+                copy = torch.zeros_like(tensor) if name in ZEROED else tensor.clone()
+                grown[f"model.layers.{new_index}.{name}"] = copy
             new_index += 1
     return grown
 

@@ -32,7 +32,8 @@ def test_the_grown_model_has_the_copies_and_the_same_outputs(tmp_path, tiny_scri
     assert torch.allclose(before, after, atol=1e-3)  # float16 weights either way; zero outputs add nothing
 
     grown, source = load_file(out / "model.safetensors"), load_file(src / "model.safetensors")
-    assert torch.equal(grown["model.layers.1.self_attn.q_proj.weight"], source["model.layers.0.self_attn.q_proj.weight"])
+    query = "self_attn.q_proj.weight"
+    assert torch.equal(grown[f"model.layers.1.{query}"], source[f"model.layers.0.{query}"])
     assert torch.equal(grown["model.layers.2.mlp.up_proj.weight"], source["model.layers.1.mlp.up_proj.weight"])
     assert not grown["model.layers.3.mlp.down_proj.weight"].any()
     assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 4
