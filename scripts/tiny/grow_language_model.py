@@ -23,29 +23,34 @@ LAYER_KEY = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
 ZEROED = ("self_attn.o_proj.weight", "mlp.down_proj.weight")
 
 
-def grown_state(state: dict[str, torch.Tensor], layers: int, copy_after: list[int]) -> dict[str, torch.Tensor]:
-    """The state dict with a zero-output copy of each layer in copy_after inserted right after it."""
+def grown_order(layers: int, copy_after: list[int]) -> list[tuple[int, bool]]:
+    """(source layer, is a zero-output copy) for each layer of the grown model."""
     bad = sorted(set(copy_after) - set(range(layers)))
     if bad:
         raise ValueError(f"--copy-after names layers {bad}; the model has layers 0-{layers - 1}")
-    per_layer: dict[int, dict[str, torch.Tensor]] = {i: {} for i in range(layers)}
+    order = []
+    for old in range(layers):
+        order.append((old, False))
+        if old in copy_after:
+            order.append((old, True))
+    return order
+
+
+def grown_state(state: dict[str, torch.Tensor], order: list[tuple[int, bool]]) -> dict[str, torch.Tensor]:
+    """The state dict with its decoder layers laid out in `order` (copies with zero output projections)."""
+    per_layer: dict[int, dict[str, torch.Tensor]] = {}
     grown = {}
     for key, tensor in state.items():
         match = LAYER_KEY.match(key)
         if match:
-            per_layer[int(match.group(1))][match.group(2)] = tensor
+            per_layer.setdefault(int(match.group(1)), {})[match.group(2)] = tensor
         else:
             grown[key] = tensor
-    new_index = 0
-    for old in range(layers):
+    for new_index, (old, is_copy) in enumerate(order):
         for name, tensor in per_layer[old].items():
+            if is_copy:
+                tensor = torch.zeros_like(tensor) if name in ZEROED else tensor.clone()
             grown[f"model.layers.{new_index}.{name}"] = tensor
-        new_index += 1
-        if old in copy_after:
-            for name, tensor in per_layer[old].items():
-                copy = torch.zeros_like(tensor) if name in ZEROED else tensor.clone()
-                grown[f"model.layers.{new_index}.{name}"] = copy
-            new_index += 1
     return grown
 
 
@@ -59,7 +64,10 @@ def main(argv=None) -> int:
     config = json.loads((args.src / "config.json").read_text())
     layers = config["num_hidden_layers"]
     copy_after = list(range(layers)) if args.copy_after is None else args.copy_after
-    state = grown_state(load_file(args.src / "model.safetensors"), layers, copy_after)
+    order = grown_order(layers, copy_after)
+    if args.out.resolve() == args.src.resolve():
+        raise ValueError(f"--out is --src ({args.src}); write the grown model elsewhere")
+    state = grown_state(load_file(args.src / "model.safetensors"), order)
     args.out.mkdir(parents=True, exist_ok=True)
     for item in args.src.iterdir():
         if item.name in ("model.safetensors", "config.json") or item.name.startswith("checkpoint-"):
@@ -69,13 +77,13 @@ def main(argv=None) -> int:
             shutil.copytree(item, target, dirs_exist_ok=True)
         else:
             shutil.copy2(item, target)
-    config["num_hidden_layers"] = layers + len(copy_after)
+    config["num_hidden_layers"] = len(order)
     if "layer_types" in config:
-        config["layer_types"] = [config["layer_types"][0]] * config["num_hidden_layers"]
+        config["layer_types"] = [config["layer_types"][old] for old, _ in order]
     (args.out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     save_file(state, args.out / "model.safetensors", metadata={"format": "pt"})
-    log.info("%s: %d -> %d decoder layers (copies after %s), written to %s", args.src, layers,
-             config["num_hidden_layers"], copy_after, args.out)
+    log.info("%s: %d -> %d decoder layers (copies after %s), written to %s", args.src, layers, len(order),
+             sorted(set(copy_after)), args.out)
     return 0
 
 

@@ -39,7 +39,15 @@ def test_the_grown_model_has_the_copies_and_the_same_outputs(tmp_path, tiny_scri
     assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 4
 
 
-def test_a_layer_the_model_does_not_have_is_refused(tmp_path, tiny_script):
+def test_one_copy_after_each_named_layer_however_often_named(tiny_script):
+    order = tiny_script("grow_language_model").grown_order(3, [2, 0, 2])
+    assert order == [(0, False), (0, True), (1, False), (2, False), (2, True)]
+
+
+def test_a_layer_the_model_does_not_have_or_its_own_source_is_refused(tmp_path, tiny_script):
     src = build_tiny_checkpoint(tmp_path / "src", seed=5, num_layers=2)
+    grow = tiny_script("grow_language_model").main
     with pytest.raises(ValueError, match=r"names layers \[2\]; the model has layers 0-1"):
-        tiny_script("grow_language_model").main(["--src", str(src), "--out", str(tmp_path / "o"), "--copy-after", "2"])
+        grow(["--src", str(src), "--out", str(tmp_path / "o"), "--copy-after", "2"])
+    with pytest.raises(ValueError, match="--out is --src"):
+        grow(["--src", str(src), "--out", str(src)])
