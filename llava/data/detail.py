@@ -5,7 +5,9 @@ benchmark's worker writes, about images from the "train" split of its generator 
 
 `write_detail_set(out, seed, n_images, kinds)` writes out/images/detail<seed>/<kind>_<k>.png and
 out/llava_tiny_detail.json (LLaVA's conversation format, `<image>` in the first human turn). The tiny models'
-cards continue their training on it (scripts/tiny/train_detail.sh).
+cards continue their training on it (scripts/tiny/train_detail.sh). `write_described_detail_set` writes the same
+kinds of pages described in words instead of drawn (documents, infographics, charts): text-only conversations
+for a text stage.
 """
 
 from __future__ import annotations
@@ -29,24 +31,29 @@ from llava.eval.core.prompt_texts import OPTION_PROMPT, SHORT_ANSWER_PROMPT
 Turn = tuple[str, str]  # (the user turn as the benchmark's worker writes it, the answer)
 
 
+def _page_turns(page: documents.Page, rng: random.Random, turns: int) -> list[Turn]:
+    return [(f"{qa.question}\n{SHORT_ANSWER_PROMPT}", documents.drawn_answer(qa))
+            for qa in documents.page_qa_pairs(page, rng, k=turns)]
+
+
+def _chart_turns(chart: charts.Chart, rng: random.Random, turns: int) -> list[Turn]:
+    qas = charts.chart_questions(chart, rng, min(turns, len(charts.KINDS)), rng.choice(charts.PHRASINGS))
+    return [(f"{qa.question}\n{charts.CHART_PROMPT}", qa.answer) for qa in qas]
+
+
 def _document(rng: random.Random, turns: int) -> tuple[Image.Image, list[Turn]]:
     page = documents.sample_document(rng, split="train")
-    qas = documents.page_qa_pairs(page, rng, k=turns)
-    return documents.render_page(page), [(f"{qa.question}\n{SHORT_ANSWER_PROMPT}", documents.drawn_answer(qa))
-                                         for qa in qas]
+    return documents.render_page(page), _page_turns(page, rng, turns)
 
 
 def _infographic(rng: random.Random, turns: int) -> tuple[Image.Image, list[Turn]]:
     page = documents.sample_infographic(rng, split="train")
-    qas = documents.page_qa_pairs(page, rng, k=turns)
-    return documents.render_page(page), [(f"{qa.question}\n{SHORT_ANSWER_PROMPT}", documents.drawn_answer(qa))
-                                         for qa in qas]
+    return documents.render_page(page), _page_turns(page, rng, turns)
 
 
 def _chart(rng: random.Random, turns: int) -> tuple[Image.Image, list[Turn]]:
     chart = charts.sample_chart(rng, split="train")
-    qas = charts.chart_questions(chart, rng, min(turns, len(charts.KINDS)), rng.choice(charts.PHRASINGS))
-    return charts.render_chart(chart), [(f"{qa.question}\n{charts.CHART_PROMPT}", qa.answer) for qa in qas]
+    return charts.render_chart(chart), _chart_turns(chart, rng, turns)
 
 
 def options_block(options: tuple[str, ...]) -> str:
@@ -89,6 +96,62 @@ KINDS: dict[str, Callable[[random.Random, int], tuple[Image.Image, list[Turn]]]]
 }
 
 
+# ------------------------------------------------------------------------------------ the same pages in words
+# A text stage before an image stage is what carried the scene world's relations over to images
+# (docs/tiny_model_history.md): the language model first learns "which word is under CAT?" from a listing of
+# the page, then only has to learn to read that listing off the image tokens.
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
+def _listing(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def describe_document(doc: documents.Document) -> str:
+    """"a table with CAT in the top left cell and DOG in the center cell." (filled cells in reading order)."""
+    return f"a table with {_listing([f'{w.text} in the {documents.CELL_NAMES[w.cell]} cell' for w in doc.words])}."
+
+
+def describe_infographic(info: documents.Infographic) -> str:
+    """"a legend: a red star next to CAT and an orange circle next to DOG; also a green square, on a white
+    background." (legend entries top to bottom, then the loose shapes)."""
+    labelled = [f"{_a(shape.color)} {shape.kind} next to {word.text}" for shape, word in info.labelled()]
+    in_legend = {shape.cell for shape, _ in info.labelled()}
+    loose = [f"{_a(s.color)} {s.kind}" for s in info.shapes if s.cell not in in_legend]
+    also = f"; also {_listing(loose)}" if loose else ""
+    return f"a legend: {_listing(labelled)}{also}, on a {info.background} background."
+
+
+def describe_chart(chart: charts.Chart) -> str:
+    """"a bar chart with 3 bars, from left to right: a red bar for CAT at 45, ... and a blue bar for DOG at 70."
+    (the values as the data has them, whether the chart writes them or only has an axis)."""
+    bars = [f"{_a(b.color)} bar for {b.label} at {b.value}" for b in chart.bars]
+    return f"a bar chart with {len(bars)} bars, from left to right: {_listing(bars)}."
+
+
+def _described_document(rng: random.Random, turns: int) -> tuple[str, list[Turn]]:
+    page = documents.sample_document(rng, split="train")
+    return describe_document(page), _page_turns(page, rng, turns)
+
+
+def _described_infographic(rng: random.Random, turns: int) -> tuple[str, list[Turn]]:
+    page = documents.sample_infographic(rng, split="train")
+    return describe_infographic(page), _page_turns(page, rng, turns)
+
+
+def _described_chart(rng: random.Random, turns: int) -> tuple[str, list[Turn]]:
+    chart = charts.sample_chart(rng, split="train")
+    return describe_chart(chart), _chart_turns(chart, rng, turns)
+
+
+DESCRIBED_KINDS: dict[str, Callable[[random.Random, int], tuple[str, list[Turn]]]] = {
+    "document": _described_document, "infographic": _described_infographic, "chart": _described_chart,
+}
+
+
 def detail_record(record_id: str, image: str, turns: list[Turn]) -> dict:
     conversation = []
     for k, (question, answer) in enumerate(turns):
@@ -120,5 +183,39 @@ def write_detail_set(out: str | Path, seed: int, n_images: int, kinds: list[str]
         if progress:
             progress(k)
     path = out / "llava_tiny_detail.json"
+    path.write_text(json.dumps(records))
+    return path
+
+
+def described_record(record_id: str, description: str, turns: list[Turn]) -> dict:
+    """A text-only conversation: "The image shows <description>" leads the first human turn, where the image
+    would be (the scene world's described scenes, `llava.data.synthetic.described_conversation`)."""
+    record = detail_record(record_id, "", turns)
+    del record["image"]
+    first = record["conversations"][0]
+    first["value"] = first["value"].replace(DEFAULT_IMAGE_TOKEN, f"The image shows {description}", 1)
+    return record
+
+
+def write_described_detail_set(out: str | Path, seed: int, n: int, kinds: list[str], turns: tuple[int, int] = (4, 8),
+                               progress: Callable[[int], None] | None = None) -> Path:
+    """n text-only conversations about pages described in words (`DESCRIBED_KINDS`, drawn in turn from `kinds`),
+    written to out/llava_tiny_detail_described.json. Their pages come from another random stream than
+    `write_detail_set`'s images of the same seed. Deterministic."""
+    unknown = sorted(set(kinds) - set(DESCRIBED_KINDS))
+    if unknown:
+        raise ValueError(f"kinds without a description {unknown}; described: {sorted(DESCRIBED_KINDS)}")
+    records = []
+    for k in range(n):
+        kind = kinds[k % len(kinds)]
+        rng = random.Random(f"described-detail/{seed}/{k}")
+        description, qa_turns = DESCRIBED_KINDS[kind](rng, rng.randint(*turns))
+        if qa_turns:
+            records.append(described_record(f"described{seed}_{kind}_{k}", description, qa_turns))
+        if progress:
+            progress(k)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "llava_tiny_detail_described.json"
     path.write_text(json.dumps(records))
     return path
