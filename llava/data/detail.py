@@ -41,19 +41,17 @@ def _chart_turns(chart: charts.Chart, rng: random.Random, turns: int) -> list[Tu
     return [(f"{qa.question}\n{charts.CHART_PROMPT}", qa.answer) for qa in qas]
 
 
-def _document(rng: random.Random, turns: int) -> tuple[Image.Image, list[Turn]]:
-    page = documents.sample_document(rng, split="train")
-    return documents.render_page(page), _page_turns(page, rng, turns)
+def _page_kind(sample: Callable, show: Callable, ask: Callable) -> Callable[[random.Random, int], tuple]:
+    """A kind of page: (rng, turns) -> (the "train"-split page shown by `show`, `turns` questions about it)."""
+    def make(rng: random.Random, turns: int) -> tuple:
+        page = sample(rng, split="train")
+        return show(page), ask(page, rng, turns)
+    return make
 
 
-def _infographic(rng: random.Random, turns: int) -> tuple[Image.Image, list[Turn]]:
-    page = documents.sample_infographic(rng, split="train")
-    return documents.render_page(page), _page_turns(page, rng, turns)
-
-
-def _chart(rng: random.Random, turns: int) -> tuple[Image.Image, list[Turn]]:
-    chart = charts.sample_chart(rng, split="train")
-    return charts.render_chart(chart), _chart_turns(chart, rng, turns)
+_document = _page_kind(documents.sample_document, documents.render_page, _page_turns)
+_infographic = _page_kind(documents.sample_infographic, documents.render_page, _page_turns)
+_chart = _page_kind(charts.sample_chart, charts.render_chart, _chart_turns)
 
 
 def options_block(options: tuple[str, ...]) -> str:
@@ -132,32 +130,24 @@ def describe_chart(chart: charts.Chart) -> str:
     return f"a bar chart with {len(bars)} bars, from left to right: {_listing(bars)}."
 
 
-def _described_document(rng: random.Random, turns: int) -> tuple[str, list[Turn]]:
-    page = documents.sample_document(rng, split="train")
-    return describe_document(page), _page_turns(page, rng, turns)
-
-
-def _described_infographic(rng: random.Random, turns: int) -> tuple[str, list[Turn]]:
-    page = documents.sample_infographic(rng, split="train")
-    return describe_infographic(page), _page_turns(page, rng, turns)
-
-
-def _described_chart(rng: random.Random, turns: int) -> tuple[str, list[Turn]]:
-    chart = charts.sample_chart(rng, split="train")
-    return describe_chart(chart), _chart_turns(chart, rng, turns)
-
-
 DESCRIBED_KINDS: dict[str, Callable[[random.Random, int], tuple[str, list[Turn]]]] = {
-    "document": _described_document, "infographic": _described_infographic, "chart": _described_chart,
+    "document": _page_kind(documents.sample_document, describe_document, _page_turns),
+    "infographic": _page_kind(documents.sample_infographic, describe_infographic, _page_turns),
+    "chart": _page_kind(charts.sample_chart, describe_chart, _chart_turns),
 }
 
 
-def detail_record(record_id: str, image: str, turns: list[Turn]) -> dict:
+def _conversation(turns: list[Turn], lead: str) -> list[dict]:
+    """LLaVA's turns, `lead` (the image token, or the page in words) opening the first human turn."""
     conversation = []
     for k, (question, answer) in enumerate(turns):
-        conversation.append({"from": "human", "value": f"{DEFAULT_IMAGE_TOKEN}\n{question}" if k == 0 else question})
+        conversation.append({"from": "human", "value": f"{lead}\n{question}" if k == 0 else question})
         conversation.append({"from": "gpt", "value": answer})
-    return {"id": record_id, "image": image, "conversations": conversation}
+    return conversation
+
+
+def detail_record(record_id: str, image: str, turns: list[Turn]) -> dict:
+    return {"id": record_id, "image": image, "conversations": _conversation(turns, DEFAULT_IMAGE_TOKEN)}
 
 
 def write_detail_set(out: str | Path, seed: int, n_images: int, kinds: list[str], turns: tuple[int, int] = (4, 8),
@@ -190,11 +180,7 @@ def write_detail_set(out: str | Path, seed: int, n_images: int, kinds: list[str]
 def described_record(record_id: str, description: str, turns: list[Turn]) -> dict:
     """A text-only conversation: "The image shows <description>" leads the first human turn, where the image
     would be (the scene world's described scenes, `llava.data.synthetic.described_conversation`)."""
-    record = detail_record(record_id, "", turns)
-    del record["image"]
-    first = record["conversations"][0]
-    first["value"] = first["value"].replace(DEFAULT_IMAGE_TOKEN, f"The image shows {description}", 1)
-    return record
+    return {"id": record_id, "conversations": _conversation(turns, f"The image shows {description}")}
 
 
 def write_described_detail_set(out: str | Path, seed: int, n: int, kinds: list[str], turns: tuple[int, int] = (4, 8),
