@@ -76,8 +76,10 @@ def portable_vision_tower(config, output_dir: str):
 def save_llava_checkpoint(model, tokenizer, output_dir: str) -> None:
     """Save in LLaVA's layout: language model + projector weights; the vision tower is named by the config
     (`mm_vision_tower`) and loaded from there, so its weights are left out (a local tower is copied in, see
-    `portable_vision_tower`)."""
-    state = {k: v for k, v in model.state_dict().items() if "vision_tower" not in k}
+    `portable_vision_tower`), unless it was trained (`unfreeze_mm_vision_tower`): then they are saved under
+    `model.vision_tower.vision_tower.*`, as in the released LLaVA-1.6 checkpoints."""
+    keep_tower = bool(getattr(model.config, "unfreeze_mm_vision_tower", False))
+    state = {k: v for k, v in model.state_dict().items() if keep_tower or "vision_tower" not in k}
     with portable_vision_tower(model.config, output_dir):
         model.save_pretrained(output_dir, state_dict=state)
     tokenizer.save_pretrained(output_dir)

@@ -14,6 +14,10 @@ class ModelArguments:
     freeze_backbone: bool = dataclasses.field(default=False)
     tune_mm_mlp_adapter: bool = dataclasses.field(default=False, metadata={"help": "train the projector only"})
     vision_tower: str | None = dataclasses.field(default=None)
+    unfreeze_mm_vision_tower: bool = dataclasses.field(
+        default=False, metadata={"help": "train the vision tower with the rest (LLaVA-NeXT's flag); its weights are "
+                                         "then saved inside the checkpoint, as the released LLaVA-1.6 ones are"}
+    )
     mm_vision_select_layer: int = dataclasses.field(default=-1)
     pretrain_mm_mlp_adapter: str | None = dataclasses.field(default=None, metadata={"help": "stage-1 mm_projector file"})
     mm_projector_type: str = dataclasses.field(default="linear")
@@ -58,6 +62,9 @@ class TrainingArguments(transformers.TrainingArguments):
     lora_weight_path: str = ""
     lora_bias: str = "none"
     mm_projector_lr: float | None = None
+    mm_vision_tower_lr: float | None = dataclasses.field(
+        default=None, metadata={"help": "the vision tower's own learning rate (with --unfreeze_mm_vision_tower)"}
+    )
     group_by_modality_length: bool = dataclasses.field(default=False)
     attn_implementation: str = dataclasses.field(default="sdpa", metadata={"help": "eager, sdpa or flash_attention_2"})
     # Removed from transformers 5; accepted here so LLaVA's scripts run unchanged.

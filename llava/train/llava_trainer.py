@@ -1,7 +1,7 @@
 """`LLaVATrainer`: the HF Trainer plus LLaVA's three additions.
 
 1. `group_by_modality_length`: batches hold either image samples or text-only samples, of similar length.
-2. `mm_projector_lr`: the projector gets its own learning rate.
+2. `mm_projector_lr` / `mm_vision_tower_lr`: the projector / a trained vision tower gets its own learning rate.
 3. `tune_mm_mlp_adapter` (stage 1): checkpoints hold only the projector (`mm_projector.bin`), as LLaVA's.
 """
 
@@ -73,29 +73,29 @@ class LLaVATrainer(Trainer):
         return super()._get_train_sampler(train_dataset)
 
     def create_optimizer(self):
-        if self.optimizer is not None or self.args.mm_projector_lr is None:
+        own_lr = {"mm_projector": self.args.mm_projector_lr,
+                  "vision_tower": getattr(self.args, "mm_vision_tower_lr", None)}
+        own_lr = {part: lr for part, lr in own_lr.items() if lr is not None}
+        if self.optimizer is not None or not own_lr:
             return super().create_optimizer()
         model = self.model
         decay = set(get_parameter_names(model, [torch.nn.LayerNorm])) - {n for n, _ in model.named_parameters() if "bias" in n}
-        projector = {n for n, _ in model.named_parameters() if "mm_projector" in n}
-        trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-
-        def group(names_filter, weight_decay, lr=None):
-            params = [p for n, p in trainable if names_filter(n)]
-            entry = {"params": params, "weight_decay": weight_decay}
-            if lr is not None:
-                entry["lr"] = lr
-            return entry
-
-        wd, plr = self.args.weight_decay, self.args.mm_projector_lr
-        groups = [
-            group(lambda n: n in decay and n not in projector, wd),
-            group(lambda n: n not in decay and n not in projector, 0.0),
-            group(lambda n: n in decay and n in projector, wd, plr),
-            group(lambda n: n not in decay and n in projector, 0.0, plr),
-        ]
+        # One group per (part with its own learning rate or None, decayed or not), in a fixed order.
+        groups: dict[tuple[str | None, bool], list] = {}
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                part = next((part for part in own_lr if part in name), None)
+                groups.setdefault((part, name in decay), []).append(p)
+        entries = []
+        for part in (None, *own_lr):
+            for decayed in (True, False):
+                if groups.get((part, decayed)):
+                    entry = {"params": groups[part, decayed], "weight_decay": self.args.weight_decay if decayed else 0.0}
+                    if part is not None:
+                        entry["lr"] = own_lr[part]
+                    entries.append(entry)
         optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, model)
-        self.optimizer = optimizer_cls([g for g in groups if g["params"]], **optimizer_kwargs)
+        self.optimizer = optimizer_cls(entries, **optimizer_kwargs)
         return self.optimizer
 
     def _save_checkpoint(self, model, trial):

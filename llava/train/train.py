@@ -140,10 +140,30 @@ def setup_vision(model, tokenizer, model_args, data_args, training_args) -> None
     config.freeze_mm_mlp_adapter = training_args.freeze_mm_mlp_adapter
     if training_args.freeze_mm_mlp_adapter:
         base.mm_projector.requires_grad_(False)
+    setup_tower_training(tower, config, model_args, training_args)
     config.mm_use_im_start_end = training_args.use_im_start_end = model_args.mm_use_im_start_end
     config.mm_projector_lr = training_args.mm_projector_lr
     config.mm_use_im_patch_token = model_args.mm_use_im_patch_token
     add_image_tokens(model, tokenizer, model_args)
+
+
+def setup_tower_training(tower, config, model_args, training_args) -> None:
+    """`--unfreeze_mm_vision_tower`: the tower trains with the rest (at `--mm_vision_tower_lr` when given), and
+    the config says its weights are in the checkpoint (`unfreeze_mm_vision_tower`, as LLaVA-NeXT writes it), so
+    that the saved checkpoints carry them and the loader takes them from there. A checkpoint that already
+    carries a fine-tuned tower keeps saying so while its tower stays frozen: saving only the named tower's
+    original weights would drop the fine-tuned ones without a word."""
+    unfreeze = model_args.unfreeze_mm_vision_tower
+    if unfreeze and model_args.tune_mm_mlp_adapter:
+        raise ValueError("--tune_mm_mlp_adapter trains the projector only: it cannot --unfreeze_mm_vision_tower")
+    if training_args.mm_vision_tower_lr is not None and not unfreeze:
+        raise ValueError("--mm_vision_tower_lr is the learning rate of a trained tower: add --unfreeze_mm_vision_tower")
+    config.unfreeze_mm_vision_tower = unfreeze or bool(getattr(tower, "weights_in_checkpoint", False))
+    config.mm_vision_tower_lr = training_args.mm_vision_tower_lr
+    # Explicitly both ways: a tower whose weights came with the checkpoint's gets trainable parameters from the
+    # loader, as the language model's.
+    tower.vision_tower.requires_grad_(unfreeze)
+    tower.unfrozen = unfreeze
 
 
 def grid_pinpoints(model_args, config) -> list[list[int]]:
@@ -275,6 +295,8 @@ def run(model_args, data_args, training_args, attn_implementation: str | None = 
         model = apply_lora(model, training_args)
         if model_args.vision_tower is not None and not training_args.freeze_mm_mlp_adapter:
             model.get_model().mm_projector.requires_grad_(True)  # peft froze it; LLaVA trains it beside LoRA
+        if model_args.unfreeze_mm_vision_tower:
+            model.get_vision_tower().vision_tower.requires_grad_(True)  # as LLaVA-NeXT: the tower in full
     data_module = make_supervised_data_module(samples, tokenizer, data_args, model_args.version)
     trainer = LLaVATrainer(model=model, processing_class=tokenizer, args=training_args, **data_module)
     resume = any(pathlib.Path(training_args.output_dir).glob("checkpoint-*"))

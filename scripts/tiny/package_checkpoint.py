@@ -4,7 +4,8 @@ r"""Turn a trained stage-2 output into the portable, committed tiny checkpoint.
         --out checkpoints/llava-v1.5-tiny [--dtype float16]
 
 The result is the original LLaVA layout with the tower inside it: `mm_vision_tower: "vision_tower"` is
-resolved against the checkpoint directory by the loader, so the directory works wherever it is cloned.
+resolved against the checkpoint directory by the loader, so the directory works wherever it is cloned. A run
+trained with --unfreeze_mm_vision_tower carries its tower in its weights: those replace the copy's vision tensors.
 """
 
 from __future__ import annotations
@@ -22,16 +23,16 @@ COPIED = ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
           "generation_config.json")
 
 
-# The trainer's intermediate checkpoints (checkpoint-N) also hold the frozen tower under this prefix; the packaged
-# layout keeps the tower in vision_tower/ only (the loader refuses tensors that have no place in the model).
+# The trainer's intermediate checkpoints (checkpoint-N) also hold the frozen tower under this prefix, and every
+# checkpoint of a run with --unfreeze_mm_vision_tower the trained one; the packaged layout keeps the tower in
+# vision_tower/ only (the loader refuses tensors that have no place in the model).
 TOWER_PREFIX = "model.vision_tower."
 
 
 def check_tower_copy(trained_weights: Path, vision_tower: Path, dtype: torch.dtype) -> None:
     """A checkpoint-N's copy of the tower must be the tower packaged beside it (in the packaged dtype): one trained
     with the rest (--unfreeze_mm_vision_tower) would be lost without a word."""
-    copy = {k[len(TOWER_PREFIX):].removeprefix("vision_tower."): v for k, v in load_file(trained_weights).items()
-            if k.startswith(TOWER_PREFIX)}
+    copy = tower_tensors(trained_weights)
     if not copy:
         return
     tower = load_file(vision_tower / "model.safetensors")
@@ -49,6 +50,28 @@ def check_tower_copy(trained_weights: Path, vision_tower: Path, dtype: torch.dty
                          "--vision-tower pointing at that tower, saved on its own")
 
 
+def tower_tensors(trained_weights: Path) -> dict[str, torch.Tensor]:
+    """The tower's tensors in a checkpoint's weights, named as in CLIPVisionModel's state dict."""
+    return {k[len(TOWER_PREFIX):].removeprefix("vision_tower."): v for k, v in load_file(trained_weights).items()
+            if k.startswith(TOWER_PREFIX)}
+
+
+def write_trained_tower(trained_weights: Path, tower_file: Path) -> None:
+    """A tower trained with the rest (the config's `unfreeze_mm_vision_tower`) replaces the packaged tower's
+    vision tensors: the tiny checkpoints keep their tower in vision_tower/, whether it was trained or not."""
+    trained, tower = tower_tensors(trained_weights), load_file(tower_file)
+    if not trained:
+        raise ValueError(f"{trained_weights}: the config sets unfreeze_mm_vision_tower, but it holds no tower tensors "
+                         f"({TOWER_PREFIX}*)")
+    for name, tensor in trained.items():
+        target = name if name in tower else f"vision_model.{name}"
+        if target not in tower or tower[target].shape != tensor.shape:
+            raise ValueError(f"{trained_weights}: its tower tensor {name} {tuple(tensor.shape)} has no place in "
+                             f"{tower_file}: was it trained from another tower?")
+        tower[target] = tensor
+    save_file({k: v.contiguous() for k, v in tower.items()}, str(tower_file), metadata={"format": "pt"})
+
+
 def convert(path: Path, dtype: torch.dtype) -> None:
     state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in load_file(path).items()
              if not k.startswith(TOWER_PREFIX)}
@@ -56,7 +79,10 @@ def convert(path: Path, dtype: torch.dtype) -> None:
 
 
 def package(trained: Path, vision_tower: Path, out: Path, dtype: str, tokenizer_model: Path | None = None) -> int:
-    check_tower_copy(trained / "model.safetensors", vision_tower, getattr(torch, dtype))
+    config = json.loads((trained / "config.json").read_text())
+    tower_trained = bool(config.get("unfreeze_mm_vision_tower"))
+    if not tower_trained:
+        check_tower_copy(trained / "model.safetensors", vision_tower, getattr(torch, dtype))
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -67,7 +93,9 @@ def package(trained: Path, vision_tower: Path, out: Path, dtype: str, tokenizer_
         # transformers 5 saves tokenizer.json only; LLaVA checkpoints carry the SentencePiece model too.
         shutil.copy(tokenizer_model, out / "tokenizer.model")
     shutil.copytree(vision_tower, out / "vision_tower")
-    config = json.loads((trained / "config.json").read_text())
+    if tower_trained:
+        write_trained_tower(trained / "model.safetensors", out / "vision_tower" / "model.safetensors")
+        config["unfreeze_mm_vision_tower"] = False  # its weights are now those of vision_tower/
     config["mm_vision_tower"] = "vision_tower"
     config["torch_dtype"] = dtype
     config.pop("dtype", None)

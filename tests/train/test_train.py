@@ -115,6 +115,7 @@ def args_for(tmp_path, base, tower, data, out, version, **training):
     model = ModelArguments(model_name_or_path=str(base), version=version, vision_tower=tower and str(tower),
                            mm_vision_select_layer=-2, mm_projector_type="mlp2x_gelu", mm_use_im_patch_token=False,
                            tune_mm_mlp_adapter=training.pop("tune_mm_mlp_adapter", False),
+                           unfreeze_mm_vision_tower=training.pop("unfreeze_mm_vision_tower", False),
                            pretrain_mm_mlp_adapter=training.pop("pretrain_mm_mlp_adapter", None))
     data_args = DataArguments(data_path=str(data), image_folder=str(tmp_path / "data" / "images"), image_aspect_ratio="pad")
     defaults = dict(output_dir=str(out), use_cpu=True, per_device_train_batch_size=2, learning_rate=1e-3,
@@ -219,6 +220,56 @@ def test_a_checkpoint_trained_with_a_relative_local_tower_loads_from_anywhere(tm
     tower = model.get_vision_tower().vision_tower
     reference = CLIPVisionModel.from_pretrained(work / "towers" / "clip")
     assert all(torch.equal(a, b) for a, b in zip(tower.state_dict().values(), reference.state_dict().values()))
+
+
+TOWER_KEY = "model.vision_tower.vision_tower.encoder.layers.0.self_attn.q_proj.weight"
+
+
+def test_an_unfrozen_tower_trains_at_its_own_rate_is_saved_in_the_checkpoint_and_packaged(tmp_path, tiny_ckpt,
+                                                                                         tiny_script):
+    """--unfreeze_mm_vision_tower (LLaVA-NeXT's flag): the tower's parameters train, in their own optimizer group at
+    --mm_vision_tower_lr; the checkpoint carries them as the released LLaVA-1.6 ones do (config
+    unfreeze_mm_vision_tower, tensors under model.vision_tower.vision_tower.*) and loads with them; a later run
+    without the flag keeps them; the packager moves them into vision_tower/."""
+    original = load_file(tiny_ckpt / "vision_tower" / "model.safetensors")
+    data = write_dataset(tmp_path / "data", 2)
+    trainer = run(*args_for(tmp_path, tiny_ckpt, tiny_ckpt / "vision_tower", data, tmp_path / "out", "v1",
+                            unfreeze_mm_vision_tower=True, mm_vision_tower_lr=2e-3, learning_rate=1e-3))
+    tower_params = {id(p) for n, p in trainer.model.named_parameters() if "vision_tower" in n}
+    groups = [g for g in trainer.optimizer.param_groups if any(id(p) in tower_params for p in g["params"])]
+    assert groups and all(g["initial_lr"] == 2e-3 and {id(p) for p in g["params"]} <= tower_params for g in groups)
+    assert sum(len(g["params"]) for g in groups) == len(tower_params)
+
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["unfreeze_mm_vision_tower"] is True and config["mm_vision_tower_lr"] == 2e-3
+    saved = load_file(tmp_path / "out" / "model.safetensors")
+    trained = saved[TOWER_KEY]
+    assert not torch.equal(trained, original["vision_model.encoder.layers.0.self_attn.q_proj.weight"])
+    _, model, _, _ = load_pretrained_model(str(tmp_path / "out"), None, device="cpu")
+    assert torch.equal(dict(model.named_parameters())[TOWER_KEY], trained)
+
+    run(*args_for(tmp_path, tmp_path / "out", tiny_ckpt / "vision_tower", data, tmp_path / "frozen", "v1"))
+    assert json.loads((tmp_path / "frozen" / "config.json").read_text())["unfreeze_mm_vision_tower"] is True
+    assert torch.equal(load_file(tmp_path / "frozen" / "model.safetensors")[TOWER_KEY], trained)
+
+    packaged = tmp_path / "packaged"
+    tiny_script("package_checkpoint").package(tmp_path / "out", tiny_ckpt / "vision_tower", packaged, "float32")
+    assert json.loads((packaged / "config.json").read_text())["unfreeze_mm_vision_tower"] is False
+    assert not any("vision_tower" in k for k in load_file(packaged / "model.safetensors"))
+    tower_file = load_file(packaged / "vision_tower" / "model.safetensors")
+    assert torch.equal(tower_file["vision_model.encoder.layers.0.self_attn.q_proj.weight"], trained)
+    _, repackaged, _, _ = load_pretrained_model(str(packaged), None, device="cpu")
+    image = torch.randn(1, 3, 336, 336, generator=torch.Generator().manual_seed(0))
+    ids = torch.tensor([[1, IMAGE_TOKEN_INDEX, 5, 6]])
+    with torch.no_grad():
+        torch.testing.assert_close(repackaged(input_ids=ids, images=image).logits,
+                                   model(input_ids=ids, images=image).logits, rtol=0, atol=1e-5)
+
+
+def test_a_tower_learning_rate_without_unfreezing_is_refused(tmp_path, tiny_ckpt):
+    with pytest.raises(ValueError, match="add --unfreeze_mm_vision_tower"):
+        run(*args_for(tmp_path, tiny_ckpt, tiny_ckpt / "vision_tower", write_dataset(tmp_path / "data", 2),
+                      tmp_path / "out", "v1", mm_vision_tower_lr=1e-4))
 
 
 def test_a_pruned_training_step_takes_the_loss_over_exactly_the_kept_positions(tiny_ckpt):

@@ -84,6 +84,7 @@ class CLIPVisionTower(nn.Module):
     def __init__(self, vision_tower: str, args, delay_load: bool = False):
         super().__init__()
         self.is_loaded = False
+        self.unfrozen = False  # trained with the rest: forward keeps gradients
         self.vision_tower_name = vision_tower
         self.select_layer = args.mm_vision_select_layer
         self.select_feature = getattr(args, "mm_vision_select_feature", "patch")
@@ -118,10 +119,12 @@ class CLIPVisionTower(nn.Module):
         features = hidden_states[self.select_layer]
         return features[:, 1:] if self.select_feature == "patch" else features
 
-    @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images: (N, 3, H, W) -> (N, num_patches, hidden) in the input's dtype."""
-        outputs = self.vision_tower(images.to(device=self.device, dtype=self.dtype), output_hidden_states=True)
+        """images: (N, 3, H, W) -> (N, num_patches, hidden) in the input's dtype. Without gradients unless the
+        tower is being trained (`unfrozen`, set by `--unfreeze_mm_vision_tower`): LoRA's adapters, matched by
+        layer name, also land in the tower's q/k/v projections, and LLaVA leaves those untrained."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.unfrozen):
+            outputs = self.vision_tower(images.to(device=self.device, dtype=self.dtype), output_hidden_states=True)
         return self.feature_select(outputs.hidden_states).to(images.dtype)
 
     @torch.no_grad()
