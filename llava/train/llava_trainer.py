@@ -74,7 +74,7 @@ class LLaVATrainer(Trainer):
 
     def create_optimizer(self):
         own_lr = {"mm_projector": self.args.mm_projector_lr,
-                  "vision_tower": getattr(self.args, "mm_vision_tower_lr", None)}
+                  "vision_tower": self.args.mm_vision_tower_lr}
         own_lr = {part: lr for part, lr in own_lr.items() if lr is not None}
         if self.optimizer is not None or not own_lr:
             return super().create_optimizer()

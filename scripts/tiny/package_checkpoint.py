@@ -30,8 +30,8 @@ TOWER_PREFIX = "model.vision_tower."
 
 
 def check_tower_copy(trained_weights: Path, vision_tower: Path, dtype: torch.dtype) -> None:
-    """A checkpoint-N's copy of the tower must be the tower packaged beside it (in the packaged dtype): one trained
-    with the rest (--unfreeze_mm_vision_tower) would be lost without a word."""
+    """A checkpoint-N's copy of the tower must be the tower packaged beside it (in the packaged dtype) when its config
+    does not say the tower was trained: a tower changed some other way would be lost without a word."""
     copy = tower_tensors(trained_weights)
     if not copy:
         return
