@@ -94,12 +94,14 @@ class Chart:
         width = (PLOT_RIGHT - PLOT_LEFT) / len(self.bars)
         return PLOT_LEFT + i * width, PLOT_LEFT + (i + 1) * width
 
-    def bar_box(self, i: int) -> tuple[int, int, int, int]:
-        """(x0, top, x1, BASELINE) of bar i: its pixels are x0 <= x < x1, top <= y < BASELINE."""
+    def bar_box(self, i: int, height: int | None = None) -> tuple[int, int, int, int]:
+        """(x0, top, x1, BASELINE) of bar i: its pixels are x0 <= x < x1, top <= y < BASELINE. The bar stands
+        `height` value units tall (default: its value)."""
         left, right = self.slot(i)
         width = min(BAR_MAX_WIDTH, int((right - left) * 0.6))
         x0 = round((left + right) / 2 - width / 2)
-        return x0, BASELINE - round(self.bars[i].value * UNIT), x0 + width, BASELINE
+        units = self.bars[i].value if height is None else height
+        return x0, BASELINE - round(units * UNIT), x0 + width, BASELINE
 
 
 def chart_split(chart: Chart) -> str:
@@ -147,8 +149,13 @@ def _text(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, font, a
     draw.text(xy, text, fill=WORD_INK, font=font, anchor=anchor, stroke_width=STROKE, stroke_fill=WORD_INK)
 
 
-def render_chart(chart: Chart) -> Image.Image:
-    """The chart as a 336x336 RGB image: grid and axis (axis style), bars, baseline, digits, labels."""
+def render_chart(chart: Chart, heights: tuple[int, ...] | None = None) -> Image.Image:
+    """The chart as a 336x336 RGB image: grid and axis (axis style), bars, baseline, digits, labels.
+    heights: the bars' heights in value units when they are not the values (training charts whose written
+    digits are the only way to read a value, `llava.data.detail`'s "chart_digits"); values style only."""
+    if heights is not None and (chart.style != "values" or len(heights) != len(chart.bars)):
+        raise ValueError(f"heights need a values-style chart and one height per bar, got {len(heights)} heights "
+                         f"for a {chart.style}-style chart of {len(chart.bars)} bars")
     image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), WHITE)
     draw = ImageDraw.Draw(image)
     if chart.style == "axis":
@@ -161,7 +168,7 @@ def render_chart(chart: Chart) -> Image.Image:
     elif chart.style != "values":
         raise ValueError(f"unknown chart style {chart.style!r}")
     for i, bar in enumerate(chart.bars):
-        x0, top, x1, bottom = chart.bar_box(i)
+        x0, top, x1, bottom = chart.bar_box(i, None if heights is None else heights[i])
         draw.rectangle((x0, top, x1 - 1, bottom - 1), fill=COLORS[bar.color])
         centre = (x0 + x1) / 2
         if chart.style == "values":

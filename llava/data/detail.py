@@ -41,6 +41,22 @@ def _chart_turns(chart: charts.Chart, rng: random.Random, turns: int) -> list[Tu
     return [(f"{qa.question}\n{charts.CHART_PROMPT}", qa.answer) for qa in qas]
 
 
+def _chart_digits(rng: random.Random, turns: int) -> tuple[Image.Image, list[Turn]]:
+    """A values-style chart whose bars stand at heights unrelated to the digits written above them, asked only
+    for values: the digits are the one way to answer, where a real chart's heights also give the value
+    approximately (what the tiny models learnt instead of reading: docs/tiny_model_history.md, "Round 3")."""
+    chart = charts.sample_chart(rng, split="train", style="values")
+    heights = tuple(rng.sample(charts.VALUES, len(chart.bars)))
+    kinds = [rng.choice(("color_value", "label_value")) for _ in range(turns)]
+    made, asked = [], set()
+    for kind in kinds:
+        qa = charts.ask_chart(chart, rng, kind, rng.choice(charts.PHRASINGS))
+        if qa.question not in asked:
+            asked.add(qa.question)
+            made.append((f"{qa.question}\n{charts.CHART_PROMPT}", qa.answer))
+    return charts.render_chart(chart, heights), made
+
+
 def _page_kind(sample: Callable, show: Callable, ask: Callable) -> Callable[[random.Random, int], tuple]:
     """A kind of page: (rng, turns) -> (the "train"-split page shown by `show`, `turns` questions about it)."""
     def make(rng: random.Random, turns: int) -> tuple:
@@ -91,6 +107,7 @@ def _mmstar(rng: random.Random, turns: int) -> tuple[Image.Image, list[Turn]]:
 
 KINDS: dict[str, Callable[[random.Random, int], tuple[Image.Image, list[Turn]]]] = {
     "document": _document, "infographic": _infographic, "chart": _chart, "diagram": _diagram, "mmstar": _mmstar,
+    "chart_digits": _chart_digits,
 }
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from llava.data.charts import (AXIS_X, BASELINE, PLOT_LEFT, PLOT_RIGHT, UNIT, Bar, Chart, chart_split, render_chart,
-                               sample_chart)
-from llava.data.scenes import COLORS, WORD_INK, WORDS
+from chart_pixels import find_bars
+from llava.data.charts import AXIS_X, BASELINE, Bar, Chart, chart_split, render_chart, sample_chart
+from llava.data.scenes import WORD_INK, WORDS
 from llava.eval.benchmarks import Answer, Context, Run, get, plan_lines
 from llava.eval.benchmarks.chartqa import scorer, worker
 from llava.eval.benchmarks.chartqa.sample import write_chartqa
@@ -191,27 +191,12 @@ def test_plan_runs_the_worker_then_the_scorer_on_quoted_paths():
 
 # -- the charts and the sample ----------------------------------------------------------------------------
 
-RGB_COLORS = {rgb: name for name, rgb in COLORS.items()}
-
-
 def read_chart(image: Image.Image) -> Chart:
     """The chart an image shows, read back from its pixels: bars are runs of one scene colour along the row above
     the baseline, a value is a bar's height over UNIT, the style is whether the y axis is drawn; each label is
     the word whose rendering matches the pixels under its bar."""
-    px = image.load()
-    style = "axis" if px[AXIS_X, BASELINE - 100] == WORD_INK else "values"
-    bars, x = [], PLOT_LEFT
-    while x < PLOT_RIGHT:
-        color = RGB_COLORS.get(px[x, BASELINE - 1])
-        if color is None:
-            x += 1
-            continue
-        start = x
-        while px[x, BASELINE - 1] == px[start, BASELINE - 1]:
-            x += 1
-        height = next(h for h in range(1, BASELINE) if px[(start + x) // 2, BASELINE - 1 - h] != COLORS[color])
-        assert height % 12 == 0, height  # multiples of 5 at 2.4 px
-        bars.append(Bar(color, "?", round(height / UNIT)))
+    style = "axis" if image.load()[AXIS_X, BASELINE - 100] == WORD_INK else "values"
+    bars = [Bar(color, "?", height) for color, height in find_bars(image)]
     chart = Chart(style, tuple(bars))
     labels = []
     for i in range(len(bars)):
