@@ -12,7 +12,8 @@
 # The later rounds (lr 3e-4) weight charts and diagrams up, replay 3,000 scenes whose multiple-choice questions
 # come in MMBench's, MMBench-CN's and Q-Bench's forms twice as often, and train the vision tower too
 # (--unfreeze_mm_vision_tower, at its own lr: it reads table cells better, docs/tiny_model_history.md, "Round 3").
-# LLaVA-1.5's round 3 adds charts whose digits are the only way to read a value ("chart_digits", one part in ten).
+# LLaVA-1.5's round 3 adds charts whose digits are the only way to read a value ("chart_digits", one part in ten);
+# its output is checkpoints/llava-v1.5-tiny-detail.
 # The shipped weights are not this script's output yet: its runs do not reach 0.60 on every fine-detail set.
 # Environment: FROM (default: the model's checkpoint), OUT (default: FROM: the new weights replace the old, its card
 # README.md is kept), ROUNDS (default: all; e.g. "4": the first round listed starts from FROM's weights, so a
