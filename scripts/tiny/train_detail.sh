@@ -16,8 +16,8 @@
 # its output is checkpoints/llava-v1.5-tiny-detail.
 # The shipped weights are not this script's output yet: its runs do not reach 0.60 on every fine-detail set.
 # Environment: FROM (default: the model's checkpoint), OUT (default: FROM: the new weights replace the old, its card
-# README.md is kept), ROUNDS (default: all; e.g. "4": the first round listed starts from FROM's weights, so a
-# packaged candidate such as checkpoints/llava-v1.5-tiny-detail continues where it stands), WORK, DATA, PYTHON.
+# README.md is kept), ROUNDS (default: all: the rounds to run; the first of them starts from FROM's weights, so a new
+# round continues a packaged candidate such as checkpoints/llava-v1.5-tiny-detail), WORK, DATA, PYTHON.
 # Each step is skipped when its output exists; training resumes from its last saved step.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
