@@ -31,14 +31,32 @@ from llava.eval.core.prompt_texts import OPTION_PROMPT, SHORT_ANSWER_PROMPT
 Turn = tuple[str, str]  # (the user turn as the benchmark's worker writes it, the answer)
 
 
-def _page_turns(page: documents.Page, rng: random.Random, turns: int) -> list[Turn]:
+def _page_turns(page: documents.Page, rng: random.Random, turns: int, types: tuple[str, ...] | None = None
+                ) -> list[Turn]:
     return [(f"{qa.question}\n{SHORT_ANSWER_PROMPT}", documents.drawn_answer(qa))
-            for qa in documents.page_qa_pairs(page, rng, k=turns)]
+            for qa in documents.page_qa_pairs(page, rng, types, k=turns)]
 
 
 def _chart_turns(chart: charts.Chart, rng: random.Random, turns: int) -> list[Turn]:
     qas = charts.chart_questions(chart, rng, min(turns, len(charts.KINDS)), rng.choice(charts.PHRASINGS))
     return [(f"{qa.question}\n{charts.CHART_PROMPT}", qa.answer) for qa in qas]
+
+
+VALUE_KINDS = ("color_value", "label_value")  # the questions a chart_digits chart is asked
+
+
+def _value_turns(chart: charts.Chart, rng: random.Random, turns: int, kinds: tuple[str, ...],
+                 once_per_bar: bool = False) -> list[Turn]:
+    """Up to `turns` questions about `chart`, each of a kind drawn from `kinds`: distinct questions, or with
+    `once_per_bar` one per bar (values are distinct), so that no answer can be copied from an earlier turn."""
+    made, asked = [], set()
+    for kind in [rng.choice(kinds) for _ in range(turns)]:
+        qa = charts.ask_chart(chart, rng, kind, rng.choice(charts.PHRASINGS))
+        key = qa.answer if once_per_bar else qa.question
+        if key not in asked:
+            asked.add(key)
+            made.append((f"{qa.question}\n{charts.CHART_PROMPT}", qa.answer))
+    return made
 
 
 def _chart_digits(rng: random.Random, turns: int) -> tuple[Image.Image, list[Turn]]:
@@ -47,14 +65,18 @@ def _chart_digits(rng: random.Random, turns: int) -> tuple[Image.Image, list[Tur
     approximately (what the tiny models learnt instead of reading: docs/tiny_model_history.md, "Round 3")."""
     chart = charts.sample_chart(rng, split="train", style="values")
     heights = tuple(rng.sample(charts.VALUES, len(chart.bars)))
-    kinds = [rng.choice(("color_value", "label_value")) for _ in range(turns)]
-    made, asked = [], set()
-    for kind in kinds:
-        qa = charts.ask_chart(chart, rng, kind, rng.choice(charts.PHRASINGS))
-        if qa.question not in asked:
-            asked.add(qa.question)
-            made.append((f"{qa.question}\n{charts.CHART_PROMPT}", qa.answer))
-    return charts.render_chart(chart, heights), made
+    return charts.render_chart(chart, heights), _value_turns(chart, rng, turns, VALUE_KINDS)
+
+
+def _chart_values(rng: random.Random, turns: int) -> tuple[Image.Image, list[Turn]]:
+    """A chart of either style asked only for values (a named bar's, the largest), each bar's once: the forms
+    chart questions are answered worst on, each turn binding a bar found by colour, label or height to its value."""
+    chart = charts.sample_chart(rng, split="train")
+    return charts.render_chart(chart), _value_turns(chart, rng, turns, VALUE_KINDS + ("max_value",), once_per_bar=True)
+
+
+def _legend_turns(page: documents.Infographic, rng: random.Random, turns: int) -> list[Turn]:
+    return _page_turns(page, rng, turns, documents.LEGEND_TYPES)
 
 
 def _page_kind(sample: Callable, show: Callable, ask: Callable) -> Callable[[random.Random, int], tuple]:
@@ -68,6 +90,7 @@ def _page_kind(sample: Callable, show: Callable, ask: Callable) -> Callable[[ran
 _document = _page_kind(documents.sample_document, documents.render_page, _page_turns)
 _infographic = _page_kind(documents.sample_infographic, documents.render_page, _page_turns)
 _chart = _page_kind(charts.sample_chart, charts.render_chart, _chart_turns)
+_infographic_legend = _page_kind(documents.sample_infographic, documents.render_page, _legend_turns)
 
 
 def options_block(options: tuple[str, ...]) -> str:
@@ -107,7 +130,7 @@ def _mmstar(rng: random.Random, turns: int) -> tuple[Image.Image, list[Turn]]:
 
 KINDS: dict[str, Callable[[random.Random, int], tuple[Image.Image, list[Turn]]]] = {
     "document": _document, "infographic": _infographic, "chart": _chart, "diagram": _diagram, "mmstar": _mmstar,
-    "chart_digits": _chart_digits,
+    "chart_digits": _chart_digits, "chart_values": _chart_values, "infographic_legend": _infographic_legend,
 }
 
 

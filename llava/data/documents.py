@@ -271,6 +271,7 @@ INFOGRAPHIC_TYPES: dict[str, Callable[[Infographic, random.Random], QA | None]] 
     "info_label": ask_label, "info_color": ask_label_color, "info_shape": ask_label_shape,
     "info_count": ask_shape_count,
 }
+LEGEND_TYPES = ("info_label", "info_color", "info_shape")  # a legend entry's word, colour or shape from another
 
 
 Page = Document | Infographic

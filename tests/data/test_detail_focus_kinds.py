@@ -1,0 +1,134 @@
+"""The training-only kinds of llava.data.detail that ask one family of questions only, read back from the pixels:
+"chart_digits" (values-style charts whose bars stand at heights unrelated to the digits above them: the answer is
+the number written above the bar the question names, and the heights do not give it), "chart_values" (charts of
+either style asked only for values, each bar once) and "infographic_legend" (legends asked only what sits next
+to what)."""
+
+import json
+import random
+import re
+from dataclasses import replace
+
+import pytest
+from PIL import Image
+
+from chart_pixels import find_bars
+from llava.data.charts import AXIS_X, BASELINE, UNIT, VALUES, Bar, Chart, render_chart
+from llava.data.detail import write_detail_set
+from llava.data.documents import render_infographic, sample_infographic
+from llava.data.scenes import WORD_INK, WORDS
+
+VALUE_QUESTION = re.compile(
+    r"What(?:'s| is) the value of (?:the (?P<color>\w+) bar|(?P<label>[A-Z]+)(?: in the graph)?)\?")
+LARGEST_QUESTION = re.compile(r"What(?:'s| is) the (?:highest value in the chart|value of the largest bar)\?")
+
+
+def chart_style(image: Image.Image) -> str:
+    """"axis" where the y axis line stands left of the plot, else "values"."""
+    return "axis" if image.getpixel((AXIS_X, BASELINE - 10)) == WORD_INK else "values"
+
+
+def read_bars(image: Image.Image) -> list[dict]:
+    """Each bar's colour and height from the pixels, then the number above it (values style; axis style: the
+    height is the value) and the word under it: the only candidate whose rendering matches the pixels of its
+    slot."""
+    found = find_bars(image)
+    style = chart_style(image)
+    heights = tuple(h for _, h in found) if style == "values" else None
+    bars = tuple(Bar(color, WORDS[0], VALUES[0] if heights else height) for color, height in found)
+    read = []
+    for i, (color, height) in enumerate(found):
+        left, right = (round(v) for v in Chart(style, bars).slot(i))
+        above, under = (left, 0, right, BASELINE - round(height * UNIT)), (left, BASELINE + 2, right, image.height)
+
+        def matches(region, field, candidates):
+            return [c for c in candidates if render_chart(Chart(style, tuple(
+                replace(b, **{field: c}) if j == i else b for j, b in enumerate(bars))), heights).crop(region).tobytes()
+                == image.crop(region).tobytes()]
+
+        (value,) = matches(above, "value", VALUES) if heights else (height,)
+        (label,) = matches(under, "label", WORDS)
+        read.append({"color": color, "height": height, "value": value, "label": label})
+    return read
+
+
+def questions_and_answers(record: dict) -> list[tuple[str, str]]:
+    turns = record["conversations"]
+    assert turns[0]["value"].startswith("<image>\n")
+    return [(human["value"].removeprefix("<image>\n").split("\n")[0], gpt["value"])
+            for human, gpt in zip(turns[::2], turns[1::2])]
+
+
+def test_answers_are_the_written_digits_not_the_heights(tmp_path):
+    path = write_detail_set(tmp_path, seed=5, n_images=12, kinds=["chart_digits"], turns=(2, 4))
+    records = json.loads(path.read_text())
+    assert len(records) == 12
+    asked = height_would_answer = 0
+    for record in records:
+        bars = read_bars(Image.open(tmp_path / record["image"]).convert("RGB"))
+        for question, answer in questions_and_answers(record):
+            m = VALUE_QUESTION.fullmatch(question)
+            assert m, question
+            (bar,) = [b for b in bars if m["color"] in (None, b["color"]) and m["label"] in (None, b["label"])]
+            assert answer == str(bar["value"])
+            asked += 1
+            height_would_answer += bar["height"] == bar["value"]
+    assert asked >= 24 and height_would_answer <= asked // 4
+
+
+def test_chart_values_asks_each_bar_once_for_its_value(tmp_path):
+    path = write_detail_set(tmp_path, seed=6, n_images=16, kinds=["chart_values"], turns=(6, 12))
+    records = json.loads(path.read_text())
+    styles, largest = set(), 0
+    for record in records:
+        image = Image.open(tmp_path / record["image"]).convert("RGB")
+        bars = read_bars(image)
+        styles.add(chart_style(image))
+        answers = []
+        for question, answer in questions_and_answers(record):
+            if LARGEST_QUESTION.fullmatch(question):
+                assert answer == str(max(b["value"] for b in bars))
+                largest += 1
+            else:
+                m = VALUE_QUESTION.fullmatch(question)
+                assert m, question
+                (bar,) = [b for b in bars if m["color"] in (None, b["color"]) and m["label"] in (None, b["label"])]
+                assert answer == str(bar["value"]) == str(bar["height"])
+            answers.append(answer)
+        assert len(answers) == len(set(answers)) <= len(bars)
+    assert styles == {"axis", "values"} and largest >= 4
+
+
+def test_infographic_legend_asks_only_what_sits_next_to_what(tmp_path):
+    """Each answer is the legend entry's the question names. The page is redrawn from the generator's random
+    stream (each image's own: "detail/<seed>/<k>", the number of turns drawn first) and must match the image
+    pixel for pixel before its legend is trusted."""
+    path = write_detail_set(tmp_path, seed=7, n_images=12, kinds=["infographic_legend"], turns=(6, 12))
+    asked = 0
+    for k, record in enumerate(json.loads(path.read_text())):
+        rng = random.Random(f"detail/7/{k}")
+        rng.randint(6, 12)
+        page = sample_infographic(rng, split="train")
+        assert render_infographic(page).tobytes() == Image.open(tmp_path / record["image"]).convert("RGB").tobytes()
+        entries = [(shape.color, shape.kind, word.text) for shape, word in page.labelled()]
+        for question, answer in questions_and_answers(record):
+            if m := re.fullmatch(r"What word is next to the (\w+) (\w+)\?", question):
+                expected = [w for c, kind, w in entries if (c, kind) == (m[1], m[2])]
+            elif m := re.fullmatch(r"What color is the shape next to ([A-Z]+)\?", question):
+                expected = [c for c, _, w in entries if w == m[1]]
+            else:
+                m = re.fullmatch(r"What shape is next to ([A-Z]+)\?", question)
+                assert m, question
+                expected = [kind for _, kind, w in entries if w == m[1]]
+            assert [answer] == expected
+            asked += 1
+    assert asked >= 40
+
+
+def test_heights_only_for_values_style_one_per_bar():
+    chart = Chart("values", (Bar("red", "CAT", 45), Bar("blue", "DOG", 70)))
+    assert render_chart(chart, (45, 70)).tobytes() == render_chart(chart).tobytes()
+    with pytest.raises(ValueError, match="one height per bar"):
+        render_chart(chart, (45,))
+    with pytest.raises(ValueError, match="values-style"):
+        render_chart(replace(chart, style="axis"), (45, 70))
