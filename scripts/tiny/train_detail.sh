@@ -44,7 +44,7 @@ case $version in
          rounds=("1 51 9000 round1_kinds 800 5e-4 - 40 1500 6-10 replay1"
                  "2 61 6000 later_kinds 800 3e-4 6e-5 42 3000 8-14 replay2"
                  "3 62 6000 digit_kinds 800 3e-4 1e-4 43 3000 8-14 replay2"
-                 "4 63 8000 value_kinds 1100 3e-4 1e-4 44 3000 8-14 replay2")
+                 "4 63 8000 value_kinds 800 3e-4 1e-4 44 3000 8-14 replay2")
          batch=16; max_length=1536; image=(--image_aspect_ratio pad) ;;
     1.6) from="${FROM:-checkpoints/llava-v1.6-tiny}"
          rounds=("1 51 9000 round1_kinds 500 5e-4 - 40 1500 6-10 replay1"
@@ -62,7 +62,11 @@ save_steps=100
 detail_round() {  # see the round spec above: train $work/round<ROUND> from the round before
     local round=$1 seed=$2 n_images=$3 steps=$5 lr=$6 tower_lr=$7 replay_seed=$8 replay_n=$9 turns=${10}
     local -n kinds=$4 replay_types=${11}
-    local round_data="$data/round$round" start="${last:-$from}" tower=()
+    # The data folder is named by what the data is (two rounds of the same data share it, rounds of other data
+    # of either version never do): its page seed and a hash of every argument the generators get.
+    local key round_data start="${last:-$from}" tower=()
+    key=$(printf '%s ' "$n_images" "${kinds[@]}" "$replay_seed" "$replay_n" "$turns" "${replay_types[@]}" | cksum)
+    round_data="$data/pages$seed-${key%% *}"
     [ "$tower_lr" = - ] || tower=(--unfreeze_mm_vision_tower True --mm_vision_tower_lr "$tower_lr")
     [ -f "$round_data/llava_tiny_finetune.json" ] ||
         "$py" scripts/tiny/generate_data.py --skip-eval --out "$round_data" --seed "$replay_seed" --n-images "$replay_n" \
