@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Continue a tiny model's training on the fine-detail question forms (DocVQA, InfographicVQA, ChartQA, AI2D, MMStar),
 # mixed with a replay of its earlier forms, and package the result over it. LLaVA-1.5: four rounds of about 45, 65,
-# 65 and 85 min on one CPU core; LLaVA-1.6: three rounds of about 40, 50 and 45 min. The two models can train side by
-# side (OMP_NUM_THREADS=1 each).
+# 65 and 85 min on one CPU core; LLaVA-1.6: three rounds of about 40, 50 and 40 min, its output
+# checkpoints/llava-v1.6-tiny-detail. The two models can train side by side (OMP_NUM_THREADS=1 each).
 #
 #     bash scripts/tiny/train_detail.sh 1.5        # checkpoints/llava-v1.5-tiny (pad, 576 image tokens)
 #     bash scripts/tiny/train_detail.sh 1.6        # checkpoints/llava-v1.6-tiny (anyres)

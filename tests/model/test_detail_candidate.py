@@ -40,6 +40,9 @@ CANDIDATES = {
     "1.5": Candidate("llava-v1.5-tiny-detail", "llava-v1.5-tiny", True,
                      {"docvqa": [50000, 50001, 50002, 50003, 50004, 50006],
                       "infovqa": [90004, 90007, 90015, 90019, 90020, 90031]}),
+    "1.6": Candidate("llava-v1.6-tiny-detail", "llava-v1.6-tiny", True,
+                     {"docvqa": [50000, 50003, 50004, 50011, 50012, 50014],
+                      "infovqa": [90000, 90002, 90009, 90016, 90019, 90021]}),
 }
 
 
