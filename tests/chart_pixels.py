@@ -3,8 +3,8 @@ of the charts in the training data."""
 
 from PIL import Image
 
-from llava.data.charts import BASELINE, PLOT_LEFT, PLOT_RIGHT, UNIT
-from llava.data.scenes import COLORS
+from llava.data.charts import AXIS_X, BASELINE, PLOT_LEFT, PLOT_RIGHT, UNIT
+from llava.data.scenes import COLORS, WORD_INK
 
 RGB_COLORS = {rgb: name for name, rgb in COLORS.items()}
 
@@ -26,3 +26,8 @@ def find_bars(image: Image.Image) -> list[tuple[str, int]]:
         assert height % 12 == 0, height  # multiples of 5 at 2.4 px
         bars.append((color, round(height / UNIT)))
     return bars
+
+
+def chart_style(image: Image.Image) -> str:
+    """"axis" where the y axis line is drawn left of the plot, else "values"."""
+    return "axis" if image.getpixel((AXIS_X, BASELINE - 100)) == WORD_INK else "values"

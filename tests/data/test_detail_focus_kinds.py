@@ -12,20 +12,15 @@ from dataclasses import replace
 import pytest
 from PIL import Image
 
-from chart_pixels import find_bars
-from llava.data.charts import AXIS_X, BASELINE, UNIT, VALUES, Bar, Chart, render_chart
+from chart_pixels import chart_style, find_bars
+from llava.data.charts import BASELINE, UNIT, VALUES, Bar, Chart, render_chart
 from llava.data.detail import write_detail_set
 from llava.data.documents import render_infographic, sample_infographic
-from llava.data.scenes import WORD_INK, WORDS
+from llava.data.scenes import WORDS
 
 VALUE_QUESTION = re.compile(
     r"What(?:'s| is) the value of (?:the (?P<color>\w+) bar|(?P<label>[A-Z]+)(?: in the graph)?)\?")
 LARGEST_QUESTION = re.compile(r"What(?:'s| is) the (?:highest value in the chart|value of the largest bar)\?")
-
-
-def chart_style(image: Image.Image) -> str:
-    """"axis" where the y axis line stands left of the plot, else "values"."""
-    return "axis" if image.getpixel((AXIS_X, BASELINE - 10)) == WORD_INK else "values"
 
 
 def read_bars(image: Image.Image) -> list[dict]:
@@ -52,6 +47,12 @@ def read_bars(image: Image.Image) -> list[dict]:
     return read
 
 
+def named_bar(bars: list[dict], question: re.Match) -> dict:
+    """The one bar a VALUE_QUESTION names, by its colour or its label."""
+    (bar,) = [b for b in bars if question["color"] in (None, b["color"]) and question["label"] in (None, b["label"])]
+    return bar
+
+
 def questions_and_answers(record: dict) -> list[tuple[str, str]]:
     turns = record["conversations"]
     assert turns[0]["value"].startswith("<image>\n")
@@ -69,7 +70,7 @@ def test_answers_are_the_written_digits_not_the_heights(tmp_path):
         for question, answer in questions_and_answers(record):
             m = VALUE_QUESTION.fullmatch(question)
             assert m, question
-            (bar,) = [b for b in bars if m["color"] in (None, b["color"]) and m["label"] in (None, b["label"])]
+            bar = named_bar(bars, m)
             assert answer == str(bar["value"])
             asked += 1
             height_would_answer += bar["height"] == bar["value"]
@@ -92,7 +93,7 @@ def test_chart_values_asks_each_bar_once_for_its_value(tmp_path):
             else:
                 m = VALUE_QUESTION.fullmatch(question)
                 assert m, question
-                (bar,) = [b for b in bars if m["color"] in (None, b["color"]) and m["label"] in (None, b["label"])]
+                bar = named_bar(bars, m)
                 assert answer == str(bar["value"]) == str(bar["height"])
             answers.append(answer)
         assert len(answers) == len(set(answers)) <= len(bars)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from chart_pixels import find_bars
-from llava.data.charts import AXIS_X, BASELINE, Bar, Chart, chart_split, render_chart, sample_chart
-from llava.data.scenes import WORD_INK, WORDS
+from chart_pixels import chart_style, find_bars
+from llava.data.charts import BASELINE, Bar, Chart, chart_split, render_chart, sample_chart
+from llava.data.scenes import WORDS
 from llava.eval.benchmarks import Answer, Context, Run, get, plan_lines
 from llava.eval.benchmarks.chartqa import scorer, worker
 from llava.eval.benchmarks.chartqa.sample import write_chartqa
@@ -195,7 +195,7 @@ def read_chart(image: Image.Image) -> Chart:
     """The chart an image shows, read back from its pixels: bars are runs of one scene colour along the row above
     the baseline, a value is a bar's height over UNIT, the style is whether the y axis is drawn; each label is
     the word whose rendering matches the pixels under its bar."""
-    style = "axis" if image.load()[AXIS_X, BASELINE - 100] == WORD_INK else "values"
+    style = chart_style(image)
     bars = [Bar(color, "?", height) for color, height in find_bars(image)]
     chart = Chart(style, tuple(bars))
     labels = []
