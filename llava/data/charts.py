@@ -136,7 +136,7 @@ def sample_chart(rng: random.Random, split: str | None = "train", n_bars: int | 
 # -- drawing -------------------------------------------------------------------------------------------
 
 
-def _font(size: int) -> ImageFont.FreeTypeFont:
+def chart_font(size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)  # the scenes' font, bundled with Pillow
 
 
@@ -145,7 +145,7 @@ def label_font(text: str, max_width: int) -> ImageFont.FreeTypeFont:
     return fitted_font(text, max_width, LABEL_FONT, STROKE)
 
 
-def _text(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, font, anchor: str) -> None:
+def draw_text(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, font, anchor: str) -> None:
     draw.text(xy, text, fill=WORD_INK, font=font, anchor=anchor, stroke_width=STROKE, stroke_fill=WORD_INK)
 
 
@@ -163,7 +163,7 @@ def render_chart(chart: Chart, heights: tuple[int, ...] | None = None) -> Image.
             y = BASELINE - round(tick * UNIT)
             if tick:
                 draw.line((AXIS_X, y, PLOT_RIGHT - 1, y), fill=GRID_INK, width=1)
-            _text(draw, (AXIS_X - 4, y), str(tick), _font(TICK_FONT), "rm")
+            draw_text(draw, (AXIS_X - 4, y), str(tick), chart_font(TICK_FONT), "rm")
         draw.rectangle((AXIS_X, BASELINE - round(TICKS[-1] * UNIT), AXIS_X + 1, BASELINE - 1), fill=WORD_INK)
     elif chart.style != "values":
         raise ValueError(f"unknown chart style {chart.style!r}")
@@ -172,9 +172,9 @@ def render_chart(chart: Chart, heights: tuple[int, ...] | None = None) -> Image.
         draw.rectangle((x0, top, x1 - 1, bottom - 1), fill=COLORS[bar.color])
         centre = (x0 + x1) / 2
         if chart.style == "values":
-            _text(draw, (centre, top - 6), str(bar.value), _font(VALUE_FONT), "mb")
+            draw_text(draw, (centre, top - 6), str(bar.value), chart_font(VALUE_FONT), "mb")
         left, right = chart.slot(i)
-        _text(draw, (centre, LABEL_Y), bar.label, label_font(bar.label, int(right - left) - 8), "mm")
+        draw_text(draw, (centre, LABEL_Y), bar.label, label_font(bar.label, int(right - left) - 8), "mm")
     draw.rectangle((AXIS_X, BASELINE, PLOT_RIGHT - 1, BASELINE + 1), fill=WORD_INK)
     return image
 

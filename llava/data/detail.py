@@ -20,7 +20,7 @@ from pathlib import Path
 from PIL import Image
 
 from llava.constants import DEFAULT_IMAGE_TOKEN
-from llava.data import charts, diagrams, documents
+from llava.data import charts, diagrams, documents, numbers
 from llava.data.questions import LETTERS
 from llava.data.scenes import sample_scene
 from llava.data.shapes import render
@@ -73,6 +73,13 @@ def _chart_values(rng: random.Random, turns: int) -> tuple[Image.Image, list[Tur
     chart questions are answered worst on, each turn binding a bar found by colour, label or height to its value."""
     chart = charts.sample_chart(rng, split="train")
     return charts.render_chart(chart), _value_turns(chart, rng, turns, VALUE_KINDS + ("max_value",), once_per_bar=True)
+
+
+def _numbers(rng: random.Random, turns: int) -> tuple[Image.Image, list[Turn]]:
+    """1-4 numbers written as a chart writes a bar's value, each asked for by its place, then the highest (one
+    question per number: `turns` is not used): reading two digits, before finding them over a bar."""
+    written = numbers.sample_numbers(rng)
+    return numbers.render_numbers(written), numbers.number_turns(written, rng)
 
 
 def _legend_turns(page: documents.Infographic, rng: random.Random, turns: int) -> list[Turn]:
@@ -131,6 +138,7 @@ def _mmstar(rng: random.Random, turns: int) -> tuple[Image.Image, list[Turn]]:
 KINDS: dict[str, Callable[[random.Random, int], tuple[Image.Image, list[Turn]]]] = {
     "document": _document, "infographic": _infographic, "chart": _chart, "diagram": _diagram, "mmstar": _mmstar,
     "chart_digits": _chart_digits, "chart_values": _chart_values, "infographic_legend": _infographic_legend,
+    "numbers": _numbers,
 }
 
 

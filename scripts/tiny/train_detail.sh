@@ -40,18 +40,22 @@ later_kinds=(document chart document chart chart infographic diagram diagram mms
 digit_kinds=(document chart document chart chart chart_digits infographic diagram diagram mmstar)
 value_kinds=(document chart chart_values chart_values chart_digits infographic infographic_legend infographic_legend
              diagram diagram diagram mmstar)
+number_kinds=(numbers numbers numbers chart_values chart_values chart_digits chart document infographic
+              infographic_legend diagram diagram mmstar)
 # A round: ROUND SEED N_IMAGES KINDS_ARRAY_NAME STEPS LR TOWER_LR("-": frozen) REPLAY_SEED REPLAY_N REPLAY_TURNS REPLAY_TYPES
 case $version in
     1.5) from="${FROM:-checkpoints/llava-v1.5-tiny}"
          rounds=("1 51 9000 round1_kinds 800 5e-4 - 40 1500 6-10 replay1"
                  "2 61 6000 later_kinds 800 3e-4 6e-5 42 3000 8-14 replay2"
                  "3 62 6000 digit_kinds 800 3e-4 1e-4 43 3000 8-14 replay2"
-                 "4 63 8000 value_kinds 800 3e-4 1e-4 44 3000 8-14 replay2")
+                 "4 63 8000 value_kinds 800 3e-4 1e-4 44 3000 8-14 replay2"
+                 "5 64 8000 number_kinds 800 3e-4 1e-4 45 3000 8-14 replay2")
          batch=16; max_length=1536; image=(--image_aspect_ratio pad) ;;
     1.6) from="${FROM:-checkpoints/llava-v1.6-tiny}"
          rounds=("1 51 9000 round1_kinds 500 5e-4 - 40 1500 6-10 replay1"
                  "2 53 8000 round2_kinds 600 5e-4 - 40 1500 6-10 replay1"
-                 "3 61 6000 later_kinds 450 3e-4 1e-4 42 3000 8-14 replay2")
+                 "3 61 6000 later_kinds 450 3e-4 1e-4 42 3000 8-14 replay2"
+                 "4 63 8000 value_kinds 600 3e-4 1e-4 44 3000 8-14 replay2")
          batch=8; max_length=2048
          image=(--image_aspect_ratio anyres --mm_patch_merge_type spatial_unpad
                 --image_grid_pinpoints '[[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]') ;;

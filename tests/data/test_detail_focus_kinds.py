@@ -1,8 +1,8 @@
 """The training-only kinds of llava.data.detail that ask one family of questions only, read back from the pixels:
 "chart_digits" (values-style charts whose bars stand at heights unrelated to the digits above them: the answer is
 the number written above the bar the question names, and the heights do not give it), "chart_values" (charts of
-either style asked only for values, each bar once) and "infographic_legend" (legends asked only what sits next
-to what)."""
+either style asked only for values, each bar once), "infographic_legend" (legends asked only what sits next
+to what) and "numbers" (a chart's digits without the chart, asked by place)."""
 
 import json
 import random
@@ -10,7 +10,7 @@ import re
 from dataclasses import replace
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from chart_pixels import chart_style, find_bars
 from llava.data.charts import BASELINE, UNIT, VALUES, Bar, Chart, render_chart
@@ -133,3 +133,43 @@ def test_heights_only_for_values_style_one_per_bar():
         render_chart(chart, (45,))
     with pytest.raises(ValueError, match="values-style"):
         render_chart(replace(chart, style="axis"), (45, 70))
+
+
+PLACE_CELLS = {"at the top left": 0, "at the top": 1, "at the top right": 2, "on the left": 3, "in the center": 4,
+               "on the right": 5, "at the bottom left": 6, "at the bottom": 7, "at the bottom right": 8}
+
+
+def read_numbers(image: Image.Image) -> dict[int, int]:
+    """cell -> the number written in it: the cells of the 3x3 grid with dark pixels, each read as the one number
+    from 10 to 99 that Pillow's bundled font (size 28, 1 px stroke, centred in the 112 px cell) draws the same."""
+    found = {}
+    for cell in range(9):
+        box = (cell % 3 * 112, cell // 3 * 112, cell % 3 * 112 + 112, cell // 3 * 112 + 112)
+        crop = image.crop(box)
+        if min(crop.convert("L").getdata()) > 128:
+            continue
+        drawn = []
+        for n in range(10, 100):
+            blank = Image.new("RGB", (112, 112), "white")
+            ImageDraw.Draw(blank).text((56, 56), str(n), fill=(25, 25, 25), font=ImageFont.load_default(size=28),
+                                       anchor="mm", stroke_width=1, stroke_fill=(25, 25, 25))
+            drawn += [n] if blank.tobytes() == crop.tobytes() else []
+        (found[cell],) = drawn
+    return found
+
+
+def test_numbers_are_asked_by_place_then_the_highest(tmp_path):
+    path = write_detail_set(tmp_path, seed=8, n_images=16, kinds=["numbers"])
+    sizes = set()
+    for record in json.loads(path.read_text()):
+        written = read_numbers(Image.open(tmp_path / record["image"]).convert("RGB"))
+        sizes.add(len(written))
+        asked = questions_and_answers(record)
+        if len(written) == 1:
+            assert asked == [("What number is written in the image?", str(*written.values()))]
+            continue
+        places = [re.fullmatch(r"What number is written (.+)\?", q) for q, _ in asked[:-1]]
+        assert sorted(PLACE_CELLS[m[1]] for m in places) == sorted(written)
+        assert [a for _, a in asked[:-1]] == [str(written[PLACE_CELLS[m[1]]]) for m in places]
+        assert asked[-1] == ("What is the highest number in the image?", str(max(written.values())))
+    assert sizes == {1, 2, 3, 4}
