@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Continue a tiny model's training on the fine-detail question forms (DocVQA, InfographicVQA, ChartQA, AI2D, MMStar),
-# mixed with a replay of its earlier forms, and package the result over it. LLaVA-1.5: four rounds of about 45, 65,
-# 65 and 85 min on one CPU core; LLaVA-1.6: three rounds of about 40, 50 and 40 min, its output
+# mixed with a replay of its earlier forms, and package the result over it. LLaVA-1.5: five rounds of about 45, 65,
+# 65, 85 and 95 min on one CPU core; LLaVA-1.6: four rounds of about 40, 50, 40 and 70 min, its output
 # checkpoints/llava-v1.6-tiny-detail. The two models can train side by side (OMP_NUM_THREADS=1 each).
 #
 #     bash scripts/tiny/train_detail.sh 1.5        # checkpoints/llava-v1.5-tiny (pad, 576 image tokens)
@@ -15,7 +15,9 @@
 # (--unfreeze_mm_vision_tower, at its own lr: it reads table cells better, docs/tiny_model_history.md, "Round 3").
 # LLaVA-1.5's round 3 adds charts whose digits are the only way to read a value ("chart_digits", one part in ten);
 # its round 4 weights up the question families it answered worst, each asked alone ("chart_values",
-# "infographic_legend") and diagrams. Its output is checkpoints/llava-v1.5-tiny-detail.
+# "infographic_legend") and diagrams (LLaVA-1.6's round 4 is that round, on the same data); its round 5 adds pages
+# of bare numbers in the chart digits' font ("numbers", three parts in thirteen): the digits it did not learn to
+# read over a bar. Its output is checkpoints/llava-v1.5-tiny-detail.
 # The shipped weights are not this script's output yet: its runs do not reach 0.60 on every fine-detail set.
 # Environment: FROM (default: the model's checkpoint), OUT (default: FROM: the new weights replace the old, its card
 # README.md is kept), ROUNDS (default: all: the rounds to run; the first of them starts from FROM's weights, so a new
@@ -55,7 +57,8 @@ case $version in
          rounds=("1 51 9000 round1_kinds 500 5e-4 - 40 1500 6-10 replay1"
                  "2 53 8000 round2_kinds 600 5e-4 - 40 1500 6-10 replay1"
                  "3 61 6000 later_kinds 450 3e-4 1e-4 42 3000 8-14 replay2"
-                 "4 63 8000 value_kinds 600 3e-4 1e-4 44 3000 8-14 replay2")
+                 "4 63 8000 value_kinds 600 3e-4 1e-4 44 3000 8-14 replay2"
+                 "5 64 8000 number_kinds 500 3e-4 1e-4 45 3000 8-14 replay2")
          batch=8; max_length=2048
          image=(--image_aspect_ratio anyres --mm_patch_merge_type spatial_unpad
                 --image_grid_pinpoints '[[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]') ;;
