@@ -21,7 +21,9 @@
 # The shipped weights are not this script's output yet: its runs do not reach 0.60 on every fine-detail set.
 # Environment: FROM (default: the model's checkpoint), OUT (default: FROM: the new weights replace the old, its card
 # README.md is kept), ROUNDS (default: all: the rounds to run; the first of them starts from FROM's weights, so a new
-# round continues a packaged candidate such as checkpoints/llava-v1.5-tiny-detail), WORK, DATA, PYTHON.
+# round continues a packaged candidate such as checkpoints/llava-v1.5-tiny-detail), WORK, DATA, PYTHON, and for
+# LLaVA-1.6 GRAFT (a tiny LLaVA-1.5 checkpoint: the first round starts from its weights in FROM's layout,
+# scripts/tiny/graft_llava15.py; the packaged tower's folder is then the graft's).
 # Each step is skipped when its output exists; training resumes from its last saved step.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -66,6 +68,12 @@ case $version in
 esac
 out="${OUT:-$from}"
 work="${WORK:-checkpoints/tiny-detail-work-$version}"
+if [ -n "${GRAFT:-}" ]; then
+    [ "$version" = 1.6 ] || { echo "error: GRAFT puts a LLaVA-1.5 checkpoint into LLaVA-1.6's layout; this is $version" >&2; exit 2; }
+    [ -f "$work/grafted/model.safetensors" ] ||
+        "$py" scripts/tiny/graft_llava15.py --llava15 "$GRAFT" --llava16 "$from" --out "$work/grafted"
+    from="$work/grafted"
+fi
 save_steps=100
 
 detail_round() {  # see the round spec above: train $work/round<ROUND> from the round before
