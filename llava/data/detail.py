@@ -75,6 +75,23 @@ def _chart_values(rng: random.Random, turns: int) -> tuple[Image.Image, list[Tur
     return charts.render_chart(chart), _value_turns(chart, rng, turns, VALUE_KINDS + ("max_value",), once_per_bar=True)
 
 
+# Training-only forms (not ChartQA's templates) that bind a bar to the word under it, beside ChartQA's own
+# "tallest_label": the form the candidates answer worst after values (docs/tiny_model_history.md, "Round 6").
+LABEL_OF_BAR = "What is the label of the {color} bar?"
+LOWEST_LABEL = "Which label has the lowest value?"
+
+
+def _chart_labels(rng: random.Random, turns: int) -> tuple[Image.Image, list[Turn]]:
+    """A chart of either style asked which word sits under a bar: the tallest's (ChartQA's form), the shortest's,
+    then bars named by colour until `turns`, each bar's label asked once; answers in lower case as ChartQA's."""
+    chart = charts.sample_chart(rng, split="train")
+    tallest = charts.ask_chart(chart, rng, "tallest_label", rng.choice(charts.PHRASINGS))
+    asked = [(tallest.question, tallest.answer), (LOWEST_LABEL, chart.shortest().label.lower())]
+    others = [b for b in chart.bars if b not in (chart.tallest(), chart.shortest())]
+    asked += [(LABEL_OF_BAR.format(color=b.color), b.label.lower()) for b in rng.sample(others, len(others))]
+    return charts.render_chart(chart), [(f"{q}\n{charts.CHART_PROMPT}", a) for q, a in asked[:max(turns, 1)]]
+
+
 def _numbers(rng: random.Random, turns: int) -> tuple[Image.Image, list[Turn]]:
     """1-4 numbers written as a chart writes a bar's value, each asked for by its place, then the highest (one
     question per number: `turns` is not used): reading two digits, before finding them over a bar."""
@@ -138,7 +155,7 @@ def _mmstar(rng: random.Random, turns: int) -> tuple[Image.Image, list[Turn]]:
 KINDS: dict[str, Callable[[random.Random, int], tuple[Image.Image, list[Turn]]]] = {
     "document": _document, "infographic": _infographic, "chart": _chart, "diagram": _diagram, "mmstar": _mmstar,
     "chart_digits": _chart_digits, "chart_values": _chart_values, "infographic_legend": _infographic_legend,
-    "numbers": _numbers,
+    "numbers": _numbers, "chart_labels": _chart_labels,
 }
 
 

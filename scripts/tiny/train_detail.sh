@@ -46,6 +46,8 @@ value_kinds=(document chart chart_values chart_values chart_digits infographic i
              diagram diagram diagram mmstar)
 number_kinds=(numbers numbers numbers chart_values chart_values chart_digits chart document infographic
               infographic_legend diagram diagram mmstar)
+label_kinds=(chart_labels chart_labels chart_labels chart_values numbers chart document infographic infographic_legend
+             diagram diagram mmstar)
 # A round: ROUND SEED N_IMAGES KINDS_ARRAY_NAME STEPS LR TOWER_LR("-": frozen) REPLAY_SEED REPLAY_N REPLAY_TURNS REPLAY_TYPES
 case $version in
     1.5) from="${FROM:-checkpoints/llava-v1.5-tiny}"
@@ -53,7 +55,8 @@ case $version in
                  "2 61 6000 later_kinds 800 3e-4 6e-5 42 3000 8-14 replay2"
                  "3 62 6000 digit_kinds 800 3e-4 1e-4 43 3000 8-14 replay2"
                  "4 63 8000 value_kinds 800 3e-4 1e-4 44 3000 8-14 replay2"
-                 "5 64 8000 number_kinds 800 3e-4 1e-4 45 3000 8-14 replay2")
+                 "5 64 8000 number_kinds 800 3e-4 1e-4 45 3000 8-14 replay2"
+                 "6 65 6000 label_kinds 400 3e-4 1e-4 46 3000 8-14 replay2")
          batch=16; max_length=1536; image=(--image_aspect_ratio pad) ;;
     1.6) from="${FROM:-checkpoints/llava-v1.6-tiny}"
          rounds=("1 51 9000 round1_kinds 500 5e-4 - 40 1500 6-10 replay1"

@@ -2,7 +2,8 @@
 "chart_digits" (values-style charts whose bars stand at heights unrelated to the digits above them: the answer is
 the number written above the bar the question names, and the heights do not give it), "chart_values" (charts of
 either style asked only for values, each bar once), "infographic_legend" (legends asked only what sits next
-to what) and "numbers" (a chart's digits without the chart, asked by place)."""
+to what), "chart_labels" (charts asked only which word is under a bar) and "numbers" (a chart's digits without
+the chart, asked by place)."""
 
 import json
 import random
@@ -173,3 +174,22 @@ def test_numbers_are_asked_by_place_then_the_highest(tmp_path):
         assert [a for _, a in asked[:-1]] == [str(written[PLACE_CELLS[m[1]]]) for m in places]
         assert asked[-1] == ("What is the highest number in the image?", str(max(written.values())))
     assert sizes == {1, 2, 3, 4}
+
+
+def test_chart_labels_asks_the_word_under_each_bar_once(tmp_path):
+    path = write_detail_set(tmp_path, seed=9, n_images=12, kinds=["chart_labels"], turns=(6, 12))
+    styles = set()
+    for record in json.loads(path.read_text()):
+        image = Image.open(tmp_path / record["image"]).convert("RGB")
+        bars = read_bars(image)  # heights from the pixels: the tallest bar is the highest value in both styles
+        styles.add(chart_style(image))
+        by_height = sorted(bars, key=lambda b: b["height"])
+        asked = questions_and_answers(record)
+        assert asked[0] in [(q, by_height[-1]["label"].lower()) for q in
+                            ("Which label has the highest value?", "Which category has the largest bar?")]
+        assert asked[1] == ("Which label has the lowest value?", by_height[0]["label"].lower())
+        named = [re.fullmatch(r"What is the label of the (\w+) bar\?", q) for q, _ in asked[2:]]
+        assert sorted(m[1] for m in named) == sorted(b["color"] for b in by_height[1:-1])
+        label_of = {b["color"]: b["label"].lower() for b in bars}
+        assert [a for _, a in asked[2:]] == [label_of[m[1]] for m in named]
+    assert styles == {"axis", "values"}
