@@ -63,7 +63,8 @@ case $version in
                  "2 53 8000 round2_kinds 600 5e-4 - 40 1500 6-10 replay1"
                  "3 61 6000 later_kinds 450 3e-4 1e-4 42 3000 8-14 replay2"
                  "4 63 8000 value_kinds 600 3e-4 1e-4 44 3000 8-14 replay2"
-                 "5 64 8000 number_kinds 500 3e-4 1e-4 45 3000 8-14 replay2")
+                 "5 64 8000 number_kinds 500 3e-4 1e-4 45 3000 8-14 replay2"
+                 "6 65 6000 label_kinds 400 3e-4 1e-4 46 3000 8-14 replay2")
          batch=8; max_length=2048
          image=(--image_aspect_ratio anyres --mm_patch_merge_type spatial_unpad
                 --image_grid_pinpoints '[[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]') ;;
