@@ -49,8 +49,9 @@ def render_numbers(numbers: tuple[Written, ...]) -> Image.Image:
 
 
 def number_turns(numbers: tuple[Written, ...], rng: random.Random) -> list[tuple[str, str]]:
-    """Each number asked for by its place in the scenes' words ("at the top left"; "in the image" when it is alone), in random order, then the highest
-    when there are several (the chart questions' "max_value"); the charts' one-word prompt."""
+    """Each number asked for by its place in the scenes' words ("at the top left"; "in the image" when it is
+    alone), in random order, then the highest when there are several (the chart questions' "max_value"); the
+    charts' one-word prompt."""
     if len(numbers) == 1:
         asked = [("What number is written in the image?", str(numbers[0].value))]
     else:

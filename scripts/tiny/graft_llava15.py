@@ -43,7 +43,8 @@ def check_same_network(llava15: Path, llava16: Path) -> None:
     if differing:
         raise ValueError(f"{llava15} and {llava16} are not the same network: config.json differs in "
                          + ", ".join(f"{k} ({config15.get(k)!r} / {config16.get(k)!r})" for k in differing))
-    towers = [json.loads((d / "vision_tower" / "config.json").read_text()).get("vision_config") for d in (llava15, llava16)]
+    towers = [json.loads((d / "vision_tower" / "config.json").read_text()).get("vision_config")
+              for d in (llava15, llava16)]
     if towers[0] != towers[1]:
         raise ValueError(f"{llava15} and {llava16} have towers of other shapes (vision_tower/config.json's "
                          f"vision_config: {_differing_fields(towers[0], towers[1], ())})")

@@ -4,7 +4,7 @@
 # (OMP_NUM_THREADS=1 each, 6-8 s a step).
 #
 #     bash scripts/tiny/train_detail.sh 1.5        # from checkpoints/llava-v1.5-tiny (pad, 576 image tokens)
-#     bash scripts/tiny/train_detail.sh 1.6        # from checkpoints/llava-v1.6-tiny (anyres): its own rounds 1-3
+#     ROUNDS="1 2 3" bash scripts/tiny/train_detail.sh 1.6   # from checkpoints/llava-v1.6-tiny (anyres)
 #     GRAFT=<1.5 after round 4> FROM=<1.6 after round 3> OUT=checkpoints/llava-v1.6-tiny-detail ROUNDS="5 6" \
 #         bash scripts/tiny/train_detail.sh 1.6    # LLaVA-1.6's candidate (the two inputs: commits b19f79f, 0cbecff)
 #
