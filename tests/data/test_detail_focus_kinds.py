@@ -5,6 +5,7 @@ either style asked only for values, each bar once), "infographic_legend" (legend
 to what), "chart_labels" (charts asked only which word is under a bar) and "numbers" (a chart's digits without
 the chart, asked by place)."""
 
+import functools
 import json
 import random
 import re
@@ -140,22 +141,29 @@ PLACE_CELLS = {"at the top left": 0, "at the top": 1, "at the top right": 2, "on
                "on the right": 5, "at the bottom left": 6, "at the bottom": 7, "at the bottom right": 8}
 
 
+@functools.cache
+def drawn_numbers() -> dict[bytes, list[int]]:
+    """A 112 px cell's pixels -> the numbers from 10 to 99 that Pillow's bundled font (size 28, 1 px stroke,
+    centred) draws so."""
+    drawn: dict[bytes, list[int]] = {}
+    for n in range(10, 100):
+        blank = Image.new("RGB", (112, 112), "white")
+        ImageDraw.Draw(blank).text((56, 56), str(n), fill=(25, 25, 25), font=ImageFont.load_default(size=28),
+                                   anchor="mm", stroke_width=1, stroke_fill=(25, 25, 25))
+        drawn.setdefault(blank.tobytes(), []).append(n)
+    return drawn
+
+
 def read_numbers(image: Image.Image) -> dict[int, int]:
     """cell -> the number written in it: the cells of the 3x3 grid with dark pixels, each read as the one number
-    from 10 to 99 that Pillow's bundled font (size 28, 1 px stroke, centred in the 112 px cell) draws the same."""
+    whose drawing (`drawn_numbers`) matches the cell."""
     found = {}
     for cell in range(9):
         box = (cell % 3 * 112, cell // 3 * 112, cell % 3 * 112 + 112, cell // 3 * 112 + 112)
         crop = image.crop(box)
         if min(crop.convert("L").getdata()) > 128:
             continue
-        drawn = []
-        for n in range(10, 100):
-            blank = Image.new("RGB", (112, 112), "white")
-            ImageDraw.Draw(blank).text((56, 56), str(n), fill=(25, 25, 25), font=ImageFont.load_default(size=28),
-                                       anchor="mm", stroke_width=1, stroke_fill=(25, 25, 25))
-            drawn += [n] if blank.tobytes() == crop.tobytes() else []
-        (found[cell],) = drawn
+        (found[cell],) = drawn_numbers().get(crop.tobytes(), [])
     return found
 
 
