@@ -99,6 +99,12 @@ def _numbers(rng: random.Random, turns: int) -> tuple[Image.Image, list[Turn]]:
     return numbers.render_numbers(written), numbers.number_turns(written, rng)
 
 
+def _digits(rng: random.Random, turns: int) -> tuple[Image.Image, list[Turn]]:
+    """One number asked its first digit, its last digit and itself (three questions: `turns` is not used)."""
+    written = numbers.sample_number(rng)
+    return numbers.render_numbers(written), numbers.digit_turns(written, rng)
+
+
 def _legend_turns(page: documents.Infographic, rng: random.Random, turns: int) -> list[Turn]:
     return _page_turns(page, rng, turns, documents.LEGEND_TYPES)
 
@@ -155,7 +161,7 @@ def _mmstar(rng: random.Random, turns: int) -> tuple[Image.Image, list[Turn]]:
 KINDS: dict[str, Callable[[random.Random, int], tuple[Image.Image, list[Turn]]]] = {
     "document": _document, "infographic": _infographic, "chart": _chart, "diagram": _diagram, "mmstar": _mmstar,
     "chart_digits": _chart_digits, "chart_values": _chart_values, "infographic_legend": _infographic_legend,
-    "numbers": _numbers, "chart_labels": _chart_labels,
+    "numbers": _numbers, "chart_labels": _chart_labels, "digits": _digits,
 }
 
 

@@ -5,7 +5,9 @@ A page is 1-4 distinct numbers from 10 to 99 on a white 336x336 canvas, each cen
 scenes' 3x3 grid, drawn as the charts write a bar's value (the scenes' font at the charts' VALUE_FONT, their
 ink and stroke). The tiny tokenizer spells a number digit by digit ("45" is "▁", "4", "5"), so an answer is
 two glyphs read left to right, where the scene words the models read well are one token each
-(docs/tiny_model_history.md, "Round 6"). Training data only: no benchmark shows such a page.
+(docs/tiny_model_history.md, "Round 6"). `digit_turns` asks a lone number's first and last digit too: the tens digit
+is learnt within a hundred steps of pages alone, the units digit only once it is asked by itself ("Round 7").
+Training data only: no benchmark shows such a page.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ def sample_numbers(rng: random.Random) -> tuple[Written, ...]:
     return tuple(Written(v, c) for v, c in zip(rng.sample(NUMBERS, n), cells))
 
 
+def sample_number(rng: random.Random) -> tuple[Written, ...]:
+    """One number in a random cell (the page of `digit_turns`)."""
+    return (Written(rng.choice(NUMBERS), rng.randrange(GRID * GRID)),)
+
+
 def cell_centre(cell: int) -> tuple[float, float]:
     return (cell % GRID + 0.5) * CELL, (cell // GRID + 0.5) * CELL
 
@@ -59,3 +66,16 @@ def number_turns(numbers: tuple[Written, ...], rng: random.Random) -> list[tuple
                  for w in rng.sample(numbers, len(numbers))]
         asked.append(("What is the highest number in the image?", str(max(w.value for w in numbers))))
     return [(f"{question}\n{CHART_PROMPT}", answer) for question, answer in asked]
+
+
+DIGIT_QUESTIONS = ("What is the first digit of the number?", "What is the last digit of the number?",
+                   "What number is written in the image?")
+
+
+def digit_turns(written: tuple[Written, ...], rng: random.Random) -> list[tuple[str, str]]:
+    """A lone number's first digit, its last digit and the whole number, in random order; the charts' prompt."""
+    if len(written) != 1:
+        raise ValueError(f"digit questions are about a lone number, got {len(written)} numbers")
+    text = str(written[0].value)
+    asked = list(zip(DIGIT_QUESTIONS, (text[0], text[-1], text)))
+    return [(f"{question}\n{CHART_PROMPT}", answer) for question, answer in rng.sample(asked, len(asked))]

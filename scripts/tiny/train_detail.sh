@@ -51,21 +51,31 @@ number_kinds=(numbers numbers numbers chart_values chart_values chart_digits cha
               infographic_legend diagram diagram mmstar)
 label_kinds=(chart_labels chart_labels chart_labels chart_values numbers chart document infographic infographic_legend
              diagram diagram mmstar)
-# A round: ROUND SEED N_IMAGES KINDS_ARRAY_NAME STEPS LR TOWER_LR("-": frozen) REPLAY_SEED REPLAY_N REPLAY_TURNS REPLAY_TYPES
+digit_pages=(numbers digits digits)
+transfer_kinds=(chart_values chart_values chart_digits chart_labels digits numbers chart document infographic
+                infographic_legend diagram diagram mmstar)
+reading_kinds=(document document chart chart_labels infographic infographic infographic_legend infographic_legend
+               diagram diagram mmstar)
+# A round: ROUND SEED N_IMAGES KINDS_ARRAY_NAME STEPS LR TOWER_LR("-": frozen) REPLAY_SEED REPLAY_N(0: the pages alone)
+# REPLAY_TURNS REPLAY_TYPES_ARRAY_NAME
+none=()
 case $version in
     1.5) from="${FROM:-checkpoints/llava-v1.5-tiny}"
          rounds=("1 51 9000 round1_kinds 800 5e-4 - 40 1500 6-10 replay1"
                  "2 61 6000 later_kinds 800 3e-4 6e-5 42 3000 8-14 replay2"
                  "3 62 6000 digit_kinds 800 3e-4 1e-4 43 3000 8-14 replay2"
                  "4 63 8000 value_kinds 800 3e-4 1e-4 44 3000 8-14 replay2"
-                 "6 65 6000 label_kinds 400 3e-4 1e-4 46 3000 8-14 replay2")
+                 "6 65 6000 label_kinds 400 3e-4 1e-4 46 3000 8-14 replay2"
+                 "7 67 3000 digit_pages 250 5e-4 1e-4 - 0 - none"
+                 "8 68 6000 transfer_kinds 300 3e-4 1e-4 48 3000 8-14 replay2")
          batch=16; max_length=1536; image=(--image_aspect_ratio pad) ;;
     1.6) from="${FROM:-checkpoints/llava-v1.6-tiny}"
          rounds=("1 51 9000 round1_kinds 500 5e-4 - 40 1500 6-10 replay1"
                  "2 53 8000 round2_kinds 600 5e-4 - 40 1500 6-10 replay1"
                  "3 61 6000 later_kinds 450 3e-4 1e-4 42 3000 8-14 replay2"
                  "5 64 8000 number_kinds 500 3e-4 1e-4 45 3000 8-14 replay2"
-                 "6 65 6000 label_kinds 400 3e-4 1e-4 46 3000 8-14 replay2")
+                 "6 65 6000 label_kinds 400 3e-4 1e-4 46 3000 8-14 replay2"
+                 "7 66 6000 reading_kinds 400 3e-4 1e-4 47 3000 8-14 replay2")
          batch=8; max_length=2048
          image=(--image_aspect_ratio anyres --mm_patch_merge_type spatial_unpad
                 --image_grid_pinpoints '[[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]') ;;
@@ -93,17 +103,21 @@ detail_round() {  # see the round spec above: train $work/round<ROUND> from the 
     key=$(printf '%s ' "$n_images" "${kinds[@]}" "$replay_seed" "$replay_n" "$turns" "${replay_types[@]}" | cksum)
     round_data="$data/pages$seed-${key%% *}"
     [ "$tower_lr" = - ] || tower=(--unfreeze_mm_vision_tower True --mm_vision_tower_lr "$tower_lr")
-    [ -f "$round_data/llava_tiny_finetune.json" ] ||
+    local conversations=$round_data/llava_tiny_detail_mix.json mix=(--mix-with "$round_data/llava_tiny_finetune.json")
+    if [ "$replay_n" = 0 ]; then  # pages alone
+        conversations=$round_data/llava_tiny_detail.json mix=()
+    elif [ ! -f "$round_data/llava_tiny_finetune.json" ]; then
         "$py" scripts/tiny/generate_data.py --skip-eval --out "$round_data" --seed "$replay_seed" --n-images "$replay_n" \
             --turns "${turns%-*}" "${turns#*-}" --stages 2 --mc-options 2 4 --text-only-fraction 0.05 \
             --types "${replay_types[@]}"
-    [ -f "$round_data/llava_tiny_detail_mix.json" ] ||
+    fi
+    [ -f "$conversations" ] ||
         "$py" scripts/tiny/generate_detail_data.py --out "$round_data" --seed "$seed" --n-images "$n_images" \
-            --turns 6 12 --kinds "${kinds[@]}" --mix-with "$round_data/llava_tiny_finetune.json"
+            --turns 6 12 --kinds "${kinds[@]}" "${mix[@]}"
     # The tower given by its folder in FROM: a later round's start carries its trained tower in its weights.
     [ -f "$work/round$round/model.safetensors" ] ||
         "$py" -m llava.train.train --model_name_or_path "$start" --output_dir "$work/round$round" --version v1 \
-            --data_path "$round_data/llava_tiny_detail_mix.json" --image_folder "$round_data" --train_on_prompt False \
+            --data_path "$conversations" --image_folder "$round_data" --train_on_prompt False \
             --vision_tower "$from/vision_tower" --mm_vision_select_layer -2 --mm_projector_type mlp2x_gelu \
             --mm_use_im_start_end False --mm_use_im_patch_token False "${image[@]}" "${tower[@]}" \
             --per_device_train_batch_size "$batch" --learning_rate "$lr" --lr_scheduler_type cosine \

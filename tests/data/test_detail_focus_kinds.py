@@ -184,6 +184,20 @@ def test_numbers_are_asked_by_place_then_the_highest(tmp_path):
     assert sizes == {1, 2, 3, 4}
 
 
+def test_digits_asks_a_lone_numbers_first_and_last_digit_and_itself(tmp_path):
+    path = write_detail_set(tmp_path, seed=10, n_images=24, kinds=["digits"])
+    cells, orders = set(), set()
+    for record in json.loads(path.read_text()):
+        ((cell, value),) = read_numbers(Image.open(tmp_path / record["image"]).convert("RGB")).items()
+        cells.add(cell)
+        asked = questions_and_answers(record)
+        orders.add(tuple(q for q, _ in asked))
+        assert sorted(asked) == sorted([("What is the first digit of the number?", str(value // 10)),
+                                        ("What is the last digit of the number?", str(value % 10)),
+                                        ("What number is written in the image?", str(value))])
+    assert len(cells) >= 6 and len(orders) >= 4  # numbers all over the page, questions in shuffled orders
+
+
 def test_chart_labels_asks_the_word_under_each_bar_once(tmp_path):
     path = write_detail_set(tmp_path, seed=9, n_images=12, kinds=["chart_labels"], turns=(6, 12))
     styles = set()
