@@ -46,8 +46,10 @@ def run_lmms_eval(out: Path, model: str, model_args: str, batch_size: int = 1, p
     command = ["-m", "lmms_eval", "--model", model, "--model_args", model_args,
                "--tasks", "pope_dart_sample,mme_dart_sample", "--include_path", "llava/lmms_plugin/tasks",
                "--limit", str(limit), "--batch_size", str(batch_size), "--output_path", str(out), "--log_samples"]
+    # --standalone: the rendezvous takes a free port, so a torchrun elsewhere on the machine (a second checkout's
+    # suite) cannot collide with this one on the default 29500
     launcher = [sys.executable] if processes == 1 else [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "ACCELERATE_USE_CPU": "1"}
     proc = subprocess.run([*launcher, *command], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=hang_timeout(1800))
