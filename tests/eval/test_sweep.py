@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from llava.constants import DEFAULT_MODEL_PATH
 from llava.eval import sweep
 from llava.eval.sweep import Budget
 from llava.model.pruning.config import dart_kept_count, parse_dart_config
@@ -243,6 +244,22 @@ def test_a_name_clash_advises_the_sweeps_own_name_prefix(pope_subset, tmp_path, 
     assert "the answers of run 'sweep-llava-v1.5-tiny-vanilla'" in error and "were made with other settings" in error
     assert "Give this sweep its own --name-prefix, e.g. --name-prefix sweep-mine" in error
     assert "--overwrite" not in error  # the worker's advice would destroy the other sweep's answers
+
+
+ONE_CROP = ["cdpruner", "holov", "pooling", "visionzip", "vispruner"]  # their reduce reads one crop's patch grid
+
+
+@pytest.mark.parametrize("ckpt", [[], ["--ckpt", str(Path(DEFAULT_MODEL_PATH).parent / "llava-v1.6-tiny")]])
+def test_an_anyres_checkpoint_sweeps_without_the_one_crop_methods_and_refuses_them_up_front(ckpt, capsys):
+    from llava.model.pruning import get_method, method_names
+
+    assert sorted(m for m in method_names() if get_method(m).one_crop) == ONE_CROP
+    args = sweep.parse_args(["--out", "x", "--llava-version", "1.6", *ckpt])
+    assert args.methods == [m for m in sweep.METHOD_STYLES if m not in ONE_CROP]
+    with pytest.raises(SystemExit):
+        sweep.parse_args(["--out", "x", "--llava-version", "1.6", *ckpt, "--methods", "dart", "pooling"])
+    assert ("this checkpoint does not run pooling (it reads one crop's patch grid; this checkpoint's images are "
+            "anyres, several crops merged)") in capsys.readouterr().err
 
 
 def test_every_method_resolves_on_the_embedded_default():

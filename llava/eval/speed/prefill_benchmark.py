@@ -413,7 +413,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     refused = [f"{m} ({family.refused_methods[m]})" for m in args.methods if m in family.refused_methods]
     if refused:
         parser.error(f"the {family.name} family does not run {', '.join(refused)}")
-    grid_methods = [m for m in before_llm if m in ("visionzip", "pooling", "vispruner", "cdpruner", "holov")]
+    grid_methods = [m for m in before_llm if get_method(m).one_crop]
     if grid_methods and math.isqrt(args.image_tokens) ** 2 != args.image_tokens:
         parser.error(f"{', '.join(grid_methods)} need one crop's square patch grid; --image-tokens "
                      f"{args.image_tokens} is not a square (LLaVA-1.6's merged crops: use divprune)")

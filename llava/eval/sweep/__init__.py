@@ -251,6 +251,22 @@ def checkpoint_family(ckpt: str | None):
                                  "checkpoint's family to apply the budgets") from None
 
 
+def anyres_images(ckpt: str | None, llava_version: str) -> bool:
+    """Whether the checkpoint (without --ckpt: the scripts' embedded default of --llava-version) encodes an image as
+    several crops merged (LLaVA-1.6's anyres, in LLaVA's layout or llava-hf's llava_next), which the methods that
+    read one crop's patch grid refuse."""
+    from llava.constants import DEFAULT_MODEL_PATH
+    from llava.model.builder import read_config
+
+    path = ckpt or str(Path(DEFAULT_MODEL_PATH).parent / DEFAULT_CKPTS[llava_version])
+    try:
+        config = read_config(path)
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        raise SweepSettingsError(f"cannot read the config.json of {path} ({exc})") from None
+    return config.model_type == "llava_next" or str(getattr(config, "image_aspect_ratio", None) or "pad").startswith(
+        "anyres")
+
+
 def resolve_budgets(args: argparse.Namespace, ratio_only: bool, model_type: str | None = None) -> list[Budget]:
     if ratio_only:
         if args.ratios is None:
@@ -271,13 +287,17 @@ def resolve_budgets(args: argparse.Namespace, ratio_only: bool, model_type: str 
 
 
 def resolve_methods(methods: list[str] | None, before_llm_methods: bool,
-                    vision_cls_attention: bool = True, refused_methods=None) -> list[str]:
+                    vision_cls_attention: bool = True, refused_methods=None, anyres: bool = False) -> list[str]:
     """The methods asked for, or by default every method the family runs (some families do not run the methods
     that reduce the image before the language model, or those of them that read the tower's [CLS] token, or refuse
-    some for a reason of their own: `refused_methods`, name -> why)."""
+    some for a reason of their own: `refused_methods`, name -> why), and of those that read one crop's patch grid
+    none when the images are anyres."""
     from llava.model.pruning import PruningInput, get_method
 
-    own = refused_methods or {}
+    own = dict(refused_methods or {})
+    if anyres:
+        own.update({m: "it reads one crop's patch grid; this checkpoint's images are anyres, several crops merged"
+                    for m in METHOD_STYLES if get_method(m).one_crop and m not in own})
     runnable = [m for m in METHOD_STYLES if (before_llm_methods or not get_method(m).before_llm)
                 and (vision_cls_attention or PruningInput.VISION_CLS_ATTENTION not in get_method(m).inputs)
                 and m not in own]
@@ -291,7 +311,7 @@ def resolve_methods(methods: list[str] | None, before_llm_methods: bool,
                                  f"({' '.join(runnable)})")
     refused = [f"{m} ({own[m]})" for m in methods if m in own]
     if refused:
-        raise SweepSettingsError(f"this checkpoint's family does not run {', '.join(refused)}: leave them out of "
+        raise SweepSettingsError(f"this checkpoint does not run {', '.join(refused)}: leave them out of "
                                  f"--methods ({' '.join(runnable)})")
     return methods
 
@@ -327,7 +347,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.budgets = resolve_budgets(args, family is not None and family.ratio_budget, model_type)
         args.methods = resolve_methods(args.methods, family is None or family.before_llm_methods,
                                        family is None or getattr(family, "vision_cls_attention", True),
-                                       getattr(family, "refused_methods", None))
+                                       getattr(family, "refused_methods", None),
+                                       anyres_images(args.ckpt, args.llava_version))
     except ValueError as exc:
         parser.error(str(exc))
     return args

@@ -151,6 +151,7 @@ def reduce(inputs: VisionInputs, cfg: PruningSettings) -> ReducedImage:
 METHOD = register_method(PruningMethod(
     name="cdpruner",
     reduce=reduce,
+    one_crop=True,
     # For the tower's select-layer patches (their [CLS] attention is not read).
     inputs=frozenset({PruningInput.VISION_CLS_ATTENTION}),
     summary="before the language model, the MAP of a DPP over the image's tokens conditioned on the instruction "

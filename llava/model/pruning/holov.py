@@ -112,6 +112,7 @@ def reduce(inputs: VisionInputs, cfg: PruningSettings) -> ReducedImage:
 METHOD = register_method(PruningMethod(
     name="holov",
     reduce=reduce,
+    one_crop=True,
     inputs=frozenset({PruningInput.VISION_CLS_ATTENTION}),
     summary="before the language model, a token budget spread over 16 chunks of the image by attention and "
             "similarity variance, top [CLS] attention within each (arXiv 2510.02912)",

@@ -223,6 +223,8 @@ class PruningMethod:
     renumbers_positions(cfg): after each stage the kept tokens get consecutive positions and decoding positions
         continue them (PyramidDrop and SparseVLM as released), where the backend can; by default, what the
         method's settings say (`settings_renumber`). False: kept tokens keep their original positions.
+    one_crop: `reduce` reads one crop's patch grid of the tower (LLaVA-1.5's 'pad' or square images) and refuses
+        the merged crops of anyres images (LLaVA-1.6), so a sweep or benchmark of such a model leaves it out.
     """
 
     name: str
@@ -234,6 +236,7 @@ class PruningMethod:
     check_splice: SpliceCheck | None = None
     reduce: ReduceFn | None = None
     renumbers_positions: Callable[[PruningSettings], bool] = settings_renumber
+    one_crop: bool = False
 
     def __post_init__(self):
         if (self.select is None) == (self.reduce is None):

@@ -46,5 +46,6 @@ def reduce(inputs: VisionInputs, cfg: PruningSettings) -> ReducedImage:
 METHOD = register_method(PruningMethod(
     name="pooling",
     reduce=reduce,
+    one_crop=True,
     summary="before the language model, the patch grid average-pooled to at most the budget",
 ))

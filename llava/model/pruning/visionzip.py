@@ -74,6 +74,7 @@ def reduce(inputs: VisionInputs, cfg: PruningSettings) -> ReducedImage:
 METHOD = register_method(PruningMethod(
     name="visionzip",
     reduce=reduce,
+    one_crop=True,
     inputs=frozenset({PruningInput.VISION_CLS_ATTENTION}),
     summary="before the language model, [CLS]-attended dominant patches plus merged contextual tokens "
             "(arXiv 2412.04467)",

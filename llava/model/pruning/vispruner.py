@@ -92,6 +92,7 @@ def reduce(inputs: VisionInputs, cfg: PruningSettings) -> ReducedImage:
 METHOD = register_method(PruningMethod(
     name="vispruner",
     reduce=reduce,
+    one_crop=True,
     inputs=frozenset({PruningInput.VISION_CLS_ATTENTION}),
     summary="before the language model, [CLS]-attended important patches plus diverse ones by rounds of "
             "similarity de-duplication (arXiv 2412.01818)",
