@@ -224,7 +224,7 @@ class PruningMethod:
         continue them (PyramidDrop and SparseVLM as released), where the backend can; by default, what the
         method's settings say (`settings_renumber`). False: kept tokens keep their original positions.
     one_crop: `reduce` reads one crop's patch grid of the tower (LLaVA-1.5's 'pad' or square images) and refuses
-        the merged crops of anyres images (LLaVA-1.6), so a sweep or benchmark of such a model leaves it out.
+        the merged crops of anyres images (LLaVA-1.6); the sweep and the prefill benchmark check it before running.
     """
 
     name: str
