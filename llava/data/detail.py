@@ -75,6 +75,16 @@ def _chart_values(rng: random.Random, turns: int) -> tuple[Image.Image, list[Tur
     return charts.render_chart(chart), _value_turns(chart, rng, turns, VALUE_KINDS + ("max_value",), once_per_bar=True)
 
 
+def _bar_values(rng: random.Random, turns: int) -> tuple[Image.Image, list[Turn]]:
+    """A values-style chart asked every bar's value by its colour, in random order, in one of ChartQA's two
+    wordings (`turns` is not used): the binding of ChartQA's value questions that needs no word read, from a
+    bar's colour to the digits above it."""
+    chart = charts.sample_chart(rng, split="train", style="values")
+    template = rng.choice(charts.TEMPLATES["color_value"])
+    return charts.render_chart(chart), [(f"{template.format(color=bar.color)}\n{charts.CHART_PROMPT}", str(bar.value))
+                                        for bar in rng.sample(chart.bars, len(chart.bars))]
+
+
 # Training-only forms (not ChartQA's templates) that bind a bar to the word under it, beside ChartQA's own
 # "tallest_label": the form the candidates answer worst after values (docs/tiny_model_history.md, "Round 6").
 LABEL_OF_BAR = "What is the label of the {color} bar?"
@@ -96,6 +106,14 @@ def _numbers(rng: random.Random, turns: int) -> tuple[Image.Image, list[Turn]]:
     """1-4 numbers written as a chart writes a bar's value, each asked for by its place, then the highest (one
     question per number: `turns` is not used): reading two digits, before finding them over a bar."""
     written = numbers.sample_numbers(rng)
+    return numbers.render_numbers(written), numbers.number_turns(written, rng)
+
+
+def _number_pair(rng: random.Random, turns: int) -> tuple[Image.Image, list[Turn]]:
+    """Exactly two numbers, each asked for by its place, then the higher (`turns` is not used): the first
+    binding of digits to a place, learnt on such pages alone where pages of 1-4 numbers did not teach it
+    (docs/tiny_model_history.md, "Round 9")."""
+    written = numbers.sample_numbers(rng, count=2)
     return numbers.render_numbers(written), numbers.number_turns(written, rng)
 
 
@@ -161,7 +179,8 @@ def _mmstar(rng: random.Random, turns: int) -> tuple[Image.Image, list[Turn]]:
 KINDS: dict[str, Callable[[random.Random, int], tuple[Image.Image, list[Turn]]]] = {
     "document": _document, "infographic": _infographic, "chart": _chart, "diagram": _diagram, "mmstar": _mmstar,
     "chart_digits": _chart_digits, "chart_values": _chart_values, "infographic_legend": _infographic_legend,
-    "numbers": _numbers, "chart_labels": _chart_labels, "digits": _digits,
+    "numbers": _numbers, "chart_labels": _chart_labels, "digits": _digits, "number_pair": _number_pair,
+    "bar_values": _bar_values,
 }
 
 

@@ -31,9 +31,11 @@ class Written:
     cell: int  # 0..8, see llava.data.scenes.POSITIONS
 
 
-def sample_numbers(rng: random.Random) -> tuple[Written, ...]:
-    """1..MAX_NUMBERS distinct numbers in distinct cells, in reading order."""
-    n = rng.randint(1, MAX_NUMBERS)
+def sample_numbers(rng: random.Random, count: int | None = None) -> tuple[Written, ...]:
+    """`count` (default: 1..MAX_NUMBERS) distinct numbers in distinct cells, in reading order."""
+    if count is not None and not 1 <= count <= MAX_NUMBERS:
+        raise ValueError(f"a page holds 1 to {MAX_NUMBERS} numbers, got {count}")
+    n = rng.randint(1, MAX_NUMBERS) if count is None else count
     cells = sorted(rng.sample(range(GRID * GRID), n))
     return tuple(Written(v, c) for v, c in zip(rng.sample(NUMBERS, n), cells))
 

@@ -2,8 +2,9 @@
 "chart_digits" (values-style charts whose bars stand at heights unrelated to the digits above them: the answer is
 the number written above the bar the question names, and the heights do not give it), "chart_values" (charts of
 either style asked only for values, each bar once), "infographic_legend" (legends asked only what sits next
-to what), "chart_labels" (charts asked only which word is under a bar) and "numbers" (a chart's digits without
-the chart, asked by place)."""
+to what), "chart_labels" (charts asked only which word is under a bar), "bar_values" (values-style charts asked
+every bar's value by its colour), and "numbers", "number_pair" and "digits" (a chart's digits without the chart,
+asked by place or digit by digit)."""
 
 import functools
 import json
@@ -18,6 +19,7 @@ from chart_pixels import chart_style, find_bars
 from llava.data.charts import BASELINE, UNIT, VALUES, Bar, Chart, render_chart
 from llava.data.detail import write_detail_set
 from llava.data.documents import render_infographic, sample_infographic
+from llava.data.numbers import sample_numbers
 from llava.data.scenes import WORDS
 
 VALUE_QUESTION = re.compile(
@@ -102,6 +104,23 @@ def test_chart_values_asks_each_bar_once_for_its_value(tmp_path):
     assert styles == {"axis", "values"} and largest >= 4
 
 
+def test_bar_values_asks_every_bars_value_by_its_colour_once(tmp_path):
+    path = write_detail_set(tmp_path, seed=11, n_images=12, kinds=["bar_values"], turns=(1, 2))
+    wordings, orders = set(), set()
+    for record in json.loads(path.read_text()):
+        image = Image.open(tmp_path / record["image"]).convert("RGB")
+        assert chart_style(image) == "values"
+        bars = read_bars(image)
+        asked = questions_and_answers(record)
+        matches = [VALUE_QUESTION.fullmatch(q) for q, _ in asked]
+        assert all(m and m["color"] for m in matches), asked
+        assert sorted(m["color"] for m in matches) == sorted(b["color"] for b in bars)  # every bar, once
+        assert [a for _, a in asked] == [str(named_bar(bars, m)["value"]) for m in matches]
+        wordings.add(asked[0][0].split(" the value")[0])
+        orders.add([m["color"] for m in matches] == [b["color"] for b in bars])
+    assert wordings == {"What is", "What's"} and orders == {True, False}  # both ChartQA wordings, shuffled
+
+
 def test_infographic_legend_asks_only_what_sits_next_to_what(tmp_path):
     """Each answer is the legend entry's the question names. The page is redrawn from the generator's random
     stream (each image's own: "detail/<seed>/<k>", the number of turns drawn first) and must match the image
@@ -182,6 +201,23 @@ def test_numbers_are_asked_by_place_then_the_highest(tmp_path):
         assert [a for _, a in asked[:-1]] == [str(written[PLACE_CELLS[m[1]]]) for m in places]
         assert asked[-1] == ("What is the highest number in the image?", str(max(written.values())))
     assert sizes == {1, 2, 3, 4}
+
+
+def test_number_pair_asks_two_numbers_by_place_then_the_higher(tmp_path):
+    path = write_detail_set(tmp_path, seed=12, n_images=16, kinds=["number_pair"])
+    cells = set()
+    for record in json.loads(path.read_text()):
+        written = read_numbers(Image.open(tmp_path / record["image"]).convert("RGB"))
+        assert len(written) == 2
+        cells |= set(written)
+        asked = questions_and_answers(record)
+        places = [re.fullmatch(r"What number is written (.+)\?", q) for q, _ in asked[:-1]]
+        assert [(PLACE_CELLS[m[1]], a) for m, (_, a) in zip(places, asked)] in (
+            [(c, str(v)) for c, v in written.items()], [(c, str(v)) for c, v in reversed(written.items())])
+        assert asked[-1] == ("What is the highest number in the image?", str(max(written.values())))
+    assert cells == set(range(9))
+    with pytest.raises(ValueError, match="1 to 4 numbers, got 5"):
+        sample_numbers(random.Random(0), count=5)
 
 
 def test_digits_asks_a_lone_numbers_first_and_last_digit_and_itself(tmp_path):
