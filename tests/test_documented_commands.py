@@ -19,11 +19,22 @@ DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "check
 SHELL_FENCES = ("", "bash", "sh", "console")
 
 
+# A prose line that starts a new block: an inline code span never continues across one.
+BLOCK_START = re.compile(r"\s*(?:$|\||#|[-*] |\d+\. )")
+
+
 def code_snippets(path: Path) -> list[str]:
-    """Shell code blocks (continuation lines joined) and inline code spans of a Markdown file."""
-    snippets, block, fence = [], None, None
+    """Shell code blocks (continuation lines joined) and inline code spans of a Markdown file (a span may wrap
+    onto the next line of its paragraph or list item, as Markdown allows)."""
+    snippets, block, fence, prose = [], None, None, []
+
+    def end_prose():
+        snippets.extend(re.findall(r"`([^`]+)`", " ".join(prose)))
+        prose.clear()
+
     for line in path.read_text().splitlines():
         if line.lstrip().startswith("```"):
+            end_prose()
             if block is None:
                 fence, block = line.strip()[3:].strip(), []
             else:
@@ -33,8 +44,13 @@ def code_snippets(path: Path) -> list[str]:
             continue
         if block is not None:
             block.append(line)
-        else:
-            snippets += re.findall(r"`([^`]+)`", line)
+            continue
+        if BLOCK_START.match(line):
+            end_prose()
+        prose.append(line)
+        if line.lstrip().startswith(("|", "#")):  # a table row or a heading is a block of its own
+            end_prose()
+    end_prose()
     return snippets
 
 
@@ -82,6 +98,15 @@ def module_parser(module_name: str, monkeypatch) -> argparse.ArgumentParser:
 
 def _flags(args: list[str]) -> list[str]:
     return [word.strip("[]").split("=", 1)[0] for word in args if word.strip("[]").startswith("--")]
+
+
+def test_a_code_span_wrapped_onto_the_next_line_is_still_read(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("Continue a round: `FROM=x ROUNDS=9 bash\nscripts/tiny/train_detail.sh 1.5`, or run `python -m\n"
+                    "llava.eval.sweep --ckpt c`.\n\n| a `half | row |\n| `bash scripts/b.sh` | next row |\n"
+                    "- item `bash scripts/c.sh`\n- item two\n")
+    assert commands(page) == [("scripts/tiny/train_detail.sh", ["1.5"]), ("llava.eval.sweep", ["--ckpt", "c"]),
+                              ("scripts/b.sh", []), ("scripts/c.sh", [])]
 
 
 def test_the_docs_show_commands_at_all():
